@@ -1,0 +1,323 @@
+// Command twlab builds reproducible NAT labs in network namespaces and
+// measures how TCP timestamps, TIME_WAIT and PAWS interact behind them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/twlab/twlab/lab/report"
+	"github.com/twlab/twlab/lab/result"
+	"github.com/twlab/twlab/lab/runner"
+	"github.com/twlab/twlab/lab/runstate"
+	"github.com/twlab/twlab/lab/scenario"
+	"github.com/twlab/twlab/scenarios"
+)
+
+// Exit codes (documented in the README).
+const (
+	exitOK      = 0 // every expectation held
+	exitFailed  = 1 // an expectation failed or a cell broke
+	exitUsage   = 2 // bad input or usage
+	exitEnv     = 3 // this machine cannot run the lab (not root, no netns …)
+	exitStopped = 130
+)
+
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `twlab: reproducible NAT labs for TCP timestamps, TIME_WAIT and PAWS
+
+Usage:
+  twlab run [flags] SCENARIO     build the lab, run every cell, write results
+  twlab list                     shipped scenarios
+  twlab show SCENARIO            print a scenario (shipped or a file)
+  twlab validate FILE...         check scenarios without running them (no root needed)
+  twlab cleanup [--force]        remove what killed runs left behind
+  twlab version
+
+SCENARIO is a file path or the name of a shipped scenario (e.g. nat-paws.yaml).
+Run 'twlab run -h' for the run flags.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stdout, stderr)
+	case "list":
+		return cmdList(stdout)
+	case "show":
+		return cmdShow(args[1:], stdout, stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	case "cleanup":
+		return cmdCleanup(args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "twlab", version)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "twlab: unknown command %q\n\n%s", args[0], usage)
+	return exitUsage
+}
+
+// parseInterspersed lets flags follow the positional arguments
+// (`twlab run nat-paws.yaml --out x`), as users type them.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// loadScenario finds SCENARIO as a file, else as a shipped scenario.
+func loadScenario(name string) (file string, src []byte, err error) {
+	if st, serr := os.Stat(name); serr == nil || strings.ContainsRune(name, '/') {
+		if serr == nil && st.IsDir() {
+			return name, nil, &scenario.Error{File: name, Msg: "is a directory, want a scenario YAML file"}
+		}
+		src, err = scenario.ReadFile(name)
+		return name, src, err
+	}
+	if b, ok := scenarios.Read(name); ok {
+		n := name
+		if !strings.HasSuffix(n, ".yaml") {
+			n += ".yaml"
+		}
+		return n, b, nil
+	}
+	return name, nil, &scenario.Error{File: name, Msg: "no such file and no shipped scenario of that name; `twlab list` shows the shipped ones"}
+}
+
+func newLogger(w io.Writer, verbose int) *slog.Logger {
+	lvl := slog.LevelWarn
+	switch {
+	case verbose == 1:
+		lvl = slog.LevelInfo
+	case verbose > 1:
+		lvl = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
+}
+
+type countFlag int
+
+func (c *countFlag) String() string   { return fmt.Sprint(int(*c)) }
+func (c *countFlag) Set(string) error { *c++; return nil }
+func (c *countFlag) IsBoolFlag() bool { return true }
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("twlab run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "write results exactly into `DIR` (default results/<scenario>/<UTC time>)")
+	root := fs.String("results", "results", "results root `DIR` when --out is not given")
+	only := fs.String("only", "", "run only the cells for which `EXPR` holds, e.g. 'server.net.ipv4.tcp_rfc1337 == 1'")
+	var sets multiFlag
+	fs.Var(&sets, "set", "override a scenario field or sysctl, `path=value` (repeatable), e.g. load.connections=50")
+	var verbose countFlag
+	fs.Var(&verbose, "v", "log progress (-v) or debug details (-v -v) to stderr")
+	quiet := fs.Bool("q", false, "print only the final table")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: twlab run [flags] SCENARIO\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "twlab run: want exactly one SCENARIO (a file or a shipped name such as nat-paws.yaml)")
+		return exitUsage
+	}
+	file, src, err := loadScenario(pos[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "twlab:", err)
+		return exitUsage
+	}
+	plan, err := scenario.Load(file, src, scenario.Options{Set: sets, Only: *only})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	}
+	if err := runner.CheckEnv(); err != nil {
+		fmt.Fprintln(stderr, "twlab:", err)
+		return exitEnv
+	}
+	log := newLogger(stderr, int(verbose))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go func() {
+		n := 0
+		for s := range sigs {
+			n++
+			if n == 1 {
+				fmt.Fprintf(stderr, "\ntwlab: %s: stopping; tearing the lab down and keeping finished cells\n", s)
+				cancel()
+				continue
+			}
+			// Later signals must not cut teardown in half; it is bounded.
+			fmt.Fprintf(stderr, "twlab: %s: teardown in progress, please wait\n", s)
+		}
+	}()
+
+	if !*quiet {
+		fmt.Fprintf(stdout, "twlab: %s, %d cells\n", plan.Scenario.Name, len(plan.Cells))
+	}
+	opt := runner.Options{OutDir: *out, ResultsRoot: *root, Log: log, Overrides: sets, Only: *only,
+		Artifacts: report.WriteArtifacts}
+	if !*quiet {
+		opt.Progress = func(done, total int, c *result.Cell) {
+			fmt.Fprintln(stdout, report.CellLine(done, total, c))
+		}
+	}
+	r, dir, err := runner.Run(ctx, plan, opt)
+	if err != nil && r == nil {
+		var ee *runner.EnvError
+		if errors.As(err, &ee) {
+			fmt.Fprintln(stderr, "twlab:", err)
+			return exitEnv
+		}
+		fmt.Fprintln(stderr, "twlab:", err)
+		return exitFailed
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "twlab: writing results:", err)
+	}
+	fmt.Fprintln(stdout)
+	fmt.Fprint(stdout, report.Table(r))
+	if fe := report.FailedExpectations(r); len(fe) > 0 {
+		fmt.Fprintln(stdout, "\nFailed expectations:")
+		for _, f := range fe {
+			fmt.Fprintln(stdout, "  "+f)
+		}
+	}
+	fmt.Fprintf(stdout, "\n%s: %s (kernel %s)\nresults: %s\n", r.Status, plan.Scenario.Name, r.Kernel, filepath.Join(dir, "run.json"))
+	switch r.Status {
+	case result.RunOK:
+		if err != nil {
+			return exitFailed
+		}
+		return exitOK
+	case result.RunInterrupted:
+		return exitStopped
+	}
+	return exitFailed
+}
+
+func cmdList(stdout io.Writer) int {
+	for _, n := range scenarios.Names() {
+		b, _ := scenarios.Read(n)
+		fmt.Fprintf(stdout, "%-28s %s\n", n, scenarios.Summary(b))
+	}
+	return exitOK
+}
+
+func cmdShow(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: twlab show SCENARIO")
+		return exitUsage
+	}
+	_, src, err := loadScenario(args[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "twlab:", err)
+		return exitUsage
+	}
+	stdout.Write(src)
+	return exitOK
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("twlab validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sets multiFlag
+	fs.Var(&sets, "set", "apply `path=value` before validating (repeatable)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return exitUsage
+	}
+	if len(pos) == 0 {
+		fmt.Fprintln(stderr, "usage: twlab validate FILE...")
+		return exitUsage
+	}
+	code := exitOK
+	for _, name := range pos {
+		file, src, err := loadScenario(name)
+		if err == nil {
+			var plan *scenario.Plan
+			plan, err = scenario.Load(file, src, scenario.Options{Set: sets})
+			if err == nil {
+				fmt.Fprintf(stdout, "%s: ok (%d cells)\n", file, len(plan.Cells))
+				continue
+			}
+		}
+		fmt.Fprintln(stderr, err)
+		code = exitUsage
+	}
+	return code
+}
+
+func cmdCleanup(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("twlab cleanup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	force := fs.Bool("force", false, "also remove namespaces of runs that look alive")
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return exitUsage
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "twlab: cleanup removes network namespaces and needs root: run it with sudo")
+		return exitEnv
+	}
+	removed, err := runstate.Cleanup(*force, newLogger(stderr, 0))
+	for _, n := range removed {
+		fmt.Fprintln(stdout, "removed", n)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "twlab cleanup:", err)
+		return exitFailed
+	}
+	if len(removed) == 0 {
+		fmt.Fprintln(stdout, "nothing to clean up")
+	}
+	return exitOK
+}

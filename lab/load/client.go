@@ -1,0 +1,456 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twlab/twlab/lab/netnsutil"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Order is how clients take turns on a chain.
+type Order string
+
+const (
+	OrderRoundRobin Order = "round-robin"
+	OrderRandom     Order = "random"
+)
+
+// ParseOrder validates an order name.
+func ParseOrder(s string) (Order, error) {
+	switch o := Order(s); o {
+	case OrderRoundRobin, OrderRandom:
+		return o, nil
+	}
+	return "", fmt.Errorf("order %q: want round-robin or random", s)
+}
+
+// Client is one client namespace the generator dials from.
+type Client struct {
+	Name string
+	NS   netns.NsHandle
+	Addr net.IP
+}
+
+// Config bounds and shapes the load. Connections and Duration are hard
+// limits: whichever is reached first ends the load.
+type Config struct {
+	Clients           []Client
+	Target            net.IP
+	Port              int // first server port
+	Ports             int // chain k dials Port + k%Ports
+	Connections       int
+	Duration          time.Duration
+	Rate              float64 // new connections per second over all chains; 0 = unpaced
+	Concurrency       int     // parallel chains
+	Order             Order
+	Seed              uint64
+	ConnectTimeout    time.Duration
+	IOTimeout         time.Duration
+	BindPort          int // clients bind BindPort+k on chain k; 0 = kernel picks
+	Gap               time.Duration
+	KeepaliveRequests int
+	Close             CloseMode // who closes: the client behaves accordingly
+}
+
+// Outcome classes of one connection.
+const (
+	OK       = "ok"
+	Timeout  = "timeout"
+	Refused  = "refused"
+	Reset    = "reset"
+	AddrFail = "addr" // EADDRNOTAVAIL / EADDRINUSE: no local port to use
+	Other    = "other"
+)
+
+// FailureClasses lists every failure class, in report order.
+var FailureClasses = []string{Timeout, Refused, Reset, AddrFail, Other}
+
+// ClientStats counts one client's outcomes.
+type ClientStats struct {
+	Attempts int            `json:"attempts"`
+	OK       int            `json:"ok"`
+	Failures map[string]int `json:"failures"`
+}
+
+// Result is what the load measured.
+type Result struct {
+	Attempts  int                     `json:"attempts"`
+	OK        int                     `json:"ok"`
+	Failed    int                     `json:"failed"`
+	Failures  map[string]int          `json:"failures"`
+	Requests  int                     `json:"requests"`
+	ConnectMS Percentiles             `json:"connect_ms"`
+	ConnPerS  float64                 `json:"conn_per_s"`
+	Elapsed   float64                 `json:"elapsed_s"`
+	PerClient map[string]*ClientStats `json:"per_client"`
+	// Errors keeps the first few distinct error texts for the reader.
+	Errors []string `json:"errors,omitempty"`
+	// latencies of successful connects, ns; not serialised.
+	lat []int64
+}
+
+// Percentiles of connect latency in milliseconds.
+type Percentiles struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+// Latencies returns the connect latencies of successful connections.
+func (r *Result) Latencies() []time.Duration {
+	out := make([]time.Duration, len(r.lat))
+	for i, v := range r.lat {
+		out[i] = time.Duration(v)
+	}
+	return out
+}
+
+// ComputePercentiles uses the nearest-rank method on a sorted copy.
+func ComputePercentiles(ns []int64) Percentiles {
+	if len(ns) == 0 {
+		return Percentiles{}
+	}
+	s := slices.Clone(ns)
+	slices.Sort(s)
+	rank := func(p float64) float64 {
+		i := int(math.Ceil(p/100*float64(len(s)))) - 1
+		i = max(0, min(i, len(s)-1))
+		return round3(float64(s[i]) / 1e6)
+	}
+	return Percentiles{P50: rank(50), P90: rank(90), P99: rank(99), Max: round3(float64(s[len(s)-1]) / 1e6)}
+}
+
+func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
+
+type sockMaker struct {
+	th *netnsutil.Thread
+}
+
+// Run fires the load and returns when a bound is reached or ctx ends.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if len(cfg.Clients) == 0 {
+		return nil, errors.New("load: no clients")
+	}
+	if cfg.Connections <= 0 || cfg.Duration <= 0 {
+		return nil, errors.New("load: connections and duration must be bounded")
+	}
+	cfg.Concurrency = max(cfg.Concurrency, 1)
+	cfg.Ports = max(cfg.Ports, 1)
+	cfg.KeepaliveRequests = max(cfg.KeepaliveRequests, 1)
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = time.Second
+	}
+	if cfg.IOTimeout <= 0 {
+		cfg.IOTimeout = 2 * time.Second
+	}
+	makers := make([]sockMaker, len(cfg.Clients))
+	defer func() {
+		for _, m := range makers {
+			if m.th != nil {
+				m.th.Close()
+			}
+		}
+	}()
+	for i, c := range cfg.Clients {
+		th, err := netnsutil.NewThread(c.NS)
+		if err != nil {
+			return nil, fmt.Errorf("load: client %s: %w", c.Name, err)
+		}
+		makers[i].th = th
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	var pace <-chan time.Time
+	if cfg.Rate > 0 {
+		tk := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
+		defer tk.Stop()
+		pace = tk.C
+	}
+
+	var budget atomic.Int64
+	budget.Store(int64(cfg.Connections))
+	res := &Result{Failures: map[string]int{}, PerClient: map[string]*ClientStats{}}
+	for _, c := range cfg.Clients {
+		res.PerClient[c.Name] = &ClientStats{Failures: map[string]int{}}
+	}
+	for _, f := range FailureClasses {
+		res.Failures[f] = 0
+	}
+	var mu sync.Mutex
+	errSeen := map[string]bool{}
+	record := func(client string, o outcome) {
+		mu.Lock()
+		defer mu.Unlock()
+		res.Attempts++
+		pc := res.PerClient[client]
+		pc.Attempts++
+		res.Requests += o.requests
+		if o.class == OK {
+			res.OK++
+			pc.OK++
+			res.lat = append(res.lat, int64(o.connect))
+			return
+		}
+		res.Failed++
+		res.Failures[o.class]++
+		pc.Failures[o.class]++
+		if o.err != nil && len(res.Errors) < 8 {
+			if t := o.err.Error(); !errSeen[t] {
+				errSeen[t] = true
+				res.Errors = append(res.Errors, client+": "+t)
+			}
+		}
+	}
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	for k := 0; k < cfg.Concurrency; k++ {
+		wg.Add(1)
+		go func(k int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(k)))
+			port := cfg.Port + k%cfg.Ports
+			bind := 0
+			if cfg.BindPort > 0 {
+				bind = cfg.BindPort + k
+			}
+			for j := 0; ; j++ {
+				if ctx.Err() != nil || budget.Add(-1) < 0 {
+					return
+				}
+				if pace != nil {
+					select {
+					case <-ctx.Done():
+						return
+					case <-pace:
+					}
+				}
+				ci := (j + k) % len(cfg.Clients)
+				if cfg.Order == OrderRandom {
+					ci = rng.IntN(len(cfg.Clients))
+				}
+				c := cfg.Clients[ci]
+				o := dialOnce(ctx, makers[ci], c, cfg, port, bind)
+				if ctx.Err() != nil && o.class == Timeout && errors.Is(o.err, context.DeadlineExceeded) {
+					return // cut short by the cell's time bound, not by the network
+				}
+				record(c.Name, o)
+				if cfg.Gap > 0 {
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(cfg.Gap):
+					}
+				}
+			}
+		}(k)
+	}
+	wg.Wait()
+	el := time.Since(start)
+	res.Elapsed = round3(el.Seconds())
+	if el > 0 {
+		res.ConnPerS = math.Round(float64(res.OK)/el.Seconds()*10) / 10
+	}
+	res.ConnectMS = ComputePercentiles(res.lat)
+	return res, nil
+}
+
+type outcome struct {
+	class    string
+	connect  time.Duration
+	requests int
+	err      error
+}
+
+// dialOnce makes one connection: socket (and bind) inside the client's
+// namespace, then a non-blocking connect completed through Go's poller so
+// that no goroutine sits on a locked thread while the handshake runs.
+func dialOnce(ctx context.Context, m sockMaker, c Client, cfg Config, port, bind int) outcome {
+	var fd int
+	err := m.th.Run(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("socket: %w", err)
+		}
+		if bind > 0 {
+			// SO_REUSEADDR lets a bound port be reused while its TIME_WAIT
+			// proves (by timestamps) that the new connection is newer.
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+			sa := &unix.SockaddrInet4{Port: bind}
+			copy(sa.Addr[:], c.Addr.To4())
+			if err := unix.Bind(fd, sa); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("bind %s:%d: %w", c.Addr, bind, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return outcome{class: classify(err), err: err}
+	}
+	f := os.NewFile(uintptr(fd), "tcp")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return outcome{class: Other, err: err}
+	}
+	sa := &unix.SockaddrInet4{Port: port}
+	copy(sa.Addr[:], cfg.Target.To4())
+	start := time.Now()
+	deadline := start.Add(cfg.ConnectTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	var cerr error
+	rc.Control(func(fd uintptr) { cerr = unix.Connect(int(fd), sa) })
+	if cerr != nil && !errors.Is(cerr, unix.EINPROGRESS) {
+		return outcome{class: classify(cerr), err: fmt.Errorf("connect: %w", cerr)}
+	}
+	if cerr != nil {
+		f.SetWriteDeadline(deadline)
+		var soErr error
+		werr := rc.Write(func(fd uintptr) bool {
+			v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+			if err != nil {
+				soErr = err
+				return true
+			}
+			if v != 0 {
+				soErr = unix.Errno(v)
+				return true
+			}
+			_, err = unix.Getpeername(int(fd))
+			return err == nil // ENOTCONN: still in the handshake
+		})
+		if werr != nil {
+			if errors.Is(werr, os.ErrDeadlineExceeded) {
+				if ctx.Err() != nil && time.Now().Before(start.Add(cfg.ConnectTimeout)) {
+					return outcome{class: Timeout, err: context.DeadlineExceeded}
+				}
+				return outcome{class: Timeout, err: fmt.Errorf("connect: no answer within %s", cfg.ConnectTimeout)}
+			}
+			return outcome{class: Other, err: werr}
+		}
+		if soErr != nil {
+			return outcome{class: classify(soErr), err: fmt.Errorf("connect: %w", soErr)}
+		}
+	}
+	o := outcome{class: OK, connect: time.Since(start)}
+	o.requests, err = exchange(f, cfg)
+	if err != nil {
+		o.class = classify(err)
+		o.err = err
+	}
+	return o
+}
+
+var request = []byte("GET / HTTP/1.1\r\nHost: twlab\r\nUser-Agent: twlab\r\n\r\n")
+var requestClose = []byte("GET / HTTP/1.1\r\nHost: twlab\r\nUser-Agent: twlab\r\nConnection: close\r\n\r\n")
+
+// exchange sends the requests of one connection and ends it the way the
+// close mode says: in server mode it reads to EOF first, so that the server's
+// FIN is the first one and TIME_WAIT lands there.
+func exchange(f *os.File, cfg Config) (int, error) {
+	f.SetDeadline(time.Now().Add(cfg.IOTimeout))
+	buf := make([]byte, 0, 512)
+	rd := make([]byte, 512)
+	done := 0
+	for i := 1; i <= cfg.KeepaliveRequests; i++ {
+		req := request
+		if i == cfg.KeepaliveRequests && cfg.Close == CloseServer {
+			req = requestClose
+		}
+		if _, err := f.Write(req); err != nil {
+			return done, fmt.Errorf("write request: %w", err)
+		}
+		var err error
+		buf, err = readResponse(f, buf[:0], rd)
+		if err != nil {
+			if cfg.Close == CloseReset && i == cfg.KeepaliveRequests && isReset(err) {
+				return done + 1, nil
+			}
+			return done, fmt.Errorf("read response: %w", err)
+		}
+		done++
+	}
+	switch cfg.Close {
+	case CloseServer, CloseReset:
+		// Wait for the server's FIN (or RST) before closing.
+		for {
+			_, err := f.Read(rd)
+			if err != nil {
+				if errors.Is(err, io.EOF) || isReset(err) {
+					return done, nil
+				}
+				return done, fmt.Errorf("wait for server close: %w", err)
+			}
+		}
+	}
+	return done, nil
+}
+
+// readResponse reads one response with a Content-Length body.
+func readResponse(f *os.File, buf, rd []byte) ([]byte, error) {
+	for {
+		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
+			cl := contentLength(buf[:i])
+			if len(buf) >= i+4+cl {
+				return buf[i+4+cl:], nil
+			}
+		}
+		if len(buf) > 16<<10 {
+			return nil, errors.New("response too large")
+		}
+		n, err := f.Read(rd)
+		buf = append(buf, rd[:n]...)
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+func contentLength(head []byte) int {
+	for _, line := range bytes.Split(head, []byte("\r\n")) {
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if ok && bytes.EqualFold(bytes.TrimSpace(k), []byte("content-length")) {
+			n, err := strconv.Atoi(string(bytes.TrimSpace(v)))
+			if err == nil && n >= 0 {
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+func classify(err error) string {
+	switch {
+	case err == nil:
+		return OK
+	case errors.Is(err, unix.ETIMEDOUT), errors.Is(err, os.ErrDeadlineExceeded):
+		return Timeout
+	case errors.Is(err, unix.ECONNREFUSED):
+		return Refused
+	case errors.Is(err, unix.ECONNRESET), errors.Is(err, unix.EPIPE):
+		return Reset
+	case errors.Is(err, unix.EADDRNOTAVAIL), errors.Is(err, unix.EADDRINUSE):
+		return AddrFail
+	}
+	return Other
+}

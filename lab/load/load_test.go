@@ -1,0 +1,76 @@
+package load_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/twlab/twlab/lab/internal/roottest"
+	"github.com/twlab/twlab/lab/load"
+	"github.com/twlab/twlab/lab/nat"
+	"github.com/twlab/twlab/lab/probe"
+	"github.com/twlab/twlab/lab/sysctl"
+	"github.com/twlab/twlab/lab/topo"
+)
+
+// TestPAWSBehindSNAT reproduces the failure with nothing but the parts: two
+// clients with timestamps on behind one SNAT port, the server closing first.
+// The server must count PAWS rejects of SYNs that reuse a TIME_WAIT 4-tuple.
+func TestPAWSBehindSNAT(t *testing.T) {
+	roottest.Skip(t)
+	ctx := context.Background()
+	l, err := topo.Build(ctx, topo.Spec{RunID: roottest.RunID(t), Clients: 2}, slog.Default())
+	t.Cleanup(func() {
+		if err := l.Destroy(); err != nil {
+			t.Error(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nat.Apply(l.LVS.NS, nat.Config{Mode: nat.ModeSNAT, OutLink: l.BackLink, SNATAddr: topo.LVSBack, PortMin: 40000, PortMax: 40000}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sysctl.Apply(l.LVS.NS, []sysctl.Setting{
+		{Name: "net.ipv4.ip_forward", Requested: "1"},
+		{Name: "net.netfilter.nf_conntrack_tcp_timeout_time_wait", Requested: "0"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nat.InstallSYNCounters(l.Server.NS); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := load.StartServer(l.Server.NS, load.ServerConfig{Addr: topo.ServerAddr, Port: 8080, Close: load.CloseServer}, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	pr, err := probe.Open("server", l.Server.NS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	before, _ := pr.Counters()
+	var clients []load.Client
+	for _, c := range l.Clients {
+		clients = append(clients, load.Client{Name: c.Name, NS: c.NS, Addr: c.Addr})
+	}
+	res, err := load.Run(ctx, load.Config{Clients: clients, Target: topo.ServerAddr, Port: 8080,
+		Connections: 100, Duration: 20 * time.Second, ConnectTimeout: time.Second, BindPort: 50000, Close: load.CloseServer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := pr.Counters()
+	d := probe.Delta(before, after)
+	syn, _ := nat.ReadSYNCounters(l.Server.NS)
+	tw, _ := pr.TimeWait()
+	t.Logf("load: %+v", *res)
+	t.Logf("PAWSTimewait=%d PAWSEstab=%d syn=%v tw=%d", d["TcpExt.PAWSTimewait"], d["TcpExt.PAWSEstab"], syn, tw)
+	if res.OK != 100 {
+		t.Errorf("ok = %d, want 100 (rfc1337=0 lets every client recover)", res.OK)
+	}
+	if d["TcpExt.PAWSTimewait"] == 0 {
+		t.Errorf("no PAWS rejects at the server")
+	}
+}

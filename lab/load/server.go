@@ -1,0 +1,249 @@
+// Package load runs both ends of the experiment: a small HTTP/1.1 responder
+// in the server namespace and a bounded short-connection generator in the
+// client namespaces.
+package load
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/twlab/twlab/lab/netnsutil"
+	"github.com/vishvananda/netns"
+)
+
+// CloseMode says which side ends a connection, and so where TIME_WAIT lands.
+type CloseMode string
+
+const (
+	// CloseServer: the server closes right after its last response; TIME_WAIT
+	// sits on the server, where PAWS rejects a reused 4-tuple's SYN.
+	CloseServer CloseMode = "server"
+	// CloseClient: the server waits for the client to close; TIME_WAIT sits on
+	// the clients (the nginx-to-upstream case).
+	CloseClient CloseMode = "client"
+	// CloseReset: the server aborts with RST (SO_LINGER 0); no TIME_WAIT.
+	CloseReset CloseMode = "reset"
+)
+
+// ParseCloseMode validates a close mode name.
+func ParseCloseMode(s string) (CloseMode, error) {
+	switch m := CloseMode(s); m {
+	case CloseServer, CloseClient, CloseReset:
+		return m, nil
+	}
+	return "", fmt.Errorf("close mode %q: want server, client or reset", s)
+}
+
+// ServerConfig configures the responder.
+type ServerConfig struct {
+	Addr              net.IP
+	Port              int // first port
+	Ports             int // number of consecutive ports
+	Close             CloseMode
+	KeepaliveRequests int           // responses per connection before the close mode applies
+	IdleTimeout       time.Duration // bound on a silent connection
+}
+
+// Server is a running responder.
+type Server struct {
+	cfg       ServerConfig
+	lns       []net.Listener
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	conns     map[net.Conn]struct{}
+	log       *slog.Logger
+	closeOnce sync.Once
+	served    uint64
+}
+
+var okBody = []byte("ok\n")
+
+// StartServer listens inside ns (the sockets are created on a thread in ns and
+// keep that namespace) and serves until Close.
+func StartServer(ns netns.NsHandle, cfg ServerConfig, log *slog.Logger) (*Server, error) {
+	if cfg.Ports < 1 {
+		cfg.Ports = 1
+	}
+	if cfg.KeepaliveRequests < 1 {
+		cfg.KeepaliveRequests = 1
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 5 * time.Second
+	}
+	s := &Server{cfg: cfg, conns: map[net.Conn]struct{}{}, log: log}
+	err := netnsutil.Do(ns, func() error {
+		for i := 0; i < cfg.Ports; i++ {
+			addr := net.JoinHostPort(cfg.Addr.String(), strconv.Itoa(cfg.Port+i))
+			ln, err := net.Listen("tcp4", addr)
+			if err != nil {
+				return fmt.Errorf("listen %s: %w", addr, err)
+			}
+			s.lns = append(s.lns, ln)
+		}
+		return nil
+	})
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	for _, ln := range s.lns {
+		s.wg.Add(1)
+		go s.accept(ln)
+	}
+	return s, nil
+}
+
+func (s *Server) accept(ln net.Listener) {
+	defer s.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				s.log.Debug("accept", "err", err)
+			}
+			return
+		}
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go s.serve(c)
+	}
+}
+
+func (s *Server) serve(c net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	mode := s.cfg.Close
+	buf := make([]byte, 0, 1024)
+	rd := make([]byte, 1024)
+	for n := 1; ; n++ {
+		c.SetDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		req, rest, err := readRequest(c, buf, rd)
+		if err != nil {
+			c.Close() // the client went away or idled out
+			return
+		}
+		buf = append(buf[:0], rest...)
+		last := n >= s.cfg.KeepaliveRequests || wantsClose(req)
+		if last && mode == CloseReset {
+			// Abort before answering is not useful to a teacher; answer first.
+			c.Write(response(false))
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0)
+			}
+			c.Close()
+			return
+		}
+		closing := last && mode == CloseServer
+		if _, err := c.Write(response(closing)); err != nil {
+			c.Close()
+			return
+		}
+		s.mu.Lock()
+		s.served++
+		s.mu.Unlock()
+		if !last {
+			continue
+		}
+		if mode == CloseServer {
+			c.Close()
+			return
+		}
+		// CloseClient: wait for the client's FIN, then close; our FIN goes
+		// second, so TIME_WAIT lands on the client.
+		io.Copy(io.Discard, c)
+		c.Close()
+		return
+	}
+}
+
+// Served is the number of responses written so far.
+func (s *Server) Served() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.served
+}
+
+func response(closing bool) []byte {
+	h := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
+	if closing {
+		h += "Connection: close\r\n"
+	}
+	return append([]byte(h+"\r\n"), okBody...)
+}
+
+var errTooLarge = errors.New("request header too large")
+
+// readRequest reads one request head (bodies are not supported: GET only).
+func readRequest(c net.Conn, buf, rd []byte) (req, rest []byte, err error) {
+	for {
+		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
+			return buf[:i], buf[i+4:], nil
+		}
+		if len(buf) > 8<<10 {
+			return nil, nil, errTooLarge
+		}
+		n, err := c.Read(rd)
+		buf = append(buf, rd[:n]...)
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+func wantsClose(req []byte) bool {
+	for _, line := range bytes.Split(req, []byte("\r\n"))[1:] {
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if ok && bytes.EqualFold(bytes.TrimSpace(k), []byte("connection")) &&
+			bytes.EqualFold(bytes.TrimSpace(v), []byte("close")) {
+			return true
+		}
+	}
+	return bytes.HasSuffix(bytes.SplitN(req, []byte("\r\n"), 2)[0], []byte("HTTP/1.0"))
+}
+
+// Close stops listening, aborts open connections and waits for handlers.
+func (s *Server) Close() error {
+	var errs []error
+	s.closeOnce.Do(func() {
+		for _, ln := range s.lns {
+			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("server: handlers did not stop within 5s"))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// isReset reports whether err is a connection reset or broken pipe.
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}

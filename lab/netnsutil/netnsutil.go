@@ -1,0 +1,150 @@
+// Package netnsutil runs code inside a network namespace without leaking that
+// namespace into the Go scheduler.
+//
+// setns(2) changes only the calling OS thread. Every entry therefore happens on
+// a fresh goroutine locked to its thread; if switching back fails, the goroutine
+// exits still locked, so the runtime throws the thread away instead of reusing a
+// thread that sits in a lab namespace.
+package netnsutil
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/vishvananda/netns"
+)
+
+// Do runs f on an OS thread that has entered ns and waits for it. f must not
+// start goroutines that expect to stay in ns: new goroutines may run on any
+// thread. Files and sockets opened inside f keep ns for their whole life.
+func Do(ns netns.NsHandle, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("get current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			// The thread is unchanged; it may go back to the pool.
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter netns: %w", err)
+			return
+		}
+		ferr := safeCall(f)
+		if err := netns.Set(orig); err != nil {
+			// Keep the thread locked: it dies with this goroutine.
+			errc <- fmt.Errorf("leave netns (thread discarded): %w", err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// safeCall turns a panic in f into an error so that the namespace switch back
+// still happens and the lab can be torn down by the caller.
+func safeCall(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in namespace: %v", r)
+		}
+	}()
+	return f()
+}
+
+// Thread is a goroutine pinned inside one namespace that runs submitted
+// functions. It amortises the thread switch for callers that enter the same
+// namespace many times per second, such as the load generator's socket maker.
+type Thread struct {
+	work chan func()
+	done chan struct{}
+}
+
+// NewThread starts a pinned goroutine in ns. Close stops it.
+func NewThread(ns netns.NsHandle) (*Thread, error) {
+	t := &Thread{work: make(chan func()), done: make(chan struct{})}
+	ready := make(chan error, 1)
+	go func() {
+		defer close(t.done)
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ready <- fmt.Errorf("get current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			runtime.UnlockOSThread()
+			ready <- fmt.Errorf("enter netns: %w", err)
+			return
+		}
+		ready <- nil
+		for f := range t.work {
+			f()
+		}
+		if err := netns.Set(orig); err != nil {
+			return // stay locked: the thread is discarded
+		}
+		runtime.UnlockOSThread()
+	}()
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Run executes f inside the thread's namespace and waits for it.
+func (t *Thread) Run(f func() error) error {
+	errc := make(chan error, 1)
+	t.work <- func() { errc <- safeCall(f) }
+	return <-errc
+}
+
+// Close stops the thread; it is safe to call once.
+func (t *Thread) Close() {
+	close(t.work)
+	<-t.done
+}
+
+// NewNamed creates a network namespace bind-mounted at /run/netns/name (so
+// that `ip netns exec` and `twlab cleanup` can find it) without ever moving
+// the caller's thread into it for longer than the creation takes.
+func NewNamed(name string) (netns.NsHandle, error) {
+	type res struct {
+		h   netns.NsHandle
+		err error
+	}
+	rc := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			rc <- res{netns.None(), fmt.Errorf("get current netns: %w", err)}
+			return
+		}
+		defer orig.Close()
+		h, err := netns.NewNamed(name) // unshares this thread, then bind-mounts
+		if serr := netns.Set(orig); serr != nil {
+			if err == nil {
+				h.Close()
+			}
+			rc <- res{netns.None(), fmt.Errorf("leave new netns %s (thread discarded): %w", name, serr)}
+			return
+		}
+		runtime.UnlockOSThread()
+		if err != nil {
+			rc <- res{netns.None(), fmt.Errorf("create netns %s: %w", name, err)}
+			return
+		}
+		rc <- res{h, nil}
+	}()
+	r := <-rc
+	return r.h, r.err
+}

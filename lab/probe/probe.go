@@ -1,0 +1,282 @@
+// Package probe reads a namespace's TCP counters and TIME_WAIT count.
+//
+// /proc/net follows the thread-group leader's namespace, so the files are
+// opened from a thread inside the lab namespace through /proc/thread-self/net.
+// A /proc/net file keeps the namespace it was opened in; afterwards it is
+// re-read with pread at offset 0 from any goroutine, without switching.
+package probe
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twlab/twlab/lab/netnsutil"
+	"github.com/vishvananda/netns"
+)
+
+// Node holds the open counter files of one namespace.
+type Node struct {
+	Name     string
+	netstat  *os.File
+	snmp     *os.File
+	sockstat *os.File
+	buf      []byte
+	mu       sync.Mutex
+}
+
+// Open opens the counter files of ns.
+func Open(name string, ns netns.NsHandle) (*Node, error) {
+	n := &Node{Name: name, buf: make([]byte, 0, 16<<10)}
+	err := netnsutil.Do(ns, func() error {
+		var err error
+		if n.netstat, err = os.Open("/proc/thread-self/net/netstat"); err != nil {
+			return err
+		}
+		if n.snmp, err = os.Open("/proc/thread-self/net/snmp"); err != nil {
+			return err
+		}
+		n.sockstat, err = os.Open("/proc/thread-self/net/sockstat")
+		return err
+	})
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("probe %s: open counters: %w", name, err)
+	}
+	return n, nil
+}
+
+// Close closes the files; safe on a partly opened node.
+func (n *Node) Close() {
+	for _, f := range []*os.File{n.netstat, n.snmp, n.sockstat} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// readAll re-reads f from offset 0 into the node's buffer.
+func (n *Node) readAll(f *os.File) ([]byte, error) {
+	buf := n.buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		m, err := f.ReadAt(buf[len(buf):cap(buf)], int64(len(buf)))
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	n.buf = buf
+	return buf, nil
+}
+
+// Counters returns every field of /proc/net/netstat and /proc/net/snmp as
+// "Group.Field" (e.g. "TcpExt.PAWSTimewait", "Tcp.OutRsts").
+func (n *Node) Counters() (map[string]int64, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make(map[string]int64, 256)
+	for _, f := range []*os.File{n.netstat, n.snmp} {
+		b, err := n.readAll(f)
+		if err != nil {
+			return nil, fmt.Errorf("probe %s: read %s: %w", n.Name, f.Name(), err)
+		}
+		if err := ParseCounters(b, out); err != nil {
+			return nil, fmt.Errorf("probe %s: parse %s: %w", n.Name, f.Name(), err)
+		}
+	}
+	return out, nil
+}
+
+// TimeWait returns the number of TIME_WAIT sockets right now.
+func (n *Node) TimeWait() (int, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	b, err := n.readAll(n.sockstat)
+	if err != nil {
+		return 0, fmt.Errorf("probe %s: read sockstat: %w", n.Name, err)
+	}
+	return ParseSockstatTW(b)
+}
+
+// ParseCounters parses the header/value line pairs of /proc/net/netstat and
+// /proc/net/snmp into out.
+func ParseCounters(b []byte, out map[string]int64) error {
+	var hdr []byte
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(line) == 0 {
+			continue
+		}
+		if hdr == nil {
+			hdr = line
+			continue
+		}
+		if err := parsePair(hdr, line, out); err != nil {
+			return err
+		}
+		hdr = nil
+	}
+	if hdr != nil {
+		return fmt.Errorf("header line without values: %.40q", hdr)
+	}
+	return nil
+}
+
+func parsePair(hdr, vals []byte, out map[string]int64) error {
+	hg, hrest, ok1 := bytes.Cut(hdr, []byte(": "))
+	vg, vrest, ok2 := bytes.Cut(vals, []byte(": "))
+	if !ok1 || !ok2 || !bytes.Equal(hg, vg) {
+		return fmt.Errorf("mismatched lines %.20q / %.20q", hdr, vals)
+	}
+	names := bytes.Fields(hrest)
+	nums := bytes.Fields(vrest)
+	if len(names) != len(nums) {
+		return fmt.Errorf("%s: %d names but %d values", hg, len(names), len(nums))
+	}
+	group := string(hg)
+	for i, nm := range names {
+		v, err := strconv.ParseInt(string(nums[i]), 10, 64)
+		if err != nil {
+			// Some fields are unsigned 64-bit and may exceed int64.
+			u, uerr := strconv.ParseUint(string(nums[i]), 10, 64)
+			if uerr != nil {
+				return fmt.Errorf("%s.%s: %w", group, nm, err)
+			}
+			v = int64(u)
+		}
+		out[group+"."+string(nm)] = v
+	}
+	return nil
+}
+
+// ParseSockstatTW finds "tw N" on the "TCP:" line of /proc/net/sockstat.
+func ParseSockstatTW(b []byte) (int, error) {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		rest, ok := bytes.CutPrefix(line, []byte("TCP: "))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		for i := 0; i+1 < len(f); i += 2 {
+			if string(f[i]) == "tw" {
+				return strconv.Atoi(string(f[i+1]))
+			}
+		}
+	}
+	return 0, fmt.Errorf("sockstat: no TCP tw field")
+}
+
+// Delta returns after-before for every key present in after. Gauges such as
+// Tcp.CurrEstab come out as the change over the cell too.
+func Delta(before, after map[string]int64) map[string]int64 {
+	d := make(map[string]int64, len(after))
+	for k, v := range after {
+		d[k] = v - before[k]
+	}
+	return d
+}
+
+// Sample is one TIME_WAIT reading.
+type Sample struct {
+	T  time.Duration `json:"t_ms"` // since the sampler started
+	TW int           `json:"tw"`
+}
+
+// TWStats summarises one node's TIME_WAIT over a cell.
+type TWStats struct {
+	Max    int      `json:"max"`
+	Final  int      `json:"final"`
+	Series []Sample `json:"-"`
+}
+
+// Sampler reads TIME_WAIT of several nodes at a fixed interval.
+type Sampler struct {
+	nodes    []*Node
+	interval time.Duration
+	maxLen   int
+	cancel   context.CancelFunc
+	done     chan struct{}
+	mu       sync.Mutex
+	stats    map[string]*TWStats
+	err      error
+	start    time.Time
+}
+
+// StartSampler samples every interval until Stop; the series is capped at
+// maxLen samples per node so that memory stays bounded.
+func StartSampler(ctx context.Context, nodes []*Node, interval time.Duration, maxLen int) *Sampler {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Sampler{nodes: nodes, interval: interval, maxLen: maxLen, cancel: cancel,
+		done: make(chan struct{}), stats: map[string]*TWStats{}, start: time.Now()}
+	for _, n := range nodes {
+		s.stats[n.Name] = &TWStats{}
+	}
+	go s.loop(ctx)
+	return s
+}
+
+func (s *Sampler) loop(ctx context.Context) {
+	defer close(s.done)
+	tk := time.NewTicker(s.interval)
+	defer tk.Stop()
+	for {
+		s.sample(time.Since(s.start))
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+	}
+}
+
+func (s *Sampler) sample(at time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range s.nodes {
+		tw, err := n.TimeWait()
+		if err != nil {
+			if s.err == nil {
+				s.err = err
+			}
+			continue
+		}
+		st := s.stats[n.Name]
+		st.Max = max(st.Max, tw)
+		st.Final = tw
+		if len(st.Series) < s.maxLen {
+			st.Series = append(st.Series, Sample{T: at, TW: tw})
+		}
+	}
+}
+
+// Stop takes one last sample and returns the statistics per node.
+func (s *Sampler) Stop() (map[string]*TWStats, error) {
+	s.cancel()
+	<-s.done
+	s.sample(time.Since(s.start))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats, s.err
+}

@@ -1,0 +1,351 @@
+// Package report renders a run for people (terminal lines and table,
+// Markdown) and for spreadsheets (CSV). run.json stays the source of truth;
+// everything here is derived from it.
+package report
+
+import (
+	"bytes"
+	"encoding/csv"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/twlab/twlab/lab/load"
+	"github.com/twlab/twlab/lab/result"
+)
+
+// column is one figure of the cell table.
+type column struct {
+	head string
+	get  func(c *result.Cell) string
+}
+
+func num(v int64) string { return strconv.FormatInt(v, 10) }
+func ms(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
+
+func counter(node, key string) func(c *result.Cell) string {
+	return func(c *result.Cell) string {
+		if n := c.Nodes[node]; n != nil {
+			if v, ok := n.Summary[key]; ok {
+				return num(v)
+			}
+			if v, ok := n.Counters[key]; ok {
+				return num(v)
+			}
+			return "-"
+		}
+		return ""
+	}
+}
+
+func loadCol(f func(l *load.Result) string) func(c *result.Cell) string {
+	return func(c *result.Cell) string {
+		if c.Load == nil {
+			return ""
+		}
+		return f(c.Load)
+	}
+}
+
+func synCol(f func(s *result.SYN) int64) func(c *result.Cell) string {
+	return func(c *result.Cell) string {
+		if c.SYN == nil {
+			return ""
+		}
+		return num(f(c.SYN))
+	}
+}
+
+var columns = []column{
+	{"status", func(c *result.Cell) string { return c.Status }},
+	{"conns", loadCol(func(l *load.Result) string { return num(int64(l.Attempts)) })},
+	{"ok", loadCol(func(l *load.Result) string { return num(int64(l.OK)) })},
+	{"fail", loadCol(func(l *load.Result) string { return failures(l) })},
+	{"p50ms", loadCol(func(l *load.Result) string { return ms(l.ConnectMS.P50) })},
+	{"p99ms", loadCol(func(l *load.Result) string { return ms(l.ConnectMS.P99) })},
+	{"conn/s", loadCol(func(l *load.Result) string { return strconv.FormatFloat(l.ConnPerS, 'f', 0, 64) })},
+	{"syn_in", synCol(func(s *result.SYN) int64 { return s.In })},
+	{"unanswered", synCol(func(s *result.SYN) int64 { return s.Unanswered })},
+	{"srv_paws", counter("server", "paws")},
+	{"cli_synretrans", counter("clients", "TcpExt.TCPSynRetrans")},
+	{"cli_rsts", counter("clients", "Tcp.OutRsts")},
+	{"srv_tw_max", func(c *result.Cell) string {
+		if n := c.Nodes["server"]; n != nil {
+			return num(int64(n.TimeWait.Max))
+		}
+		return ""
+	}},
+	{"expect", expectCol},
+}
+
+func failures(l *load.Result) string {
+	if l.Failed == 0 {
+		return "0"
+	}
+	var parts []string
+	for _, k := range load.FailureClasses {
+		if v := l.Failures[k]; v > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, v))
+		}
+	}
+	return fmt.Sprintf("%d (%s)", l.Failed, strings.Join(parts, ", "))
+}
+
+func expectCol(c *result.Cell) string {
+	if len(c.Expect) == 0 {
+		return "-"
+	}
+	ok := 0
+	for _, e := range c.Expect {
+		if e.OK {
+			ok++
+		}
+	}
+	return fmt.Sprintf("%d/%d", ok, len(c.Expect))
+}
+
+// CellLine is the one line printed when a cell finishes.
+func CellLine(done, total int, c *result.Cell) string {
+	w := len(strconv.Itoa(total))
+	head := fmt.Sprintf("[%*d/%d] %-5s %s", w, done, total, c.Status, c.ID)
+	if c.Load == nil {
+		if c.Reason != "" {
+			return head + "  " + c.Reason
+		}
+		return head
+	}
+	l := c.Load
+	s := fmt.Sprintf("%s  %d conns, ok %d, failed %s, connect p50 %.1f ms p99 %.1f ms", head, l.Attempts, l.OK, failures(l), l.ConnectMS.P50, l.ConnectMS.P99)
+	if c.SYN != nil {
+		s += fmt.Sprintf(", SYN in %d unanswered %d", c.SYN.In, c.SYN.Unanswered)
+	}
+	if n := c.Nodes["server"]; n != nil {
+		s += fmt.Sprintf(", server PAWS %d", n.Summary["paws"])
+	}
+	s += fmt.Sprintf(", expect %s (%.1fs)", expectCol(c), c.DurationS)
+	if c.Status == result.CellFailed && c.Reason != "" {
+		s += "\n        " + c.Reason
+	}
+	return s
+}
+
+// Table is the terminal table of all cells.
+func Table(r *result.Run) string {
+	var b bytes.Buffer
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	heads := []string{"cell"}
+	for _, col := range columns {
+		heads = append(heads, col.head)
+	}
+	fmt.Fprintln(tw, strings.Join(heads, "\t"))
+	for _, c := range r.Cells {
+		row := []string{c.ID}
+		for _, col := range columns {
+			row = append(row, col.get(c))
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// FailedExpectations lists each failed assertion with figure and bound.
+func FailedExpectations(r *result.Run) []string {
+	var out []string
+	for _, c := range r.Cells {
+		for _, e := range c.Expect {
+			if e.OK {
+				continue
+			}
+			s := fmt.Sprintf("cell %s: %s", c.ID, e.Expr)
+			if e.Error != "" {
+				s += ": " + e.Error
+			} else {
+				s += fmt.Sprintf(": measured %v, wanted %v", e.Value, e.Bound)
+			}
+			if e.Name != "" {
+				s += "  [" + e.Name + "]"
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Markdown is summary.md: what ran, the table, what failed, and why.
+func Markdown(r *result.Run) string {
+	var b strings.Builder
+	name := r.ScenarioFile
+	fmt.Fprintf(&b, "# twlab run: %s\n\n", filepath.Base(name))
+	fmt.Fprintf(&b, "- status: **%s**\n- kernel: %s\n- started: %s\n- run id: %s\n", r.Status, r.Kernel, r.Started.Format("2006-01-02 15:04:05 UTC"), r.RunID)
+	if len(r.Overrides) > 0 {
+		fmt.Fprintf(&b, "- overrides: `%s`\n", strings.Join(r.Overrides, "`, `"))
+	}
+	b.WriteString("\n## Cells\n\n| cell |")
+	for _, col := range columns {
+		b.WriteString(" " + col.head + " |")
+	}
+	b.WriteString("\n|---|")
+	for range columns {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, c := range r.Cells {
+		fmt.Fprintf(&b, "| `%s` |", c.ID)
+		for _, col := range columns {
+			b.WriteString(" " + strings.ReplaceAll(col.get(c), "|", "/") + " |")
+		}
+		b.WriteString("\n")
+	}
+	if fe := FailedExpectations(r); len(fe) > 0 {
+		b.WriteString("\n## Failed expectations\n\n")
+		for _, f := range fe {
+			fmt.Fprintf(&b, "- %s\n", f)
+		}
+	}
+	b.WriteString("\n## What happened in each cell\n")
+	for _, c := range r.Cells {
+		fmt.Fprintf(&b, "\n### `%s` — %s\n\n", c.ID, c.Status)
+		if c.Reason != "" {
+			fmt.Fprintf(&b, "%s\n\n", c.Reason)
+		}
+		for _, n := range c.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+		if len(c.KnobsActual) > 0 {
+			keys := sortedKeys(c.KnobsActual)
+			b.WriteString("\nKnobs in force: ")
+			for i, k := range keys {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(&b, "`%s=%s`", k, c.KnobsActual[k])
+			}
+			b.WriteString("\n")
+		}
+		if len(c.Expect) > 0 {
+			b.WriteString("\n| expectation | measured | result |\n|---|---|---|\n")
+			for _, e := range c.Expect {
+				res := "ok"
+				if !e.OK {
+					res = "**FAILED**"
+					if e.Error != "" {
+						res += " " + e.Error
+					}
+				}
+				fmt.Fprintf(&b, "| `%s` | %v | %s |\n", e.Expr, valueOrDash(e.Value), res)
+			}
+		}
+	}
+	return b.String()
+}
+
+func valueOrDash(v any) any {
+	if v == nil {
+		return "-"
+	}
+	return v
+}
+
+// CSV is cells.csv: one row per cell, knobs first, then the figures.
+func CSV(r *result.Run) ([]byte, error) {
+	knobSet := map[string]bool{}
+	for _, c := range r.Cells {
+		for k := range c.Knobs {
+			knobSet[k] = true
+		}
+	}
+	knobs := sortedKeys(knobSet)
+	head := []string{"cell", "status", "reason"}
+	head = append(head, knobs...)
+	head = append(head, "attempts", "ok", "failed")
+	for _, f := range load.FailureClasses {
+		head = append(head, "fail_"+f)
+	}
+	head = append(head, "connect_p50_ms", "connect_p90_ms", "connect_p99_ms", "connect_max_ms", "conn_per_s",
+		"syn_in", "synack_out", "syn_unanswered", "rst_in", "rst_out")
+	nodeFields := append([]string{"paws"}, result.SummaryFields...)
+	for _, node := range []string{"server", "clients", "lvs"} {
+		for _, f := range nodeFields {
+			head = append(head, node+"."+f)
+		}
+		head = append(head, node+".time_wait_max", node+".time_wait_final")
+	}
+	head = append(head, "expect_ok", "expect_total", "duration_s")
+	var b bytes.Buffer
+	w := csv.NewWriter(&b)
+	w.Write(head)
+	for _, c := range r.Cells {
+		row := []string{c.ID, c.Status, c.Reason}
+		for _, k := range knobs {
+			row = append(row, c.Knobs[k])
+		}
+		if l := c.Load; l != nil {
+			row = append(row, num(int64(l.Attempts)), num(int64(l.OK)), num(int64(l.Failed)))
+			for _, f := range load.FailureClasses {
+				row = append(row, num(int64(l.Failures[f])))
+			}
+			row = append(row, fmtF(l.ConnectMS.P50), fmtF(l.ConnectMS.P90), fmtF(l.ConnectMS.P99), fmtF(l.ConnectMS.Max), fmtF(l.ConnPerS))
+		} else {
+			row = append(row, make([]string, 3+len(load.FailureClasses)+5)...)
+		}
+		if s := c.SYN; s != nil {
+			row = append(row, num(s.In), num(s.SynAckOut), num(s.Unanswered), num(s.RSTIn), num(s.RSTOut))
+		} else {
+			row = append(row, make([]string, 5)...)
+		}
+		for _, node := range []string{"server", "clients", "lvs"} {
+			n := c.Nodes[node]
+			for _, f := range nodeFields {
+				v := ""
+				if n != nil {
+					if x, ok := n.Summary[f]; ok {
+						v = num(x)
+					}
+				}
+				row = append(row, v)
+			}
+			if n != nil {
+				row = append(row, num(int64(n.TimeWait.Max)), num(int64(n.TimeWait.Final)))
+			} else {
+				row = append(row, "", "")
+			}
+		}
+		ok := 0
+		for _, e := range c.Expect {
+			if e.OK {
+				ok++
+			}
+		}
+		row = append(row, num(int64(ok)), num(int64(len(c.Expect))), fmtF(c.DurationS))
+		w.Write(row)
+	}
+	w.Flush()
+	return b.Bytes(), w.Error()
+}
+
+func fmtF(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// WriteArtifacts writes cells.csv and summary.md next to run.json.
+func WriteArtifacts(dir string, r *result.Run) error {
+	c, err := CSV(r)
+	if err != nil {
+		return fmt.Errorf("cells.csv: %w", err)
+	}
+	if err := result.WriteFileAtomic(filepath.Join(dir, "cells.csv"), c); err != nil {
+		return err
+	}
+	return result.WriteFileAtomic(filepath.Join(dir, "summary.md"), []byte(Markdown(r)))
+}

@@ -1,0 +1,230 @@
+// Package result defines the run document (run.json, schema twlab.run/v1)
+// and writes it atomically.
+//
+// Other tools read run.json; the names below are a contract. Add fields,
+// never rename or repurpose one within v1.
+package result
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/twlab/twlab/lab/load"
+)
+
+// Schema names this document's version.
+const Schema = "twlab.run/v1"
+
+// Run statuses.
+const (
+	RunRunning     = "running"
+	RunOK          = "ok"
+	RunFailed      = "failed"
+	RunInterrupted = "interrupted"
+)
+
+// Cell statuses.
+const (
+	CellOK     = "ok"
+	CellNA     = "n/a"
+	CellFailed = "failed"
+)
+
+// Run is one twlab run.
+type Run struct {
+	Schema       string     `json:"schema"`
+	Tool         string     `json:"tool"`
+	RunID        string     `json:"run_id"`
+	ScenarioFile string     `json:"scenario_file"`
+	Scenario     any        `json:"scenario"` // *scenario.Scenario when written; decoded as a generic object
+	Overrides    []string   `json:"overrides,omitempty"`
+	Only         string     `json:"only,omitempty"`
+	Kernel       string     `json:"kernel"`
+	Host         Host       `json:"host"`
+	Started      time.Time  `json:"started"`
+	Finished     *time.Time `json:"finished,omitempty"`
+	Status       string     `json:"status"`
+	Error        string     `json:"error,omitempty"`
+	Cells        []*Cell    `json:"cells"`
+}
+
+// Host describes where the run happened.
+type Host struct {
+	Hostname string `json:"hostname"`
+	CPUs     int    `json:"cpus"`
+	VM       bool   `json:"vm"` // the whole machine is the lab (twlab vm guest)
+}
+
+// Cell is one matrix cell.
+type Cell struct {
+	ID     string `json:"id"`
+	Index  int    `json:"index"`
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+	// Knobs are the values asked for: every sysctl as ROLE.NAME plus the
+	// matrix's field keys.
+	Knobs map[string]string `json:"knobs"`
+	// KnobsActual are the values the kernel held during the cell, read back
+	// after writing; "absent" where the kernel lacks a knob whose absence
+	// means the requested value (tcp_tw_recycle=0 on Linux >= 4.12).
+	KnobsActual map[string]string `json:"knobs_actual,omitempty"`
+	Matrix      map[string]string `json:"matrix"`
+	Started     time.Time         `json:"started"`
+	DurationS   float64           `json:"duration_s"`
+	Load        *load.Result      `json:"load,omitempty"`
+	SYN         *SYN              `json:"syn,omitempty"`
+	Nodes       map[string]*Node  `json:"nodes,omitempty"`
+	Expect      []Expect          `json:"expect"`
+	Notes       []string          `json:"notes,omitempty"`
+}
+
+// SYN is what the server's nftables counters saw during the cell.
+type SYN struct {
+	In         int64 `json:"in"`
+	SynAckOut  int64 `json:"synack_out"`
+	Unanswered int64 `json:"unanswered"` // in - synack_out, floored at 0
+	RSTIn      int64 `json:"rst_in"`
+	RSTOut     int64 `json:"rst_out"`
+}
+
+// Node is one namespace's measurements over the cell.
+type Node struct {
+	// Counters are deltas of every /proc/net/netstat and /proc/net/snmp
+	// field, as "Group.Field".
+	Counters map[string]int64 `json:"counters"`
+	// Summary picks the fields of the TIME_WAIT story by name (present ones
+	// only) plus "paws", the sum of the PAWS* family this kernel has.
+	Summary  map[string]int64 `json:"summary"`
+	TimeWait TimeWait         `json:"time_wait"`
+}
+
+// TimeWait summarises TIME_WAIT sockets sampled during the cell.
+type TimeWait struct {
+	Max     int      `json:"max"`
+	Final   int      `json:"final"`
+	Samples int      `json:"samples"`
+	Series  [][2]int `json:"series,omitempty"` // [ms since cell start, count]
+}
+
+// Expect is one evaluated assertion.
+type Expect struct {
+	Name  string `json:"name,omitempty"`
+	Expr  string `json:"expr"`
+	OK    bool   `json:"ok"`
+	Value any    `json:"value"`           // the measured figure (left side)
+	Bound any    `json:"bound,omitempty"` // the right side of a comparison
+	Error string `json:"error,omitempty"`
+}
+
+// SummaryFields are the counters shown by name.
+var SummaryFields = []string{
+	"TcpExt.PAWSPassive", "TcpExt.PAWSActive", "TcpExt.PAWSEstab", "TcpExt.PAWSTimewait",
+	"TcpExt.TW", "TcpExt.TWRecycled", "TcpExt.TWKilled", "TcpExt.TCPTimeWaitOverflow",
+	"TcpExt.ListenDrops", "TcpExt.ListenOverflows", "TcpExt.TCPSynRetrans",
+	"TcpExt.TCPACKSkippedTimeWait", "Tcp.OutRsts", "Tcp.AttemptFails", "Tcp.ActiveOpens", "Tcp.PassiveOpens",
+}
+
+// PAWSFields are summed into the kernel-independent "paws" figure.
+var PAWSFields = []string{"TcpExt.PAWSPassive", "TcpExt.PAWSActive", "TcpExt.PAWSEstab", "TcpExt.PAWSTimewait"}
+
+// Summarize fills Summary from Counters.
+func (n *Node) Summarize() {
+	n.Summary = map[string]int64{}
+	for _, f := range SummaryFields {
+		if v, ok := n.Counters[f]; ok {
+			n.Summary[f] = v
+		}
+	}
+	var paws int64
+	for _, f := range PAWSFields {
+		paws += n.Counters[f]
+	}
+	n.Summary["paws"] = paws
+}
+
+// WriteFileAtomic writes data to path through a temporary file in the same
+// folder and a rename, so a reader never sees a torn file.
+func WriteFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename into %s: %w", path, err)
+	}
+	chownToSudoUser(path)
+	return nil
+}
+
+// WriteJSON writes r as indented JSON, atomically.
+func (r *Run) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode run: %w", err)
+	}
+	return WriteFileAtomic(path, append(b, '\n'))
+}
+
+// ReadRun loads a run.json.
+func ReadRun(path string) (*Run, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Run
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if r.Schema != Schema {
+		return nil, fmt.Errorf("%s: schema %q, want %q", path, r.Schema, Schema)
+	}
+	return &r, nil
+}
+
+// MkdirAll creates dir and its missing parents, each owned by the invoking
+// user under sudo, so that results can be removed without root.
+func MkdirAll(dir string) error {
+	var missing []string
+	for d := filepath.Clean(dir); d != "." && d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range missing {
+		chownToSudoUser(d)
+	}
+	return nil
+}
+
+func chownToSudoUser(path string) {
+	uid, err1 := strconv.Atoi(os.Getenv("SUDO_UID"))
+	gid, err2 := strconv.Atoi(os.Getenv("SUDO_GID"))
+	if err1 == nil && err2 == nil && uid > 0 {
+		os.Chown(path, uid, gid)
+	}
+}

@@ -1,0 +1,168 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/twlab/twlab/lab/expr"
+	"github.com/twlab/twlab/lab/load"
+	"github.com/twlab/twlab/lab/result"
+	"github.com/twlab/twlab/lab/scenario"
+)
+
+// Figures lists every measured figure of a cell by the name expectations use:
+//
+//	load.attempts load.ok load.failed load.requests load.conn_per_s load.elapsed_s
+//	load.failures.{timeout,refused,reset,addr,other}
+//	load.connect_ms.{p50,p90,p99,max}
+//	load.clients.C.{attempts,ok,failed}   load.{min,max}_client_ok  load.max_client_failed
+//	syn.{in,synack_out,unanswered,rst_in,rst_out}
+//	NODE.Group.Field   (every TcpExt/Tcp/Ip… counter delta; NODE = c1…, lvs, server, clients = sum of clients)
+//	NODE.paws          (sum of the PAWS* counters this kernel has)
+//	NODE.time_wait.{max,final}
+func Figures(rc *result.Cell) map[string]float64 {
+	f := map[string]float64{}
+	if l := rc.Load; l != nil {
+		f["load.attempts"] = float64(l.Attempts)
+		f["load.ok"] = float64(l.OK)
+		f["load.failed"] = float64(l.Failed)
+		f["load.requests"] = float64(l.Requests)
+		f["load.conn_per_s"] = l.ConnPerS
+		f["load.elapsed_s"] = l.Elapsed
+		for _, c := range load.FailureClasses {
+			f["load.failures."+c] = float64(l.Failures[c])
+		}
+		f["load.connect_ms.p50"] = l.ConnectMS.P50
+		f["load.connect_ms.p90"] = l.ConnectMS.P90
+		f["load.connect_ms.p99"] = l.ConnectMS.P99
+		f["load.connect_ms.max"] = l.ConnectMS.Max
+		minOK, maxOK, maxFail := math.Inf(1), 0.0, 0.0
+		for name, pc := range l.PerClient {
+			failed := pc.Attempts - pc.OK
+			f["load.clients."+name+".attempts"] = float64(pc.Attempts)
+			f["load.clients."+name+".ok"] = float64(pc.OK)
+			f["load.clients."+name+".failed"] = float64(failed)
+			minOK = min(minOK, float64(pc.OK))
+			maxOK = max(maxOK, float64(pc.OK))
+			maxFail = max(maxFail, float64(failed))
+		}
+		if !math.IsInf(minOK, 1) {
+			f["load.min_client_ok"] = minOK
+		}
+		f["load.max_client_ok"] = maxOK
+		f["load.max_client_failed"] = maxFail
+	}
+	if s := rc.SYN; s != nil {
+		f["syn.in"] = float64(s.In)
+		f["syn.synack_out"] = float64(s.SynAckOut)
+		f["syn.unanswered"] = float64(s.Unanswered)
+		f["syn.rst_in"] = float64(s.RSTIn)
+		f["syn.rst_out"] = float64(s.RSTOut)
+	}
+	for name, n := range rc.Nodes {
+		for k, v := range n.Counters {
+			f[name+"."+k] = float64(v)
+		}
+		f[name+".paws"] = float64(n.Summary["paws"])
+		f[name+".time_wait.max"] = float64(n.TimeWait.Max)
+		f[name+".time_wait.final"] = float64(n.TimeWait.Final)
+	}
+	return f
+}
+
+// Evaluate checks the cell's expectations against its figures; the cell's
+// variables (knobs and fields) are visible too.
+func Evaluate(c *scenario.Cell, rc *result.Cell) []result.Expect {
+	figs := Figures(rc)
+	env := func(name string) (expr.Value, bool) {
+		if v, ok := figs[name]; ok {
+			return expr.Num(v), true
+		}
+		if v, ok := c.Vars[name]; ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				return expr.Num(f), true
+			}
+			return expr.Str(v), true
+		}
+		return expr.Value{}, false
+	}
+	out := []result.Expect{}
+	for _, e := range c.Expect {
+		for _, a := range e.Asserts {
+			r := result.Expect{Name: e.Name, Expr: a.String()}
+			cr, err := a.Check(env)
+			if err != nil {
+				r.Error = err.Error()
+				var un *expr.UnknownNameError
+				if errors.As(err, &un) {
+					r.Error = fmt.Sprintf("%s is not measured in this cell%s", un.Name, hint(un.Name, figs))
+				}
+			} else {
+				r.OK = cr.OK
+				r.Value = jsonValue(cr.Left)
+				if cr.HasRight {
+					r.Bound = cr.Op + " " + cr.Right.String()
+				}
+			}
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func jsonValue(v expr.Value) any {
+	if v.IsNum {
+		return v.Num
+	}
+	return v.Str
+}
+
+// hint suggests figures that share the unknown name's last segment, which
+// catches both typos of the node and counters this kernel names differently.
+func hint(name string, figs map[string]float64) string {
+	last := name[strings.LastIndex(name, ".")+1:]
+	var cands []string
+	for k := range figs {
+		if strings.HasSuffix(k, "."+last) && len(cands) < 4 {
+			cands = append(cands, k)
+		}
+	}
+	if len(cands) == 0 {
+		return " (this kernel may not have that counter; see run.json nodes.*.counters for what it has)"
+	}
+	return " (did you mean " + strings.Join(cands, ", ") + "?)"
+}
+
+// Explain turns a cell's figures into sentences a newcomer can follow.
+func Explain(c *scenario.Cell, rc *result.Cell) []string {
+	if rc.Load == nil || rc.Nodes == nil {
+		return nil
+	}
+	var out []string
+	f := Figures(rc)
+	paws := f["server.paws"]
+	ts := c.Vars["clients.net.ipv4.tcp_timestamps"]
+	rfc := c.Vars["server.net.ipv4.tcp_rfc1337"]
+	if paws > 0 {
+		out = append(out, fmt.Sprintf("%.0f SYNs reused a 4-tuple the server still held in TIME_WAIT, carried an older timestamp and were rejected by PAWS: the server answered with a bare ACK instead of a SYN-ACK (%.0f SYNs in, %.0f SYN-ACKs out).",
+			paws, f["syn.in"], f["syn.synack_out"]))
+		if rfc == "1" && rc.Load.Failed > 0 {
+			out = append(out, fmt.Sprintf("tcp_rfc1337=1: the client's RST no longer kills the TIME_WAIT socket, and each rejected SYN restarts its timer, so the client whose clock is behind stays locked out (%d connect timeouts).", rc.Load.Failures[load.Timeout]))
+		} else if rc.Load.Failed == 0 {
+			out = append(out, fmt.Sprintf("Every client recovered: it answered the bare ACK with a RST, which killed the server's TIME_WAIT socket (tcp_rfc1337=0), and its retried SYN got through; that costs the connect latency (p99 %.1f ms, max %.1f ms).", rc.Load.ConnectMS.P99, rc.Load.ConnectMS.Max))
+		}
+	} else if ts == "0" && (f["clients.Tcp.OutRsts"] > 0 || f["syn.unanswered"] > 0) {
+		out = append(out, fmt.Sprintf("No PAWS counter moved (timestamps are off), yet %.0f SYNs went unanswered and the clients sent %.0f RSTs: without timestamps the server's TIME_WAIT socket compares sequence numbers instead, and a SYN whose ISN is not above the old connection's is answered with an ACK just like a PAWS reject.",
+			f["syn.unanswered"], f["clients.Tcp.OutRsts"]))
+		if rfc == "1" && rc.Load.Failed > 0 {
+			out = append(out, fmt.Sprintf("With tcp_rfc1337=1 the RST does not end the TIME_WAIT, so those clients time out (%d timeouts).", rc.Load.Failures[load.Timeout]))
+		}
+	}
+	if rc.Load.Failures[load.AddrFail] > 0 {
+		out = append(out, fmt.Sprintf("%d connects found no free local port (EADDRNOTAVAIL/EADDRINUSE): TIME_WAIT on the clients holds the ports.", rc.Load.Failures[load.AddrFail]))
+	}
+	return out
+}

@@ -1,0 +1,446 @@
+// Package runner executes a plan: for every cell it builds a fresh lab, sets
+// the knobs, fires the load, measures, evaluates expectations and tears the
+// lab down again, whatever happens.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twlab/twlab/lab/load"
+	"github.com/twlab/twlab/lab/nat"
+	"github.com/twlab/twlab/lab/probe"
+	"github.com/twlab/twlab/lab/result"
+	"github.com/twlab/twlab/lab/runstate"
+	"github.com/twlab/twlab/lab/scenario"
+	"github.com/twlab/twlab/lab/sysctl"
+	"github.com/twlab/twlab/lab/topo"
+	"golang.org/x/sys/unix"
+)
+
+// EnvError means this machine cannot run the lab (not root, no netns …).
+type EnvError struct{ Msg string }
+
+func (e *EnvError) Error() string { return e.Msg }
+
+// Options configure a run.
+type Options struct {
+	OutDir      string // exact output folder; "" = ResultsRoot/<scenario>/<UTC time>
+	ResultsRoot string // default "results"
+	Log         *slog.Logger
+	// Progress receives one line per finished cell; nil discards.
+	Progress func(done, total int, c *result.Cell)
+	// Artifacts writes cells.csv, summary.md … next to run.json; nil = none.
+	Artifacts func(dir string, r *result.Run) error
+	Overrides []string
+	Only      string
+}
+
+// Sample interval of TIME_WAIT counts.
+const sampleEvery = 100 * time.Millisecond
+
+// settle lets the last close handshakes finish before counters are read.
+const settle = 150 * time.Millisecond
+
+// CheckEnv says whether this machine can run labs at all.
+func CheckEnv() error {
+	if os.Geteuid() != 0 {
+		return &EnvError{"twlab builds network namespaces and needs root: run it with sudo"}
+	}
+	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
+		return &EnvError{"this kernel has no network namespaces (/proc/self/ns/net missing): twlab cannot build a lab here"}
+	}
+	return nil
+}
+
+// Run executes plan. It returns the run document (also when interrupted) and
+// the folder it was written to.
+func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, string, error) {
+	if err := CheckEnv(); err != nil {
+		return nil, "", err
+	}
+	log := opt.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	if left, err := runstate.Leftovers(); err == nil && len(left) > 0 {
+		n := 0
+		for _, v := range left {
+			n += len(v)
+		}
+		log.Warn("leftovers of killed twlab runs found; `sudo twlab cleanup` removes them", "runs", len(left), "namespaces", n)
+	}
+	id, err := runstate.NewRunID()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := runstate.Register(id, plan.File); err != nil {
+		return nil, "", err
+	}
+	defer runstate.Unregister(id)
+
+	started := time.Now().UTC()
+	dir := opt.OutDir
+	if dir == "" {
+		root := opt.ResultsRoot
+		if root == "" {
+			root = "results"
+		}
+		dir = filepath.Join(root, plan.Scenario.Name, started.Format("20060102T150405Z"))
+	}
+	if err := result.MkdirAll(dir); err != nil {
+		return nil, "", fmt.Errorf("results folder: %w", err)
+	}
+	host, _ := os.Hostname()
+	run := &result.Run{
+		Schema: result.Schema, Tool: "twlab", RunID: id, ScenarioFile: plan.File, Scenario: plan.Scenario,
+		Overrides: opt.Overrides, Only: opt.Only, Kernel: kernelRelease(),
+		Host:    result.Host{Hostname: host, CPUs: runtime.NumCPU()},
+		Started: started, Status: result.RunRunning, Cells: []*result.Cell{},
+	}
+	jsonPath := filepath.Join(dir, "run.json")
+	if err := run.WriteJSON(jsonPath); err != nil {
+		return nil, dir, err
+	}
+	log.Info("run started", "run_id", id, "scenario", plan.Scenario.Name, "cells", len(plan.Cells), "out", dir)
+
+	for _, c := range plan.Cells {
+		if ctx.Err() != nil {
+			break
+		}
+		rc := runCell(ctx, id, c, log)
+		if ctx.Err() != nil && rc.Status != result.CellNA {
+			// A cell cut short by Ctrl-C measured nothing meaningful.
+			rc.Status, rc.Reason = result.CellFailed, "interrupted"
+		}
+		run.Cells = append(run.Cells, rc)
+		// Each finished cell is on disk at once: an interrupted run keeps it.
+		if err := run.WriteJSON(jsonPath); err != nil {
+			log.Error("write run.json", "err", err)
+		}
+		if opt.Progress != nil {
+			opt.Progress(len(run.Cells), len(plan.Cells), rc)
+		}
+	}
+	fin := time.Now().UTC()
+	run.Finished = &fin
+	switch {
+	case ctx.Err() != nil:
+		run.Status = result.RunInterrupted
+	case slices.ContainsFunc(run.Cells, func(c *result.Cell) bool { return c.Status == result.CellFailed }):
+		run.Status = result.RunFailed
+	default:
+		run.Status = result.RunOK
+	}
+	var errs []error
+	if err := run.WriteJSON(jsonPath); err != nil {
+		errs = append(errs, err)
+	}
+	if opt.Artifacts != nil {
+		if err := opt.Artifacts(dir, run); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return run, dir, errors.Join(errs...)
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// cellRun holds one cell's live state.
+type cellRun struct {
+	id   string // the run id, part of every name
+	c    *scenario.Cell
+	s    *scenario.Scenario
+	rc   *result.Cell
+	lab  *topo.Lab
+	log  *slog.Logger
+	srv  *load.Server
+	prbs []*probe.Node
+}
+
+func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logger) (rc *result.Cell) {
+	s := c.S
+	rc = &result.Cell{ID: c.ID, Index: c.Index, Started: time.Now().UTC(),
+		Knobs: map[string]string{}, Matrix: map[string]string{}, Expect: []result.Expect{}}
+	for _, kv := range c.Matrix {
+		rc.Matrix[kv.Key] = kv.Value
+		if !isSysctlKey(kv.Key) {
+			rc.Knobs[kv.Key] = kv.Value
+		}
+	}
+	for role, ks := range s.Sysctl {
+		for _, k := range ks {
+			rc.Knobs[role+"."+k.Name] = sysctl.Normalize(k.Value)
+		}
+	}
+	cr := &cellRun{id: runID, c: c, s: s, rc: rc, log: log.With("cell", c.ID)}
+	start := time.Now()
+	defer func() { rc.DurationS = round3(time.Since(start).Seconds()) }()
+	// Teardown is registered first so that it runs last, after recover.
+	defer func() {
+		if err := cr.teardown(); err != nil {
+			cr.log.Error("teardown", "err", err)
+			rc.Notes = append(rc.Notes, "teardown: "+err.Error())
+			if rc.Status == result.CellOK {
+				rc.Status, rc.Reason = result.CellFailed, "teardown failed: "+err.Error()
+			}
+		}
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			rc.Status, rc.Reason = result.CellFailed, fmt.Sprintf("internal error (panic): %v", p)
+			cr.log.Error("panic in cell", "panic", p)
+		}
+	}()
+	if err := cr.run(ctx); err != nil {
+		rc.Status, rc.Reason = result.CellFailed, "error: "+err.Error()
+		cr.log.Error("cell failed", "err", err)
+	}
+	return rc
+}
+
+func (cr *cellRun) teardown() error {
+	var errs []error
+	if cr.srv != nil {
+		errs = append(errs, cr.srv.Close())
+	}
+	for _, p := range cr.prbs {
+		p.Close()
+	}
+	errs = append(errs, cr.lab.Destroy())
+	return errors.Join(errs...)
+}
+
+func isSysctlKey(k string) bool {
+	role, rest, _ := strings.Cut(k, ".")
+	return slices.Contains(scenario.Roles, role) && strings.HasPrefix(rest, "net.")
+}
+
+func (cr *cellRun) run(ctx context.Context) error {
+	s, rc := cr.s, cr.rc
+	var vip net.IP
+	if s.LVS.Mode == string(nat.ModeFullNAT) {
+		vip = net.ParseIP(s.LVS.VIP).To4()
+	}
+	var err error
+	cr.lab, err = topo.Build(ctx, topo.Spec{RunID: cr.id, Clients: s.Clients.Count, VIP: vip}, cr.log)
+	if err != nil {
+		return fmt.Errorf("build lab: %w", err)
+	}
+	lab := cr.lab
+	ncfg := nat.Config{Mode: nat.Mode(s.LVS.Mode), OutLink: lab.BackLink, SNATAddr: topo.LVSBack,
+		Random: s.LVS.Random, VIP: vip, Server: topo.ServerAddr,
+		PortsFrom: uint16(s.Server.Port), PortsTo: uint16(s.Server.Port + s.Server.Ports - 1)}
+	if s.LVS.SNATPorts > 0 {
+		ncfg.PortMin, ncfg.PortMax = uint16(s.LVS.SNATPortBase), uint16(s.LVS.SNATPortBase+s.LVS.SNATPorts-1)
+	}
+	// NAT first: it loads nf_conntrack, whose sysctls the knobs may name.
+	if err := nat.Apply(lab.LVS.NS, ncfg); err != nil {
+		return fmt.Errorf("lvs: %w", err)
+	}
+
+	plan := cr.knobPlan()
+	actual := map[string]string{}
+	var na []string
+	for _, pk := range plan {
+		a, err := sysctl.Probe(pk.nodes[0].NS, pk.name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case a.Exists && a.Writable:
+		case sysctl.AbsentEquivalent(pk.name, pk.value):
+			actual[pk.key] = "absent"
+			rc.Notes = append(rc.Notes, fmt.Sprintf("%s: %s; the cell runs as %s=%s, which is what the kernel does without it", pk.key, a.Reason, pk.name, pk.value))
+			pk.skip = true
+		default:
+			na = append(na, a.Reason)
+		}
+	}
+	if len(na) > 0 {
+		rc.Status, rc.Reason = result.CellNA, "n/a: "+strings.Join(dedupe(na), "; ")
+		return nil
+	}
+	for _, pk := range plan {
+		if pk.skip {
+			continue
+		}
+		for _, n := range pk.nodes {
+			got, err := sysctl.Apply(n.NS, []sysctl.Setting{{Name: pk.name, Requested: pk.value}})
+			if err != nil {
+				return fmt.Errorf("%s (%s): %w", pk.key, n.Name, err)
+			}
+			actual[pk.key] = got[0].Actual
+		}
+	}
+	rc.KnobsActual = actual
+
+	if err := nat.InstallSYNCounters(lab.Server.NS); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	closeMode, _ := load.ParseCloseMode(s.Server.Close)
+	cr.srv, err = load.StartServer(lab.Server.NS, load.ServerConfig{Addr: topo.ServerAddr, Port: s.Server.Port,
+		Ports: s.Server.Ports, Close: closeMode, KeepaliveRequests: s.Server.KeepaliveRequests,
+		IdleTimeout: s.Load.IOTimeout.D() + time.Second}, cr.log)
+	if err != nil {
+		return err
+	}
+	for _, n := range lab.Nodes() {
+		p, err := probe.Open(n.Name, n.NS)
+		if err != nil {
+			return err
+		}
+		cr.prbs = append(cr.prbs, p)
+	}
+	before := map[string]map[string]int64{}
+	for _, p := range cr.prbs {
+		if before[p.Name], err = p.Counters(); err != nil {
+			return err
+		}
+	}
+	synBefore, err := nat.ReadSYNCounters(lab.Server.NS)
+	if err != nil {
+		return err
+	}
+	maxSamples := int(s.Load.Duration.D()/sampleEvery) + 64
+	sampler := probe.StartSampler(ctx, cr.prbs, sampleEvery, maxSamples)
+
+	var clients []load.Client
+	for _, c := range lab.Clients {
+		clients = append(clients, load.Client{Name: c.Name, NS: c.NS, Addr: c.Addr})
+	}
+	target := topo.ServerAddr
+	if vip != nil {
+		target = vip
+	}
+	order, _ := load.ParseOrder(s.Load.Order)
+	lres, err := load.Run(ctx, load.Config{Clients: clients, Target: target, Port: s.Server.Port, Ports: s.Server.Ports,
+		Connections: s.Load.Connections, Duration: s.Load.Duration.D(), Rate: s.Load.Rate, Concurrency: s.Load.Concurrency,
+		Order: order, Seed: s.Seed, ConnectTimeout: s.Load.ConnectTimeout.D(), IOTimeout: s.Load.IOTimeout.D(),
+		BindPort: s.Load.BindPort, Gap: s.Load.Gap.D(), KeepaliveRequests: s.Server.KeepaliveRequests, Close: closeMode})
+	if err != nil {
+		sampler.Stop()
+		return err
+	}
+	rc.Load = lres
+	select {
+	case <-time.After(settle):
+	case <-ctx.Done():
+	}
+	tw, serr := sampler.Stop()
+	if serr != nil {
+		cr.log.Warn("time_wait sampling", "err", serr)
+	}
+	synAfter, err := nat.ReadSYNCounters(lab.Server.NS)
+	if err != nil {
+		return err
+	}
+	rc.SYN = &result.SYN{
+		In:        int64(synAfter[nat.CounterSYNIn] - synBefore[nat.CounterSYNIn]),
+		SynAckOut: int64(synAfter[nat.CounterSYNACKOut] - synBefore[nat.CounterSYNACKOut]),
+		RSTIn:     int64(synAfter[nat.CounterRSTIn] - synBefore[nat.CounterRSTIn]),
+		RSTOut:    int64(synAfter[nat.CounterRSTOut] - synBefore[nat.CounterRSTOut]),
+	}
+	rc.SYN.Unanswered = max(0, rc.SYN.In-rc.SYN.SynAckOut)
+	rc.Nodes = map[string]*result.Node{}
+	clientsSum := &result.Node{Counters: map[string]int64{}}
+	for _, p := range cr.prbs {
+		after, err := p.Counters()
+		if err != nil {
+			return err
+		}
+		n := &result.Node{Counters: probe.Delta(before[p.Name], after)}
+		if st := tw[p.Name]; st != nil {
+			n.TimeWait = result.TimeWait{Max: st.Max, Final: st.Final, Samples: len(st.Series)}
+			for _, smp := range st.Series {
+				n.TimeWait.Series = append(n.TimeWait.Series, [2]int{int(smp.T.Milliseconds()), smp.TW})
+			}
+		}
+		n.Summarize()
+		rc.Nodes[p.Name] = n
+		if lab.Node(p.Name).Role == topo.RoleClient {
+			for k, v := range n.Counters {
+				clientsSum.Counters[k] += v
+			}
+			clientsSum.TimeWait.Max += n.TimeWait.Max
+			clientsSum.TimeWait.Final += n.TimeWait.Final
+		}
+	}
+	clientsSum.Summarize()
+	rc.Nodes["clients"] = clientsSum
+
+	rc.Expect = Evaluate(cr.c, rc)
+	rc.Status = result.CellOK
+	for _, e := range rc.Expect {
+		if !e.OK {
+			rc.Status = result.CellFailed
+			rc.Reason = "expectation failed: " + e.Expr
+			if e.Error != "" {
+				rc.Reason += " (" + e.Error + ")"
+			}
+			break
+		}
+	}
+	rc.Notes = append(rc.Notes, Explain(cr.c, rc)...)
+	return nil
+}
+
+type plannedKnob struct {
+	key, name, value string
+	nodes            []*topo.Node
+	skip             bool
+}
+
+// knobPlan lists the cell's sysctls with the nodes they go to, plus the
+// knobs the lab itself needs on the box.
+func (cr *cellRun) knobPlan() []*plannedKnob {
+	lab, s := cr.lab, cr.s
+	nodesOf := func(role string) []*topo.Node {
+		switch role {
+		case "clients":
+			return lab.Clients
+		case "lvs":
+			return []*topo.Node{lab.LVS}
+		}
+		return []*topo.Node{lab.Server}
+	}
+	var out []*plannedKnob
+	out = append(out, &plannedKnob{key: "lvs.net.ipv4.ip_forward", name: "net.ipv4.ip_forward", value: "1", nodes: nodesOf("lvs")})
+	if t := s.LVS.ConntrackTWTimeout; t != nil {
+		out = append(out, &plannedKnob{key: "lvs.net.netfilter.nf_conntrack_tcp_timeout_time_wait",
+			name: "net.netfilter.nf_conntrack_tcp_timeout_time_wait", value: fmt.Sprint(int(t.D().Seconds())), nodes: nodesOf("lvs")})
+	}
+	for _, role := range scenario.Roles {
+		for _, k := range s.Sysctl[role] {
+			out = append(out, &plannedKnob{key: role + "." + k.Name, name: k.Name, value: sysctl.Normalize(k.Value), nodes: nodesOf(role)})
+		}
+	}
+	return out
+}
+
+func dedupe(s []string) []string {
+	var out []string
+	for _, v := range s {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }

@@ -1,0 +1,427 @@
+// Package scenario loads, validates and expands twlab scenario files.
+//
+// Requested state and runtime state are different things: a scenario is
+// decoded and validated completely (strictly: an unknown field is an error
+// naming file, line and column) before anything is created. The matrix and
+// --set overrides are applied to the YAML tree and the result is decoded
+// again, so every cell is validated exactly like a hand-written scenario.
+package scenario
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Limits that keep a scenario bounded; documented in the README.
+const (
+	MaxFileSize       = 256 << 10
+	MaxClients        = 64
+	MaxConnections    = 1_000_000
+	MaxDuration       = 10 * time.Minute
+	MaxConnectTimeout = 60 * time.Second
+	MaxConcurrency    = 64
+	MaxServerPorts    = 64
+	MaxCells          = 256
+	MaxKeepalive      = 10_000
+	MaxRunTime        = time.Hour
+)
+
+// Scenario is the typed form of a scenario file.
+type Scenario struct {
+	Name        string              `yaml:"name" json:"name"`
+	Description string              `yaml:"description" json:"description"`
+	Seed        uint64              `yaml:"seed" json:"seed"`
+	Clients     Clients             `yaml:"clients" json:"clients"`
+	LVS         LVS                 `yaml:"lvs" json:"lvs"`
+	Server      Server              `yaml:"server" json:"server"`
+	Load        LoadConfig          `yaml:"load" json:"load"`
+	Sysctl      map[string]KnobSet  `yaml:"sysctl" json:"sysctl"`
+	Matrix      Matrix              `yaml:"matrix" json:"matrix"`
+	Exclude     []map[string]Scalar `yaml:"exclude" json:"exclude,omitempty"`
+	Include     []map[string]Scalar `yaml:"include" json:"include,omitempty"`
+	Expect      []Expect            `yaml:"expect" json:"expect"`
+}
+
+// Clients configures the client namespaces.
+type Clients struct {
+	Count int `yaml:"count" json:"count"`
+}
+
+// LVS configures the NAT box.
+type LVS struct {
+	Mode               string    `yaml:"mode" json:"mode"`             // snat | fullnat | route
+	SNATPorts          int       `yaml:"snat_ports" json:"snat_ports"` // size of the SNAT port range; 0 = kernel's choice
+	SNATPortBase       int       `yaml:"snat_port_base" json:"snat_port_base"`
+	Random             bool      `yaml:"random" json:"random"`                                       // fully-random port selection
+	ConntrackTWTimeout *Duration `yaml:"conntrack_tw_timeout" json:"conntrack_tw_timeout,omitempty"` // nil = leave the kernel default
+	VIP                string    `yaml:"vip" json:"vip"`
+}
+
+// Server configures the responder.
+type Server struct {
+	Port              int    `yaml:"port" json:"port"`
+	Ports             int    `yaml:"ports" json:"ports"`
+	Close             string `yaml:"close" json:"close"` // server | client | reset
+	KeepaliveRequests int    `yaml:"keepalive_requests" json:"keepalive_requests"`
+}
+
+// LoadConfig bounds and shapes the short-connection load of one cell.
+type LoadConfig struct {
+	Connections    int      `yaml:"connections" json:"connections"`
+	Duration       Duration `yaml:"duration" json:"duration"`
+	Rate           float64  `yaml:"rate" json:"rate"`
+	Concurrency    int      `yaml:"concurrency" json:"concurrency"`
+	Order          string   `yaml:"order" json:"order"`
+	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout"`
+	IOTimeout      Duration `yaml:"io_timeout" json:"io_timeout"`
+	BindPort       int      `yaml:"bind_port" json:"bind_port"`
+	Gap            Duration `yaml:"gap" json:"gap"`
+}
+
+// KnobSet is a role's sysctls in file order.
+type KnobSet []Knob
+
+// Knob is one sysctl.
+type Knob struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	Line  int    `json:"-"`
+	Col   int    `json:"-"`
+}
+
+// UnmarshalYAML keeps file order and positions.
+func (k *KnobSet) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return &posError{n.Line, n.Column, "want a mapping of sysctl names to values"}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := n.Content[i], n.Content[i+1]
+		if vn.Kind != yaml.ScalarNode {
+			return &posError{vn.Line, vn.Column, fmt.Sprintf("sysctl %s: want a scalar value", kn.Value)}
+		}
+		*k = append(*k, Knob{Name: kn.Value, Value: vn.Value, Line: kn.Line, Col: kn.Column})
+	}
+	return nil
+}
+
+// MarshalJSON writes a knob set as an object in file order.
+func (k KnobSet) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, kn := range k {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Quote(kn.Name) + ":" + strconv.Quote(kn.Value))
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// Matrix is the ordered list of matrix axes.
+type Matrix []Axis
+
+// Axis is one matrix key with its values.
+type Axis struct {
+	Key    string   `json:"key"`
+	Values []string `json:"values"`
+	Line   int      `json:"-"`
+	Col    int      `json:"-"`
+}
+
+// UnmarshalYAML keeps axis order: the first axis varies slowest.
+func (m *Matrix) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return &posError{n.Line, n.Column, "matrix: want a mapping of keys to lists of values"}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := n.Content[i], n.Content[i+1]
+		a := Axis{Key: kn.Value, Line: kn.Line, Col: kn.Column}
+		switch vn.Kind {
+		case yaml.SequenceNode:
+			for _, e := range vn.Content {
+				if e.Kind != yaml.ScalarNode {
+					return &posError{e.Line, e.Column, fmt.Sprintf("matrix %s: values must be scalars", kn.Value)}
+				}
+				a.Values = append(a.Values, e.Value)
+			}
+		case yaml.ScalarNode:
+			a.Values = []string{vn.Value}
+		default:
+			return &posError{vn.Line, vn.Column, fmt.Sprintf("matrix %s: want a list of values", kn.Value)}
+		}
+		*m = append(*m, a)
+	}
+	return nil
+}
+
+// Scalar is a YAML scalar kept as text (knob values are text to the kernel).
+type Scalar string
+
+// UnmarshalYAML accepts any scalar.
+func (s *Scalar) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &posError{n.Line, n.Column, "want a scalar value"}
+	}
+	*s = Scalar(n.Value)
+	return nil
+}
+
+// Expect is one expectation: assertions checked in every cell the selector
+// matches.
+type Expect struct {
+	Name   string     `yaml:"name" json:"name,omitempty"`
+	When   Text       `yaml:"when" json:"when,omitempty"`
+	Assert StringList `yaml:"assert" json:"assert"`
+}
+
+// Text is a string that remembers where it was written.
+type Text struct {
+	S         string
+	Line, Col int
+}
+
+// UnmarshalYAML accepts a scalar.
+func (t *Text) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &posError{n.Line, n.Column, "want a string"}
+	}
+	*t = Text{n.Value, n.Line, n.Column}
+	return nil
+}
+
+// MarshalJSON writes the string.
+func (t Text) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(t.S)), nil }
+
+// IsZero lets omitempty drop an empty selector.
+func (t Text) IsZero() bool { return t.S == "" }
+
+type pos struct{ line, col int }
+
+// StringList accepts one string or a list of strings, remembering positions.
+type StringList struct {
+	Items []string
+	Pos   []pos
+}
+
+// UnmarshalYAML accepts a scalar or a sequence of scalars.
+func (s *StringList) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		s.Items, s.Pos = []string{n.Value}, []pos{{n.Line, n.Column}}
+		return nil
+	case yaml.SequenceNode:
+		for _, e := range n.Content {
+			if e.Kind != yaml.ScalarNode {
+				return &posError{e.Line, e.Column, "want a string"}
+			}
+			s.Items = append(s.Items, e.Value)
+			s.Pos = append(s.Pos, pos{e.Line, e.Column})
+		}
+		return nil
+	}
+	return &posError{n.Line, n.Column, "want a string or a list of strings"}
+}
+
+// MarshalJSON writes the items.
+func (s StringList) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('[')
+	for i, it := range s.Items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Quote(it))
+	}
+	b.WriteByte(']')
+	return b.Bytes(), nil
+}
+
+// Duration is a time.Duration written as "700ms", "8s" (or a bare number of
+// seconds).
+type Duration time.Duration
+
+// UnmarshalYAML parses Go duration syntax.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &posError{n.Line, n.Column, "want a duration such as 500ms or 8s"}
+	}
+	if f, err := strconv.ParseFloat(n.Value, 64); err == nil {
+		if f < 0 || f > 1e6 {
+			return &posError{n.Line, n.Column, fmt.Sprintf("duration %s out of range", n.Value)}
+		}
+		*d = Duration(f * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return &posError{n.Line, n.Column, fmt.Sprintf("%q is not a duration: want e.g. 500ms, 8s, 2m", n.Value)}
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D is the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes the duration in Go syntax.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(strconv.Quote(time.Duration(d).String())), nil
+}
+
+// posError carries a position out of UnmarshalYAML.
+type posError struct {
+	line, col int
+	msg       string
+}
+
+func (e *posError) Error() string { return e.msg }
+
+// Error is one problem in a scenario file, with where it is.
+type Error struct {
+	File  string
+	Line  int
+	Col   int
+	Field string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Col > 0 {
+			fmt.Fprintf(&b, ":%d", e.Col)
+		}
+	}
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found, so a user fixes them in one go.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// ReadFile reads a scenario file with the size and encoding checks applied
+// before any parsing.
+func ReadFile(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, &Error{File: path, Msg: "cannot read scenario: " + unwrap(err).Error()}
+	}
+	if st.IsDir() {
+		return nil, &Error{File: path, Msg: "is a directory, want a scenario YAML file"}
+	}
+	if st.Size() > MaxFileSize {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("file is %d bytes; scenarios are limited to %d", st.Size(), MaxFileSize)}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Msg: "cannot read scenario: " + unwrap(err).Error()}
+	}
+	return b, nil
+}
+
+func unwrap(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// parseTree parses YAML text into a node tree with the basic checks.
+func parseTree(file string, src []byte) (*yaml.Node, error) {
+	if len(src) > MaxFileSize {
+		return nil, &Error{File: file, Msg: fmt.Sprintf("scenario is %d bytes; the limit is %d", len(src), MaxFileSize)}
+	}
+	if !utf8.Valid(src) {
+		line := 1 + bytes.Count(src[:firstInvalid(src)], []byte("\n"))
+		return nil, &Error{File: file, Line: line, Msg: "not valid UTF-8; scenarios are UTF-8 text"}
+	}
+	if len(bytes.TrimSpace(src)) == 0 {
+		return nil, &Error{File: file, Msg: "empty scenario; want at least name, clients and load (see `twlab list` for examples)"}
+	}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	if err := dec.Decode(&doc); err != nil {
+		return nil, yamlSyntaxError(file, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, &Error{File: file, Line: extra.Line, Msg: "more than one YAML document; a scenario is one document"}
+	}
+	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		n := &doc
+		if len(doc.Content) == 1 {
+			n = doc.Content[0]
+		}
+		return nil, &Error{File: file, Line: n.Line, Col: n.Column, Msg: "the top level must be a mapping (name:, clients:, load:, …)"}
+	}
+	if err := checkAliases(file, doc.Content[0], 0); err != nil {
+		return nil, err
+	}
+	return doc.Content[0], nil
+}
+
+// checkAliases refuses anchors/aliases (billion-laughs) and absurd nesting.
+func checkAliases(file string, n *yaml.Node, depth int) error {
+	if depth > 32 {
+		return &Error{File: file, Line: n.Line, Col: n.Column, Msg: "nesting deeper than 32 levels"}
+	}
+	if n.Kind == yaml.AliasNode || n.Anchor != "" {
+		return &Error{File: file, Line: n.Line, Col: n.Column, Msg: "YAML anchors and aliases are not supported in scenarios"}
+	}
+	for _, c := range n.Content {
+		if err := checkAliases(file, c, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func firstInvalid(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
+}
+
+func yamlSyntaxError(file string, err error) error {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	line := 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if i := strings.Index(rest, ":"); i > 0 {
+			if n, err := strconv.Atoi(rest[:i]); err == nil {
+				line = n
+				msg = strings.TrimSpace(rest[i+1:])
+			}
+		}
+	}
+	return &Error{File: file, Line: line, Msg: "YAML syntax: " + msg}
+}

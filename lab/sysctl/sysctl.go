@@ -1,0 +1,181 @@
+// Package sysctl reads and writes kernel knobs inside a lab namespace through
+// /proc/sys, from a thread that has entered the namespace.
+//
+// The namespace of a /proc/sys/net file is the one of the thread that opens it,
+// so every open happens inside netnsutil.Do. Before anything is written, a knob
+// is probed: a knob that does not exist on this kernel, or that exists only in
+// the initial namespace (global on this kernel), is never written; the caller
+// marks the cell n/a with the reason. The host namespace is never written.
+package sysctl
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/twlab/twlab/lab/netnsutil"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Root is where sysctls live.
+const Root = "/proc/sys"
+
+var nameRE = regexp.MustCompile(`^net(\.[A-Za-z0-9_-]+)+$`)
+
+// ValidName checks that name is a dotted net.* sysctl name without path
+// tricks; only net.* knobs are namespaced, so only they may be set per node.
+func ValidName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("sysctl name %q is not valid: want dotted segments of letters, digits, '_' or '-' under net., e.g. net.ipv4.tcp_rfc1337", name)
+	}
+	return nil
+}
+
+// Path is the /proc/sys file of a dotted name.
+func Path(name string) string { return Root + "/" + strings.ReplaceAll(name, ".", "/") }
+
+// Normalize makes values comparable: the kernel prints vectors tab-separated
+// with a trailing newline, scenarios write them space-separated.
+func Normalize(v string) string { return strings.Join(strings.Fields(v), " ") }
+
+// absentMeans lists knobs whose absence is the same as one of their values:
+// a kernel without tcp_tw_recycle behaves as tcp_tw_recycle=0.
+var absentMeans = map[string]string{
+	"net.ipv4.tcp_tw_recycle": "0",
+}
+
+// history explains why a knob may be missing; detection decides, this only
+// helps the reader of the reason.
+var history = map[string]string{
+	"net.ipv4.tcp_tw_recycle":      "removed in Linux 4.12",
+	"net.ipv4.tcp_tw_reuse_delay":  "added in Linux 6.14",
+	"net.ipv4.tcp_tw_reuse":        "per-namespace since about Linux 4.11",
+	"net.ipv4.tcp_timestamps":      "per-namespace since about Linux 4.13",
+	"net.ipv4.tcp_rfc1337":         "per-namespace since about Linux 4.15",
+	"net.ipv4.tcp_max_tw_buckets":  "per-namespace since about Linux 4.11",
+	"net.netfilter.nf_conntrack_tcp_timeout_time_wait": "needs nf_conntrack",
+}
+
+// Availability is what a probe found out about one knob in one namespace.
+type Availability struct {
+	Exists   bool   // the file exists in the lab namespace
+	Writable bool   // and may be written there
+	Host     bool   // the file exists in the host namespace
+	Reason   string // why it cannot be applied, when it cannot
+}
+
+// Probe finds out, without writing anything, whether name can be set in ns.
+func Probe(ns netns.NsHandle, name string) (Availability, error) {
+	if err := ValidName(name); err != nil {
+		return Availability{}, err
+	}
+	p := Path(name)
+	var a Availability
+	err := netnsutil.Do(ns, func() error {
+		_, err := os.Stat(p)
+		switch {
+		case err == nil:
+			a.Exists = true
+			a.Writable = unix.Access(p, unix.W_OK) == nil
+		case errors.Is(err, fs.ErrNotExist):
+		default:
+			return fmt.Errorf("stat %s: %w", p, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return a, err
+	}
+	// Reading the host's view is allowed; writing it never is.
+	if _, err := os.Stat(p); err == nil {
+		a.Host = true
+	}
+	note := ""
+	if h, ok := history[name]; ok {
+		note = " (" + h + ")"
+	}
+	switch {
+	case a.Exists && a.Writable:
+	case a.Exists:
+		a.Reason = fmt.Sprintf("%s is read-only in a network namespace on this kernel: not per-namespace%s; run it in a VM (twlab vm)", name, note)
+	case a.Host:
+		a.Reason = fmt.Sprintf("%s exists only in the host namespace on this kernel: not per-namespace%s; run it in a VM (twlab vm)", name, note)
+	default:
+		a.Reason = fmt.Sprintf("%s does not exist on this kernel%s", name, note)
+	}
+	return a, nil
+}
+
+// AbsentEquivalent reports whether asking for value of a missing knob is the
+// same as the kernel's behaviour without the knob.
+func AbsentEquivalent(name, value string) bool {
+	v, ok := absentMeans[name]
+	return ok && Normalize(v) == Normalize(value)
+}
+
+// Setting is one knob with the value asked for and the value the kernel holds
+// after the write.
+type Setting struct {
+	Name      string `json:"name"`
+	Requested string `json:"requested"`
+	Actual    string `json:"actual"`
+}
+
+// Apply writes each knob in ns and reads it back. The error names the knob and
+// what the kernel said.
+func Apply(ns netns.NsHandle, knobs []Setting) ([]Setting, error) {
+	out := make([]Setting, 0, len(knobs))
+	err := netnsutil.Do(ns, func() error {
+		for _, k := range knobs {
+			if err := ValidName(k.Name); err != nil {
+				return err
+			}
+			p := Path(k.Name)
+			if err := os.WriteFile(p, []byte(k.Requested+"\n"), 0); err != nil {
+				return fmt.Errorf("write %s=%q: the kernel refused it: %w", k.Name, k.Requested, unwrapPath(err))
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return fmt.Errorf("read back %s: %w", k.Name, unwrapPath(err))
+			}
+			k.Actual = Normalize(string(b))
+			out = append(out, k)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Read returns the current values of names in ns; missing knobs are left out.
+func Read(ns netns.NsHandle, names []string) (map[string]string, error) {
+	vals := map[string]string{}
+	err := netnsutil.Do(ns, func() error {
+		for _, n := range names {
+			if err := ValidName(n); err != nil {
+				return err
+			}
+			b, err := os.ReadFile(Path(n))
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("read %s: %w", n, unwrapPath(err))
+			}
+			vals[n] = Normalize(string(b))
+		}
+		return nil
+	})
+	return vals, err
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
