@@ -23,7 +23,7 @@ type column struct {
 	get  func(c *result.Cell) string
 }
 
-func num(v int64) string { return strconv.FormatInt(v, 10) }
+func num(v int64) string  { return strconv.FormatInt(v, 10) }
 func ms(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
 
 func counter(node, key string) func(c *result.Cell) string {

@@ -51,12 +51,12 @@ var absentMeans = map[string]string{
 // history explains why a knob may be missing; detection decides, this only
 // helps the reader of the reason.
 var history = map[string]string{
-	"net.ipv4.tcp_tw_recycle":      "removed in Linux 4.12",
-	"net.ipv4.tcp_tw_reuse_delay":  "added in Linux 6.14",
-	"net.ipv4.tcp_tw_reuse":        "per-namespace since about Linux 4.11",
-	"net.ipv4.tcp_timestamps":      "per-namespace since about Linux 4.13",
-	"net.ipv4.tcp_rfc1337":         "per-namespace since about Linux 4.15",
-	"net.ipv4.tcp_max_tw_buckets":  "per-namespace since about Linux 4.11",
+	"net.ipv4.tcp_tw_recycle":                          "removed in Linux 4.12",
+	"net.ipv4.tcp_tw_reuse_delay":                      "added in Linux 6.14",
+	"net.ipv4.tcp_tw_reuse":                            "per-namespace since about Linux 4.11",
+	"net.ipv4.tcp_timestamps":                          "per-namespace since about Linux 4.13",
+	"net.ipv4.tcp_rfc1337":                             "per-namespace since about Linux 4.15",
+	"net.ipv4.tcp_max_tw_buckets":                      "per-namespace since about Linux 4.11",
 	"net.netfilter.nf_conntrack_tcp_timeout_time_wait": "needs nf_conntrack",
 }
 
