@@ -1,0 +1,43 @@
+# twlab — see README.md. Root is needed for `demo` and for the integration
+# tests (they build real network namespaces); without root they skip.
+GO      ?= go
+BIN     := bin/twlab
+PKGS    := ./...
+export CGO_ENABLED := 0
+
+.PHONY: all build test unit vet fmt-check fuzz demo cleanup clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/twlab
+
+# The test command CI runs: static checks, then every test (root ones build
+# real labs when run as root).
+test: vet fmt-check
+	$(GO) test -count=1 $(PKGS)
+
+unit:
+	$(GO) test -count=1 -short $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# Short fuzzing of the parsers (CI-sized); raise FUZZTIME for real hunts.
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test ./lab/expr -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./lab/scenario -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+
+demo: build
+	./$(BIN) run nat-paws.yaml
+
+cleanup: build
+	./$(BIN) cleanup
+
+clean:
+	rm -rf bin

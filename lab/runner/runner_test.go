@@ -1,0 +1,167 @@
+package runner_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/twlab/twlab/lab/internal/roottest"
+	"github.com/twlab/twlab/lab/report"
+	"github.com/twlab/twlab/lab/result"
+	"github.com/twlab/twlab/lab/runner"
+	"github.com/twlab/twlab/lab/scenario"
+	"github.com/twlab/twlab/lab/topo"
+)
+
+// snapshotHost reads the host's net sysctls that a lab could touch by
+// mistake; a run must leave every one as it was.
+func snapshotHost(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, dir := range []string{"/proc/sys/net/ipv4", "/proc/sys/net/core", "/proc/sys/net/netfilter"} {
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			if strings.Contains(p, "/conf/") || strings.Contains(p, "/neigh/") {
+				return nil // per-interface entries come and go with links
+			}
+			b, err := os.ReadFile(p)
+			if err == nil {
+				out[p] = string(b)
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+func loadPlan(t *testing.T, set []string, only string) *scenario.Plan {
+	t.Helper()
+	src, err := os.ReadFile("../../scenarios/nat-paws.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := scenario.Load("nat-paws.yaml", src, scenario.Options{Set: set, Only: only})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestNatPaws runs the shipped scenario (shortened) against the real kernel
+// and asserts on measured counters: PAWS rejects with timestamps on, none
+// with timestamps off, tw_recycle=1 cells n/a on kernels without it; nothing
+// of the lab left and the host's sysctls untouched.
+func TestNatPaws(t *testing.T) {
+	roottest.Skip(t)
+	before := snapshotHost(t)
+	nsBefore, _ := topo.ListNamespaces()
+	plan := loadPlan(t, []string{"load.connections=40"}, "server.net.ipv4.tcp_rfc1337 == 0")
+	out := t.TempDir()
+	r, dir, err := runner.Run(context.Background(), plan, runner.Options{OutDir: out, Log: slog.Default(), Artifacts: report.WriteArtifacts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir != out {
+		t.Errorf("results in %s, want %s", dir, out)
+	}
+	cells := map[string]*result.Cell{}
+	for _, c := range r.Cells {
+		cells[c.ID] = c
+		t.Logf("%s", report.CellLine(c.Index+1, len(r.Cells), c))
+	}
+	on := cells["tw_recycle=0,timestamps=1,rfc1337=0"]
+	off := cells["tw_recycle=0,timestamps=0,rfc1337=0"]
+	if on == nil || off == nil {
+		t.Fatalf("cells missing: %v", cells)
+	}
+	if on.Status != result.CellOK || off.Status != result.CellOK {
+		t.Fatalf("status on=%s (%s) off=%s (%s)", on.Status, on.Reason, off.Status, off.Reason)
+	}
+	if got := on.Nodes["server"].Counters["TcpExt.PAWSTimewait"] + on.Nodes["server"].Counters["TcpExt.PAWSEstab"]; got == 0 {
+		t.Errorf("timestamps on: server PAWS rejects = 0, want > 0")
+	}
+	if on.SYN.Unanswered == 0 || on.Nodes["clients"].Counters["TcpExt.TCPSynRetrans"] == 0 {
+		t.Errorf("timestamps on: unanswered SYNs %d, client SYN retransmits %d; want both > 0", on.SYN.Unanswered, on.Nodes["clients"].Counters["TcpExt.TCPSynRetrans"])
+	}
+	if on.Load.OK != 40 {
+		t.Errorf("timestamps on, rfc1337=0: %d/40 ok, want all (RST kills the TIME_WAIT)", on.Load.OK)
+	}
+	if p := off.Nodes["server"].Summary["paws"]; p != 0 {
+		t.Errorf("timestamps off: server PAWS = %d, want 0", p)
+	}
+	if on.KnobsActual["clients.net.ipv4.tcp_timestamps"] != "1" || off.KnobsActual["clients.net.ipv4.tcp_timestamps"] != "0" {
+		t.Errorf("knobs in force: on %v off %v", on.KnobsActual, off.KnobsActual)
+	}
+	if _, err := os.Stat("/proc/sys/net/ipv4/tcp_tw_recycle"); os.IsNotExist(err) {
+		na := cells["tw_recycle=1,timestamps=1,rfc1337=0"]
+		if na == nil || na.Status != result.CellNA || !strings.Contains(na.Reason, "tcp_tw_recycle does not exist") {
+			t.Errorf("tw_recycle=1 cell: %+v, want n/a with the reason", na)
+		}
+		if on.KnobsActual["server.net.ipv4.tcp_tw_recycle"] != "absent" {
+			t.Errorf("tw_recycle=0 cell should run with the knob absent: %v", on.KnobsActual)
+		}
+	}
+	for _, f := range []string{"run.json", "cells.csv", "summary.md"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("missing %s: %v", f, err)
+		}
+	}
+	back, err := result.ReadRun(filepath.Join(out, "run.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Status != result.RunOK || len(back.Cells) != len(r.Cells) {
+		t.Errorf("run.json: status %s, %d cells", back.Status, len(back.Cells))
+	}
+
+	nsAfter, _ := topo.ListNamespaces()
+	if len(nsAfter) != len(nsBefore) {
+		t.Errorf("namespaces left behind: before %v after %v", nsBefore, nsAfter)
+	}
+	after := snapshotHost(t)
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("host sysctl %s changed: %q -> %q", k, strings.TrimSpace(v), strings.TrimSpace(after[k]))
+		}
+	}
+}
+
+// TestInterruptKeepsFinishedCells cancels a run after the first cell: the run
+// must end as interrupted with that cell on disk and no lab left.
+func TestInterruptKeepsFinishedCells(t *testing.T) {
+	roottest.Skip(t)
+	plan := loadPlan(t, []string{"load.connections=20"}, "server.net.ipv4.tcp_tw_recycle == 0")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := t.TempDir()
+	r, _, err := runner.Run(ctx, plan, runner.Options{OutDir: out, Progress: func(done, total int, c *result.Cell) {
+		if done == 1 {
+			cancel()
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != result.RunInterrupted || len(r.Cells) != 1 {
+		t.Fatalf("status %s with %d cells, want interrupted with 1", r.Status, len(r.Cells))
+	}
+	back, err := result.ReadRun(filepath.Join(out, "run.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Status != result.RunInterrupted || len(back.Cells) != 1 || back.Cells[0].Status != result.CellOK {
+		t.Errorf("run.json after interrupt: status %s, cells %d", back.Status, len(back.Cells))
+	}
+	if ns, _ := topo.ListNamespaces(); len(ns) != 0 {
+		for _, n := range ns {
+			if strings.Contains(n, r.RunID) {
+				t.Errorf("namespace %s left behind", n)
+			}
+		}
+	}
+}

@@ -1,0 +1,103 @@
+package sysctl_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/twlab/twlab/lab/internal/roottest"
+	"github.com/twlab/twlab/lab/netnsutil"
+	"github.com/twlab/twlab/lab/sysctl"
+	"github.com/vishvananda/netns"
+)
+
+func TestValidName(t *testing.T) {
+	good := []string{"net.ipv4.tcp_rfc1337", "net.netfilter.nf_conntrack_tcp_timeout_time_wait", "net.ipv4.conf.twlab-ab12-c1.rp_filter"}
+	bad := []string{"", "net", "kernel.pid_max", "net.ipv4/../../kernel/x", "net..ipv4", "net.ipv4.tcp rfc", "../etc/passwd", "net.ipv4.tcp_rfc1337\n", "/proc/sys/net/ipv4/x", "net.ipv4.*"}
+	for _, n := range good {
+		if err := sysctl.ValidName(n); err != nil {
+			t.Errorf("ValidName(%q) = %v, want ok", n, err)
+		}
+	}
+	for _, n := range bad {
+		if err := sysctl.ValidName(n); err == nil {
+			t.Errorf("ValidName(%q) = ok, want an error", n)
+		}
+	}
+	if p := sysctl.Path("net.ipv4.tcp_rfc1337"); p != "/proc/sys/net/ipv4/tcp_rfc1337" {
+		t.Errorf("Path = %s", p)
+	}
+	if sysctl.Normalize("32768\t60999\n") != "32768 60999" {
+		t.Error("Normalize does not fold whitespace")
+	}
+	if !sysctl.AbsentEquivalent("net.ipv4.tcp_tw_recycle", "0") || sysctl.AbsentEquivalent("net.ipv4.tcp_tw_recycle", "1") {
+		t.Error("AbsentEquivalent: tcp_tw_recycle=0 is the kernel's behaviour without the knob, =1 is not")
+	}
+}
+
+// newNS makes an anonymous namespace for a test; closing the handle frees it.
+func newNS(t *testing.T) netns.NsHandle {
+	t.Helper()
+	// A named namespace whose name is dropped at once: the open handle keeps
+	// it alive and nothing is left under /run/netns if the test dies.
+	name := "twlab-" + roottest.RunID(t) + "-sysctl"
+	h, err := netnsutil.NewNamed(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.DeleteNamed(name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func TestProbeAndApplyStayInNamespace(t *testing.T) {
+	roottest.Skip(t)
+	ns := newNS(t)
+	hostBefore, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_rfc1337")
+	a, err := sysctl.Probe(ns, "net.ipv4.tcp_rfc1337")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Exists || !a.Writable {
+		t.Fatalf("tcp_rfc1337 in a namespace: %+v (per-namespace since about 4.15)", a)
+	}
+	want := "1"
+	if strings.TrimSpace(string(hostBefore)) == "1" {
+		want = "0"
+	}
+	got, err := sysctl.Apply(ns, []sysctl.Setting{{Name: "net.ipv4.tcp_rfc1337", Requested: want}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Actual != want {
+		t.Errorf("read back %q, want %q", got[0].Actual, want)
+	}
+	vals, err := sysctl.Read(ns, []string{"net.ipv4.tcp_rfc1337", "net.ipv4.no_such_knob"})
+	if err != nil || vals["net.ipv4.tcp_rfc1337"] != want {
+		t.Errorf("Read = %v, %v", vals, err)
+	}
+	hostAfter, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_rfc1337")
+	if string(hostAfter) != string(hostBefore) {
+		t.Errorf("host tcp_rfc1337 changed: %q -> %q", hostBefore, hostAfter)
+	}
+
+	missing, err := sysctl.Probe(ns, "net.ipv4.tcp_twlab_no_such_knob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if missing.Exists || !strings.Contains(missing.Reason, "does not exist on this kernel") {
+		t.Errorf("missing knob: %+v", missing)
+	}
+	if _, err := os.Stat("/proc/sys/net/ipv4/tcp_tw_recycle"); os.IsNotExist(err) {
+		a, _ := sysctl.Probe(ns, "net.ipv4.tcp_tw_recycle")
+		if !strings.Contains(a.Reason, "removed in Linux 4.12") {
+			t.Errorf("tcp_tw_recycle reason %q should say it was removed in 4.12", a.Reason)
+		}
+	}
+	_, err = sysctl.Apply(ns, []sysctl.Setting{{Name: "net.ipv4.tcp_rfc1337", Requested: "banana"}})
+	if err == nil || !strings.Contains(err.Error(), "net.ipv4.tcp_rfc1337") || !strings.Contains(err.Error(), "invalid argument") {
+		t.Errorf("kernel-refused value: err = %v, want the knob and the kernel's words", err)
+	}
+}

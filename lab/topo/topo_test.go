@@ -1,0 +1,134 @@
+package topo_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twlab/twlab/lab/internal/roottest"
+	"github.com/twlab/twlab/lab/netnsutil"
+	"github.com/twlab/twlab/lab/topo"
+)
+
+func TestNames(t *testing.T) {
+	for _, suffix := range []string{"br", "ls", "sl", fmt.Sprintf("c%d", topo.MaxClients), fmt.Sprintf("v%d", topo.MaxClients)} {
+		if n := topo.LinkName("ffff", suffix); len(n) > 15 {
+			t.Errorf("link name %q is %d bytes; IFNAMSIZ allows 15", n, len(n))
+		}
+	}
+	if id, ok := topo.RunIDOf("twlab-ab12-c7"); !ok || id != "ab12" {
+		t.Errorf("RunIDOf = %q %v", id, ok)
+	}
+	if _, ok := topo.RunIDOf("other-ab12-c7"); ok {
+		t.Error("RunIDOf accepted a foreign name")
+	}
+	if err := topo.DeleteNamespace("foreign"); err == nil {
+		t.Error("DeleteNamespace must refuse names twlab did not create")
+	}
+	if !topo.LabRange.Contains(topo.ClientAddr(topo.MaxClients)) || !topo.ClientNet.Contains(topo.ClientAddr(topo.MaxClients)) {
+		t.Error("client addresses leave the client subnet")
+	}
+}
+
+// TestBuildConnectDestroy builds a real lab, checks that a client reaches the
+// server through the box (routing only, no NAT) and that Destroy leaves no
+// namespace behind.
+func TestBuildConnectDestroy(t *testing.T) {
+	roottest.Skip(t)
+	id := roottest.RunID(t)
+	start := time.Now()
+	l, err := topo.Build(context.Background(), topo.Spec{RunID: id, Clients: 3}, nil)
+	if err != nil {
+		l.Destroy()
+		t.Fatal(err)
+	}
+	t.Logf("built 3-client lab in %s", time.Since(start))
+	destroyed := false
+	defer func() {
+		if !destroyed {
+			l.Destroy()
+		}
+	}()
+	if got := len(l.Nodes()); got != 5 {
+		t.Fatalf("%d nodes, want 5", got)
+	}
+	for _, n := range l.Nodes() {
+		if _, err := os.Stat(filepath.Join(topo.NetnsDir, n.NSName)); err != nil {
+			t.Errorf("namespace %s not visible: %v", n.NSName, err)
+		}
+		if !strings.HasPrefix(n.NSName, topo.Prefix+id+"-") {
+			t.Errorf("namespace %s lacks prefix and run id", n.NSName)
+		}
+	}
+	// The box forwards only with ip_forward on; write it in its namespace.
+	if err := netnsutil.Do(l.LVS.NS, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	if err := netnsutil.Do(l.Server.NS, func() (err error) {
+		ln, err = net.Listen("tcp4", topo.ServerAddr.String()+":9")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte(c.RemoteAddr().String()))
+			c.Close()
+		}
+	}()
+	for _, c := range l.Clients {
+		var got string
+		err := netnsutil.Do(c.NS, func() error {
+			conn, err := net.DialTimeout("tcp4", topo.ServerAddr.String()+":9", 2*time.Second)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			b := make([]byte, 64)
+			n, _ := conn.Read(b)
+			got = string(b[:n])
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", c.Name, err)
+		}
+		if host, _, _ := net.SplitHostPort(got); host != c.Addr.String() {
+			t.Errorf("%s: server saw %q, want %s (routing without NAT)", c.Name, got, c.Addr)
+		}
+	}
+	ln.Close()
+	if err := l.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	destroyed = true
+	if err := l.Destroy(); err != nil {
+		t.Errorf("second Destroy: %v", err)
+	}
+	names, _ := topo.ListNamespaces()
+	for _, n := range names {
+		if strings.Contains(n, id) {
+			t.Errorf("namespace %s left behind", n)
+		}
+	}
+}
+
+func TestBuildRejectsBadClientCount(t *testing.T) {
+	for _, n := range []int{0, -1, topo.MaxClients + 1} {
+		if _, err := topo.Build(context.Background(), topo.Spec{RunID: "x", Clients: n}, nil); err == nil {
+			t.Errorf("Build with %d clients: no error", n)
+		}
+	}
+}
