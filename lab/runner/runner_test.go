@@ -59,7 +59,6 @@ func loadPlan(t *testing.T, set []string, only string) *scenario.Plan {
 func TestNatPaws(t *testing.T) {
 	roottest.Skip(t)
 	before := snapshotHost(t)
-	nsBefore, _ := topo.ListNamespaces()
 	plan := loadPlan(t, []string{"load.connections=40"}, "server.net.ipv4.tcp_rfc1337 == 0")
 	out := t.TempDir()
 	r, dir, err := runner.Run(context.Background(), plan, runner.Options{OutDir: out, Log: slog.Default(), Artifacts: report.WriteArtifacts})
@@ -119,10 +118,7 @@ func TestNatPaws(t *testing.T) {
 		t.Errorf("run.json: status %s, %d cells", back.Status, len(back.Cells))
 	}
 
-	nsAfter, _ := topo.ListNamespaces()
-	if len(nsAfter) != len(nsBefore) {
-		t.Errorf("namespaces left behind: before %v after %v", nsBefore, nsAfter)
-	}
+	assertNoLab(t, r.RunID)
 	after := snapshotHost(t)
 	for k, v := range before {
 		if after[k] != v {
@@ -157,11 +153,20 @@ func TestInterruptKeepsFinishedCells(t *testing.T) {
 	if back.Status != result.RunInterrupted || len(back.Cells) != 1 || back.Cells[0].Status != result.CellOK {
 		t.Errorf("run.json after interrupt: status %s, cells %d", back.Status, len(back.Cells))
 	}
-	if ns, _ := topo.ListNamespaces(); len(ns) != 0 {
-		for _, n := range ns {
-			if strings.Contains(n, r.RunID) {
-				t.Errorf("namespace %s left behind", n)
-			}
+	assertNoLab(t, r.RunID)
+}
+
+// assertNoLab fails if any namespace of run id is still there. Other
+// packages' tests may have labs up at the same time; only ours count.
+func assertNoLab(t *testing.T, id string) {
+	t.Helper()
+	ns, err := topo.ListNamespaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		if rid, _ := topo.RunIDOf(n); rid == id {
+			t.Errorf("namespace %s left behind", n)
 		}
 	}
 }

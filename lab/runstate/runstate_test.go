@@ -1,0 +1,65 @@
+package runstate_test
+
+import (
+	"io"
+	"log/slog"
+	"slices"
+	"testing"
+
+	"github.com/twlab/twlab/lab/internal/roottest"
+	"github.com/twlab/twlab/lab/netnsutil"
+	"github.com/twlab/twlab/lab/runstate"
+	"github.com/twlab/twlab/lab/topo"
+)
+
+// TestCleanupTakesOnlyLeftovers leaves one namespace of a run that is not
+// alive (as after SIGKILL) next to one of a live run: cleanup must remove the
+// first and keep the second.
+func TestCleanupTakesOnlyLeftovers(t *testing.T) {
+	roottest.Skip(t)
+	live := roottest.RunID(t) // registered for this test's life
+	dead := roottest.RunID(t)
+	runstate.Unregister(dead) // its process "died"
+	liveNS, deadNS := topo.NSName(live, "server"), topo.NSName(dead, "server")
+	for _, n := range []string{liveNS, deadNS} {
+		h, err := netnsutil.NewNamed(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Close()
+	}
+	t.Cleanup(func() { topo.DeleteNamespace(liveNS); topo.DeleteNamespace(deadNS) })
+
+	left, err := runstate.Leftovers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := left[dead]; !ok {
+		t.Errorf("leftovers %v miss the dead run %s", left, dead)
+	}
+	if _, ok := left[live]; ok {
+		t.Errorf("leftovers include the live run %s", live)
+	}
+	removed, err := runstate.Cleanup(false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(removed, deadNS) || slices.Contains(removed, liveNS) {
+		t.Errorf("removed %v; want %s removed and %s kept", removed, deadNS, liveNS)
+	}
+	names, _ := topo.ListNamespaces()
+	if !slices.Contains(names, liveNS) || slices.Contains(names, deadNS) {
+		t.Errorf("namespaces after cleanup: %v", names)
+	}
+	if !runstate.Alive(live) || runstate.Alive(dead) {
+		t.Errorf("Alive: live %v dead %v", runstate.Alive(live), runstate.Alive(dead))
+	}
+}
+
+func TestRegisterIsExclusive(t *testing.T) {
+	roottest.Skip(t)
+	id := roottest.RunID(t)
+	if err := runstate.Register(id, "again"); err == nil {
+		t.Error("registering a live id twice succeeded; concurrent runs could share names")
+	}
+}
