@@ -119,8 +119,10 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		}
 		rc := runCell(ctx, id, c, log)
 		if ctx.Err() != nil && rc.Status != result.CellNA {
-			// A cell cut short by Ctrl-C measured nothing meaningful.
-			rc.Status, rc.Reason = result.CellFailed, "interrupted"
+			// A cell cut short measured nothing meaningful; run.json keeps
+			// the finished cells only, and the run's status says why.
+			log.Warn("cell interrupted; not recorded", "cell", c.ID)
+			break
 		}
 		run.Cells = append(run.Cells, rc)
 		// Each finished cell is on disk at once: an interrupted run keeps it.

@@ -1,0 +1,174 @@
+// Package capture writes what crosses one lab link to a pcap file, so a
+// teacher can open the exact SYN that was rejected in Wireshark.
+//
+// An AF_PACKET socket is opened inside the link's namespace and bound to the
+// link; it sees packets in both directions. Frames are cut to a snap length
+// and the file stops growing at a packet and byte limit, so a long cell can
+// never fill a disk. The file is written to a temporary name and renamed when
+// the capture stops.
+package capture
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/twlab/twlab/lab/netnsutil"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Limits bound one capture.
+type Limits struct {
+	Snaplen    int   // bytes kept per frame (headers of interest fit in 128)
+	MaxPackets int   // frames written at most
+	MaxBytes   int64 // file size at most
+}
+
+// DefaultLimits keep headers with room for TCP options and cap a file at 16 MiB.
+var DefaultLimits = Limits{Snaplen: 160, MaxPackets: 200_000, MaxBytes: 16 << 20}
+
+// Stats describe a finished capture.
+type Stats struct {
+	Path      string `json:"path"`
+	Link      string `json:"link"`
+	Packets   int    `json:"packets"`
+	Bytes     int64  `json:"bytes"`
+	Truncated bool   `json:"truncated"` // a limit was reached; later frames were not written
+}
+
+// Capture is a running capture.
+type Capture struct {
+	f     *os.File // the AF_PACKET socket
+	out   *os.File
+	w     *bufio.Writer
+	tmp   string
+	lim   Limits
+	st    Stats
+	done  chan struct{}
+	once  sync.Once
+	err   error
+	start time.Time
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// Start captures link in ns into path.
+func Start(ns netns.NsHandle, link, path string, lim Limits) (*Capture, error) {
+	if lim.Snaplen <= 0 {
+		lim = DefaultLimits
+	}
+	var fd int
+	err := netnsutil.Do(ns, func() error {
+		ifi, err := net.InterfaceByName(link)
+		if err != nil {
+			return fmt.Errorf("find %s: %w", link, err)
+		}
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return fmt.Errorf("packet socket: %w", err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("bind packet socket to %s: %w", link, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("capture: %w", err)
+	}
+	c := &Capture{f: os.NewFile(uintptr(fd), "packet:"+link), lim: lim, done: make(chan struct{}), start: time.Now()}
+	c.st.Path, c.st.Link = path, link
+	c.out, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		c.f.Close()
+		return nil, fmt.Errorf("capture: %w", err)
+	}
+	c.tmp = c.out.Name()
+	c.w = bufio.NewWriterSize(c.out, 64<<10)
+	c.writeHeader()
+	go c.loop()
+	return c, nil
+}
+
+// writeHeader writes a pcap global header with nanosecond timestamps.
+func (c *Capture) writeHeader() {
+	var h [24]byte
+	binary.LittleEndian.PutUint32(h[0:], 0xa1b23c4d) // nanosecond-resolution magic
+	binary.LittleEndian.PutUint16(h[4:], 2)
+	binary.LittleEndian.PutUint16(h[6:], 4)
+	binary.LittleEndian.PutUint32(h[16:], uint32(c.lim.Snaplen))
+	binary.LittleEndian.PutUint32(h[20:], 1) // LINKTYPE_ETHERNET
+	c.w.Write(h[:])
+	c.st.Bytes = 24
+}
+
+func (c *Capture) loop() {
+	defer close(c.done)
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		c.err = err
+		return
+	}
+	buf := make([]byte, c.lim.Snaplen)
+	var rec [16]byte
+	for {
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_TRUNC)
+			return rerr != unix.EAGAIN
+		})
+		if err != nil {
+			return // closed by Stop
+		}
+		if rerr != nil {
+			if errors.Is(rerr, unix.EINTR) || errors.Is(rerr, unix.ENETDOWN) {
+				continue
+			}
+			c.err = rerr
+			return
+		}
+		if c.st.Truncated {
+			continue // keep draining so Stop is quick; write nothing more
+		}
+		capLen := min(n, len(buf))
+		if c.st.Packets >= c.lim.MaxPackets || c.st.Bytes+16+int64(capLen) > c.lim.MaxBytes {
+			c.st.Truncated = true
+			continue
+		}
+		now := time.Now()
+		binary.LittleEndian.PutUint32(rec[0:], uint32(now.Unix()))
+		binary.LittleEndian.PutUint32(rec[4:], uint32(now.Nanosecond()))
+		binary.LittleEndian.PutUint32(rec[8:], uint32(capLen))
+		binary.LittleEndian.PutUint32(rec[12:], uint32(n))
+		c.w.Write(rec[:])
+		c.w.Write(buf[:capLen])
+		c.st.Packets++
+		c.st.Bytes += 16 + int64(capLen)
+	}
+}
+
+// Stop ends the capture and puts the file in place.
+func (c *Capture) Stop() (Stats, error) {
+	var errs []error
+	c.once.Do(func() {
+		c.f.Close()
+		<-c.done
+		errs = append(errs, c.err, c.w.Flush(), c.out.Sync(), c.out.Close(), os.Chmod(c.tmp, 0o644))
+		if err := os.Rename(c.tmp, c.st.Path); err != nil {
+			errs = append(errs, err)
+			os.Remove(c.tmp)
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return c.st, fmt.Errorf("capture %s: %w", c.st.Link, err)
+	}
+	return c.st, nil
+}
