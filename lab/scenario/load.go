@@ -81,6 +81,16 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	// A --set of a matrix key pins that axis, so the override holds in every
+	// cell instead of being silently replaced by the matrix values.
+	for _, kv := range opt.Set {
+		k, v, _ := strings.Cut(kv, "=")
+		for i := range base.Matrix {
+			if base.Matrix[i].Key == strings.TrimSpace(k) {
+				base.Matrix[i].Values = []string{strings.TrimSpace(v)}
+			}
+		}
+	}
 	p := &Plan{File: file, Scenario: base}
 	exps, errs := parseExpect(file, base)
 	if len(errs) > 0 {
@@ -104,7 +114,11 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 			if err := setPath(t, kv.Key, kv.Value, combo.line, combo.col); err != nil {
 				return nil, &Error{File: file, Line: combo.line, Field: kv.Key, Msg: err.Error()}
 			}
-			idParts = append(idParts, ids[kv.Key]+"="+kv.Value)
+			label, ok := ids[kv.Key]
+			if !ok {
+				label = ShortName(kv.Key) // an include key that is not an axis
+			}
+			idParts = append(idParts, label+"="+kv.Value)
 		}
 		s, errs := decode(file, t)
 		if len(errs) > 0 {
@@ -117,6 +131,9 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 		}
 		env := VarsEnv(c.Vars)
 		if only != nil {
+			if err := unknownName(only, c.Vars); err != nil {
+				return nil, &Error{File: "--only", Msg: fmt.Sprintf("%v (cell variables are scenario fields such as lvs.snat_ports and sysctls such as server.net.ipv4.tcp_rfc1337)", err)}
+			}
 			ok, err := only.Bool(env)
 			if err != nil {
 				return nil, &Error{File: "--only", Msg: fmt.Sprintf("%v (cell variables are scenario fields such as lvs.snat_ports and sysctls such as server.net.ipv4.tcp_rfc1337)", err)}
@@ -125,11 +142,16 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 				continue
 			}
 		}
-		for _, e := range exps {
+		for i, e := range exps {
 			if e.When != nil {
-				ok, err := e.When.Bool(env)
+				w := base.Expect[i].When
+				err := unknownName(e.When, c.Vars)
+				ok := false
+				if err == nil {
+					ok, err = e.When.Bool(env)
+				}
 				if err != nil {
-					return nil, &Error{File: file, Line: e.Line, Field: "expect.when", Msg: fmt.Sprintf("%v; a selector may use scenario fields (lvs.snat_ports) and sysctls (server.net.ipv4.tcp_rfc1337)", err)}
+					return nil, &Error{File: file, Line: w.Line, Col: w.Col, Field: fmt.Sprintf("expect[%d].when", i), Msg: fmt.Sprintf("%v; a selector may use scenario fields (lvs.snat_ports) and sysctls (server.net.ipv4.tcp_rfc1337)", err)}
 				}
 				if !ok {
 					continue
@@ -156,35 +178,70 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 	return p, nil
 }
 
+// unknownName reports a name of x that vars lack. Evaluation alone would miss
+// one behind && or || that short-circuits in every cell.
+func unknownName(x *expr.Expr, vars map[string]string) error {
+	for _, n := range x.Names() {
+		if _, ok := vars[n]; !ok {
+			return &expr.UnknownNameError{Name: n}
+		}
+	}
+	return nil
+}
+
 // decode turns a tree into a validated Scenario with defaults.
 func decode(file string, root *yaml.Node) (*Scenario, Errors) {
 	var s Scenario
 	if err := root.Decode(&s); err != nil {
 		return nil, Errors{decodeError(file, root, err)}
 	}
-	defaults(&s)
+	// A field written as 0 (or "") is validated, not replaced by its default.
+	given := map[string]bool{}
+	for p, n := range indexTree(root) {
+		given[p] = n.ShortTag() != "!!null"
+	}
+	defaults(&s, given)
 	return &s, validate(file, root, &s)
 }
 
 func decodeError(file string, root *yaml.Node, err error) *Error {
 	var pe *posError
 	if errors.As(err, &pe) {
-		return &Error{File: file, Line: pe.line, Col: pe.col, Field: fieldAt(root, pe.line), Msg: pe.msg}
+		field, _ := fieldAt(root, pe.line, func(n *yaml.Node) bool { return n.Column == pe.col })
+		return &Error{File: file, Line: pe.line, Col: pe.col, Field: field, Msg: pe.msg}
 	}
 	var te *yaml.TypeError
 	if errors.As(err, &te) && len(te.Errors) > 0 {
-		m := typeErrRE.FindStringSubmatch(te.Errors[0])
-		if m != nil {
+		at := func(line int, match func(*yaml.Node) bool, msg string) *Error {
+			e := &Error{File: file, Line: line, Msg: msg}
+			var n *yaml.Node
+			if e.Field, n = fieldAt(root, line, match); n != nil {
+				e.Col = n.Column
+			}
+			return e
+		}
+		if m := typeErrRE.FindStringSubmatch(te.Errors[0]); m != nil {
 			line, _ := strconv.Atoi(m[1])
-			return &Error{File: file, Line: line, Field: fieldAt(root, line),
-				Msg: fmt.Sprintf("%q is not valid here: want %s", m[3], kindWord(m[4]))}
+			// yaml.v3 quotes long values as "1234567..."
+			val, cut := strings.CutSuffix(m[3], "...")
+			match := func(n *yaml.Node) bool {
+				return n.Kind == yaml.ScalarNode && (n.Value == val || cut && strings.HasPrefix(n.Value, val))
+			}
+			return at(line, match, fmt.Sprintf("%q is not valid here: want %s", m[3], kindWord(m[4])))
+		}
+		if m := lineErrRE.FindStringSubmatch(te.Errors[0]); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			return at(line, nil, m[2])
 		}
 		return &Error{File: file, Msg: te.Errors[0]}
 	}
 	return &Error{File: file, Msg: err.Error()}
 }
 
-var typeErrRE = regexp.MustCompile("^line (\\d+): cannot unmarshal (!!\\w+) `(.*)` into (.+)$")
+var (
+	typeErrRE = regexp.MustCompile("^line (\\d+): cannot unmarshal (!!\\w+) `(.*)` into (.+)$")
+	lineErrRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+)
 
 func kindWord(goType string) string {
 	switch {
@@ -204,35 +261,52 @@ func kindWord(goType string) string {
 	return goType
 }
 
-// fieldAt finds the dotted path of the key or value on line.
-func fieldAt(root *yaml.Node, line int) string {
-	var walk func(n *yaml.Node, path string) string
-	walk = func(n *yaml.Node, path string) string {
-		if n.Kind == yaml.MappingNode {
+// fieldAt finds the dotted path of a node on line, and the node (for its
+// column): the first value node on line that match accepts, else (or with a
+// nil match) the first scalar value or key on line.
+func fieldAt(root *yaml.Node, line int, match func(*yaml.Node) bool) (string, *yaml.Node) {
+	var walk func(n *yaml.Node, path string, exact bool) (string, *yaml.Node)
+	walk = func(n *yaml.Node, path string, exact bool) (string, *yaml.Node) {
+		hit := func(v *yaml.Node) bool {
+			if exact {
+				return v.Line == line && match(v)
+			}
+			return v.Kind == yaml.ScalarNode && v.Line == line
+		}
+		switch n.Kind {
+		case yaml.MappingNode:
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k, v := n.Content[i], n.Content[i+1]
 				p := join(path, k.Value)
-				if k.Line == line || (v.Kind == yaml.ScalarNode && v.Line == line) {
-					return p
+				if hit(v) {
+					return p, v
 				}
-				if r := walk(v, p); r != "" {
-					return r
+				if !exact && k.Line == line {
+					return p, k
+				}
+				if r, rn := walk(v, p, exact); rn != nil {
+					return r, rn
 				}
 			}
-		}
-		if n.Kind == yaml.SequenceNode {
+		case yaml.SequenceNode:
 			for i, e := range n.Content {
-				if e.Line == line && e.Kind == yaml.ScalarNode {
-					return fmt.Sprintf("%s[%d]", path, i)
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if hit(e) {
+					return p, e
 				}
-				if r := walk(e, fmt.Sprintf("%s[%d]", path, i)); r != "" {
-					return r
+				if r, rn := walk(e, p, exact); rn != nil {
+					return r, rn
 				}
 			}
 		}
-		return ""
+		return "", nil
 	}
-	return walk(root, "")
+	if match != nil {
+		if p, n := walk(root, "", true); n != nil {
+			return p, n
+		}
+	}
+	return walk(root, "", false)
 }
 
 func join(a, b string) string {
@@ -276,8 +350,15 @@ func checkFields(file string, n *yaml.Node, t reflect.Type, path string) Errors 
 		if n.Kind != yaml.MappingNode {
 			return Errors{{File: file, Line: n.Line, Col: n.Column, Field: path, Msg: "want a mapping"}}
 		}
+		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			errs = append(errs, checkFields(file, n.Content[i+1], t.Elem(), join(path, n.Content[i].Value))...)
+			k := n.Content[i]
+			if seen[k.Value] {
+				errs = append(errs, &Error{File: file, Line: k.Line, Col: k.Column, Field: join(path, k.Value), Msg: "given twice"})
+				continue
+			}
+			seen[k.Value] = true
+			errs = append(errs, checkFields(file, n.Content[i+1], t.Elem(), join(path, k.Value))...)
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
@@ -325,40 +406,41 @@ func fieldNames(t reflect.Type) []string {
 }
 
 // defaults fills what a scenario may leave out.
-func defaults(s *Scenario) {
-	set := func(p *int, v int) {
-		if *p == 0 {
+// Only fields not given (or given as null) get a default.
+func defaults(s *Scenario, given map[string]bool) {
+	set := func(field string, p *int, v int) {
+		if *p == 0 && !given[field] {
 			*p = v
 		}
 	}
-	set(&s.Clients.Count, 2)
-	if s.LVS.Mode == "" {
+	set("clients.count", &s.Clients.Count, 2)
+	if s.LVS.Mode == "" && !given["lvs.mode"] {
 		s.LVS.Mode = "snat"
 	}
-	if s.LVS.SNATPorts > 0 && s.LVS.SNATPortBase == 0 {
+	if s.LVS.SNATPorts > 0 && s.LVS.SNATPortBase == 0 && !given["lvs.snat_port_base"] {
 		s.LVS.SNATPortBase = 40000
 	}
 	if s.LVS.Mode == "fullnat" && s.LVS.VIP == "" {
 		s.LVS.VIP = "198.18.0.100"
 	}
-	set(&s.Server.Port, 8080)
-	set(&s.Server.Ports, 1)
-	if s.Server.Close == "" {
+	set("server.port", &s.Server.Port, 8080)
+	set("server.ports", &s.Server.Ports, 1)
+	if s.Server.Close == "" && !given["server.close"] {
 		s.Server.Close = "server"
 	}
-	set(&s.Server.KeepaliveRequests, 1)
-	set(&s.Load.Connections, 200)
-	if s.Load.Duration == 0 {
+	set("server.keepalive_requests", &s.Server.KeepaliveRequests, 1)
+	set("load.connections", &s.Load.Connections, 200)
+	if s.Load.Duration == 0 && !given["load.duration"] {
 		s.Load.Duration = Duration(10 * time.Second)
 	}
-	set(&s.Load.Concurrency, 1)
-	if s.Load.Order == "" {
+	set("load.concurrency", &s.Load.Concurrency, 1)
+	if s.Load.Order == "" && !given["load.order"] {
 		s.Load.Order = "round-robin"
 	}
-	if s.Load.ConnectTimeout == 0 {
+	if s.Load.ConnectTimeout == 0 && !given["load.connect_timeout"] {
 		s.Load.ConnectTimeout = Duration(time.Second)
 	}
-	if s.Load.IOTimeout == 0 {
+	if s.Load.IOTimeout == 0 && !given["load.io_timeout"] {
 		s.Load.IOTimeout = Duration(2 * time.Second)
 	}
 	if s.Seed == 0 {
@@ -435,7 +517,7 @@ func validate(file string, root *yaml.Node, s *Scenario) Errors {
 	durRange("load.connect_timeout", s.Load.ConnectTimeout, time.Millisecond, MaxConnectTimeout)
 	durRange("load.io_timeout", s.Load.IOTimeout, time.Millisecond, MaxConnectTimeout)
 	durRange("load.gap", s.Load.Gap, 0, 10*time.Second)
-	if s.Load.Rate < 0 || s.Load.Rate > 1e6 {
+	if !(s.Load.Rate >= 0 && s.Load.Rate <= 1e6) { // also NaN
 		bad("load.rate", "%g is out of range; want 0 (unpaced) to 1000000 connections/s", s.Load.Rate)
 	}
 	rng("load.concurrency", s.Load.Concurrency, 1, MaxConcurrency)
@@ -473,7 +555,12 @@ func validate(file string, root *yaml.Node, s *Scenario) Errors {
 			}
 		}
 	}
+	axes := map[string]bool{}
 	for _, a := range s.Matrix {
+		if axes[a.Key] {
+			errs = append(errs, &Error{File: file, Line: a.Line, Col: a.Col, Field: "matrix." + a.Key, Msg: "given twice"})
+		}
+		axes[a.Key] = true
 		if len(a.Values) == 0 {
 			errs = append(errs, &Error{File: file, Line: a.Line, Col: a.Col, Field: "matrix." + a.Key, Msg: "no values; want a non-empty list"})
 		}
@@ -605,7 +692,7 @@ func expand(file string, s *Scenario) ([]combo, error) {
 	for _, a := range s.Matrix {
 		total *= max(len(a.Values), 1)
 		if total > MaxCells {
-			return nil, &Error{File: file, Line: a.Line, Field: "matrix", Msg: fmt.Sprintf("more than %d cells; split the scenario or use exclude/--only", MaxCells)}
+			return nil, &Error{File: file, Line: a.Line, Col: a.Col, Field: "matrix", Msg: fmt.Sprintf("more than %d cells; split the scenario or use exclude/--only", MaxCells)}
 		}
 	}
 	axisKeys := map[string]bool{}
@@ -677,6 +764,9 @@ func expand(file string, s *Scenario) ([]combo, error) {
 			}
 		}
 		kept = append(kept, combo{kvs: kvs})
+		if len(kept) > MaxCells { // before each cell costs a decode
+			return nil, &Error{File: file, Field: fmt.Sprintf("include[%d]", i), Msg: fmt.Sprintf("more than %d cells with the includes; split the scenario or use exclude/--only", MaxCells)}
+		}
 	}
 	return kept, nil
 }

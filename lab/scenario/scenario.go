@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -356,20 +357,26 @@ func parseTree(file string, src []byte) (*yaml.Node, error) {
 		return nil, &Error{File: file, Msg: fmt.Sprintf("scenario is %d bytes; the limit is %d", len(src), MaxFileSize)}
 	}
 	if !utf8.Valid(src) {
-		line := 1 + bytes.Count(src[:firstInvalid(src)], []byte("\n"))
-		return nil, &Error{File: file, Line: line, Msg: "not valid UTF-8; scenarios are UTF-8 text"}
+		bad := firstInvalid(src)
+		line := 1 + bytes.Count(src[:bad], []byte("\n"))
+		col := 1 + utf8.RuneCount(src[bytes.LastIndexByte(src[:bad], '\n')+1:bad])
+		return nil, &Error{File: file, Line: line, Col: col, Msg: "not valid UTF-8; scenarios are UTF-8 text"}
 	}
 	if len(bytes.TrimSpace(src)) == 0 {
 		return nil, &Error{File: file, Msg: "empty scenario; want at least name, clients and load (see `twlab list` for examples)"}
 	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(src))
-	if err := dec.Decode(&doc); err != nil {
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		return nil, &Error{File: file, Msg: "no YAML content (only comments); want at least name, clients and load"}
+	} else if err != nil {
 		return nil, yamlSyntaxError(file, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		return nil, &Error{File: file, Line: extra.Line, Msg: "more than one YAML document; a scenario is one document"}
+		return nil, &Error{File: file, Line: extra.Line, Col: extra.Column, Msg: "more than one YAML document; a scenario is one document"}
+	} else if !errors.Is(err, io.EOF) {
+		return nil, yamlSyntaxError(file, err) // a broken second document is still broken
 	}
 	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
 		n := &doc

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/twlab/twlab/scenarios"
+)
+
+// twlab runs the command in-process. It never gets a valid scenario with
+// `run`, which would build real namespaces.
+func twlab(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestUsage(t *testing.T) {
+	code, out, errs := twlab(t)
+	if code != exitUsage || out != "" || !strings.Contains(errs, "Usage:") {
+		t.Errorf("no args: code %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, _, errs = twlab(t, "frobnicate")
+	if code != exitUsage || !strings.Contains(errs, `unknown command "frobnicate"`) || !strings.Contains(errs, "Usage:") {
+		t.Errorf("unknown command: code %d, stderr %q", code, errs)
+	}
+	code, out, _ = twlab(t, "help")
+	if code != exitOK || !strings.Contains(out, "twlab validate FILE...") {
+		t.Errorf("help: code %d, stdout %q", code, out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"version", "--version"} {
+		code, out, errs := twlab(t, arg)
+		if code != exitOK || out != "twlab "+version+"\n" || errs != "" {
+			t.Errorf("%s: code %d, stdout %q, stderr %q", arg, code, out, errs)
+		}
+	}
+}
+
+func TestList(t *testing.T) {
+	code, out, errs := twlab(t, "list")
+	if code != exitOK || errs != "" {
+		t.Fatalf("code %d, stderr %q", code, errs)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != len(scenarios.Names()) {
+		t.Errorf("%d lines for %d shipped scenarios:\n%s", len(lines), len(scenarios.Names()), out)
+	}
+	re := regexp.MustCompile(`(?m)^nat-paws\.yaml +The classic case: clients behind one SNAT address, each with its own TCP timestamp clock, and a server that closes first and so holds TIME_WAIT\.$`)
+	if !re.MatchString(out) {
+		t.Errorf("no one-line summary of nat-paws.yaml in:\n%s", out)
+	}
+}
+
+func TestValidateShipped(t *testing.T) {
+	code, out, errs := twlab(t, "validate", "nat-paws.yaml")
+	if code != exitOK || out != "nat-paws.yaml: ok (8 cells)\n" || errs != "" {
+		t.Errorf("code %d, stdout %q, stderr %q", code, out, errs)
+	}
+	// Without the extension, and with --set after the name.
+	code, out, errs = twlab(t, "validate", "nat-paws", "--set", "server.net.ipv4.tcp_rfc1337=1")
+	if code != exitOK || out != "nat-paws.yaml: ok (4 cells)\n" {
+		t.Errorf("--set: code %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, _, errs = twlab(t, "validate", "nat-paws.yaml", "--set", "load.bogus=1")
+	if code != exitUsage || !strings.Contains(errs, "--set: load.bogus: unknown key") {
+		t.Errorf("bad --set: code %d, stderr %q", code, errs)
+	}
+	code, _, errs = twlab(t, "validate")
+	if code != exitUsage || !strings.Contains(errs, "usage: twlab validate FILE...") {
+		t.Errorf("no files: code %d, stderr %q", code, errs)
+	}
+}
+
+func writeTemp(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestValidateBadFile(t *testing.T) {
+	bad := writeTemp(t, "bad.yaml", "name: bad\nload:\n  conections: 5\n")
+	good := writeTemp(t, "good.yaml", "name: good\n")
+	code, out, errs := twlab(t, "validate", good, bad)
+	if code != exitUsage {
+		t.Errorf("code %d, want %d", code, exitUsage)
+	}
+	if out != good+": ok (1 cells)\n" {
+		t.Errorf("stdout %q", out)
+	}
+	if !strings.HasPrefix(errs, bad+":3:3: load.conections: unknown field; valid fields here: connections") {
+		t.Errorf("stderr %q, want the file:line:col of the typo", errs)
+	}
+
+	code, _, errs = twlab(t, "validate", filepath.Join(t.TempDir(), "missing.yaml"))
+	if code != exitUsage || !strings.Contains(errs, "missing.yaml: cannot read scenario") {
+		t.Errorf("missing file: code %d, stderr %q", code, errs)
+	}
+	code, _, errs = twlab(t, "validate", "no-such-scenario")
+	if code != exitUsage || !strings.Contains(errs, "no-such-scenario: no such file and no shipped scenario of that name") {
+		t.Errorf("unknown name: code %d, stderr %q", code, errs)
+	}
+	dir := t.TempDir()
+	code, _, errs = twlab(t, "validate", dir)
+	if code != exitUsage || !strings.Contains(errs, "is a directory") {
+		t.Errorf("directory: code %d, stderr %q", code, errs)
+	}
+}
+
+func TestRunRefusesBeforeBuilding(t *testing.T) {
+	// Every case must fail before runner.CheckEnv: as root, a valid scenario
+	// would build namespaces.
+	bad := writeTemp(t, "bad.yaml", "name: bad\nclients: {count: 1, cuont: 2}\n")
+	for _, tc := range []struct {
+		args []string
+		frag string
+	}{
+		{[]string{"run", filepath.Join(t.TempDir(), "missing.yaml")}, "cannot read scenario"},
+		{[]string{"run", "no-such-scenario.yaml"}, "no such file and no shipped scenario"},
+		{[]string{"run", "a.yaml", "b.yaml"}, "want exactly one SCENARIO"},
+		{[]string{"run"}, "want exactly one SCENARIO"},
+		{[]string{"run", "--bogus-flag", "nat-paws.yaml"}, "flag provided but not defined"},
+		{[]string{"run", bad}, bad + ":2:21: clients.cuont: unknown field"},
+		{[]string{"run", "nat-paws.yaml", "--set", "load.connections"}, "--set: \"load.connections\": want path=value"},
+		{[]string{"run", "nat-paws.yaml", "--only", "nosuch == 1"}, `--only: unknown name "nosuch"`},
+	} {
+		code, out, errs := twlab(t, tc.args...)
+		if code != exitUsage || !strings.Contains(errs, tc.frag) {
+			t.Errorf("%q: code %d, stderr %q; want %d and %q", tc.args, code, errs, exitUsage, tc.frag)
+		}
+		if out != "" {
+			t.Errorf("%q: stdout %q, want nothing", tc.args, out)
+		}
+	}
+}
+
+func TestShow(t *testing.T) {
+	want, ok := scenarios.Read("nat-paws.yaml")
+	if !ok {
+		t.Fatal("nat-paws.yaml not shipped")
+	}
+	onDisk, err := os.ReadFile(filepath.Join("..", "..", "scenarios", "nat-paws.yaml"))
+	if err != nil || !bytes.Equal(onDisk, want) {
+		t.Fatalf("embedded nat-paws.yaml differs from the file: %v", err)
+	}
+	code, out, errs := twlab(t, "show", "nat-paws.yaml")
+	if code != exitOK || out != string(want) || errs != "" {
+		t.Errorf("code %d, stderr %q, stdout starts %.60q", code, errs, out)
+	}
+	p := writeTemp(t, "mine.yaml", "name: mine\n")
+	if code, out, _ = twlab(t, "show", p); code != exitOK || out != "name: mine\n" {
+		t.Errorf("show file: code %d, stdout %q", code, out)
+	}
+	if code, _, errs = twlab(t, "show"); code != exitUsage || !strings.Contains(errs, "usage: twlab show SCENARIO") {
+		t.Errorf("show without args: code %d, stderr %q", code, errs)
+	}
+	if code, _, errs = twlab(t, "show", "nope"); code != exitUsage || !strings.Contains(errs, "no shipped scenario") {
+		t.Errorf("show unknown: code %d, stderr %q", code, errs)
+	}
+}

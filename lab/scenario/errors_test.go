@@ -1,0 +1,265 @@
+package scenario
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// firstError is the first *Error in err (an *Error or Errors).
+func firstError(t *testing.T, err error) *Error {
+	t.Helper()
+	var es Errors
+	if errors.As(err, &es) && len(es) > 0 {
+		return es[0]
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	t.Fatalf("error %v (%T) is neither *Error nor Errors", err, err)
+	return nil
+}
+
+func TestLoadErrors(t *testing.T) {
+	const name = "name: x\n"
+	// Each case states where the error must point (file:line:col, col 0 when
+	// the source gives none) and a fragment saying what would be valid.
+	tests := []struct {
+		name string
+		src  string
+		opt  Options
+		pos  string // File:Line:Col
+		frag string
+	}{
+		{"unknown top-level field", name + "bogus: 1\n", Options{}, "s.yaml:2:1",
+			"bogus: unknown field; valid fields here: name, description, seed, clients, lvs, server, load, sysctl, matrix, exclude, include, expect"},
+		{"unknown nested field", name + "load:\n  conections: 5\n", Options{}, "s.yaml:3:3",
+			"load.conections: unknown field; valid fields here: connections, duration, rate, concurrency, order, connect_timeout, io_timeout, bind_port, gap"},
+		{"field given twice", name + "load:\n  connections: 1\n  connections: 2\n", Options{}, "s.yaml:4:3", "load.connections: given twice"},
+		{"role given twice", name + "sysctl:\n  server: {net.a: 1}\n  server: {net.b: 1}\n", Options{}, "s.yaml:4:3", "sysctl.server: given twice"},
+		{"wrong type", name + "load:\n  connections: lots\n", Options{}, "s.yaml:3:16", `load.connections: "lots" is not valid here: want an integer`},
+		{"wrong type in flow mapping", name + "clients: {count: many}\n", Options{}, "s.yaml:2:18", `clients.count: "many" is not valid here: want an integer`},
+		{"negative seed", name + "seed: -1\n", Options{}, "s.yaml:2:7", `seed: "-1" is not valid here: want an integer`},
+		{"list for a value", name + "load:\n  connections: [1]\n", Options{}, "s.yaml:3:16", "load.connections: want a single value, not a list"},
+		{"scalar for a section", name + "load: 5\n", Options{}, "s.yaml:2:7", "load: want a mapping with fields connections, duration"},
+		{"clients count zero", name + "clients: {count: 0}\n", Options{}, "s.yaml:2:18", "clients.count: 0 is out of range; want 1..64"},
+		{"clients count huge", name + "clients:\n  count: 100000\n", Options{}, "s.yaml:3:10", "clients.count: 100000 is out of range; want 1..64"},
+		{"connections zero", name + "load:\n  connections: 0\n", Options{}, "s.yaml:3:16", "load.connections: 0 is out of range; want 1..1000000"},
+		{"connections huge", name + "load:\n  connections: 1000000000000\n", Options{}, "s.yaml:3:16", "load.connections: 1000000000000 is out of range; want 1..1000000"},
+		{"duration a year", name + "load:\n  duration: 8760h\n", Options{}, "s.yaml:3:13", "load.duration: 8760h0m0s is out of range; want 100ms..10m0s"},
+		{"duration zero", name + "load:\n  duration: 0s\n", Options{}, "s.yaml:3:13", "load.duration: 0s is out of range; want 100ms..10m0s"},
+		{"duration negative", name + "load:\n  duration: -1s\n", Options{}, "s.yaml:3:13", "out of range; want 100ms..10m0s"},
+		{"duration text", name + "load:\n  duration: 8 seconds\n", Options{}, "s.yaml:3:13", `load.duration: "8 seconds" is not a duration: want e.g. 500ms, 8s, 2m`},
+		{"duration overflow", name + "load:\n  duration: 1e400\n", Options{}, "s.yaml:3:13", "is not a duration"},
+		{"rate NaN", name + "load:\n  rate: .nan\n", Options{}, "s.yaml:3:9", "load.rate: NaN is out of range; want 0 (unpaced) to 1000000"},
+		{"rate negative", name + "load:\n  rate: -1\n", Options{}, "s.yaml:3:9", "load.rate: -1 is out of range"},
+		{"conntrack timeout fraction", name + "lvs:\n  conntrack_tw_timeout: 1.5\n", Options{}, "s.yaml:3:25", "want whole seconds from 0s to 1h"},
+		{"close mode", name + "server:\n  close: later\n", Options{}, "s.yaml:3:10", `server.close: "later": want server, client or reset`},
+		{"close mode empty", name + "server:\n  close: \"\"\n", Options{}, "s.yaml:3:10", `server.close: "": want server, client or reset`},
+		{"order", name + "load:\n  order: sideways\n", Options{}, "s.yaml:3:10", `load.order: "sideways": want round-robin or random`},
+		{"lvs mode", name + "lvs:\n  mode: dnat\n", Options{}, "s.yaml:3:9", `lvs.mode: "dnat": want snat, fullnat or route`},
+		{"name missing", "clients:\n  count: 1\n", Options{}, "s.yaml:0:0", "name: missing; give the scenario a short name"},
+		{"name invalid", "name: Nat Paws\n", Options{}, "s.yaml:1:7", `name: "Nat Paws": want lowercase letters, digits`},
+		{"sysctl dotdot", name + "sysctl:\n  server:\n    net.ipv4/../../x: 1\n", Options{}, "s.yaml:4:5",
+			`sysctl.server.net.ipv4/../../x: sysctl name "net.ipv4/../../x" is not valid: want dotted segments of letters, digits, '_' or '-' under net.`},
+		{"sysctl relative path", name + "sysctl:\n  lvs:\n    ../etc: 1\n", Options{}, "s.yaml:4:5", `sysctl name "../etc" is not valid: want dotted segments`},
+		{"sysctl with space", name + "sysctl:\n  clients:\n    net.ipv4.tcp rfc: 1\n", Options{}, "s.yaml:4:5", `sysctl name "net.ipv4.tcp rfc" is not valid`},
+		{"sysctl outside net", name + "sysctl:\n  server:\n    kernel.panic: 1\n", Options{}, "s.yaml:4:5", `under net., e.g. net.ipv4.tcp_rfc1337`},
+		{"sysctl empty value", name + "sysctl:\n  server:\n    net.ipv4.tcp_rfc1337: \"\"\n", Options{}, "s.yaml:4:5", "want a non-empty single-line value"},
+		{"sysctl list value", name + "sysctl:\n  server:\n    net.ipv4.tcp_rfc1337: [1]\n", Options{}, "s.yaml:4:27", "sysctl net.ipv4.tcp_rfc1337: want a scalar value"},
+		{"sysctl twice", name + "sysctl:\n  server:\n    net.ipv4.tcp_rfc1337: 1\n    net.ipv4.tcp_rfc1337: 0\n", Options{}, "s.yaml:5:5", "sysctl.server.net.ipv4.tcp_rfc1337: given twice"},
+		{"sysctl unknown role", name + "sysctl:\n  router:\n    net.ipv4.tcp_rfc1337: 1\n", Options{}, "s.yaml:3:3", "sysctl.router: unknown role; want one of clients, lvs, server"},
+		{"matrix unknown key", name + "matrix:\n  lvs.bogus: [1, 2]\n", Options{}, "s.yaml:3:3",
+			"matrix.lvs.bogus: unknown key; want a sysctl of a role (clients.net.…, lvs.net.…, server.net.…) or a field such as lvs.snat_ports"},
+		{"matrix section key", name + "matrix:\n  lvs: [1]\n", Options{}, "s.yaml:3:3", "matrix.lvs: lvs is a section, not a single value"},
+		{"matrix name", name + "matrix:\n  name: [a, b]\n", Options{}, "s.yaml:3:3", "name cannot vary"},
+		{"matrix empty list", name + "matrix:\n  lvs.snat_ports: []\n", Options{}, "s.yaml:3:3", "matrix.lvs.snat_ports: no values; want a non-empty list"},
+		{"matrix axis twice", name + "matrix:\n  lvs.snat_ports: [1]\n  lvs.snat_ports: [2]\n", Options{}, "s.yaml:4:3", "matrix.lvs.snat_ports: given twice"},
+		{"matrix nested value", name + "matrix:\n  lvs.snat_ports: [[1]]\n", Options{}, "s.yaml:3:20", "values must be scalars"},
+		{"matrix not a mapping", name + "matrix: [1]\n", Options{}, "s.yaml:2:9", "want a mapping of keys to lists of values"},
+		{"matrix bad value", name + "matrix:\n  lvs.snat_ports: [1, lots]\n", Options{}, "s.yaml:3:23", `matrix.lvs.snat_ports[1]: "lots" is not valid here: want an integer`},
+		{"matrix value out of range", name + "matrix:\n  clients.count: [1, 0]\n", Options{}, "s.yaml:3:3", "clients.count: 0 is out of range; want 1..64"},
+		{"too many cells", name + "matrix:\n" +
+			"  server.net.ipv4.a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" +
+			"  server.net.ipv4.b: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" +
+			"  server.net.ipv4.c: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n", Options{}, "s.yaml:5:3",
+			"matrix: more than 256 cells; split the scenario or use exclude/--only"},
+		{"too many cells by include", name + "matrix:\n" +
+			"  server.net.ipv4.a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]\n" +
+			"  server.net.ipv4.b: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]\n" +
+			"include:\n  - {server.net.ipv4.a: 99}\n", Options{}, "s.yaml:0:0", "more than 256 cells"},
+		{"run too long", name + "load:\n  duration: 10m\nmatrix:\n  server.net.ipv4.x: [1, 2, 3, 4, 5, 6, 7]\n", Options{}, "s.yaml:0:0",
+			"load.duration: 7 cells × their durations add up to 1h10m0s; a run is limited to 1h0m0s"},
+		{"exclude names no axis", name + "matrix:\n  lvs.snat_ports: [1, 2]\nexclude:\n  - {lvs.random: true}\n", Options{}, "s.yaml:0:0",
+			"exclude[0].lvs.random: not a matrix key; exclude entries name matrix keys"},
+		{"include unknown key", name + "include:\n  - {lvs.bogus: 1}\n", Options{}, "s.yaml:0:0", "include[0].lvs.bogus: unknown key"},
+		{"expect bad assert syntax", name + "expect:\n  - name: e\n    assert: server.paws > > 0\n", Options{}, "s.yaml:4:27",
+			`expect[0].assert[0]: expected operand after ">", found ">"`},
+		{"expect bad assert in list", name + "expect:\n  - name: e\n    assert:\n      - server.paws > 0\n      - load.failed == == 0\n", Options{}, "s.yaml:6:24",
+			`expect[0].assert[1]: expected operand after "==", found "=="`},
+		{"expect bad when syntax", name + "expect:\n  - when: (lvs.mode == \"snat\"\n    assert: server.paws > 0\n", Options{}, "s.yaml:3:30", // just past the end
+			`expect[0].when: expected ")" to close "(" at col 1, found end of expression`},
+		{"expect no asserts", name + "expect:\n  - name: e\n    assert: []\n", Options{}, "s.yaml:0:0",
+			"expect[0].assert: no assertions; want e.g. `server.TcpExt.PAWSTimewait > 0`"},
+		{"when unknown variable", name + "expect:\n  - when: lvs.snat_port == 1\n    assert: server.paws > 0\n", Options{}, "s.yaml:3:11",
+			`expect[0].when: unknown name "lvs.snat_port"; a selector may use scenario fields (lvs.snat_ports) and sysctls`},
+		{"when unknown variable behind ||", name + "expect:\n  - when: lvs.mode == \"snat\" || server.net.ipv4.tcp_rfc1377 == 1\n    assert: server.paws > 0\n", Options{}, "s.yaml:3:11",
+			`unknown name "server.net.ipv4.tcp_rfc1377"`},
+		{"when type error", name + "expect:\n  - when: lvs.mode > 1\n    assert: server.paws > 0\n", Options{}, "s.yaml:3:11", "expect[0].when: "},
+		{"when not a string", name + "expect:\n  - {when: [1], assert: a}\n", Options{}, "s.yaml:3:12", "expect[0].when: want a string"},
+		{"empty file", "", Options{}, "s.yaml:0:0", "empty scenario; want at least name, clients and load"},
+		{"only whitespace", " \n\t\n", Options{}, "s.yaml:0:0", "empty scenario"},
+		{"only a comment", "# nothing\n", Options{}, "s.yaml:0:0", "no YAML content (only comments); want at least name, clients and load"},
+		{"not UTF-8", name + "description: caf\xe9\n", Options{}, "s.yaml:2:17", "not valid UTF-8; scenarios are UTF-8 text"},
+		{"YAML syntax", name + "load: [\n", Options{}, "s.yaml:2:0", "YAML syntax: "},
+		// yaml.v3 names the line of the mapping it was parsing, not of the stray key.
+		{"YAML bad indentation", name + "load:\n  connections: 1\n duration: 8s\n", Options{}, "s.yaml:3:0", "YAML syntax: did not find expected key"},
+		{"two documents", name + "---\nname: y\n", Options{}, "s.yaml:2:1", "more than one YAML document; a scenario is one document"},
+		{"broken second document", name + "---\n[\n", Options{}, "s.yaml:3:0", "YAML syntax: "},
+		{"anchor", "name: &a x\ndescription: *a\n", Options{}, "s.yaml:1:7", "YAML anchors and aliases are not supported"},
+		{"anchor on mapping", name + "load: &l\n  connections: 1\n", Options{}, "s.yaml:2:7", "YAML anchors and aliases are not supported"},
+		{"top level list", "- name: x\n", Options{}, "s.yaml:1:1", "the top level must be a mapping (name:, clients:, load:, …)"},
+		{"top level scalar", "nat-paws\n", Options{}, "s.yaml:1:1", "the top level must be a mapping"},
+		{"deep nesting", name + "description: " + strings.Repeat("[", 40) + strings.Repeat("]", 40) + "\n", Options{}, "s.yaml:2:", "nesting deeper than 32 levels"},
+		{"too large", name + "description: " + strings.Repeat("x", MaxFileSize) + "\n", Options{}, "s.yaml:0:0", "the limit is 262144"},
+
+		{"--set without =", name, Options{Set: []string{"load.connections"}}, "--set:0:0",
+			`"load.connections": want path=value, e.g. load.connections=50 or server.net.ipv4.tcp_rfc1337=1`},
+		{"--set empty key", name, Options{Set: []string{"=1"}}, "--set:0:0", "want path=value"},
+		{"--set unknown key", name, Options{Set: []string{"load.bogus=1"}}, "--set:0:0", "load.bogus: unknown key; want a sysctl of a role"},
+		{"--set sysctl path trick", name, Options{Set: []string{"server.net.ipv4/../x=1"}}, "--set:0:0", "is not valid: want dotted segments"},
+		{"--set section", name, Options{Set: []string{"load=1"}}, "--set:0:0", "load is a section, not a single value"},
+		{"--set into a scalar", name + "clients: 1\n", Options{Set: []string{"clients.count=1"}}, "s.yaml:2:10", "clients: want a mapping"},
+		{"--set bad value", name, Options{Set: []string{"load.connections=lots"}}, "s.yaml:0:0", `load.connections: "lots" is not valid here: want an integer`},
+		{"--set out of range", name, Options{Set: []string{"load.connections=0"}}, "s.yaml:0:0", "load.connections: 0 is out of range; want 1..1000000"},
+		{"--only unknown name", name, Options{Only: "lvs.snatports == 1"}, "--only:0:0",
+			`unknown name "lvs.snatports" (cell variables are scenario fields such as lvs.snat_ports`},
+		{"--only unknown name behind &&", name, Options{Only: `lvs.mode == "route" && nosuch == 1`}, "--only:0:0", `unknown name "nosuch"`},
+		{"--only syntax", name, Options{Only: "(("}, "--only:0:0", `expected operand after "("`},
+		{"--only selects nothing", name, Options{Only: "lvs.snat_ports == 99"}, "s.yaml:0:0", "no cells to run"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Load("s.yaml", []byte(tc.src), tc.opt)
+			if err == nil {
+				t.Fatalf("no error; cells %q", cellIDs(p))
+			}
+			if p != nil {
+				t.Errorf("plan returned with error")
+			}
+			e := firstError(t, err)
+			pos := fmt.Sprintf("%s:%d:%d", e.File, e.Line, e.Col)
+			if strings.HasSuffix(tc.pos, ":") { // line only, column not pinned
+				pos = fmt.Sprintf("%s:%d:", e.File, e.Line)
+			}
+			if pos != tc.pos {
+				t.Errorf("position %s, want %s (error: %v)", pos, tc.pos, err)
+			}
+			if !strings.Contains(err.Error(), tc.frag) {
+				t.Errorf("error %q\nlacks %q", err, tc.frag)
+			}
+			// The printed form leads with the same position.
+			prefix := e.File
+			if e.Line > 0 {
+				prefix += fmt.Sprintf(":%d", e.Line)
+				if e.Col > 0 {
+					prefix += fmt.Sprintf(":%d", e.Col)
+				}
+			}
+			if !strings.HasPrefix(e.Error(), prefix+": ") {
+				t.Errorf("Error() = %q, want prefix %q", e.Error(), prefix+": ")
+			}
+		})
+	}
+}
+
+// An expression's syntax error points at the offending character of the
+// file, not just the line.
+func TestExprErrorColumnPointsIntoFile(t *testing.T) {
+	src := "name: x\nexpect:\n  - name: e\n    when: lvs.snat_ports == 1 && && 1\n    assert:\n      - server.paws > 0\n      - load.failed ==* 0\n"
+	_, err := Load("s.yaml", []byte(src), Options{})
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 2 {
+		t.Fatalf("want two errors (when and assert), got %v", err)
+	}
+	lines := strings.Split(src, "\n")
+	for i, want := range []string{"&", "*"} {
+		e := es[i]
+		if e.Line < 1 || e.Line > len(lines) {
+			t.Fatalf("error %v: line out of the file", e)
+		}
+		line := []rune(lines[e.Line-1])
+		if e.Col < 1 || e.Col > len(line) {
+			t.Fatalf("error %v: column out of the line %q", e, string(line))
+		}
+		if got := string(line[e.Col-1]); got != want {
+			t.Errorf("error %v points at %q in %q, want %q", e, got, string(line), want)
+		}
+	}
+	if !strings.Contains(es[0].Field, "expect[0].when") || !strings.Contains(es[1].Field, "expect[0].assert[1]") {
+		t.Errorf("fields %q, %q", es[0].Field, es[1].Field)
+	}
+}
+
+// All problems of a file are reported together.
+func TestLoadReportsEveryError(t *testing.T) {
+	src := "name: x\nbogus: 1\nload:\n  conections: 1\n  order: up\n"
+	_, err := Load("s.yaml", []byte(src), Options{})
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 2 {
+		t.Fatalf("want the two unknown fields, got %v", err)
+	}
+	if es[0].Line != 2 || es[1].Line != 4 {
+		t.Errorf("lines %d, %d", es[0].Line, es[1].Line)
+	}
+	if strings.Count(err.Error(), "\n") != 1 {
+		t.Errorf("Errors.Error() should be one line per error: %q", err)
+	}
+}
+
+func TestReadFile(t *testing.T) {
+	dir := t.TempDir()
+	_, err := ReadFile(dir)
+	if e := firstError(t, err); e.File != dir || !strings.Contains(e.Msg, "is a directory, want a scenario YAML file") {
+		t.Errorf("directory: %v", err)
+	}
+
+	missing := filepath.Join(dir, "missing.yaml")
+	_, err = ReadFile(missing)
+	if e := firstError(t, err); e.File != missing || !strings.Contains(e.Msg, "cannot read scenario: no such file") {
+		t.Errorf("missing: %v", err)
+	}
+
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, []byte("name: x\n#"+strings.Repeat("x", MaxFileSize)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ReadFile(big)
+	want := fmt.Sprintf("%s: file is %d bytes; scenarios are limited to %d", big, MaxFileSize+9, MaxFileSize)
+	if err == nil || err.Error() != want {
+		t.Errorf("big: %v\nwant %s", err, want)
+	}
+
+	ok := filepath.Join(dir, "ok.yaml")
+	if err := os.WriteFile(ok, []byte(small), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ReadFile(ok)
+	if err != nil || string(b) != small {
+		t.Errorf("ok: %q, %v", b, err)
+	}
+}
+
+// The UTF-8 column counts characters, as an editor does.
+func TestUTF8Column(t *testing.T) {
+	_, err := Load("s.yaml", []byte("name: x\ndescription: ünï\xff\n"), Options{})
+	e := firstError(t, err)
+	if e.Line != 2 || e.Col != utf8.RuneCountInString("description: ünï")+1 {
+		t.Errorf("got %d:%d: %v", e.Line, e.Col, err)
+	}
+}

@@ -1,0 +1,287 @@
+package scenario
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func readShipped(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "scenarios", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func mustLoad(t *testing.T, file string, src []byte, opt Options) *Plan {
+	t.Helper()
+	p, err := Load(file, src, opt)
+	if err != nil {
+		t.Fatalf("Load(%s, %+v): %v", file, opt, err)
+	}
+	return p
+}
+
+func cellIDs(p *Plan) []string {
+	var ids []string
+	for _, c := range p.Cells {
+		ids = append(ids, c.ID)
+	}
+	return ids
+}
+
+func expectNames(c *Cell) []string {
+	var out []string
+	for _, e := range c.Expect {
+		out = append(out, e.Name)
+	}
+	return out
+}
+
+func TestNatPaws(t *testing.T) {
+	p := mustLoad(t, "nat-paws.yaml", readShipped(t, "nat-paws.yaml"), Options{})
+	if p.Scenario.Name != "nat-paws" {
+		t.Errorf("name = %q", p.Scenario.Name)
+	}
+	// The first matrix axis varies slowest.
+	want := []string{
+		"tw_recycle=0,timestamps=1,rfc1337=0",
+		"tw_recycle=0,timestamps=1,rfc1337=1",
+		"tw_recycle=0,timestamps=0,rfc1337=0",
+		"tw_recycle=0,timestamps=0,rfc1337=1",
+		"tw_recycle=1,timestamps=1,rfc1337=0",
+		"tw_recycle=1,timestamps=1,rfc1337=1",
+		"tw_recycle=1,timestamps=0,rfc1337=0",
+		"tw_recycle=1,timestamps=0,rfc1337=1",
+	}
+	if got := cellIDs(p); !slices.Equal(got, want) {
+		t.Fatalf("cells:\n got %q\nwant %q", got, want)
+	}
+	for i, c := range p.Cells {
+		if c.Index != i {
+			t.Errorf("cell %s: Index %d, want %d", c.ID, c.Index, i)
+		}
+		var parts []string
+		for _, kv := range c.Matrix {
+			parts = append(parts, kv.Key+"="+kv.Value)
+		}
+		wantVars := map[string]string{
+			// from the matrix
+			"server.net.ipv4.tcp_tw_recycle":  c.Matrix[0].Value,
+			"clients.net.ipv4.tcp_timestamps": c.Matrix[1].Value,
+			"server.net.ipv4.tcp_rfc1337":     c.Matrix[2].Value,
+			// from the sysctl and field sections
+			"server.net.ipv4.tcp_timestamps":                      "1",
+			"lvs.net.netfilter.nf_conntrack_tcp_timeout_syn_sent": "1",
+			"lvs.snat_ports":       "1",
+			"lvs.snat_port_base":   "40000",
+			"lvs.mode":             "snat",
+			"load.connections":     "200",
+			"load.duration":        "8s",
+			"load.connect_timeout": "1.5s",
+			"load.bind_port":       "50000",
+			"server.close":         "server",
+			"clients.count":        "2",
+		}
+		for k, v := range wantVars {
+			if got, ok := c.Vars[k]; !ok || got != v {
+				t.Errorf("cell %s (%s): Vars[%s] = %q, %v; want %q", c.ID, strings.Join(parts, " "), k, got, ok, v)
+			}
+		}
+		if c.S.Load.Connections != 200 || c.S.LVS.SNATPorts != 1 {
+			t.Errorf("cell %s: typed scenario not filled: %+v", c.ID, c.S.Load)
+		}
+
+		ts, rfc := c.Vars["clients.net.ipv4.tcp_timestamps"], c.Vars["server.net.ipv4.tcp_rfc1337"]
+		var wantExp string
+		switch {
+		case ts == "1" && rfc == "0":
+			wantExp = "timestamps on, rfc1337=0"
+		case ts == "1" && rfc == "1":
+			wantExp = "timestamps on, rfc1337=1"
+		case ts == "0":
+			wantExp = "timestamps off"
+		}
+		names := expectNames(c)
+		if len(names) != 1 || !strings.HasPrefix(names[0], wantExp) {
+			t.Errorf("cell %s: expectations %q, want exactly one starting %q", c.ID, names, wantExp)
+		}
+		for _, e := range c.Expect {
+			if len(e.Asserts) == 0 || e.When == nil || e.Line == 0 {
+				t.Errorf("cell %s: expectation %q not parsed fully: %+v", c.ID, e.Name, e)
+			}
+		}
+	}
+}
+
+// Every shipped scenario must load, so a new one cannot ship broken.
+func TestShippedScenariosLoad(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "scenarios", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no shipped scenarios found")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			src, err := ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := mustLoad(t, filepath.Base(f), src, Options{})
+			seen := map[string]bool{}
+			for _, c := range p.Cells {
+				if c.ID == "" || len(c.Vars) == 0 {
+					t.Errorf("cell %d: ID %q, %d vars", c.Index, c.ID, len(c.Vars))
+				}
+				if seen[c.ID] {
+					t.Errorf("duplicate cell id %q", c.ID)
+				}
+				seen[c.ID] = true
+			}
+		})
+	}
+}
+
+func TestSetOverrides(t *testing.T) {
+	src := readShipped(t, "nat-paws.yaml")
+	p := mustLoad(t, "nat-paws.yaml", src, Options{Set: []string{
+		"load.connections=50",
+		"server.net.ipv4.tcp_rfc1337=1",
+		"lvs.net.netfilter.nf_conntrack_tcp_timeout_syn_sent = 5",
+		"server.net.ipv4.tcp_max_tw_buckets=1000", // a sysctl the file does not set
+	}})
+	if p.Scenario.Load.Connections != 50 {
+		t.Errorf("plan scenario: connections = %d, want 50", p.Scenario.Load.Connections)
+	}
+	// tcp_rfc1337 is a matrix axis; --set pins it, leaving 2×2 cells.
+	want := []string{
+		"tw_recycle=0,timestamps=1,rfc1337=1",
+		"tw_recycle=0,timestamps=0,rfc1337=1",
+		"tw_recycle=1,timestamps=1,rfc1337=1",
+		"tw_recycle=1,timestamps=0,rfc1337=1",
+	}
+	if got := cellIDs(p); !slices.Equal(got, want) {
+		t.Fatalf("cells:\n got %q\nwant %q", got, want)
+	}
+	for _, c := range p.Cells {
+		for k, v := range map[string]string{
+			"load.connections":                                    "50",
+			"server.net.ipv4.tcp_rfc1337":                         "1",
+			"lvs.net.netfilter.nf_conntrack_tcp_timeout_syn_sent": "5",
+			"server.net.ipv4.tcp_max_tw_buckets":                  "1000",
+			"load.duration":                                       "8s", // untouched
+		} {
+			if c.Vars[k] != v {
+				t.Errorf("cell %s: Vars[%s] = %q, want %q", c.ID, k, c.Vars[k], v)
+			}
+		}
+		if c.S.Load.Connections != 50 {
+			t.Errorf("cell %s: S.Load.Connections = %d", c.ID, c.S.Load.Connections)
+		}
+		names := expectNames(c)
+		if c.Vars["clients.net.ipv4.tcp_timestamps"] == "1" && (len(names) != 1 || !strings.HasPrefix(names[0], "timestamps on, rfc1337=1")) {
+			t.Errorf("cell %s: expectations %q", c.ID, names)
+		}
+	}
+}
+
+// small is a valid scenario to vary in tests.
+const small = `name: small
+lvs:
+  snat_ports: 4
+sysctl:
+  server:
+    net.ipv4.tcp_timestamps: 1
+`
+
+func TestMatrixOverField(t *testing.T) {
+	src := small + `matrix:
+  lvs.snat_ports: [1, 8]
+  server.net.ipv4.tcp_rfc1337: [0, 1]
+expect:
+  - name: many ports
+    when: lvs.snat_ports > 1
+    assert: server.paws == 0
+`
+	p := mustLoad(t, "s.yaml", []byte(src), Options{})
+	want := []string{"snat_ports=1,rfc1337=0", "snat_ports=1,rfc1337=1", "snat_ports=8,rfc1337=0", "snat_ports=8,rfc1337=1"}
+	if got := cellIDs(p); !slices.Equal(got, want) {
+		t.Fatalf("cells %q, want %q", got, want)
+	}
+	for _, c := range p.Cells {
+		wantPorts := map[string]int{"1": 1, "8": 8}[c.Matrix[0].Value]
+		if c.S.LVS.SNATPorts != wantPorts || c.Vars["lvs.snat_ports"] != c.Matrix[0].Value {
+			t.Errorf("cell %s: SNATPorts %d, Vars %q", c.ID, c.S.LVS.SNATPorts, c.Vars["lvs.snat_ports"])
+		}
+		if c.Vars["server.net.ipv4.tcp_timestamps"] != "1" {
+			t.Errorf("cell %s lost the file's sysctl", c.ID)
+		}
+		if got := len(c.Expect) == 1; got != (wantPorts > 1) {
+			t.Errorf("cell %s: expectations %q", c.ID, expectNames(c))
+		}
+	}
+	// The plan's scenario is the one before the matrix.
+	if p.Scenario.LVS.SNATPorts != 4 {
+		t.Errorf("plan scenario snat_ports = %d, want 4", p.Scenario.LVS.SNATPorts)
+	}
+}
+
+func TestExcludeIncludeOnly(t *testing.T) {
+	src := small + `matrix:
+  lvs.snat_ports: [1, 8]
+  server.net.ipv4.tcp_rfc1337: [0, 1]
+exclude:
+  - {lvs.snat_ports: 8, server.net.ipv4.tcp_rfc1337: "1"}
+  - {lvs.snat_ports: 1, server.net.ipv4.tcp_rfc1337: 0}
+include:
+  - {lvs.snat_ports: 16, server.net.ipv4.tcp_rfc1337: 1, load.connections: 10}
+`
+	p := mustLoad(t, "s.yaml", []byte(src), Options{})
+	want := []string{"snat_ports=1,rfc1337=1", "snat_ports=8,rfc1337=0", "snat_ports=16,rfc1337=1,connections=10"}
+	if got := cellIDs(p); !slices.Equal(got, want) {
+		t.Fatalf("cells %q, want %q", got, want)
+	}
+	inc := p.Cells[2]
+	if inc.Index != 2 || inc.S.LVS.SNATPorts != 16 || inc.S.Load.Connections != 10 || inc.Vars["server.net.ipv4.tcp_rfc1337"] != "1" {
+		t.Errorf("include cell: %+v %+v", inc.S.LVS, inc.Vars)
+	}
+	if p.Cells[0].S.Load.Connections != 200 {
+		t.Errorf("include leaked into other cells: connections %d", p.Cells[0].S.Load.Connections)
+	}
+
+	p = mustLoad(t, "s.yaml", []byte(src), Options{Only: "lvs.snat_ports >= 8"})
+	want = []string{"snat_ports=8,rfc1337=0", "snat_ports=16,rfc1337=1,connections=10"}
+	if got := cellIDs(p); !slices.Equal(got, want) {
+		t.Fatalf("--only: cells %q, want %q", got, want)
+	}
+	for i, c := range p.Cells {
+		if c.Index != i {
+			t.Errorf("--only: cell %s has Index %d, want %d", c.ID, c.Index, i)
+		}
+	}
+
+	p = mustLoad(t, "nat-paws.yaml", readShipped(t, "nat-paws.yaml"),
+		Options{Only: "server.net.ipv4.tcp_rfc1337 == 1 && clients.net.ipv4.tcp_timestamps == 1"})
+	want = []string{"tw_recycle=0,timestamps=1,rfc1337=1", "tw_recycle=1,timestamps=1,rfc1337=1"}
+	if got := cellIDs(p); !slices.Equal(got, want) {
+		t.Fatalf("--only on nat-paws: cells %q, want %q", got, want)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	p := mustLoad(t, "s.yaml", []byte("name: d\nclients:\n  count: ~\n"), Options{})
+	if len(p.Cells) != 1 || p.Cells[0].ID != "default" {
+		t.Fatalf("cells %q", cellIDs(p))
+	}
+	s := p.Cells[0].S
+	if s.Clients.Count != 2 || s.Load.Connections != 200 || s.Server.Port != 8080 || s.LVS.Mode != "snat" ||
+		s.Load.Order != "round-robin" || s.Load.Duration.D().String() != "10s" || s.Seed != 1 {
+		t.Errorf("defaults not applied: %+v", s)
+	}
+}
