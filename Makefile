@@ -5,7 +5,7 @@ BIN     := bin/twlab
 PKGS    := ./...
 export CGO_ENABLED := 0
 
-.PHONY: all build test unit vet fmt-check fuzz demo cleanup clean
+.PHONY: all build test unit vet fmt-check fuzz demo cleanup clean generate
 
 all: build
 
@@ -32,6 +32,12 @@ FUZZTIME ?= 20s
 fuzz:
 	$(GO) test ./lab/expr -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./lab/scenario -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+
+# Rebuild the eBPF object and its Go bindings (committed, so a normal build
+# needs no clang). Needs clang-14: apt-get install clang-14.
+generate:
+	@command -v clang-14 >/dev/null || { echo "make generate needs clang-14 (apt-get install clang-14)"; exit 1; }
+	$(GO) generate ./lab/skew
 
 demo: build
 	./$(BIN) run nat-paws.yaml

@@ -151,6 +151,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	var verbose countFlag
 	fs.Var(&verbose, "v", "log progress (-v) or debug details (-v -v) to stderr")
 	quiet := fs.Bool("q", false, "print only the final table")
+	pcap := fs.Bool("pcap", false, "capture the server's link of every cell into <results>/pcap/ (bounded: 160-byte frames, 16 MiB per file)")
+	pcapClients := fs.Bool("pcap-clients", false, "capture every client's link too")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: twlab run [flags] SCENARIO\n\nFlags:")
 		fs.PrintDefaults()
@@ -205,7 +207,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "twlab: %s, %d cells\n", plan.Scenario.Name, len(plan.Cells))
 	}
 	opt := runner.Options{OutDir: *out, ResultsRoot: *root, Log: log, Overrides: sets, Only: *only,
-		Artifacts: report.WriteArtifacts}
+		Artifacts: report.WriteArtifacts, Pcap: *pcap, PcapClients: *pcapClients}
 	if !*quiet {
 		opt.Progress = func(done, total int, c *result.Cell) {
 			fmt.Fprintln(stdout, report.CellLine(done, total, c))

@@ -97,11 +97,28 @@ type Result struct {
 	ConnPerS  float64                 `json:"conn_per_s"`
 	Elapsed   float64                 `json:"elapsed_s"`
 	PerClient map[string]*ClientStats `json:"per_client"`
+	// Handoffs count connections by the client that used the chain before:
+	// "c1_to_c2" is c2 connecting right after c1 on the same chain, i.e. onto
+	// the 4-tuple c1 just left in TIME_WAIT when the NAT maps both alike.
+	Handoffs map[string]*Handoff `json:"handoffs"`
 	// Errors keeps the first few distinct error texts for the reader.
 	Errors []string `json:"errors,omitempty"`
 	// latencies of successful connects, ns; not serialised.
 	lat []int64
 }
+
+// Handoff counts one (previous client, next client) pair on a chain.
+type Handoff struct {
+	Attempts int `json:"attempts"`
+	// Retried: the connection succeeded but its SYN had to be sent again
+	// (TCP_INFO total_retrans at connect time), i.e. the first SYN was
+	// rejected or lost.
+	Retried int `json:"retried"`
+	Failed  int `json:"failed"`
+}
+
+// HandoffKey names the pair prev→next.
+func HandoffKey(prev, next string) string { return prev + "_to_" + next }
 
 // Percentiles of connect latency in milliseconds.
 type Percentiles struct {
@@ -185,7 +202,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	var budget atomic.Int64
 	budget.Store(int64(cfg.Connections))
-	res := &Result{Failures: map[string]int{}, PerClient: map[string]*ClientStats{}}
+	res := &Result{Failures: map[string]int{}, PerClient: map[string]*ClientStats{}, Handoffs: map[string]*Handoff{}}
 	for _, c := range cfg.Clients {
 		res.PerClient[c.Name] = &ClientStats{Failures: map[string]int{}}
 	}
@@ -194,13 +211,28 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	var mu sync.Mutex
 	errSeen := map[string]bool{}
-	record := func(client string, o outcome) {
+	record := func(prev, client string, o outcome) {
 		mu.Lock()
 		defer mu.Unlock()
 		res.Attempts++
 		pc := res.PerClient[client]
 		pc.Attempts++
 		res.Requests += o.requests
+		if prev != "" {
+			k := HandoffKey(prev, client)
+			h := res.Handoffs[k]
+			if h == nil {
+				h = &Handoff{}
+				res.Handoffs[k] = h
+			}
+			h.Attempts++
+			switch {
+			case o.class != OK:
+				h.Failed++
+			case o.synRetrans > 0:
+				h.Retried++
+			}
+		}
 		if o.class == OK {
 			res.OK++
 			pc.OK++
@@ -230,6 +262,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			if cfg.BindPort > 0 {
 				bind = cfg.BindPort + k
 			}
+			prev := ""
 			for j := 0; ; j++ {
 				if ctx.Err() != nil || budget.Add(-1) < 0 {
 					return
@@ -250,7 +283,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				if ctx.Err() != nil && o.class == Timeout && errors.Is(o.err, context.DeadlineExceeded) {
 					return // cut short by the cell's time bound, not by the network
 				}
-				record(c.Name, o)
+				record(prev, c.Name, o)
+				prev = c.Name
 				if cfg.Gap > 0 {
 					select {
 					case <-ctx.Done():
@@ -272,10 +306,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 type outcome struct {
-	class    string
-	connect  time.Duration
-	requests int
-	err      error
+	class      string
+	connect    time.Duration
+	synRetrans int // SYNs sent again before the handshake completed
+	requests   int
+	err        error
 }
 
 // dialOnce makes one connection: socket (and bind) inside the client's
@@ -353,6 +388,12 @@ func dialOnce(ctx context.Context, m sockMaker, c Client, cfg Config, port, bind
 		}
 	}
 	o := outcome{class: OK, connect: time.Since(start)}
+	rc.Control(func(fd uintptr) {
+		// Right after the handshake only the SYN can have been retransmitted.
+		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			o.synRetrans = int(info.Total_retrans)
+		}
+	})
 	o.requests, err = exchange(f, cfg)
 	if err != nil {
 		o.class = classify(err)

@@ -65,12 +65,23 @@ func TestPAWSBehindSNAT(t *testing.T) {
 	d := probe.Delta(before, after)
 	syn, _ := nat.ReadSYNCounters(l.Server.NS)
 	tw, _ := pr.TimeWait()
-	t.Logf("load: %+v", *res)
 	t.Logf("PAWSTimewait=%d PAWSEstab=%d syn=%v tw=%d", d["TcpExt.PAWSTimewait"], d["TcpExt.PAWSEstab"], syn, tw)
 	if res.OK != 100 {
 		t.Errorf("ok = %d, want 100 (rfc1337=0 lets every client recover)", res.OK)
 	}
 	if d["TcpExt.PAWSTimewait"] == 0 {
 		t.Errorf("no PAWS rejects at the server")
+	}
+	// Each client keeps one 4-tuple (bound port), so the kernel's offsets
+	// make one of them "behind": exactly the handoffs towards it are retried.
+	a, b := res.Handoffs["c1_to_c2"], res.Handoffs["c2_to_c1"]
+	if a == nil || b == nil {
+		t.Fatalf("handoffs %v", res.Handoffs)
+	}
+	if !(a.Retried == a.Attempts && b.Retried == 0) && !(b.Retried == b.Attempts && a.Retried == 0) {
+		t.Errorf("handoffs c1->c2 %+v c2->c1 %+v: want one direction always retried, the other never", *a, *b)
+	}
+	if int64(a.Retried+b.Retried) != d["TcpExt.PAWSTimewait"] {
+		t.Errorf("retried handoffs %d != server PAWS rejects %d", a.Retried+b.Retried, d["TcpExt.PAWSTimewait"])
 	}
 }

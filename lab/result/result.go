@@ -13,6 +13,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/twlab/twlab/lab/capture"
+	"github.com/twlab/twlab/lab/skew"
+
 	"github.com/twlab/twlab/lab/load"
 )
 
@@ -80,6 +83,23 @@ type Cell struct {
 	Nodes       map[string]*Node  `json:"nodes,omitempty"`
 	Expect      []Expect          `json:"expect"`
 	Notes       []string          `json:"notes,omitempty"`
+	// Skew describes the clock offsets in force (ts_skew: fixed) and proves
+	// them with the program's rewrite counters.
+	Skew *Skew `json:"skew,omitempty"`
+	// Pcap lists the captures written for this cell (--pcap).
+	Pcap []capture.Stats `json:"pcap,omitempty"`
+}
+
+// Skew is the clock skew of a cell.
+type Skew struct {
+	Mode    string                 `json:"mode"` // kernel | fixed
+	Clients map[string]*SkewClient `json:"clients,omitempty"`
+}
+
+// SkewClient is one client's offset and what the eBPF program did.
+type SkewClient struct {
+	OffsetTicks int32 `json:"offset_ticks"` // 1 tick = 1 ms on Linux >= 4.13
+	skew.Stats
 }
 
 // SYN is what the server's nftables counters saw during the cell.

@@ -19,6 +19,8 @@ import (
 //	load.failures.{timeout,refused,reset,addr,other}
 //	load.connect_ms.{p50,p90,p99,max}
 //	load.clients.C.{attempts,ok,failed}   load.{min,max}_client_ok  load.max_client_failed
+//	load.handoffs.A_to_B.{attempts,retried,failed}   (B connecting right after A on a chain)
+//	skew.C.{offset_ticks,egress_rewritten,ingress_rewritten}   (ts_skew: fixed)
 //	syn.{in,synack_out,unanswered,rst_in,rst_out}
 //	NODE.Group.Field   (every TcpExt/Tcp/Ip… counter delta; NODE = c1…, lvs, server, clients = sum of clients)
 //	NODE.paws          (sum of the PAWS* counters this kernel has)
@@ -53,6 +55,11 @@ func Figures(rc *result.Cell) map[string]float64 {
 			f["load.min_client_ok"] = minOK
 		}
 		f["load.max_client_ok"] = maxOK
+		for k, h := range l.Handoffs {
+			f["load.handoffs."+k+".attempts"] = float64(h.Attempts)
+			f["load.handoffs."+k+".retried"] = float64(h.Retried)
+			f["load.handoffs."+k+".failed"] = float64(h.Failed)
+		}
 		f["load.max_client_failed"] = maxFail
 	}
 	if s := rc.SYN; s != nil {
@@ -61,6 +68,13 @@ func Figures(rc *result.Cell) map[string]float64 {
 		f["syn.unanswered"] = float64(s.Unanswered)
 		f["syn.rst_in"] = float64(s.RSTIn)
 		f["syn.rst_out"] = float64(s.RSTOut)
+	}
+	if sk := rc.Skew; sk != nil {
+		for name, c := range sk.Clients {
+			f["skew."+name+".offset_ticks"] = float64(c.OffsetTicks)
+			f["skew."+name+".egress_rewritten"] = float64(c.EgressRewritten)
+			f["skew."+name+".ingress_rewritten"] = float64(c.IngressRewritten)
+		}
 	}
 	for name, n := range rc.Nodes {
 		for k, v := range n.Counters {

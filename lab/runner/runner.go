@@ -16,12 +16,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twlab/twlab/lab/capture"
 	"github.com/twlab/twlab/lab/load"
 	"github.com/twlab/twlab/lab/nat"
 	"github.com/twlab/twlab/lab/probe"
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/runstate"
 	"github.com/twlab/twlab/lab/scenario"
+	"github.com/twlab/twlab/lab/skew"
 	"github.com/twlab/twlab/lab/sysctl"
 	"github.com/twlab/twlab/lab/topo"
 	"golang.org/x/sys/unix"
@@ -43,6 +45,9 @@ type Options struct {
 	Artifacts func(dir string, r *result.Run) error
 	Overrides []string
 	Only      string
+	// Pcap captures the server's link of every cell into DIR/pcap/;
+	// PcapClients adds every client's link.
+	Pcap, PcapClients bool
 }
 
 // Sample interval of TIME_WAIT counts.
@@ -117,7 +122,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		if ctx.Err() != nil {
 			break
 		}
-		rc := runCell(ctx, id, c, log)
+		rc := runCell(ctx, id, c, log, cellOpts{dir: dir, pcap: opt.Pcap, pcapClients: opt.PcapClients})
 		if ctx.Err() != nil && rc.Status != result.CellNA {
 			// A cell cut short measured nothing meaningful; run.json keeps
 			// the finished cells only, and the run's status says why.
@@ -163,19 +168,28 @@ func kernelRelease() string {
 	return unix.ByteSliceToString(u.Release[:])
 }
 
-// cellRun holds one cell's live state.
-type cellRun struct {
-	id   string // the run id, part of every name
-	c    *scenario.Cell
-	s    *scenario.Scenario
-	rc   *result.Cell
-	lab  *topo.Lab
-	log  *slog.Logger
-	srv  *load.Server
-	prbs []*probe.Node
+// cellOpts are the run options a cell needs.
+type cellOpts struct {
+	dir               string
+	pcap, pcapClients bool
 }
 
-func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logger) (rc *result.Cell) {
+// cellRun holds one cell's live state.
+type cellRun struct {
+	id    string // the run id, part of every name
+	c     *scenario.Cell
+	s     *scenario.Scenario
+	rc    *result.Cell
+	opt   cellOpts
+	lab   *topo.Lab
+	log   *slog.Logger
+	srv   *load.Server
+	prbs  []*probe.Node
+	skews map[string]*skew.Attachment
+	caps  []*capture.Capture
+}
+
+func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logger, opt cellOpts) (rc *result.Cell) {
 	s := c.S
 	rc = &result.Cell{ID: c.ID, Index: c.Index, Started: time.Now().UTC(),
 		Knobs: map[string]string{}, Matrix: map[string]string{}, Expect: []result.Expect{}}
@@ -190,7 +204,7 @@ func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logg
 			rc.Knobs[role+"."+k.Name] = sysctl.Normalize(k.Value)
 		}
 	}
-	cr := &cellRun{id: runID, c: c, s: s, rc: rc, log: log.With("cell", c.ID)}
+	cr := &cellRun{id: runID, c: c, s: s, rc: rc, opt: opt, log: log.With("cell", c.ID)}
 	start := time.Now()
 	defer func() { rc.DurationS = round3(time.Since(start).Seconds()) }()
 	// Teardown is registered first so that it runs last, after recover.
@@ -218,8 +232,16 @@ func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logg
 
 func (cr *cellRun) teardown() error {
 	var errs []error
+	for _, c := range cr.caps {
+		if _, err := c.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if cr.srv != nil {
 		errs = append(errs, cr.srv.Close())
+	}
+	for _, a := range cr.skews {
+		errs = append(errs, a.Close())
 	}
 	for _, p := range cr.prbs {
 		p.Close()
@@ -292,6 +314,23 @@ func (cr *cellRun) run(ctx context.Context) error {
 	}
 	rc.KnobsActual = actual
 
+	if s.Clients.TSSkew == "fixed" {
+		rc.Skew = &result.Skew{Mode: "fixed", Clients: map[string]*result.SkewClient{}}
+		cr.skews = map[string]*skew.Attachment{}
+		offs := s.Clients.Offsets()
+		for i, c := range lab.Clients {
+			a, err := skew.Attach(c.NS, c.Link, offs[i])
+			if err != nil {
+				rc.Status, rc.Reason = result.CellNA, "n/a: fixed clock skew needs eBPF on tc (clsact, cls_bpf): "+err.Error()
+				return nil
+			}
+			cr.skews[c.Name] = a
+			rc.Skew.Clients[c.Name] = &result.SkewClient{OffsetTicks: offs[i]}
+		}
+	} else {
+		rc.Skew = &result.Skew{Mode: "kernel"}
+	}
+
 	if err := nat.InstallSYNCounters(lab.Server.NS); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
@@ -319,6 +358,11 @@ func (cr *cellRun) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if cr.opt.pcap || cr.opt.pcapClients {
+		if err := cr.startCaptures(); err != nil {
+			return err
+		}
+	}
 	maxSamples := int(s.Load.Duration.D()/sampleEvery) + 64
 	sampler := probe.StartSampler(ctx, cr.prbs, sampleEvery, maxSamples)
 
@@ -345,6 +389,24 @@ func (cr *cellRun) run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	tw, serr := sampler.Stop()
+	for _, c := range cr.caps {
+		st, err := c.Stop()
+		if err != nil {
+			return err
+		}
+		if rel, err := filepath.Rel(cr.opt.dir, st.Path); err == nil {
+			st.Path = rel
+		}
+		rc.Pcap = append(rc.Pcap, st)
+	}
+	cr.caps = nil
+	for name, a := range cr.skews {
+		st, err := a.Stats()
+		if err != nil {
+			return err
+		}
+		rc.Skew.Clients[name].Stats = st
+	}
 	if serr != nil {
 		cr.log.Warn("time_wait sampling", "err", serr)
 	}
@@ -402,6 +464,30 @@ func (cr *cellRun) run(ctx context.Context) error {
 	return nil
 }
 
+// startCaptures begins the cell's pcaps: DIR/pcap/cell-NN-NODE.pcap.
+func (cr *cellRun) startCaptures() error {
+	pdir := filepath.Join(cr.opt.dir, "pcap")
+	if err := result.MkdirAll(pdir); err != nil {
+		return fmt.Errorf("pcap folder: %w", err)
+	}
+	nodes := []*topo.Node{}
+	if cr.opt.pcap {
+		nodes = append(nodes, cr.lab.Server)
+	}
+	if cr.opt.pcapClients {
+		nodes = append(nodes, cr.lab.Clients...)
+	}
+	for _, n := range nodes {
+		path := filepath.Join(pdir, fmt.Sprintf("cell-%02d-%s.pcap", cr.c.Index+1, n.Name))
+		c, err := capture.Start(n.NS, n.Link, path, capture.DefaultLimits)
+		if err != nil {
+			return err
+		}
+		cr.caps = append(cr.caps, c)
+	}
+	return nil
+}
+
 type plannedKnob struct {
 	key, name, value string
 	nodes            []*topo.Node
@@ -426,6 +512,11 @@ func (cr *cellRun) knobPlan() []*plannedKnob {
 	if t := s.LVS.ConntrackTWTimeout; t != nil {
 		out = append(out, &plannedKnob{key: "lvs.net.netfilter.nf_conntrack_tcp_timeout_time_wait",
 			name: "net.netfilter.nf_conntrack_tcp_timeout_time_wait", value: fmt.Sprint(int(t.D().Seconds())), nodes: nodesOf("lvs")})
+	}
+	if s.Clients.TSSkew == "fixed" && !slices.ContainsFunc(s.Sysctl["clients"], func(k scenario.Knob) bool { return k.Name == "net.ipv4.tcp_timestamps" }) {
+		// Fixed skew sits on top of timestamps without the kernel's own
+		// random offset; an explicit clients sysctl wins.
+		out = append(out, &plannedKnob{key: "clients.net.ipv4.tcp_timestamps", name: "net.ipv4.tcp_timestamps", value: "2", nodes: nodesOf("clients")})
 	}
 	for _, role := range scenario.Roles {
 		for _, k := range s.Sysctl[role] {

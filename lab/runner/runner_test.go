@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twlab/twlab/lab/capture"
 	"github.com/twlab/twlab/lab/internal/roottest"
 	"github.com/twlab/twlab/lab/report"
 	"github.com/twlab/twlab/lab/result"
@@ -168,5 +169,65 @@ func assertNoLab(t *testing.T, id string) {
 		if rid, _ := topo.RunIDOf(n); rid == id {
 			t.Errorf("namespace %s left behind", n)
 		}
+	}
+}
+
+// TestFixedSkewExactHandoffs runs the fixed-skew scenario (rfc1337=0) with a
+// capture: every c1->c2 handoff must be rejected by PAWS and no c2->c1 one,
+// and the pcap must show c2's SYNs exactly 60 000 ticks behind c1's.
+func TestFixedSkewExactHandoffs(t *testing.T) {
+	roottest.Skip(t)
+	src, err := os.ReadFile("../../scenarios/nat-paws-fixed-skew.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := scenario.Load("nat-paws-fixed-skew.yaml", src, scenario.Options{Set: []string{"load.connections=30", "server.net.ipv4.tcp_rfc1337=0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	r, _, err := runner.Run(context.Background(), plan, runner.Options{OutDir: out, Pcap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Cells) != 1 {
+		t.Fatalf("%d cells", len(r.Cells))
+	}
+	c := r.Cells[0]
+	if c.Status != result.CellOK {
+		t.Fatalf("status %s: %s", c.Status, c.Reason)
+	}
+	h := c.Load.Handoffs
+	if h["c1_to_c2"] == nil || h["c1_to_c2"].Retried != h["c1_to_c2"].Attempts || h["c1_to_c2"].Attempts != 15 {
+		t.Errorf("c1->c2 handoffs %+v: want 15, all retried", h["c1_to_c2"])
+	}
+	if h["c2_to_c1"] == nil || h["c2_to_c1"].Retried != 0 || h["c2_to_c1"].Failed != 0 {
+		t.Errorf("c2->c1 handoffs %+v: want none rejected", h["c2_to_c1"])
+	}
+	if got := c.Nodes["server"].Counters["TcpExt.PAWSTimewait"] + c.Nodes["server"].Counters["TcpExt.PAWSEstab"]; got != 15 {
+		t.Errorf("server PAWS rejects %d, want 15", got)
+	}
+	if len(c.Pcap) != 1 {
+		t.Fatalf("pcap: %+v", c.Pcap)
+	}
+	frames, err := capture.ReadFile(filepath.Join(out, c.Pcap[0].Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Through the NAT both clients share one source address and port; the
+	// round-robin order tells them apart: the first SYN is c1's, the second
+	// c2's, sent a fraction of a millisecond later.
+	var tsvals []uint32
+	for _, f := range frames {
+		s, ok := capture.ParseTCP(f.Data)
+		if ok && s.Flags&(capture.FlagSYN|capture.FlagACK) == capture.FlagSYN && s.HasTS {
+			tsvals = append(tsvals, s.TSval)
+		}
+	}
+	if len(tsvals) < 3 {
+		t.Fatalf("only %d SYNs captured", len(tsvals))
+	}
+	if gap := int64(int32(tsvals[0] - tsvals[1])); gap < 59990 || gap > 60010 {
+		t.Errorf("TSval of c1's first SYN minus c2's = %d ticks, want 60000 (±10)", gap)
 	}
 }

@@ -414,6 +414,9 @@ func defaults(s *Scenario, given map[string]bool) {
 		}
 	}
 	set("clients.count", &s.Clients.Count, 2)
+	if s.Clients.TSSkew == "" && !given["clients.ts_skew"] {
+		s.Clients.TSSkew = "kernel"
+	}
 	if s.LVS.Mode == "" && !given["lvs.mode"] {
 		s.LVS.Mode = "snat"
 	}
@@ -472,6 +475,23 @@ func validate(file string, root *yaml.Node, s *Scenario) Errors {
 		}
 	}
 	rng("clients.count", s.Clients.Count, 1, MaxClients)
+	switch s.Clients.TSSkew {
+	case "kernel":
+		if len(s.Clients.TSOffsets) > 0 || s.Clients.TSOffsetStep != nil {
+			bad("clients.ts_skew", "offsets are given but ts_skew is kernel; set ts_skew: fixed to apply them")
+		}
+	case "fixed":
+	default:
+		bad("clients.ts_skew", "%q: want kernel (the kernel's own random offsets) or fixed (exact offsets by eBPF on tcp_timestamps=2)", s.Clients.TSSkew)
+	}
+	if len(s.Clients.TSOffsets) > s.Clients.Count && s.Clients.Count > 0 {
+		bad("clients.ts_offsets", "%d offsets for %d clients", len(s.Clients.TSOffsets), s.Clients.Count)
+	}
+	if st := s.Clients.TSOffsetStep; st != nil {
+		if span := int64(st.Ticks) * int64(max(s.Clients.Count-1, 0)); span > MaxTSOffset || span < -MaxTSOffset {
+			bad("clients.ts_offset_step", "%s × %d clients passes ±%d ticks", st.Text, s.Clients.Count-1, MaxTSOffset)
+		}
+	}
 	switch s.LVS.Mode {
 	case "snat", "fullnat", "route":
 	default:
@@ -849,6 +869,10 @@ func Flatten(s *Scenario) map[string]string {
 		}
 		if d, ok := v.Interface().(Duration); ok {
 			out[path] = d.D().String()
+			return
+		}
+		if o, ok := v.Interface().(TSOffset); ok {
+			out[path] = strconv.Itoa(int(o.Ticks))
 			return
 		}
 		switch v.Kind() {

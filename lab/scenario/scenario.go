@@ -54,6 +54,68 @@ type Scenario struct {
 // Clients configures the client namespaces.
 type Clients struct {
 	Count int `yaml:"count" json:"count"`
+	// TSSkew is "kernel" (the kernel's own random offset per address pair or
+	// 4-tuple) or "fixed" (tcp_timestamps=2 and exact offsets added by eBPF).
+	TSSkew string `yaml:"ts_skew" json:"ts_skew"`
+	// TSOffsets are the fixed offsets of c1, c2, … (missing ones are 0).
+	TSOffsets []TSOffset `yaml:"ts_offsets" json:"ts_offsets,omitempty"`
+	// TSOffsetStep spreads clients evenly: client i gets (i-1)*step, unless
+	// ts_offsets gives its offset.
+	TSOffsetStep *TSOffset `yaml:"ts_offset_step" json:"ts_offset_step,omitempty"`
+}
+
+// MaxTSOffset bounds a clock offset (about 12 days of 1 ms ticks), far from
+// the 2^31 where "older" and "newer" swap in TCP's serial arithmetic.
+const MaxTSOffset = 1 << 30
+
+// TSOffset is a timestamp clock offset: a signed duration ("-60s", "+250ms")
+// or raw timestamp ticks (an integer; 1 tick = 1 ms on Linux >= 4.13).
+type TSOffset struct {
+	Ticks int32
+	Text  string
+}
+
+// UnmarshalYAML accepts a duration or an integer.
+func (o *TSOffset) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &posError{n.Line, n.Column, "want a clock offset such as -60s, +250ms or raw ticks (an integer)"}
+	}
+	v := strings.TrimSpace(n.Value)
+	var ticks int64
+	if i, err := strconv.ParseInt(v, 10, 64); err == nil {
+		ticks = i
+	} else {
+		d, err := time.ParseDuration(strings.TrimPrefix(v, "+"))
+		if err != nil {
+			return &posError{n.Line, n.Column, fmt.Sprintf("%q is not a clock offset: want e.g. -60s, +250ms or raw ticks (an integer)", n.Value)}
+		}
+		if d%time.Millisecond != 0 {
+			return &posError{n.Line, n.Column, fmt.Sprintf("%q: timestamp ticks are 1 ms; use whole milliseconds", n.Value)}
+		}
+		ticks = int64(d / time.Millisecond)
+	}
+	if ticks > MaxTSOffset || ticks < -MaxTSOffset {
+		return &posError{n.Line, n.Column, fmt.Sprintf("%q is out of range; offsets are limited to ±%d ticks (about 12 days)", n.Value, MaxTSOffset)}
+	}
+	*o = TSOffset{Ticks: int32(ticks), Text: v}
+	return nil
+}
+
+// MarshalJSON writes the offset in ticks.
+func (o TSOffset) MarshalJSON() ([]byte, error) { return []byte(strconv.Itoa(int(o.Ticks))), nil }
+
+// Offsets returns the fixed offset of every client in ticks.
+func (c Clients) Offsets() []int32 {
+	out := make([]int32, c.Count)
+	for i := range out {
+		if c.TSOffsetStep != nil {
+			out[i] = int32(i) * c.TSOffsetStep.Ticks
+		}
+		if i < len(c.TSOffsets) {
+			out[i] = c.TSOffsets[i].Ticks
+		}
+	}
+	return out
 }
 
 // LVS configures the NAT box.
