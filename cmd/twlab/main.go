@@ -45,6 +45,10 @@ Usage:
   twlab list                     shipped scenarios
   twlab show SCENARIO            print a scenario (shipped or a file)
   twlab validate FILE...         check scenarios without running them (no root needed)
+  twlab up [flags] SCENARIO      build one cell's lab and leave it running (teaching, debugging)
+  twlab exec [--lab ID] NODE -- CMD...   run CMD inside a node of a lab that is up (c1, lvs, server …)
+  twlab down [--lab ID]          tear a lab down
+  twlab labs                     list labs that are up
   twlab cleanup [--force]        remove what killed runs left behind
   twlab version
 
@@ -68,6 +72,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "cleanup":
 		return cmdCleanup(args[1:], stdout, stderr)
+	case "up":
+		return cmdUp(args[1:], stdout, stderr)
+	case "exec":
+		return cmdExec(args[1:], stderr)
+	case "down":
+		return cmdDown(args[1:], stdout, stderr)
+	case "labs":
+		return cmdLabs(stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "twlab", version)
 		return exitOK

@@ -73,11 +73,14 @@ const (
 	Refused  = "refused"
 	Reset    = "reset"
 	AddrFail = "addr" // EADDRNOTAVAIL / EADDRINUSE: no local port to use
+	// Response: connected, but no complete response within io_timeout
+	// (e.g. the connection waits in a full accept queue).
+	Response = "response"
 	Other    = "other"
 )
 
 // FailureClasses lists every failure class, in report order.
-var FailureClasses = []string{Timeout, Refused, Reset, AddrFail, Other}
+var FailureClasses = []string{Timeout, Refused, Reset, AddrFail, Response, Other}
 
 // ClientStats counts one client's outcomes.
 type ClientStats struct {
@@ -397,6 +400,9 @@ func dialOnce(ctx context.Context, m sockMaker, c Client, cfg Config, port, bind
 	o.requests, err = exchange(f, cfg)
 	if err != nil {
 		o.class = classify(err)
+		if o.class == Timeout {
+			o.class = Response // the handshake completed; the answer did not come
+		}
 		o.err = err
 	}
 	return o

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/twlab/twlab/lab/netnsutil"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // CloseMode says which side ends a connection, and so where TIME_WAIT lands.
@@ -51,6 +53,12 @@ type ServerConfig struct {
 	Close             CloseMode
 	KeepaliveRequests int           // responses per connection before the close mode applies
 	IdleTimeout       time.Duration // bound on a silent connection
+	// Backlog is listen(2)'s backlog; the kernel caps it at the namespace's
+	// net.core.somaxconn. 0 = 4096.
+	Backlog int
+	// Stalled: the server does not accept until Close, so the accept queue
+	// fills and the kernel's listen overflow handling shows.
+	Stalled bool
 }
 
 // Server is a running responder.
@@ -82,10 +90,9 @@ func StartServer(ns netns.NsHandle, cfg ServerConfig, log *slog.Logger) (*Server
 	s := &Server{cfg: cfg, conns: map[net.Conn]struct{}{}, log: log}
 	err := netnsutil.Do(ns, func() error {
 		for i := 0; i < cfg.Ports; i++ {
-			addr := net.JoinHostPort(cfg.Addr.String(), strconv.Itoa(cfg.Port+i))
-			ln, err := net.Listen("tcp4", addr)
+			ln, err := listen(cfg.Addr, cfg.Port+i, cfg.Backlog)
 			if err != nil {
-				return fmt.Errorf("listen %s: %w", addr, err)
+				return err
 			}
 			s.lns = append(s.lns, ln)
 		}
@@ -95,11 +102,45 @@ func StartServer(ns netns.NsHandle, cfg ServerConfig, log *slog.Logger) (*Server
 		s.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	if cfg.Stalled {
+		return s, nil // accept nothing; Close releases the queued connections
+	}
 	for _, ln := range s.lns {
 		s.wg.Add(1)
 		go s.accept(ln)
 	}
 	return s, nil
+}
+
+// listen makes the socket by hand because net.Listen takes its backlog from
+// the host's somaxconn, read once at process start, not from the scenario.
+func listen(addr net.IP, port, backlog int) (net.Listener, error) {
+	if backlog <= 0 {
+		backlog = 4096
+	}
+	where := net.JoinHostPort(addr.String(), strconv.Itoa(port))
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: socket: %w", where, err)
+	}
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	sa := &unix.SockaddrInet4{Port: port}
+	copy(sa.Addr[:], addr.To4())
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("listen %s: bind: %w", where, err)
+	}
+	if err := unix.Listen(fd, backlog); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("listen %s: %w", where, err)
+	}
+	f := os.NewFile(uintptr(fd), where)
+	defer f.Close() // FileListener dups the descriptor
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", where, err)
+	}
+	return ln, nil
 }
 
 func (s *Server) accept(ln net.Listener) {

@@ -9,7 +9,9 @@ package netnsutil
 
 import (
 	"fmt"
+	"os/exec"
 	"runtime"
+	"syscall"
 
 	"github.com/vishvananda/netns"
 )
@@ -147,4 +149,29 @@ func NewNamed(name string) (netns.NsHandle, error) {
 	}()
 	r := <-rc
 	return r.h, r.err
+}
+
+// Exec replaces the process with argv running inside the named namespace,
+// as `ip netns exec` does: the calling thread enters the namespace and
+// execve(2) keeps only that thread. It returns only on failure.
+func Exec(nsName string, argv []string, env []string) error {
+	if len(argv) == 0 {
+		return fmt.Errorf("exec: no command")
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return fmt.Errorf("exec: %w", err)
+	}
+	h, err := netns.GetFromName(nsName)
+	if err != nil {
+		return fmt.Errorf("exec: open netns %s: %w", nsName, err)
+	}
+	runtime.LockOSThread()
+	if err := netns.Set(h); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("exec: enter netns %s: %w", nsName, err)
+	}
+	// On failure the thread stays locked and in the namespace; the caller
+	// exits right after, so it is never reused.
+	return syscall.Exec(path, argv, env)
 }

@@ -256,6 +256,15 @@ func isSysctlKey(k string) bool {
 }
 
 func (cr *cellRun) run(ctx context.Context) error {
+	if err := cr.setup(ctx); err != nil || cr.rc.Status == result.CellNA {
+		return err
+	}
+	return cr.measure(ctx)
+}
+
+// setup builds the cell's lab up to a listening server: topology, NAT,
+// knobs, skew. A knob or feature this kernel lacks leaves the cell n/a.
+func (cr *cellRun) setup(ctx context.Context) error {
 	s, rc := cr.s, cr.rc
 	var vip net.IP
 	if s.LVS.Mode == string(nat.ModeFullNAT) {
@@ -337,10 +346,15 @@ func (cr *cellRun) run(ctx context.Context) error {
 	closeMode, _ := load.ParseCloseMode(s.Server.Close)
 	cr.srv, err = load.StartServer(lab.Server.NS, load.ServerConfig{Addr: topo.ServerAddr, Port: s.Server.Port,
 		Ports: s.Server.Ports, Close: closeMode, KeepaliveRequests: s.Server.KeepaliveRequests,
-		IdleTimeout: s.Load.IOTimeout.D() + time.Second}, cr.log)
-	if err != nil {
-		return err
-	}
+		IdleTimeout: s.Load.IOTimeout.D() + time.Second, Backlog: s.Server.Backlog, Stalled: s.Server.Accept == "stalled"}, cr.log)
+	return err
+}
+
+// measure fires the load on a set-up lab and fills the cell's figures.
+func (cr *cellRun) measure(ctx context.Context) error {
+	s, rc, lab := cr.s, cr.rc, cr.lab
+	var err error
+	closeMode, _ := load.ParseCloseMode(s.Server.Close)
 	for _, n := range lab.Nodes() {
 		p, err := probe.Open(n.Name, n.NS)
 		if err != nil {
@@ -371,8 +385,8 @@ func (cr *cellRun) run(ctx context.Context) error {
 		clients = append(clients, load.Client{Name: c.Name, NS: c.NS, Addr: c.Addr})
 	}
 	target := topo.ServerAddr
-	if vip != nil {
-		target = vip
+	if s.LVS.Mode == string(nat.ModeFullNAT) {
+		target = net.ParseIP(s.LVS.VIP).To4()
 	}
 	order, _ := load.ParseOrder(s.Load.Order)
 	lres, err := load.Run(ctx, load.Config{Clients: clients, Target: target, Port: s.Server.Port, Ports: s.Server.Ports,

@@ -432,6 +432,10 @@ func defaults(s *Scenario, given map[string]bool) {
 		s.Server.Close = "server"
 	}
 	set("server.keepalive_requests", &s.Server.KeepaliveRequests, 1)
+	set("server.backlog", &s.Server.Backlog, 4096)
+	if s.Server.Accept == "" && !given["server.accept"] {
+		s.Server.Accept = "normal"
+	}
 	set("load.connections", &s.Load.Connections, 200)
 	if s.Load.Duration == 0 && !given["load.duration"] {
 		s.Load.Duration = Duration(10 * time.Second)
@@ -527,6 +531,12 @@ func validate(file string, root *yaml.Node, s *Scenario) Errors {
 		bad("server.close", "%q: want server, client or reset", s.Server.Close)
 	}
 	rng("server.keepalive_requests", s.Server.KeepaliveRequests, 1, MaxKeepalive)
+	rng("server.backlog", s.Server.Backlog, 1, 65535)
+	switch s.Server.Accept {
+	case "normal", "stalled":
+	default:
+		bad("server.accept", "%q: want normal or stalled (never accept during the load)", s.Server.Accept)
+	}
 	rng("load.connections", s.Load.Connections, 1, MaxConnections)
 	durRange := func(field string, d Duration, lo, hi time.Duration) {
 		if d.D() < lo || d.D() > hi {

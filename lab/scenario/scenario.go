@@ -134,6 +134,11 @@ type Server struct {
 	Ports             int    `yaml:"ports" json:"ports"`
 	Close             string `yaml:"close" json:"close"` // server | client | reset
 	KeepaliveRequests int    `yaml:"keepalive_requests" json:"keepalive_requests"`
+	// Backlog is the listen backlog (capped by the server's net.core.somaxconn).
+	Backlog int `yaml:"backlog" json:"backlog"`
+	// Accept is "normal" or "stalled" (never accept during the load, so the
+	// accept queue fills: the other way a SYN goes unanswered).
+	Accept string `yaml:"accept" json:"accept"`
 }
 
 // LoadConfig bounds and shapes the short-connection load of one cell.

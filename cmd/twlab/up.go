@@ -1,0 +1,290 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twlab/twlab/lab/netnsutil"
+	"github.com/twlab/twlab/lab/runner"
+	"github.com/twlab/twlab/lab/runstate"
+	"github.com/twlab/twlab/lab/scenario"
+)
+
+// notifyEnv tells a detached `twlab up` child which fd reports readiness.
+const notifyEnv = "TWLAB_UP_NOTIFY_FD"
+
+func cmdUp(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("twlab up", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cellSel := fs.String("cell", "", "the cell to build: its id or its 1-based index (default: the first)")
+	detach := fs.Bool("d", false, "detach: return once the lab is up; `twlab down` tears it down")
+	var sets multiFlag
+	fs.Var(&sets, "set", "override a field or sysctl, `path=value` (repeatable)")
+	var verbose countFlag
+	fs.Var(&verbose, "v", "log to stderr")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: twlab up [flags] SCENARIO\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "twlab up: want exactly one SCENARIO")
+		return exitUsage
+	}
+	file, src, err := loadScenario(pos[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "twlab:", err)
+		return exitUsage
+	}
+	plan, err := scenario.Load(file, src, scenario.Options{Set: sets})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	}
+	cell, err := pickCell(plan, *cellSel)
+	if err != nil {
+		fmt.Fprintln(stderr, "twlab up:", err)
+		return exitUsage
+	}
+	if err := runner.CheckEnv(); err != nil {
+		fmt.Fprintln(stderr, "twlab:", err)
+		return exitEnv
+	}
+	if *detach && os.Getenv(notifyEnv) == "" {
+		return detachUp(args, stdout, stderr)
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer cancel()
+	var notify *os.File
+	if fd, err := strconv.Atoi(os.Getenv(notifyEnv)); err == nil {
+		notify = os.NewFile(uintptr(fd), "notify")
+	}
+	err = runner.Up(ctx, file, cell, newLogger(stderr, int(verbose)), func(l *runstate.Lab) error {
+		if notify != nil {
+			fmt.Fprintf(notify, "ok %s\n", l.RunID)
+			notify.Close()
+			return nil
+		}
+		printLab(stdout, l, false)
+		fmt.Fprintln(stdout, "\nThe lab stays up until Ctrl-C here or `sudo twlab down` elsewhere.")
+		return nil
+	})
+	if err != nil {
+		if notify != nil {
+			fmt.Fprintf(notify, "err %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
+		fmt.Fprintln(stderr, "twlab up:", err)
+		var ee *runner.EnvError
+		if errors.As(err, &ee) {
+			return exitEnv
+		}
+		return exitFailed
+	}
+	return exitOK
+}
+
+func pickCell(plan *scenario.Plan, sel string) (*scenario.Cell, error) {
+	if sel == "" {
+		return plan.Cells[0], nil
+	}
+	for _, c := range plan.Cells {
+		if c.ID == sel {
+			return c, nil
+		}
+	}
+	if n, err := strconv.Atoi(sel); err == nil && n >= 1 && n <= len(plan.Cells) {
+		return plan.Cells[n-1], nil
+	}
+	ids := make([]string, len(plan.Cells))
+	for i, c := range plan.Cells {
+		ids[i] = fmt.Sprintf("%d: %s", i+1, c.ID)
+	}
+	return nil, fmt.Errorf("no cell %q; the cells are:\n  %s", sel, strings.Join(ids, "\n  "))
+}
+
+// detachUp starts `twlab up` again in its own session and waits until it
+// reports the lab up (or its failure) on a pipe.
+func detachUp(args []string, stdout, stderr io.Writer) int {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(stderr, "twlab up:", err)
+		return exitFailed
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintln(stderr, "twlab up:", err)
+		return exitFailed
+	}
+	logf, err := os.CreateTemp("", "twlab-up-*.log")
+	if err != nil {
+		fmt.Fprintln(stderr, "twlab up:", err)
+		return exitFailed
+	}
+	cmd := exec.Command(self, append([]string{"up"}, args...)...)
+	cmd.Env = append(os.Environ(), notifyEnv+"=3")
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(stderr, "twlab up:", err)
+		return exitFailed
+	}
+	w.Close()
+	logf.Close()
+	cmd.Process.Release()
+	line, _ := bufio.NewReader(r).ReadString('\n')
+	r.Close()
+	switch {
+	case strings.HasPrefix(line, "ok "):
+		l, err := runstate.FindLab(strings.TrimSpace(strings.TrimPrefix(line, "ok ")))
+		if err != nil {
+			fmt.Fprintln(stderr, "twlab up:", err)
+			return exitFailed
+		}
+		printLab(stdout, l, true)
+		fmt.Fprintf(stdout, "\nLog: %s\n", logf.Name())
+		return exitOK
+	case strings.HasPrefix(line, "err "):
+		fmt.Fprintln(stderr, "twlab up:", strings.TrimSpace(strings.TrimPrefix(line, "err ")))
+	default:
+		fmt.Fprintf(stderr, "twlab up: the lab process ended without reporting; see %s\n", logf.Name())
+	}
+	return exitFailed
+}
+
+func printLab(w io.Writer, l *runstate.Lab, detached bool) {
+	fmt.Fprintf(w, "lab %s is up: %s, cell %s\n\n", l.RunID, l.Scenario, l.Cell)
+	for _, n := range l.Nodes {
+		fmt.Fprintf(w, "  %-7s %-12s netns %-20s link %s\n", n.Name, n.Addr, n.Netns, n.Link)
+	}
+	fmt.Fprintf(w, "\nThe server answers HTTP on %s (clients reach it through the box).\nTry:\n", l.Target)
+	fmt.Fprintf(w, "  sudo twlab exec c1 -- curl -s http://%s/\n", l.Target)
+	fmt.Fprintf(w, "  sudo twlab exec server -- ss -tan\n")
+	if srv, ok := l.Node("server"); ok {
+		fmt.Fprintf(w, "  sudo ip netns exec %s tcpdump -ni %s tcp\n", srv.Netns, srv.Link)
+	}
+	if detached {
+		fmt.Fprintln(w, "Tear it down with: sudo twlab down")
+	}
+}
+
+func cmdExec(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("twlab exec", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	labID := fs.String("lab", "", "the lab's run id (default: the only lab that is up)")
+	fs.Usage = func() { fmt.Fprintln(stderr, "Usage: twlab exec [--lab ID] NODE -- CMD [ARGS...]") }
+	// Flags stop at NODE, so the command's own flags (ss -tan) pass through.
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	rest := fs.Args()
+	if len(rest) > 0 && rest[0] == "--" {
+		rest = rest[1:]
+	}
+	if len(rest) < 2 {
+		fs.Usage()
+		return exitUsage
+	}
+	node, cmdArgs := rest[0], rest[1:]
+	if cmdArgs[0] == "--" {
+		cmdArgs = cmdArgs[1:]
+	}
+	if len(cmdArgs) == 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "twlab exec enters a network namespace and needs root: run it with sudo")
+		return exitEnv
+	}
+	l, err := runstate.FindLab(*labID)
+	if err != nil {
+		fmt.Fprintln(stderr, "twlab exec:", err)
+		return exitUsage
+	}
+	n, ok := l.Node(node)
+	if !ok {
+		names := make([]string, len(l.Nodes))
+		for i, x := range l.Nodes {
+			names[i] = x.Name
+		}
+		fmt.Fprintf(stderr, "twlab exec: lab %s has no node %q; nodes: %s\n", l.RunID, node, strings.Join(names, ", "))
+		return exitUsage
+	}
+	env := append(os.Environ(), "TWLAB_NODE="+n.Name, "TWLAB_LAB="+l.RunID)
+	err = netnsutil.Exec(n.Netns, cmdArgs, env)
+	fmt.Fprintln(stderr, "twlab exec:", err)
+	return 127
+}
+
+func cmdDown(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("twlab down", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	labID := fs.String("lab", "", "the lab's run id (default: the only lab that is up)")
+	all := fs.Bool("all", false, "tear down every lab that is up")
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return exitUsage
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "twlab down removes network namespaces and needs root: run it with sudo")
+		return exitEnv
+	}
+	var labs []*runstate.Lab
+	if *all {
+		var err error
+		if labs, err = runstate.Labs(); err != nil {
+			fmt.Fprintln(stderr, "twlab down:", err)
+			return exitFailed
+		}
+	} else {
+		l, err := runstate.FindLab(*labID)
+		if err != nil {
+			fmt.Fprintln(stderr, "twlab down:", err)
+			return exitUsage
+		}
+		labs = []*runstate.Lab{l}
+	}
+	code := exitOK
+	for _, l := range labs {
+		if err := runstate.StopLab(l, 10*time.Second); err != nil {
+			fmt.Fprintln(stderr, "twlab down:", err)
+			code = exitFailed
+			continue
+		}
+		fmt.Fprintf(stdout, "lab %s is down\n", l.RunID)
+	}
+	return code
+}
+
+func cmdLabs(stdout, stderr io.Writer) int {
+	labs, err := runstate.Labs()
+	if err != nil {
+		fmt.Fprintln(stderr, "twlab labs:", err)
+		return exitFailed
+	}
+	if len(labs) == 0 {
+		fmt.Fprintln(stdout, "no lab is up")
+	}
+	for _, l := range labs {
+		fmt.Fprintf(stdout, "%s  pid %d  %s  cell %s  since %s\n", l.RunID, l.PID, l.Scenario, l.Cell, l.Started.Format(time.RFC3339))
+	}
+	return exitOK
+}

@@ -1,0 +1,150 @@
+package runstate
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twlab/twlab/lab/topo"
+	"golang.org/x/sys/unix"
+)
+
+// LabsDir holds one file per lab brought up with `twlab up`.
+var LabsDir = "/run/twlab/labs"
+
+// Lab describes a running interactive lab.
+type Lab struct {
+	RunID    string            `json:"run_id"`
+	PID      int               `json:"pid"`
+	Scenario string            `json:"scenario"`
+	Cell     string            `json:"cell"`
+	Target   string            `json:"target"` // what clients dial, e.g. 198.18.1.2:8080
+	Started  time.Time         `json:"started"`
+	Nodes    []LabNode         `json:"nodes"`
+	Knobs    map[string]string `json:"knobs,omitempty"`
+}
+
+// LabNode is one node of a lab.
+type LabNode struct {
+	Name  string `json:"name"`
+	Netns string `json:"netns"`
+	Addr  string `json:"addr"`
+	Link  string `json:"link"`
+}
+
+// Node finds a node by name.
+func (l *Lab) Node(name string) (LabNode, bool) {
+	for _, n := range l.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return LabNode{}, false
+}
+
+// SaveLab records a lab owned by this process.
+func SaveLab(l *Lab) error {
+	l.PID = os.Getpid()
+	if err := os.MkdirAll(LabsDir, 0o755); err != nil {
+		return fmt.Errorf("lab state: %w", err)
+	}
+	b, _ := json.MarshalIndent(l, "", "  ")
+	tmp := filepath.Join(LabsDir, "."+l.RunID+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("lab state: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(LabsDir, l.RunID+".json"))
+}
+
+// RemoveLab forgets a lab.
+func RemoveLab(id string) { os.Remove(filepath.Join(LabsDir, id+".json")) }
+
+// Labs lists the interactive labs whose owner is alive.
+func Labs() ([]*Lab, error) {
+	ents, err := os.ReadDir(LabsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*Lab
+	for _, e := range ents {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(id, ".") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(LabsDir, e.Name()))
+		if err != nil {
+			continue
+		}
+		var l Lab
+		if json.Unmarshal(b, &l) != nil {
+			continue
+		}
+		if !Alive(id) {
+			RemoveLab(id) // its owner died; cleanup takes the namespaces
+			continue
+		}
+		out = append(out, &l)
+	}
+	return out, nil
+}
+
+// FindLab returns the lab with id, or the only running lab when id is "".
+func FindLab(id string) (*Lab, error) {
+	labs, err := Labs()
+	if err != nil {
+		return nil, err
+	}
+	if id != "" {
+		for _, l := range labs {
+			if l.RunID == id {
+				return l, nil
+			}
+		}
+		return nil, fmt.Errorf("no running lab %q (see `twlab up`)", id)
+	}
+	switch len(labs) {
+	case 0:
+		return nil, errors.New("no lab is up; start one with `sudo twlab up SCENARIO`")
+	case 1:
+		return labs[0], nil
+	}
+	ids := make([]string, len(labs))
+	for i, l := range labs {
+		ids[i] = l.RunID
+	}
+	return nil, fmt.Errorf("%d labs are up (%s); say which with --lab ID", len(labs), strings.Join(ids, ", "))
+}
+
+// StopLab asks the owner of l to tear it down and waits up to timeout; if
+// the owner is gone or does not stop, the namespaces are removed here.
+func StopLab(l *Lab, timeout time.Duration) error {
+	if Alive(l.RunID) {
+		if err := unix.Kill(l.PID, syscall.SIGTERM); err == nil {
+			deadline := time.Now().Add(timeout)
+			for time.Now().Before(deadline) && unix.Kill(l.PID, 0) == nil {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	var errs []error
+	if unix.Kill(l.PID, 0) == nil && Alive(l.RunID) {
+		errs = append(errs, fmt.Errorf("lab %s: owner %d did not stop within %s; removing its namespaces", l.RunID, l.PID, timeout))
+	}
+	for _, n := range l.Nodes {
+		if _, err := os.Stat(filepath.Join(topo.NetnsDir, n.Netns)); err == nil {
+			if err := topo.DeleteNamespace(n.Netns); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	RemoveLab(l.RunID)
+	return errors.Join(errs...)
+}
