@@ -45,6 +45,7 @@ Usage:
   twlab list                     shipped scenarios
   twlab show SCENARIO            print a scenario (shipped or a file)
   twlab validate FILE...         check scenarios without running them (no root needed)
+  twlab doctor [--json]          what this kernel can do for twlab
   twlab up [flags] SCENARIO      build one cell's lab and leave it running (teaching, debugging)
   twlab exec [--lab ID] NODE -- CMD...   run CMD inside a node of a lab that is up (c1, lvs, server …)
   twlab down [--lab ID]          tear a lab down
@@ -80,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDown(args[1:], stdout, stderr)
 	case "labs":
 		return cmdLabs(stdout, stderr)
+	case "doctor":
+		return cmdDoctor(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "twlab", version)
 		return exitOK

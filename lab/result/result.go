@@ -39,20 +39,23 @@ const (
 
 // Run is one twlab run.
 type Run struct {
-	Schema       string     `json:"schema"`
-	Tool         string     `json:"tool"`
-	RunID        string     `json:"run_id"`
-	ScenarioFile string     `json:"scenario_file"`
-	Scenario     any        `json:"scenario"` // *scenario.Scenario when written; decoded as a generic object
-	Overrides    []string   `json:"overrides,omitempty"`
-	Only         string     `json:"only,omitempty"`
-	Kernel       string     `json:"kernel"`
-	Host         Host       `json:"host"`
-	Started      time.Time  `json:"started"`
-	Finished     *time.Time `json:"finished,omitempty"`
-	Status       string     `json:"status"`
-	Error        string     `json:"error,omitempty"`
-	Cells        []*Cell    `json:"cells"`
+	Schema       string   `json:"schema"`
+	Tool         string   `json:"tool"`
+	RunID        string   `json:"run_id"`
+	ScenarioFile string   `json:"scenario_file"`
+	Scenario     any      `json:"scenario"` // *scenario.Scenario when written; decoded as a generic object
+	Overrides    []string `json:"overrides,omitempty"`
+	Only         string   `json:"only,omitempty"`
+	Kernel       string   `json:"kernel"`
+	// KernelFeatures is what detection found (lab/kernel.Facts): knobs per
+	// namespace or global, NAT, eBPF, PAWS counters, timestamp offsets.
+	KernelFeatures any        `json:"kernel_features,omitempty"`
+	Host           Host       `json:"host"`
+	Started        time.Time  `json:"started"`
+	Finished       *time.Time `json:"finished,omitempty"`
+	Status         string     `json:"status"`
+	Error          string     `json:"error,omitempty"`
+	Cells          []*Cell    `json:"cells"`
 }
 
 // Host describes where the run happened.

@@ -89,22 +89,38 @@ func Figures(rc *result.Cell) map[string]float64 {
 
 // Evaluate checks the cell's expectations against its figures; the cell's
 // variables (knobs and fields) are visible too.
-func Evaluate(c *scenario.Cell, rc *result.Cell) []result.Expect {
+func Evaluate(c *scenario.Cell, rc *result.Cell, kernelVars map[string]string) []result.Expect {
 	figs := Figures(rc)
+	text := func(v string) expr.Value {
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			return expr.Num(f)
+		}
+		return expr.Str(v)
+	}
 	env := func(name string) (expr.Value, bool) {
 		if v, ok := figs[name]; ok {
 			return expr.Num(v), true
 		}
 		if v, ok := c.Vars[name]; ok {
-			if f, err := strconv.ParseFloat(v, 64); err == nil {
-				return expr.Num(f), true
-			}
-			return expr.Str(v), true
+			return text(v), true
+		}
+		if v, ok := kernelVars[name]; ok {
+			return text(v), true
 		}
 		return expr.Value{}, false
 	}
 	out := []result.Expect{}
 	for _, e := range c.Expect {
+		if e.NeedsKernel {
+			ok, err := e.When.Bool(env)
+			if err != nil {
+				out = append(out, result.Expect{Name: e.Name, Expr: "when: " + e.When.String(), Error: err.Error()})
+				continue
+			}
+			if !ok {
+				continue
+			}
+		}
 		for _, a := range e.Asserts {
 			r := result.Expect{Name: e.Name, Expr: a.String()}
 			cr, err := a.Check(env)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/twlab/twlab/lab/capture"
+	"github.com/twlab/twlab/lab/kernel"
 	"github.com/twlab/twlab/lab/load"
 	"github.com/twlab/twlab/lab/nat"
 	"github.com/twlab/twlab/lab/probe"
@@ -26,7 +27,6 @@ import (
 	"github.com/twlab/twlab/lab/skew"
 	"github.com/twlab/twlab/lab/sysctl"
 	"github.com/twlab/twlab/lab/topo"
-	"golang.org/x/sys/unix"
 )
 
 // EnvError means this machine cannot run the lab (not root, no netns …).
@@ -108,10 +108,18 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	host, _ := os.Hostname()
 	run := &result.Run{
 		Schema: result.Schema, Tool: "twlab", RunID: id, ScenarioFile: plan.File, Scenario: plan.Scenario,
-		Overrides: opt.Overrides, Only: opt.Only, Kernel: kernelRelease(),
+		Overrides: opt.Overrides, Only: opt.Only, Kernel: kernel.Release(),
 		Host:    result.Host{Hostname: host, CPUs: runtime.NumCPU()},
 		Started: started, Status: result.RunRunning, Cells: []*result.Cell{},
 	}
+	// Detected, not guessed from the version string: scenarios select
+	// expectations by kernel.* facts, and readers see what this kernel does.
+	facts, ferr := kernel.Detect(ctx)
+	if ferr != nil {
+		log.Warn("kernel detection incomplete", "err", ferr)
+	}
+	run.KernelFeatures = facts
+	kvars := facts.Vars()
 	jsonPath := filepath.Join(dir, "run.json")
 	if err := run.WriteJSON(jsonPath); err != nil {
 		return nil, dir, err
@@ -122,7 +130,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		if ctx.Err() != nil {
 			break
 		}
-		rc := runCell(ctx, id, c, log, cellOpts{dir: dir, pcap: opt.Pcap, pcapClients: opt.PcapClients})
+		rc := runCell(ctx, id, c, log, cellOpts{dir: dir, pcap: opt.Pcap, pcapClients: opt.PcapClients, kernelVars: kvars})
 		if ctx.Err() != nil && rc.Status != result.CellNA {
 			// A cell cut short measured nothing meaningful; run.json keeps
 			// the finished cells only, and the run's status says why.
@@ -160,18 +168,11 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	return run, dir, errors.Join(errs...)
 }
 
-func kernelRelease() string {
-	var u unix.Utsname
-	if unix.Uname(&u) != nil {
-		return "unknown"
-	}
-	return unix.ByteSliceToString(u.Release[:])
-}
-
 // cellOpts are the run options a cell needs.
 type cellOpts struct {
 	dir               string
 	pcap, pcapClients bool
+	kernelVars        map[string]string
 }
 
 // cellRun holds one cell's live state.
@@ -462,7 +463,7 @@ func (cr *cellRun) measure(ctx context.Context) error {
 	clientsSum.Summarize()
 	rc.Nodes["clients"] = clientsSum
 
-	rc.Expect = Evaluate(cr.c, rc)
+	rc.Expect = Evaluate(cr.c, rc, cr.opt.kernelVars)
 	rc.Status = result.CellOK
 	for _, e := range rc.Expect {
 		if !e.OK {

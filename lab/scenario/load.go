@@ -50,7 +50,15 @@ type Expectation struct {
 	When    *expr.Expr
 	Asserts []*expr.Expr
 	Line    int
+	// NeedsKernel: the selector names kernel.* facts, which only a run can
+	// detect; the runner decides whether it applies.
+	NeedsKernel bool
 }
+
+// KernelVars are the kernel.* names a `when:` selector may use; the runner
+// fills them from detection (lab/kernel), never from the version string.
+var KernelVars = []string{"kernel.release", "kernel.major", "kernel.minor", "kernel.ts_offsets",
+	"kernel.has_tw_recycle", "kernel.has_tw_reuse_delay", "kernel.has_paws_timewait", "kernel.ebpf"}
 
 // Options change a plan from the command line.
 type Options struct {
@@ -147,6 +155,10 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 				w := base.Expect[i].When
 				err := unknownName(e.When, c.Vars)
 				ok := false
+				if err == nil && e.NeedsKernel {
+					c.Expect = append(c.Expect, e) // decided at run time
+					continue
+				}
 				if err == nil {
 					ok, err = e.When.Bool(env)
 				}
@@ -182,6 +194,9 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 // one behind && or || that short-circuits in every cell.
 func unknownName(x *expr.Expr, vars map[string]string) error {
 	for _, n := range x.Names() {
+		if strings.HasPrefix(n, "kernel.") && slices.Contains(KernelVars, n) {
+			continue
+		}
 		if _, ok := vars[n]; !ok {
 			return &expr.UnknownNameError{Name: n}
 		}
@@ -841,6 +856,13 @@ func parseExpect(file string, s *Scenario) ([]*Expectation, Errors) {
 				errs = append(errs, exprError(file, field+".when", e.When.Line, e.When.Col, err))
 			}
 			x.When = w
+			if w != nil {
+				for _, n := range w.Names() {
+					if strings.HasPrefix(n, "kernel.") {
+						x.NeedsKernel = true
+					}
+				}
+			}
 		}
 		if len(e.Assert.Items) == 0 {
 			errs = append(errs, &Error{File: file, Field: field + ".assert", Msg: "no assertions; want e.g. `server.TcpExt.PAWSTimewait > 0`"})

@@ -1,0 +1,60 @@
+package kernel_test
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/twlab/twlab/lab/internal/roottest"
+	"github.com/twlab/twlab/lab/kernel"
+	"github.com/twlab/twlab/lab/scenario"
+	"github.com/twlab/twlab/lab/topo"
+)
+
+// TestDetect probes the running kernel and checks the findings against what
+// /proc says directly, and that the scratch namespace is gone afterwards.
+func TestDetect(t *testing.T) {
+	roottest.Skip(t)
+	f, err := kernel.Detect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", *f)
+	if f.Release == "" || f.Major < 3 {
+		t.Errorf("release %q major %d", f.Release, f.Major)
+	}
+	_, err = os.Stat("/proc/sys/net/ipv4/tcp_tw_recycle")
+	if hostHas := err == nil; !hostHas && f.Has("net.ipv4.tcp_tw_recycle") {
+		t.Error("tcp_tw_recycle reported settable although the kernel has none")
+	}
+	if !f.Has("net.ipv4.tcp_rfc1337") && f.Major >= 5 {
+		t.Error("tcp_rfc1337 is per-namespace since about 4.15")
+	}
+	b, _ := os.ReadFile("/proc/net/netstat")
+	if strings.Contains(string(b), " PAWSTimewait") != slices.Contains(f.PAWSCounters, "TcpExt.PAWSTimewait") {
+		t.Errorf("PAWS counters %v disagree with /proc/net/netstat", f.PAWSCounters)
+	}
+	if f.TSOffsets == kernel.OffsetsUnknown {
+		t.Errorf("timestamp offsets not detected: %s", f.TSDetail)
+	}
+	if f.NAT != "ok" {
+		t.Errorf("NAT: %s", f.NAT)
+	}
+	vars := f.Vars()
+	for _, n := range scenario.KernelVars {
+		if _, ok := vars[n]; !ok {
+			t.Errorf("Vars lacks %s, which scenarios may name", n)
+		}
+	}
+	if len(vars) != len(scenario.KernelVars) {
+		t.Errorf("Vars has %d names, scenario.KernelVars %d: keep them in step", len(vars), len(scenario.KernelVars))
+	}
+	names, _ := topo.ListNamespaces()
+	for _, n := range names {
+		if strings.HasSuffix(n, "-doctor") {
+			t.Errorf("scratch namespace %s left behind", n)
+		}
+	}
+}
