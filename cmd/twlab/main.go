@@ -41,7 +41,7 @@ func main() {
 const usage = `twlab: reproducible NAT labs for TCP timestamps, TIME_WAIT and PAWS
 
 Usage:
-  twlab run [flags] SCENARIO     build the lab, run every cell, write results
+  twlab run [flags] SCENARIO...  build the lab, run every cell, write results
   twlab list                     shipped scenarios
   twlab show SCENARIO            print a scenario (shipped or a file)
   twlab validate FILE...         check scenarios without running them (no root needed)
@@ -158,9 +158,10 @@ func (c *countFlag) IsBoolFlag() bool { return true }
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("twlab run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	out := fs.String("out", "", "write results exactly into `DIR` (default results/<scenario>/<UTC time>)")
+	out := fs.String("out", "", "write results exactly into `DIR` (default results/<scenario>/<UTC time>; with several scenarios DIR/<scenario>)")
 	root := fs.String("results", "results", "results root `DIR` when --out is not given")
 	only := fs.String("only", "", "run only the cells for which `EXPR` holds, e.g. 'server.net.ipv4.tcp_rfc1337 == 1'")
+	junit := fs.String("junit", "", "also write JUnit XML to `FILE`: one test case per cell, n/a cells skipped")
 	var sets multiFlag
 	fs.Var(&sets, "set", "override a scenario field or sysctl, `path=value` (repeatable), e.g. load.connections=50")
 	var verbose countFlag
@@ -169,7 +170,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	pcap := fs.Bool("pcap", false, "capture the server's link of every cell into <results>/pcap/ (bounded: 160-byte frames, 16 MiB per file)")
 	pcapClients := fs.Bool("pcap-clients", false, "capture every client's link too")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: twlab run [flags] SCENARIO\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: twlab run [flags] SCENARIO...\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	pos, err := parseInterspersed(fs, args)
@@ -179,19 +180,24 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
-	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "twlab run: want exactly one SCENARIO (a file or a shipped name such as nat-paws.yaml)")
+	if len(pos) == 0 {
+		fmt.Fprintln(stderr, "twlab run: want a SCENARIO (a file or a shipped name such as nat-paws.yaml)")
 		return exitUsage
 	}
-	file, src, err := loadScenario(pos[0])
-	if err != nil {
-		fmt.Fprintln(stderr, "twlab:", err)
-		return exitUsage
-	}
-	plan, err := scenario.Load(file, src, scenario.Options{Set: sets, Only: *only})
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitUsage
+	// Every scenario is validated before anything runs.
+	var plans []*scenario.Plan
+	for _, name := range pos {
+		file, src, err := loadScenario(name)
+		if err != nil {
+			fmt.Fprintln(stderr, "twlab:", err)
+			return exitUsage
+		}
+		plan, err := scenario.Load(file, src, scenario.Options{Set: sets, Only: *only})
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitUsage
+		}
+		plans = append(plans, plan)
 	}
 	if err := runner.CheckEnv(); err != nil {
 		fmt.Fprintln(stderr, "twlab:", err)
@@ -218,48 +224,75 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 
-	if !*quiet {
-		fmt.Fprintf(stdout, "twlab: %s, %d cells\n", plan.Scenario.Name, len(plan.Cells))
-	}
-	opt := runner.Options{OutDir: *out, ResultsRoot: *root, Log: log, Overrides: sets, Only: *only,
-		Artifacts: report.WriteArtifacts, Pcap: *pcap, PcapClients: *pcapClients}
-	if !*quiet {
-		opt.Progress = func(done, total int, c *result.Cell) {
-			fmt.Fprintln(stdout, report.CellLine(done, total, c))
+	live := !*quiet && isTerminal(stdout) && os.Getenv("CI") == ""
+	code := exitOK
+	var runs []*result.Run
+	for _, plan := range plans {
+		if ctx.Err() != nil {
+			break
 		}
-	}
-	r, dir, err := runner.Run(ctx, plan, opt)
-	if err != nil && r == nil {
-		var ee *runner.EnvError
-		if errors.As(err, &ee) {
+		dir := *out
+		if dir != "" && len(plans) > 1 {
+			dir = filepath.Join(dir, plan.Scenario.Name)
+		}
+		if !*quiet {
+			fmt.Fprintf(stdout, "twlab: %s, %d cells\n", plan.Scenario.Name, len(plan.Cells))
+		}
+		prog := newProgress(stdout, live, *quiet)
+		opt := runner.Options{OutDir: dir, ResultsRoot: *root, Log: log, Overrides: sets, Only: *only,
+			Artifacts: report.WriteArtifacts, Pcap: *pcap, PcapClients: *pcapClients,
+			Progress: prog.cellDone, OnCellStart: prog.cellStart}
+		r, rdir, err := runner.Run(ctx, plan, opt)
+		prog.stop()
+		if err != nil && r == nil {
 			fmt.Fprintln(stderr, "twlab:", err)
-			return exitEnv
-		}
-		fmt.Fprintln(stderr, "twlab:", err)
-		return exitFailed
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "twlab: writing results:", err)
-	}
-	fmt.Fprintln(stdout)
-	fmt.Fprint(stdout, report.Table(r))
-	if fe := report.FailedExpectations(r); len(fe) > 0 {
-		fmt.Fprintln(stdout, "\nFailed expectations:")
-		for _, f := range fe {
-			fmt.Fprintln(stdout, "  "+f)
-		}
-	}
-	fmt.Fprintf(stdout, "\n%s: %s (kernel %s)\nresults: %s\n", r.Status, plan.Scenario.Name, r.Kernel, filepath.Join(dir, "run.json"))
-	switch r.Status {
-	case result.RunOK:
-		if err != nil {
+			var ee *runner.EnvError
+			if errors.As(err, &ee) {
+				return exitEnv
+			}
 			return exitFailed
 		}
-		return exitOK
-	case result.RunInterrupted:
-		return exitStopped
+		if err != nil {
+			fmt.Fprintln(stderr, "twlab: writing results:", err)
+			code = max(code, exitFailed)
+		}
+		runs = append(runs, r)
+		fmt.Fprintln(stdout)
+		fmt.Fprint(stdout, report.Table(r))
+		if fe := report.FailedExpectations(r); len(fe) > 0 {
+			fmt.Fprintln(stdout, "\nFailed expectations:")
+			for _, f := range fe {
+				fmt.Fprintln(stdout, "  "+f)
+			}
+		}
+		fmt.Fprintf(stdout, "\n%s: %s (kernel %s)\nresults: %s\n", r.Status, plan.Scenario.Name, r.Kernel, filepath.Join(rdir, "run.json"))
+		switch r.Status {
+		case result.RunInterrupted:
+			code = exitStopped
+		case result.RunFailed:
+			if code != exitStopped {
+				code = exitFailed
+			}
+		}
+		if len(plans) > 1 {
+			fmt.Fprintln(stdout)
+		}
 	}
-	return exitFailed
+	if *junit != "" && len(runs) > 0 {
+		b, err := report.JUnit(runs)
+		if err == nil {
+			err = result.WriteFileAtomic(*junit, b)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "twlab: junit:", err)
+			if code == exitOK {
+				code = exitFailed
+			}
+		} else if !*quiet {
+			fmt.Fprintf(stdout, "junit: %s\n", *junit)
+		}
+	}
+	return code
 }
 
 func cmdList(stdout io.Writer) int {

@@ -39,8 +39,10 @@ type Options struct {
 	OutDir      string // exact output folder; "" = ResultsRoot/<scenario>/<UTC time>
 	ResultsRoot string // default "results"
 	Log         *slog.Logger
-	// Progress receives one line per finished cell; nil discards.
+	// Progress receives every finished cell; nil discards.
 	Progress func(done, total int, c *result.Cell)
+	// OnCellStart is told when a cell begins (for live progress).
+	OnCellStart func(index, total int, id string)
 	// Artifacts writes cells.csv, summary.md … next to run.json; nil = none.
 	Artifacts func(dir string, r *result.Run) error
 	Overrides []string
@@ -129,6 +131,9 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	for _, c := range plan.Cells {
 		if ctx.Err() != nil {
 			break
+		}
+		if opt.OnCellStart != nil {
+			opt.OnCellStart(len(run.Cells), len(plan.Cells), c.ID)
 		}
 		rc := runCell(ctx, id, c, log, cellOpts{dir: dir, pcap: opt.Pcap, pcapClients: opt.PcapClients, kernelVars: kvars})
 		if ctx.Err() != nil && rc.Status != result.CellNA {

@@ -1,0 +1,153 @@
+package report
+
+import (
+	"encoding/xml"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/twlab/twlab/lab/result"
+)
+
+// JUnit XML, the dialect CI systems (Jenkins, GitLab, GitHub reporters)
+// read: one test suite per run, one test case per cell; a failed cell is a
+// failure, an n/a cell is skipped with its reason.
+type junitSuites struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Name     string       `xml:"name,attr"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Skipped  int          `xml:"skipped,attr"`
+	Time     string       `xml:"time,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name       string          `xml:"name,attr"`
+	Tests      int             `xml:"tests,attr"`
+	Failures   int             `xml:"failures,attr"`
+	Errors     int             `xml:"errors,attr"`
+	Skipped    int             `xml:"skipped,attr"`
+	Time       string          `xml:"time,attr"`
+	Timestamp  string          `xml:"timestamp,attr"`
+	Hostname   string          `xml:"hostname,attr"`
+	Properties []junitProperty `xml:"properties>property"`
+	Cases      []junitCase     `xml:"testcase"`
+}
+
+type junitProperty struct {
+	Name  string `xml:"name,attr"`
+	Value string `xml:"value,attr"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	Classname string        `xml:"classname,attr"`
+	Time      string        `xml:"time,attr"`
+	Failure   *junitMessage `xml:"failure,omitempty"`
+	Skipped   *junitMessage `xml:"skipped,omitempty"`
+	SystemOut *junitText    `xml:"system-out,omitempty"`
+}
+
+type junitText struct {
+	Text string `xml:",cdata"`
+}
+
+type junitMessage struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr,omitempty"`
+	Body    string `xml:",cdata"`
+}
+
+func secs(f float64) string { return fmt.Sprintf("%.3f", f) }
+
+// JUnit renders runs (one suite each) as JUnit XML.
+func JUnit(runs []*result.Run) ([]byte, error) {
+	top := junitSuites{Name: "twlab"}
+	var total float64
+	for _, r := range runs {
+		name := strings.TrimSuffix(r.ScenarioFile[strings.LastIndex(r.ScenarioFile, "/")+1:], ".yaml")
+		s := junitSuite{Name: name, Timestamp: r.Started.Format("2006-01-02T15:04:05"), Hostname: r.Host.Hostname,
+			Properties: []junitProperty{{"kernel", r.Kernel}, {"run_id", r.RunID}, {"status", r.Status}}}
+		for _, o := range r.Overrides {
+			s.Properties = append(s.Properties, junitProperty{"set", o})
+		}
+		var suiteTime float64
+		for _, c := range r.Cells {
+			tc := junitCase{Name: c.ID, Classname: "twlab." + name, Time: secs(c.DurationS), SystemOut: &junitText{cellText(c)}}
+			switch c.Status {
+			case result.CellNA:
+				tc.Skipped = &junitMessage{Message: c.Reason}
+				s.Skipped++
+			case result.CellFailed:
+				var b strings.Builder
+				for _, e := range c.Expect {
+					if !e.OK {
+						if e.Error != "" {
+							fmt.Fprintf(&b, "%s: %s\n", e.Expr, e.Error)
+						} else {
+							fmt.Fprintf(&b, "%s: measured %v, wanted %v\n", e.Expr, e.Value, e.Bound)
+						}
+					}
+				}
+				tc.Failure = &junitMessage{Message: c.Reason, Type: "twlab.expectation", Body: b.String()}
+				s.Failures++
+			}
+			s.Tests++
+			suiteTime += c.DurationS
+			s.Cases = append(s.Cases, tc)
+		}
+		if r.Status == result.RunInterrupted {
+			s.Properties = append(s.Properties, junitProperty{"interrupted", "true"})
+		}
+		s.Time = secs(suiteTime)
+		total += suiteTime
+		top.Tests += s.Tests
+		top.Failures += s.Failures
+		top.Skipped += s.Skipped
+		top.Suites = append(top.Suites, s)
+	}
+	top.Time = secs(total)
+	b, err := xml.MarshalIndent(top, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(xml.Header), append(b, '\n')...), nil
+}
+
+// cellText is a cell's figures and notes for <system-out>.
+func cellText(c *result.Cell) string {
+	var b strings.Builder
+	if c.Load != nil {
+		fmt.Fprintf(&b, "load: %d attempts, %d ok, failed %s; connect p50 %.2f ms p99 %.2f ms\n",
+			c.Load.Attempts, c.Load.OK, failures(c.Load), c.Load.ConnectMS.P50, c.Load.ConnectMS.P99)
+	}
+	if c.SYN != nil {
+		fmt.Fprintf(&b, "syn: in %d, synack_out %d, unanswered %d\n", c.SYN.In, c.SYN.SynAckOut, c.SYN.Unanswered)
+	}
+	if n := c.Nodes["server"]; n != nil {
+		keys := make([]string, 0, len(n.Summary))
+		for k := range n.Summary {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b.WriteString("server:")
+		for _, k := range keys {
+			if n.Summary[k] != 0 {
+				fmt.Fprintf(&b, " %s=%d", k, n.Summary[k])
+			}
+		}
+		b.WriteString("\n")
+	}
+	for _, e := range c.Expect {
+		mark := "ok"
+		if !e.OK {
+			mark = "FAILED"
+		}
+		fmt.Fprintf(&b, "expect %s: %s (measured %v)\n", mark, e.Expr, e.Value)
+	}
+	for _, n := range c.Notes {
+		b.WriteString("note: " + n + "\n")
+	}
+	return b.String()
+}

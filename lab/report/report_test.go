@@ -1,0 +1,109 @@
+package report_test
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/xml"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twlab/twlab/lab/load"
+	"github.com/twlab/twlab/lab/report"
+	"github.com/twlab/twlab/lab/result"
+)
+
+func sampleRun() *result.Run {
+	ok := &result.Cell{ID: "timestamps=1", Status: result.CellOK, DurationS: 1.5,
+		Knobs: map[string]string{"clients.net.ipv4.tcp_timestamps": "1"},
+		Load: &load.Result{Attempts: 10, OK: 10, Failures: map[string]int{}, ConnectMS: load.Percentiles{P50: 0.2, P99: 15}},
+		SYN:  &result.SYN{In: 15, SynAckOut: 10, Unanswered: 5},
+		Nodes: map[string]*result.Node{"server": {Counters: map[string]int64{"TcpExt.PAWSTimewait": 5}}},
+		Expect: []result.Expect{{Expr: "server.paws > 0", OK: true, Value: 5.0, Bound: "> 0"}}}
+	ok.Nodes["server"].Summarize()
+	failed := &result.Cell{ID: "timestamps=0", Status: result.CellFailed, Reason: "expectation failed: load.failed == 0",
+		Knobs: map[string]string{"clients.net.ipv4.tcp_timestamps": "0"},
+		Load:  &load.Result{Attempts: 10, OK: 7, Failed: 3, Failures: map[string]int{load.Timeout: 3}},
+		Expect: []result.Expect{{Expr: "load.failed == 0", OK: false, Value: 3.0, Bound: "== 0"}}}
+	na := &result.Cell{ID: "tw_recycle=1", Status: result.CellNA, Reason: "n/a: net.ipv4.tcp_tw_recycle does not exist <here> & \"there\""}
+	return &result.Run{Schema: result.Schema, ScenarioFile: "scenarios/demo.yaml", Kernel: "6.18", Status: result.RunFailed,
+		Started: time.Date(2026, 11, 25, 13, 0, 0, 0, time.UTC), Cells: []*result.Cell{ok, failed, na}}
+}
+
+func TestJUnitParsesBack(t *testing.T) {
+	b, err := report.JUnit([]*result.Run{sampleRun(), sampleRun()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Skipped  int `xml:"skipped,attr"`
+		Suites   []struct {
+			Name  string `xml:"name,attr"`
+			Cases []struct {
+				Name    string `xml:"name,attr"`
+				Failure *struct {
+					Message string `xml:"message,attr"`
+					Body    string `xml:",chardata"`
+				} `xml:"failure"`
+				Skipped *struct {
+					Message string `xml:"message,attr"`
+				} `xml:"skipped"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("not valid XML: %v\n%s", err, b)
+	}
+	if doc.Tests != 6 || doc.Failures != 2 || doc.Skipped != 2 || len(doc.Suites) != 2 {
+		t.Fatalf("tests %d failures %d skipped %d suites %d", doc.Tests, doc.Failures, doc.Skipped, len(doc.Suites))
+	}
+	s := doc.Suites[0]
+	if s.Name != "demo" || len(s.Cases) != 3 {
+		t.Fatalf("suite %q with %d cases", s.Name, len(s.Cases))
+	}
+	if f := s.Cases[1].Failure; f == nil || !strings.Contains(f.Body, "load.failed == 0: measured 3, wanted == 0") {
+		t.Errorf("failure of the failed cell: %+v", f)
+	}
+	if sk := s.Cases[2].Skipped; sk == nil || !strings.Contains(sk.Message, `<here> & "there"`) {
+		t.Errorf("skipped cell: %+v", sk)
+	}
+}
+
+func TestCSVAndMarkdown(t *testing.T) {
+	r := sampleRun()
+	b, err := report.CSV(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 4 {
+		t.Fatalf("%d rows, want header + 3", len(rows))
+	}
+	col := map[string]int{}
+	for i, h := range rows[0] {
+		col[h] = i
+	}
+	for _, h := range []string{"cell", "status", "clients.net.ipv4.tcp_timestamps", "syn_unanswered", "server.paws", "fail_timeout"} {
+		if _, ok := col[h]; !ok {
+			t.Errorf("CSV lacks column %s", h)
+		}
+	}
+	if rows[1][col["server.paws"]] != "5" || rows[1][col["syn_unanswered"]] != "5" || rows[2][col["fail_timeout"]] != "3" {
+		t.Errorf("CSV values: %v / %v", rows[1], rows[2])
+	}
+	md := report.Markdown(r)
+	for _, want := range []string{"# twlab run: demo.yaml", "| `timestamps=1` | ok |", "## Failed expectations", "cell timestamps=0: load.failed == 0: measured 3, wanted == 0", "n/a: net.ipv4.tcp_tw_recycle"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("summary.md lacks %q", want)
+		}
+	}
+	line := report.CellLine(2, 3, r.Cells[1])
+	if !strings.Contains(line, "failed 3 (timeout 3)") || !strings.Contains(line, "[2/3]") {
+		t.Errorf("cell line: %s", line)
+	}
+}
