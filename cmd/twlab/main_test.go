@@ -127,8 +127,10 @@ func TestRunRefusesBeforeBuilding(t *testing.T) {
 	}{
 		{[]string{"run", filepath.Join(t.TempDir(), "missing.yaml")}, "cannot read scenario"},
 		{[]string{"run", "no-such-scenario.yaml"}, "no such file and no shipped scenario"},
-		{[]string{"run", "a.yaml", "b.yaml"}, "want exactly one SCENARIO"},
-		{[]string{"run"}, "want exactly one SCENARIO"},
+		// Several scenarios are all validated before any runs: a bad second
+		// one stops the run before the first builds anything.
+		{[]string{"run", "nat-paws.yaml", "no-such.yaml"}, "no-such.yaml: no such file and no shipped scenario"},
+		{[]string{"run"}, "want a SCENARIO"},
 		{[]string{"run", "--bogus-flag", "nat-paws.yaml"}, "flag provided but not defined"},
 		{[]string{"run", bad}, bad + ":2:21: clients.cuont: unknown field"},
 		{[]string{"run", "nat-paws.yaml", "--set", "load.connections"}, "--set: \"load.connections\": want path=value"},
