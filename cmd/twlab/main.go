@@ -260,7 +260,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout)
 		fmt.Fprint(stdout, report.Table(r))
 		if fe := report.FailedExpectations(r); len(fe) > 0 {
-			fmt.Fprintln(stdout, "\nFailed expectations:")
+			fmt.Fprintln(stdout, "\nFailed:")
 			for _, f := range fe {
 				fmt.Fprintln(stdout, "  "+f)
 			}
@@ -270,8 +270,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		case result.RunInterrupted:
 			code = exitStopped
 		case result.RunFailed:
-			if code != exitStopped {
+			if code == exitOK {
 				code = exitFailed
+			}
+			for _, c := range r.Cells {
+				if c.ErrorKind == result.ErrorInput && code != exitStopped {
+					code = exitUsage // the kernel refused a value the scenario asked for
+				}
 			}
 		}
 		if len(plans) > 1 {

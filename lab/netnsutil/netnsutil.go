@@ -8,12 +8,16 @@
 package netnsutil
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"runtime"
+	"sync"
 	"syscall"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Do runs f on an OS thread that has entered ns and waits for it. f must not
@@ -118,6 +122,9 @@ func (t *Thread) Close() {
 // that `ip netns exec` and `twlab cleanup` can find it) without ever moving
 // the caller's thread into it for longer than the creation takes.
 func NewNamed(name string) (netns.NsHandle, error) {
+	if err := EnsureNetnsDir(); err != nil {
+		return netns.None(), err
+	}
 	type res struct {
 		h   netns.NsHandle
 		err error
@@ -174,4 +181,33 @@ func Exec(nsName string, argv []string, env []string) error {
 	// On failure the thread stays locked and in the namespace; the caller
 	// exits right after, so it is never reused.
 	return syscall.Exec(path, argv, env)
+}
+
+const netnsDir = "/run/netns"
+
+var netnsDirOnce sync.Once
+var netnsDirErr error
+
+// EnsureNetnsDir makes /run/netns a shared bind mount of itself, exactly as
+// iproute2 does on its first `ip netns add`. Doing it before the first lab
+// namespace matters: if iproute2 did it later, while labs are up, its new
+// mount would shadow their namespace files, which could then be neither
+// unmounted nor removed by path.
+func EnsureNetnsDir() error {
+	netnsDirOnce.Do(func() {
+		if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+			netnsDirErr = fmt.Errorf("create %s: %w", netnsDir, err)
+			return
+		}
+		err := unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		if errors.Is(err, unix.EINVAL) { // not a mount point yet
+			if err = unix.Mount(netnsDir, netnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err == nil {
+				err = unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+			}
+		}
+		if err != nil {
+			netnsDirErr = fmt.Errorf("make %s a shared mount (as iproute2 does): %w", netnsDir, err)
+		}
+	})
+	return netnsDirErr
 }

@@ -152,10 +152,14 @@ func Table(r *result.Run) string {
 	return b.String()
 }
 
-// FailedExpectations lists each failed assertion with figure and bound.
+// FailedExpectations lists each failed assertion with figure and bound, and
+// every cell that broke for another reason (an error, a refused knob).
 func FailedExpectations(r *result.Run) []string {
 	var out []string
 	for _, c := range r.Cells {
+		if c.Status == result.CellFailed && c.Reason != "" && !strings.HasPrefix(c.Reason, "expectation failed") {
+			out = append(out, fmt.Sprintf("cell %s: %s", c.ID, c.Reason))
+		}
 		for _, e := range c.Expect {
 			if e.OK {
 				continue

@@ -30,6 +30,12 @@ const (
 	RunInterrupted = "interrupted"
 )
 
+// Error kinds of a broken cell.
+const (
+	ErrorInput    = "input"
+	ErrorInternal = "internal"
+)
+
 // Cell statuses.
 const (
 	CellOK     = "ok"
@@ -71,6 +77,9 @@ type Cell struct {
 	Index  int    `json:"index"`
 	Status string `json:"status"`
 	Reason string `json:"reason,omitempty"`
+	// ErrorKind classifies a cell that broke: "input" (the scenario asked
+	// for something the kernel refused), "internal" (a twlab bug).
+	ErrorKind string `json:"error_kind,omitempty"`
 	// Knobs are the values asked for: every sysctl as ROLE.NAME plus the
 	// matrix's field keys.
 	Knobs map[string]string `json:"knobs"`

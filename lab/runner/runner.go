@@ -79,12 +79,11 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	if log == nil {
 		log = slog.Default()
 	}
+	// What killed runs left (SIGKILL, power loss) is removed before this run
+	// starts; only namespaces of runs whose process is gone are touched.
 	if left, err := runstate.Leftovers(); err == nil && len(left) > 0 {
-		n := 0
-		for _, v := range left {
-			n += len(v)
-		}
-		log.Warn("leftovers of killed twlab runs found; `sudo twlab cleanup` removes them", "runs", len(left), "namespaces", n)
+		removed, cerr := runstate.Cleanup(false, log)
+		log.Warn("removed the leftovers of killed twlab runs", "runs", len(left), "namespaces", len(removed), "err", cerr)
 	}
 	id, err := runstate.NewRunID()
 	if err != nil {
@@ -122,6 +121,17 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	}
 	run.KernelFeatures = facts
 	kvars := facts.Vars()
+	if facts.NAT != "ok" {
+		return nil, "", &EnvError{"nftables NAT does not work on this kernel (" + facts.NAT + "): the lab's box cannot be built; check nf_tables, nft_chain_nat and nf_nat"}
+	}
+	// A hard bound on the whole run, whatever a cell does: every cell's load
+	// duration plus a generous allowance for building and tearing down.
+	var bound time.Duration
+	for _, c := range plan.Cells {
+		bound += c.S.Load.Duration.D() + c.S.Load.ConnectTimeout.D() + c.S.Load.IOTimeout.D() + 30*time.Second
+	}
+	ctx, cancelBound := context.WithTimeout(ctx, bound)
+	defer cancelBound()
 	jsonPath := filepath.Join(dir, "run.json")
 	if err := run.WriteJSON(jsonPath); err != nil {
 		return nil, dir, err
@@ -225,12 +235,16 @@ func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logg
 	}()
 	defer func() {
 		if p := recover(); p != nil {
-			rc.Status, rc.Reason = result.CellFailed, fmt.Sprintf("internal error (panic): %v", p)
+			rc.Status, rc.Reason, rc.ErrorKind = result.CellFailed, fmt.Sprintf("internal error (panic): %v", p), result.ErrorInternal
 			cr.log.Error("panic in cell", "panic", p)
 		}
 	}()
 	if err := cr.run(ctx); err != nil {
 		rc.Status, rc.Reason = result.CellFailed, "error: "+err.Error()
+		var re *sysctl.RefusedError
+		if errors.As(err, &re) {
+			rc.ErrorKind, rc.Reason = result.ErrorInput, "bad input: "+err.Error()
+		}
 		cr.log.Error("cell failed", "err", err)
 	}
 	return rc

@@ -72,12 +72,16 @@ func Register(id, scenario string) error {
 	}
 	st := State{RunID: id, PID: os.Getpid(), Started: time.Now().UTC(), Scenario: scenario, ProcStart: procStart(os.Getpid())}
 	b, _ := json.Marshal(st)
-	f, err := os.OpenFile(filepath.Join(Dir, id+".json"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
+	// Write the whole file under a private name, then link(2) it into place:
+	// the link fails if the id is taken, and nobody ever sees the state file
+	// empty (an empty file would read as a dead run, and a concurrent cleanup
+	// would take a live run's namespaces).
+	tmp := filepath.Join(Dir, fmt.Sprintf(".%s.%d.tmp", id, os.Getpid()))
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return fmt.Errorf("run state %s: %w", id, err)
 	}
-	defer f.Close()
-	if _, err := f.Write(b); err != nil {
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, filepath.Join(Dir, id+".json")); err != nil {
 		return fmt.Errorf("run state %s: %w", id, err)
 	}
 	return nil
@@ -145,7 +149,7 @@ func Leftovers() (map[string][]string, error) {
 	ents, _ := os.ReadDir(Dir)
 	for _, e := range ents {
 		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if ok && !Alive(id) {
+		if ok && !strings.HasPrefix(id, ".") && !Alive(id) {
 			if _, seen := out[id]; !seen {
 				out[id] = nil
 			}

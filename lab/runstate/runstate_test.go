@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/twlab/twlab/lab/internal/roottest"
@@ -42,7 +43,11 @@ func TestCleanupTakesOnlyLeftovers(t *testing.T) {
 	}
 	removed, err := runstate.Cleanup(false, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
-		t.Fatal(err)
+		// Leftovers of other runs on this machine may resist; ours must not.
+		if strings.Contains(err.Error(), dead) || strings.Contains(err.Error(), live) {
+			t.Fatal(err)
+		}
+		t.Logf("cleanup of other runs' leftovers: %v", err)
 	}
 	if !slices.Contains(removed, deadNS) || slices.Contains(removed, liveNS) {
 		t.Errorf("removed %v; want %s removed and %s kept", removed, deadNS, liveNS)

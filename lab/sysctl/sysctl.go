@@ -136,7 +136,7 @@ func Apply(ns netns.NsHandle, knobs []Setting) ([]Setting, error) {
 			}
 			p := Path(k.Name)
 			if err := os.WriteFile(p, []byte(k.Requested+"\n"), 0); err != nil {
-				return fmt.Errorf("write %s=%q: the kernel refused it: %w", k.Name, k.Requested, unwrapPath(err))
+				return &RefusedError{Name: k.Name, Value: k.Requested, Err: unwrapPath(err)}
 			}
 			b, err := os.ReadFile(p)
 			if err != nil {
@@ -179,3 +179,15 @@ func unwrapPath(err error) error {
 	}
 	return err
 }
+
+// RefusedError is a value the kernel would not take: bad input, not a bug.
+type RefusedError struct {
+	Name, Value string
+	Err         error
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("write %s=%q: the kernel refused it: %v", e.Name, e.Value, e.Err)
+}
+
+func (e *RefusedError) Unwrap() error { return e.Err }

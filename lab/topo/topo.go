@@ -360,6 +360,9 @@ func (l *Lab) Destroy() error {
 	return errors.Join(errs...)
 }
 
+// ErrShadowed marks a namespace file hidden under a later mount of /run/netns.
+var ErrShadowed = errors.New("hidden under a later mount of " + NetnsDir + " (an `ip netns add` ran while this lab was up); when no lab is up, run `umount " + NetnsDir + "` and clean up again")
+
 // DeleteNamespace unmounts and removes a named namespace; a missing one is
 // not an error.
 func DeleteNamespace(name string) error {
@@ -370,7 +373,17 @@ func DeleteNamespace(name string) error {
 	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("unmount %s: %w", p, err)
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+	err := os.Remove(p)
+	if errors.Is(err, unix.EBUSY) {
+		// Still a mount point: mounted twice, or mounted on a dentry that a
+		// later mount of /run/netns hides. One more lazy unmount, then say
+		// which it is.
+		if uerr := unix.Unmount(p, unix.MNT_DETACH); errors.Is(uerr, unix.EINVAL) {
+			return fmt.Errorf("%s: %w", name, ErrShadowed)
+		}
+		err = os.Remove(p)
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", p, err)
 	}
 	return nil
