@@ -111,6 +111,11 @@ func (c *Capture) writeHeader() {
 
 func (c *Capture) loop() {
 	defer close(c.done)
+	defer func() {
+		if p := recover(); p != nil {
+			c.err = fmt.Errorf("capture: internal error (panic): %v", p)
+		}
+	}()
 	rc, err := c.f.SyscallConn()
 	if err != nil {
 		c.err = err

@@ -259,6 +259,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		wg.Add(1)
 		go func(k int) {
 			defer wg.Done()
+			defer func() {
+				// A bug in a chain ends that chain, not the process (and so
+				// not the lab's teardown); the error is kept for the reader.
+				if p := recover(); p != nil {
+					mu.Lock()
+					res.Errors = append(res.Errors, fmt.Sprintf("chain %d: internal error (panic): %v", k, p))
+					mu.Unlock()
+				}
+			}()
 			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(k)))
 			port := cfg.Port + k%cfg.Ports
 			bind := 0

@@ -164,6 +164,14 @@ func (s *Server) accept(ln net.Listener) {
 func (s *Server) serve(c net.Conn) {
 	defer s.wg.Done()
 	defer func() {
+		// A bug in one connection's handler must not take the process, and
+		// with it the lab's teardown, down.
+		if p := recover(); p != nil {
+			s.log.Error("server handler panic", "panic", p)
+			c.Close()
+		}
+	}()
+	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()

@@ -239,6 +239,13 @@ func StartSampler(ctx context.Context, nodes []*Node, interval time.Duration, ma
 
 func (s *Sampler) loop(ctx context.Context) {
 	defer close(s.done)
+	defer func() {
+		if p := recover(); p != nil {
+			s.mu.Lock()
+			s.err = fmt.Errorf("sampler: internal error (panic): %v", p)
+			s.mu.Unlock()
+		}
+	}()
 	tk := time.NewTicker(s.interval)
 	defer tk.Stop()
 	for {
