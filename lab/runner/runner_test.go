@@ -231,3 +231,39 @@ func TestFixedSkewExactHandoffs(t *testing.T) {
 		t.Errorf("TSval of c1's first SYN minus c2's = %d ticks, want 60000 (±10)", gap)
 	}
 }
+
+// TestConcurrentRuns starts two runs of the same scenario at once: both must
+// succeed with their own run ids and leave nothing behind.
+func TestConcurrentRuns(t *testing.T) {
+	roottest.Skip(t)
+	type out struct {
+		r   *result.Run
+		err error
+	}
+	res := make(chan out, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			plan := loadPlan(t, []string{"load.connections=30"}, "server.net.ipv4.tcp_rfc1337 == 0 && clients.net.ipv4.tcp_timestamps == 1")
+			r, _, err := runner.Run(context.Background(), plan, runner.Options{OutDir: t.TempDir()})
+			res <- out{r, err}
+		}()
+	}
+	ids := map[string]bool{}
+	for i := 0; i < 2; i++ {
+		o := <-res
+		if o.err != nil {
+			t.Fatal(o.err)
+		}
+		if o.r.Status != result.RunOK {
+			for _, c := range o.r.Cells {
+				t.Logf("%s: %s %s", c.ID, c.Status, c.Reason)
+			}
+			t.Errorf("run %s: status %s", o.r.RunID, o.r.Status)
+		}
+		ids[o.r.RunID] = true
+		assertNoLab(t, o.r.RunID)
+	}
+	if len(ids) != 2 {
+		t.Errorf("run ids %v: two runs shared an id", ids)
+	}
+}
