@@ -73,9 +73,9 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 		q = "not found: apt-get install qemu-system-x86 (for twlab vm)"
 	}
 	line(f.QEMU != "", "QEMU", q)
-	kvm := "no /dev/kvm: VMs run under software emulation (slow but correct)"
+	kvm := "no usable /dev/kvm: twlab vm uses software emulation (slower, correct)"
 	if f.KVM {
-		kvm = "/dev/kvm present"
+		kvm = "/dev/kvm accepts VMs; twlab vm still defaults to software emulation (--accel kvm to try it: under nested virtualisation guests may hang)"
 	}
 	line(f.KVM, "KVM", kvm)
 	return exitOK

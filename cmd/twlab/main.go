@@ -20,6 +20,7 @@ import (
 	"github.com/twlab/twlab/lab/runner"
 	"github.com/twlab/twlab/lab/runstate"
 	"github.com/twlab/twlab/lab/scenario"
+	"github.com/twlab/twlab/lab/vm"
 	"github.com/twlab/twlab/scenarios"
 )
 
@@ -35,6 +36,9 @@ const (
 var version = "dev"
 
 func main() {
+	if vm.IsGuest() {
+		vm.GuestMain() // twlab is the init of a twlab VM; never returns
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -46,6 +50,7 @@ Usage:
   twlab show SCENARIO            print a scenario (shipped or a file)
   twlab validate FILE...         check scenarios without running them (no root needed)
   twlab doctor [--json]          what this kernel can do for twlab
+  twlab vm --kernel K... run SCENARIO   run a scenario on other kernels under QEMU
   twlab up [flags] SCENARIO      build one cell's lab and leave it running (teaching, debugging)
   twlab exec [--lab ID] NODE -- CMD...   run CMD inside a node of a lab that is up (c1, lvs, server …)
   twlab down [--lab ID]          tear a lab down
@@ -81,6 +86,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDown(args[1:], stdout, stderr)
 	case "labs":
 		return cmdLabs(stdout, stderr)
+	case "vm":
+		return cmdVM(args[1:], stdout, stderr)
 	case "doctor":
 		return cmdDoctor(args[1:], stdout, stderr)
 	case "version", "--version":

@@ -128,7 +128,7 @@ func Detect(ctx context.Context) (*Facts, error) {
 	if p, err := exec.LookPath("qemu-system-x86_64"); err == nil {
 		f.QEMU = p
 	}
-	f.KVM = kvmUsable()
+	f.KVM = KVMUsable()
 	b := make([]byte, 2)
 	rand.Read(b)
 	name := topo.Prefix + "k" + hex.EncodeToString(b)[:3] + "-doctor"
@@ -285,9 +285,9 @@ func detectOffsets(ctx context.Context, ns netns.NsHandle) (string, string) {
 	return OffsetsNone, detail
 }
 
-// kvmUsable says whether /dev/kvm exists and creates a VM: a device node
+// KVMUsable says whether /dev/kvm exists and creates a VM: a device node
 // alone is not enough (nested virtualisation may be off).
-func kvmUsable() bool {
+func KVMUsable() bool {
 	fd, err := unix.Open("/dev/kvm", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false

@@ -27,6 +27,7 @@ import (
 	"github.com/twlab/twlab/lab/skew"
 	"github.com/twlab/twlab/lab/sysctl"
 	"github.com/twlab/twlab/lab/topo"
+	"github.com/vishvananda/netns"
 )
 
 // EnvError means this machine cannot run the lab (not root, no netns …).
@@ -50,6 +51,10 @@ type Options struct {
 	// Pcap captures the server's link of every cell into DIR/pcap/;
 	// PcapClients adds every client's link.
 	Pcap, PcapClients bool
+	// VM: this process runs as the init of a twlab VM, where the whole
+	// machine is the lab; knobs that are global on this kernel are written
+	// in the initial namespace instead of making the cell n/a.
+	VM bool
 }
 
 // Sample interval of TIME_WAIT counts.
@@ -110,7 +115,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	run := &result.Run{
 		Schema: result.Schema, Tool: "twlab", RunID: id, ScenarioFile: plan.File, Scenario: plan.Scenario,
 		Overrides: opt.Overrides, Only: opt.Only, Kernel: kernel.Release(),
-		Host:    result.Host{Hostname: host, CPUs: runtime.NumCPU()},
+		Host:    result.Host{Hostname: host, CPUs: runtime.NumCPU(), VM: opt.VM},
 		Started: started, Status: result.RunRunning, Cells: []*result.Cell{},
 	}
 	// Detected, not guessed from the version string: scenarios select
@@ -145,7 +150,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		if opt.OnCellStart != nil {
 			opt.OnCellStart(len(run.Cells), len(plan.Cells), c.ID)
 		}
-		rc := runCell(ctx, id, c, log, cellOpts{dir: dir, pcap: opt.Pcap, pcapClients: opt.PcapClients, kernelVars: kvars})
+		rc := runCell(ctx, id, c, log, cellOpts{dir: dir, pcap: opt.Pcap, pcapClients: opt.PcapClients, kernelVars: kvars, vm: opt.VM})
 		if ctx.Err() != nil && rc.Status != result.CellNA {
 			// A cell cut short measured nothing meaningful; run.json keeps
 			// the finished cells only, and the run's status says why.
@@ -188,6 +193,7 @@ type cellOpts struct {
 	dir               string
 	pcap, pcapClients bool
 	kernelVars        map[string]string
+	vm                bool
 }
 
 // cellRun holds one cell's live state.
@@ -317,6 +323,11 @@ func (cr *cellRun) setup(ctx context.Context) error {
 		}
 		switch {
 		case a.Exists && a.Writable:
+		case cr.opt.vm && a.Host:
+			// The whole VM is the lab: a knob global on this kernel is set
+			// in the initial namespace, for every node at once.
+			pk.global = true
+			rc.Notes = append(rc.Notes, fmt.Sprintf("%s is global on this kernel: written in the VM's initial namespace (it applies to every node)", pk.key))
 		case sysctl.AbsentEquivalent(pk.name, pk.value):
 			actual[pk.key] = "absent"
 			rc.Notes = append(rc.Notes, fmt.Sprintf("%s: %s; the cell runs as %s=%s, which is what the kernel does without it", pk.key, a.Reason, pk.name, pk.value))
@@ -331,6 +342,19 @@ func (cr *cellRun) setup(ctx context.Context) error {
 	}
 	for _, pk := range plan {
 		if pk.skip {
+			continue
+		}
+		if pk.global {
+			init, err := netns.GetFromPid(os.Getpid())
+			if err != nil {
+				return fmt.Errorf("initial namespace: %w", err)
+			}
+			got, err := sysctl.Apply(init, []sysctl.Setting{{Name: pk.name, Requested: pk.value}})
+			init.Close()
+			if err != nil {
+				return fmt.Errorf("%s (global): %w", pk.key, err)
+			}
+			actual[pk.key] = got[0].Actual + " (global)"
 			continue
 		}
 		for _, n := range pk.nodes {
@@ -526,6 +550,7 @@ type plannedKnob struct {
 	key, name, value string
 	nodes            []*topo.Node
 	skip             bool
+	global           bool // VM only: written once in the initial namespace
 }
 
 // knobPlan lists the cell's sysctls with the nodes they go to, plus the

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/twlab/twlab/lab/report"
+	"github.com/twlab/twlab/lab/result"
+	"github.com/twlab/twlab/lab/scenario"
+	"github.com/twlab/twlab/lab/vm"
+)
+
+const vmUsage = `Usage:
+  twlab vm --kernel K [--kernel K ...] [vm flags] run [--set ..] [--only ..] [--pcap] SCENARIO
+  twlab vm kernels            what debian:VERSION resolves to here, and what is cached
+
+K is a bzImage/vmlinuz path (add --modules DIR for a modular kernel) or
+debian:VERSION (e.g. debian:6.1, debian:6.12): the linux-image package is
+fetched with apt into ` + "/var/cache/twlab" + ` and extracted, never installed.
+
+vm flags:
+`
+
+func cmdVM(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "kernels" {
+		return cmdVMKernels(stdout, stderr)
+	}
+	fs := flag.NewFlagSet("twlab vm", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var kernels multiFlag
+	fs.Var(&kernels, "kernel", "a kernel to boot: a bzImage path or debian:VERSION (repeatable)")
+	modules := fs.String("modules", "", "the /lib/modules/RELEASE `DIR` of a modular kernel given by path")
+	timeout := fs.Duration("timeout", 0, "hard limit per kernel; QEMU is killed after it (default: 90 s for boot plus twice the scenario's own bound)")
+	accel := fs.String("accel", "tcg", "tcg (software emulation, works everywhere) or kvm (needs a /dev/kvm that really runs guests)")
+	mem := fs.Int("mem", 512, "guest memory in MiB")
+	out := fs.String("out", "", "results `DIR` (default results/<scenario>/vm-<UTC time>); one folder per kernel")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, vmUsage)
+		fs.PrintDefaults()
+	}
+	// vm flags come before "run"; the rest belongs to run.
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	rest := fs.Args()
+	if len(rest) == 0 || rest[0] != "run" {
+		fs.Usage()
+		return exitUsage
+	}
+	rfs := flag.NewFlagSet("twlab vm run", flag.ContinueOnError)
+	rfs.SetOutput(stderr)
+	var sets multiFlag
+	rfs.Var(&sets, "set", "override a field or sysctl, `path=value` (repeatable)")
+	only := rfs.String("only", "", "run only the cells for which `EXPR` holds")
+	pcap := rfs.Bool("pcap", false, "capture the server's link in every cell (inside the guest)")
+	rfs.StringVar(out, "out", *out, "results `DIR` (also accepted here)")
+	pos, err := parseInterspersed(rfs, rest[1:])
+	if err != nil {
+		return exitUsage
+	}
+	if len(pos) != 1 || len(kernels) == 0 {
+		fmt.Fprintln(stderr, "twlab vm: want at least one --kernel and exactly one SCENARIO")
+		return exitUsage
+	}
+	file, src, err := loadScenario(pos[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "twlab:", err)
+		return exitUsage
+	}
+	plan, err := scenario.Load(file, src, scenario.Options{Set: sets, Only: *only})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "twlab vm fetches kernels into /var/cache/twlab and runs QEMU: run it with sudo")
+		return exitEnv
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer cancel()
+	log := newLogger(stderr, 1)
+	var ks []*vm.Kernel
+	for _, spec := range kernels {
+		k, err := vm.Resolve(ctx, spec, *modules, log)
+		if err != nil {
+			fmt.Fprintln(stderr, "twlab vm:", err)
+			return exitUsage
+		}
+		ks = append(ks, k)
+	}
+	if *accel != "tcg" && *accel != "kvm" {
+		fmt.Fprintln(stderr, "twlab vm: --accel wants tcg or kvm")
+		return exitUsage
+	}
+	limit := *timeout
+	if limit == 0 {
+		limit = 90 * time.Second
+		for _, c := range plan.Cells {
+			limit += 2 * (c.S.Load.Duration.D() + c.S.Load.ConnectTimeout.D() + 5*time.Second)
+		}
+	}
+	dir := *out
+	if dir == "" {
+		dir = filepath.Join("results", plan.Scenario.Name, "vm-"+time.Now().UTC().Format("20060102T150405Z"))
+	}
+	fmt.Fprintf(stdout, "twlab vm: %s on %d kernel(s), %d cells each\n", plan.Scenario.Name, len(ks), len(plan.Cells))
+	start := time.Now()
+	results, err := vm.Run(ctx, vm.Options{Kernels: ks, ScenarioFile: file, Source: src, Set: sets, Only: *only, Pcap: *pcap,
+		OutDir: dir, Timeout: limit, MemMB: *mem, Log: log, Accel: *accel,
+		Progress: func(k *vm.Kernel, msg string) {
+			fmt.Fprintf(stdout, "[%5.1fs] %-28s %s\n", time.Since(start).Seconds(), k.Label, msg)
+		}})
+	if err != nil {
+		fmt.Fprintln(stderr, "twlab vm:", err)
+		return exitEnv
+	}
+	code := exitOK
+	for _, r := range results {
+		if r.Run != nil {
+			if err := report.WriteArtifacts(r.Dir, r.Run); err != nil {
+				fmt.Fprintln(stderr, "twlab vm:", err)
+			}
+		}
+		switch {
+		case r.Err != "":
+			code = exitFailed
+		case r.Run.Status != result.RunOK && code == exitOK:
+			code = exitFailed
+		}
+	}
+	m := vm.Matrix(results)
+	fmt.Fprintln(stdout)
+	fmt.Fprint(stdout, m)
+	if err := result.WriteFileAtomic(filepath.Join(dir, "matrix.txt"), []byte(m)); err != nil {
+		fmt.Fprintln(stderr, "twlab vm:", err)
+	}
+	for _, r := range results {
+		if r.Run != nil {
+			for _, f := range report.FailedExpectations(r.Run) {
+				fmt.Fprintf(stdout, "  %s: %s\n", r.Kernel.Label, f)
+			}
+		}
+	}
+	fmt.Fprintf(stdout, "\nresults: %s (one folder per kernel, console.log in each)\n", dir)
+	if ctx.Err() != nil {
+		return exitStopped
+	}
+	return code
+}
+
+func cmdVMKernels(stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, v := range []string{"4", "5", "6.1", "6.12"} {
+		pkgs, err := vm.DebianPackages(ctx, v)
+		if err != nil {
+			fmt.Fprintln(stderr, "twlab vm kernels:", err)
+			return exitEnv
+		}
+		if len(pkgs) == 0 {
+			fmt.Fprintf(stdout, "debian:%-5s -> (none served here)\n", v)
+			continue
+		}
+		fmt.Fprintf(stdout, "debian:%-5s -> %s  (%d versions served)\n", v, pkgs[len(pkgs)-1], len(pkgs))
+	}
+	cached, _ := filepath.Glob(filepath.Join(vm.CacheDir, "kernels", "*", ".complete"))
+	fmt.Fprintf(stdout, "\ncached in %s:\n", filepath.Join(vm.CacheDir, "kernels"))
+	if len(cached) == 0 {
+		fmt.Fprintln(stdout, "  (nothing yet)")
+	}
+	for _, c := range cached {
+		fmt.Fprintln(stdout, "  "+filepath.Base(filepath.Dir(c)))
+	}
+	fmt.Fprintln(stdout, "\nFor tcp_tw_recycle cells bring a kernel older than 4.12 (e.g. a 4.9 or 4.10 bzImage with")
+	fmt.Fprintln(stdout, "veth, bridge, nftables NAT and an 8250 console built in): twlab vm --kernel ./bzImage-4.10 run …")
+	return exitOK
+}

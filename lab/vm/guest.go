@@ -1,0 +1,243 @@
+package vm
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/twlab/twlab/lab/result"
+	"github.com/twlab/twlab/lab/runner"
+	"github.com/twlab/twlab/lab/scenario"
+	"golang.org/x/sys/unix"
+)
+
+// Paths inside the initramfs.
+const (
+	guestArgs     = "/twlab/args.json"
+	guestScenario = "/twlab/scenario.yaml"
+	guestModules  = "/twlab/modules"
+	guestOut      = "/run/twlab-out"
+	// Lines on the console that the host reads for progress.
+	consolePrefix = "twlab-guest: "
+	// Result framing on the second serial port.
+	frameBegin = "TWLAB-RESULT-BEGIN"
+	frameEnd   = "TWLAB-RESULT-END"
+	frameError = "TWLAB-ERROR"
+)
+
+// guestArgsDoc is what the host tells the guest.
+type guestArgsDoc struct {
+	File    string   `json:"file"` // the scenario's name on the host
+	Set     []string `json:"set,omitempty"`
+	Only    string   `json:"only,omitempty"`
+	Modules []string `json:"modules"` // load order
+	Label   string   `json:"label"`
+	Pcap    bool     `json:"pcap,omitempty"`
+}
+
+// IsGuest reports whether this process is the init of a twlab VM.
+func IsGuest() bool {
+	if os.Getpid() != 1 {
+		return false
+	}
+	_, err := os.Stat(guestArgs)
+	return err == nil
+}
+
+// GuestMain is /init inside the VM: set up the minimal system, load the
+// modules, run the scenario, send run.json back over the second serial port,
+// power off. It never returns normally.
+func GuestMain() {
+	out := openResultPort()
+	defer poweroff()
+	defer func() {
+		if p := recover(); p != nil {
+			sendError(out, fmt.Sprintf("guest panic: %v", p))
+		}
+	}()
+	start := time.Now()
+	say("init")
+	if err := guestSetup(); err != nil {
+		sendError(out, err.Error())
+		return
+	}
+	var args guestArgsDoc
+	b, err := os.ReadFile(guestArgs)
+	if err == nil {
+		err = json.Unmarshal(b, &args)
+	}
+	if err != nil {
+		sendError(out, "read args: "+err.Error())
+		return
+	}
+	loaded, failed := loadModules(args.Modules)
+	say(fmt.Sprintf("modules loaded=%d failed=%d in %.2fs", loaded, len(failed), time.Since(start).Seconds()))
+	for _, f := range failed {
+		say("module " + f)
+	}
+	src, err := os.ReadFile(guestScenario)
+	if err != nil {
+		sendError(out, err.Error())
+		return
+	}
+	plan, err := scenario.Load(args.File, src, scenario.Options{Set: args.Set, Only: args.Only})
+	if err != nil {
+		sendError(out, err.Error())
+		return
+	}
+	say(fmt.Sprintf("scenario %s: %d cells", plan.Scenario.Name, len(plan.Cells)))
+	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sc := time.Now()
+	r, dir, err := runner.Run(context.Background(), plan, runner.Options{OutDir: guestOut, Log: log, VM: true, Pcap: args.Pcap,
+		OnCellStart: func(i, total int, id string) { say(fmt.Sprintf("cell %d/%d %s", i+1, total, id)) },
+		Progress: func(done, total int, c *result.Cell) {
+			say(fmt.Sprintf("done %d/%d %s %s", done, total, c.Status, c.ID))
+		}})
+	if err != nil && r == nil {
+		sendError(out, err.Error())
+		return
+	}
+	say(fmt.Sprintf("scenario done in %.2fs", time.Since(sc).Seconds()))
+	doc, err := os.ReadFile(filepath.Join(dir, "run.json"))
+	if err != nil {
+		sendError(out, err.Error())
+		return
+	}
+	sendFrame(out, doc)
+	say("results sent")
+}
+
+func say(msg string) { fmt.Fprintf(os.Stdout, "%s%s\n", consolePrefix, msg) }
+
+func guestSetup() error {
+	for _, m := range []struct{ src, dst, fs string }{
+		{"proc", "/proc", "proc"}, {"sysfs", "/sys", "sysfs"}, {"devtmpfs", "/dev", "devtmpfs"},
+		{"tmpfs", "/run", "tmpfs"}, {"tmpfs", "/tmp", "tmpfs"}, {"bpf", "/sys/fs/bpf", "bpf"},
+	} {
+		os.MkdirAll(m.dst, 0o755)
+		if err := unix.Mount(m.src, m.dst, m.fs, 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			if m.fs == "bpf" {
+				continue // optional
+			}
+			return fmt.Errorf("mount %s: %w", m.dst, err)
+		}
+	}
+	return nil
+}
+
+// loadModules loads each module with finit_module; already-loaded or
+// built-in ones are fine.
+func loadModules(names []string) (int, []string) {
+	n := 0
+	var failed []string
+	for _, name := range names {
+		f, err := os.Open(filepath.Join(guestModules, name+".ko"))
+		if err != nil {
+			failed = append(failed, name+": "+err.Error())
+			continue
+		}
+		err = unix.FinitModule(int(f.Fd()), "", 0)
+		f.Close()
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			failed = append(failed, name+": "+err.Error())
+			continue
+		}
+		n++
+	}
+	return n, failed
+}
+
+func openResultPort() io.Writer {
+	for _, p := range []string{"/dev/ttyS1"} {
+		os.MkdirAll("/dev", 0o755)
+		unix.Mount("devtmpfs", "/dev", "devtmpfs", 0, "")
+		if f, err := os.OpenFile(p, os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
+			return f
+		}
+	}
+	return os.Stdout // a kernel with one serial port: frame on the console
+}
+
+// sendFrame writes doc between markers with its length and SHA-256, base64
+// in short lines, so the host can tell a complete result from a torn one.
+func sendFrame(w io.Writer, doc []byte) {
+	sum := sha256.Sum256(doc)
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "\n%s %d %s\n", frameBegin, len(doc), hex.EncodeToString(sum[:]))
+	enc := base64.StdEncoding.EncodeToString(doc)
+	for len(enc) > 0 {
+		n := min(len(enc), 76)
+		bw.WriteString(enc[:n] + "\n")
+		enc = enc[n:]
+	}
+	fmt.Fprintf(bw, "%s\n", frameEnd)
+	bw.Flush()
+	if f, ok := w.(*os.File); ok {
+		f.Sync()
+	}
+}
+
+func sendError(w io.Writer, msg string) {
+	say("error: " + msg)
+	fmt.Fprintf(w, "\n%s %s\n", frameError, strings.ReplaceAll(msg, "\n", "; "))
+	if f, ok := w.(*os.File); ok {
+		f.Sync()
+	}
+}
+
+func poweroff() {
+	unix.Sync()
+	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	select {} // PID 1 must not exit
+}
+
+// ParseFrame extracts the run document from what the guest wrote.
+func ParseFrame(b []byte) ([]byte, error) {
+	s := string(b)
+	if i := strings.Index(s, frameError+" "); i >= 0 && !strings.Contains(s, frameBegin) {
+		msg := s[i+len(frameError)+1:]
+		if j := strings.IndexByte(msg, '\n'); j >= 0 {
+			msg = msg[:j]
+		}
+		return nil, fmt.Errorf("guest: %s", strings.TrimSpace(msg))
+	}
+	i := strings.Index(s, frameBegin+" ")
+	if i < 0 {
+		return nil, errors.New("no result from the guest (it did not finish; see console.log)")
+	}
+	rest := s[i+len(frameBegin)+1:]
+	nl := strings.IndexByte(rest, '\n')
+	if nl < 0 {
+		return nil, errors.New("torn result header")
+	}
+	var n int
+	var sumHex string
+	if _, err := fmt.Sscanf(rest[:nl], "%d %s", &n, &sumHex); err != nil {
+		return nil, fmt.Errorf("result header %q: %w", rest[:nl], err)
+	}
+	body := rest[nl+1:]
+	end := strings.Index(body, frameEnd)
+	if end < 0 {
+		return nil, errors.New("torn result: no end marker")
+	}
+	doc, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(body[:end]), ""))
+	if err != nil {
+		return nil, fmt.Errorf("result encoding: %w", err)
+	}
+	sum := sha256.Sum256(doc)
+	if len(doc) != n || hex.EncodeToString(sum[:]) != sumHex {
+		return nil, fmt.Errorf("result damaged: %d bytes (want %d), checksum mismatch", len(doc), n)
+	}
+	return doc, nil
+}

@@ -1,0 +1,201 @@
+// Package vm runs scenarios on other kernels under QEMU: it resolves a
+// kernel (a file, or a Debian package fetched with apt into a cache, never
+// installed on the host), builds an initramfs with the static twlab binary as
+// /init plus the modules the lab needs, boots it, and collects the run
+// document from the guest's second serial port. Inside the guest the whole
+// VM is the lab, so knobs that are global on old kernels may be written.
+package vm
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// CacheDir holds downloaded packages and extracted kernels.
+var CacheDir = "/var/cache/twlab"
+
+// Kernel is a bootable kernel with its modules.
+type Kernel struct {
+	Spec       string `json:"spec"`    // as given: a path or debian:VERSION
+	Label      string `json:"label"`   // short name for folders and columns
+	Image      string `json:"image"`   // bzImage / vmlinuz
+	ModulesDir string `json:"modules"` // /lib/modules/RELEASE tree, "" for a built-in kernel
+	Release    string `json:"release"` // from the image header when readable
+	Package    string `json:"package,omitempty"`
+}
+
+// Resolve turns a --kernel argument into a Kernel. modulesDir applies to a
+// path argument of a modular kernel.
+func Resolve(ctx context.Context, spec, modulesDir string, log *slog.Logger) (*Kernel, error) {
+	if ver, ok := strings.CutPrefix(spec, "debian:"); ok {
+		return resolveDebian(ctx, spec, ver, log)
+	}
+	st, err := os.Stat(spec)
+	if err != nil {
+		return nil, fmt.Errorf("--kernel %s: %w", spec, err)
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("--kernel %s: is a directory; want a bzImage/vmlinuz file or debian:VERSION", spec)
+	}
+	k := &Kernel{Spec: spec, Image: spec, ModulesDir: modulesDir}
+	k.Release, _ = ImageRelease(spec)
+	k.Label = labelOf(k.Release, filepath.Base(spec))
+	if modulesDir != "" {
+		if _, err := os.Stat(filepath.Join(modulesDir, "kernel")); err != nil {
+			return nil, fmt.Errorf("--modules %s: no kernel/ subtree (want a /lib/modules/RELEASE folder)", modulesDir)
+		}
+	}
+	return k, nil
+}
+
+func labelOf(release, fallback string) string {
+	l := release
+	if l == "" {
+		l = fallback
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_' || r == '+' {
+			return r
+		}
+		return '_'
+	}, l)
+}
+
+// ImageRelease reads the version string from a bzImage's setup header
+// ("kernel_version" at 0x20e points into the setup code).
+func ImageRelease(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	hdr := make([]byte, 0x210)
+	if _, err := f.ReadAt(hdr, 0); err != nil {
+		return "", err
+	}
+	if string(hdr[0x202:0x206]) != "HdrS" {
+		return "", errors.New("not a bzImage (no HdrS signature)")
+	}
+	off := int64(binary.LittleEndian.Uint16(hdr[0x20e:])) + 0x200
+	buf := make([]byte, 256)
+	n, _ := f.ReadAt(buf, off)
+	s := string(buf[:n])
+	if i := strings.IndexAny(s, " \x00"); i >= 0 {
+		s = s[:i]
+	}
+	return s, nil
+}
+
+var debVerRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
+
+// resolveDebian picks the newest linux-image-VER…-amd64-unsigned package,
+// downloads it with apt (cached) and extracts it; nothing is installed.
+func resolveDebian(ctx context.Context, spec, ver string, log *slog.Logger) (*Kernel, error) {
+	if !debVerRE.MatchString(ver) {
+		return nil, fmt.Errorf("--kernel %s: want debian:MAJOR.MINOR, e.g. debian:6.1 or debian:6.12", spec)
+	}
+	pkgs, err := DebianPackages(ctx, ver)
+	if err != nil {
+		return nil, err
+	}
+	if len(pkgs) == 0 {
+		return nil, fmt.Errorf("--kernel %s: apt knows no linux-image-%s.*-amd64-unsigned package (run apt-get update; `twlab vm kernels` lists what is there)", spec, ver)
+	}
+	pkg := pkgs[len(pkgs)-1]
+	dest := filepath.Join(CacheDir, "kernels", pkg)
+	if _, err := os.Stat(filepath.Join(dest, ".complete")); err != nil {
+		log.Info("fetching kernel package", "package", pkg)
+		if err := fetchDeb(ctx, pkg, dest); err != nil {
+			return nil, err
+		}
+	}
+	imgs, _ := filepath.Glob(filepath.Join(dest, "boot", "vmlinuz-*"))
+	mods, _ := filepath.Glob(filepath.Join(dest, "lib", "modules", "*"))
+	if len(imgs) != 1 || len(mods) != 1 {
+		return nil, fmt.Errorf("%s: unexpected package layout (%d images, %d module trees)", pkg, len(imgs), len(mods))
+	}
+	k := &Kernel{Spec: spec, Image: imgs[0], ModulesDir: mods[0], Package: pkg, Release: filepath.Base(mods[0])}
+	k.Label = labelOf(k.Release, pkg)
+	return k, nil
+}
+
+// DebianPackages lists linux-image-VER.*-amd64-unsigned packages apt knows,
+// oldest first.
+func DebianPackages(ctx context.Context, ver string) ([]string, error) {
+	// The generic flavour only: its name ends in a digit before -amd64
+	// (6.1.0-56-amd64, 6.12.117+deb12-amd64); -rt- and -cloud- do not.
+	re := `^linux-image-` + regexp.QuoteMeta(ver) + `\.[0-9][^ ]*[0-9]-amd64-unsigned$`
+	out, err := exec.CommandContext(ctx, "apt-cache", "search", "--names-only", re).Output()
+	if err != nil {
+		return nil, fmt.Errorf("apt-cache search: %w (is this a Debian system?)", err)
+	}
+	var pkgs []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if name, _, ok := strings.Cut(line, " - "); ok {
+			pkgs = append(pkgs, strings.TrimSpace(name))
+		}
+	}
+	sort.Slice(pkgs, func(i, j int) bool { return versionLess(pkgs[i], pkgs[j]) })
+	return pkgs, nil
+}
+
+// versionLess compares the numeric runs of two names, so 6.1.0-9 < 6.1.0-56.
+func versionLess(a, b string) bool {
+	na, nb := numRuns(a), numRuns(b)
+	for i := 0; i < len(na) && i < len(nb); i++ {
+		if na[i] != nb[i] {
+			return na[i] < nb[i]
+		}
+	}
+	return len(na) < len(nb)
+}
+
+var numRE = regexp.MustCompile(`[0-9]+`)
+
+func numRuns(s string) []int {
+	var out []int
+	for _, m := range numRE.FindAllString(s, -1) {
+		n, _ := strconv.Atoi(m)
+		out = append(out, n)
+	}
+	return out
+}
+
+func fetchDeb(ctx context.Context, pkg, dest string) error {
+	debs := filepath.Join(CacheDir, "debs")
+	if err := os.MkdirAll(debs, 0o755); err != nil {
+		return err
+	}
+	matches, _ := filepath.Glob(filepath.Join(debs, pkg+"_*.deb"))
+	if len(matches) == 0 {
+		cmd := exec.CommandContext(ctx, "apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", pkg)
+		cmd.Dir = debs
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("apt-get download %s: %w: %s", pkg, err, strings.TrimSpace(string(out)))
+		}
+		matches, _ = filepath.Glob(filepath.Join(debs, pkg+"_*.deb"))
+		if len(matches) == 0 {
+			return fmt.Errorf("apt-get download %s: no .deb appeared", pkg)
+		}
+	}
+	tmp := dest + ".tmp"
+	os.RemoveAll(tmp)
+	if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", matches[0], tmp).CombinedOutput(); err != nil {
+		return fmt.Errorf("dpkg-deb -x %s: %w: %s", matches[0], err, strings.TrimSpace(string(out)))
+	}
+	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
+		return err
+	}
+	os.RemoveAll(dest)
+	return os.Rename(tmp, dest)
+}

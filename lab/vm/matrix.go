@@ -1,0 +1,113 @@
+package vm
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/twlab/twlab/lab/result"
+)
+
+// cellSummary is one cell's outcome in one kernel, in a few characters.
+func cellSummary(c *result.Cell) string {
+	if c == nil {
+		return "-"
+	}
+	switch c.Status {
+	case result.CellNA:
+		return "n/a"
+	}
+	s := c.Status
+	if c.Load != nil {
+		s += fmt.Sprintf(" %d/%d", c.Load.OK, c.Load.Attempts)
+	}
+	if n := c.Nodes["server"]; n != nil {
+		s += fmt.Sprintf(" paws=%d", n.Summary["paws"])
+		if v := n.Counters["TcpExt.PAWSPassive"]; v > 0 {
+			s += fmt.Sprintf(" (passive %d)", v)
+		}
+	}
+	if c.SYN != nil && c.SYN.Unanswered > 0 {
+		s += fmt.Sprintf(" unans=%d", c.SYN.Unanswered)
+	}
+	return s
+}
+
+// Matrix merges the kernels' runs: one row per cell id, one column per
+// kernel, then the timing rows.
+func Matrix(results []*Result) string {
+	var ids []string
+	seen := map[string]bool{}
+	byKernel := make([]map[string]*result.Cell, len(results))
+	for i, r := range results {
+		byKernel[i] = map[string]*result.Cell{}
+		if r.Run == nil {
+			continue
+		}
+		for _, c := range r.Run.Cells {
+			byKernel[i][c.ID] = c
+			if !seen[c.ID] {
+				seen[c.ID] = true
+				ids = append(ids, c.ID)
+			}
+		}
+	}
+	var b bytes.Buffer
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	head := []string{"cell"}
+	for _, r := range results {
+		head = append(head, r.Kernel.Label)
+	}
+	fmt.Fprintln(tw, strings.Join(head, "\t"))
+	for _, id := range ids {
+		row := []string{id}
+		var vals []string
+		for i := range results {
+			v := cellSummary(byKernel[i][id])
+			row = append(row, v)
+			vals = append(vals, v)
+		}
+		if differs(vals) {
+			row[0] = "* " + id
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	timing := func(name string, f func(r *Result) string) {
+		row := []string{name}
+		for _, r := range results {
+			row = append(row, f(r))
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	timing("(run status)", func(r *Result) string {
+		if r.Err != "" {
+			return "error: " + r.Err
+		}
+		return r.Run.Status
+	})
+	timing("(boot/scenario/total s)", func(r *Result) string {
+		return fmt.Sprintf("%.1f / %.1f / %.1f (%s)", r.BootS, r.ScenarioS, r.TotalS, r.Accel)
+	})
+	tw.Flush()
+	return b.String() + "* the kernels disagree on this cell (status, counts or PAWS)\n"
+}
+
+// differs reports whether the outcomes differ in status or in whether PAWS
+// moved: the things a kernel regression changes.
+func differs(vals []string) bool {
+	key := func(v string) string {
+		f := strings.Fields(v)
+		k := ""
+		if len(f) > 0 {
+			k = f[0]
+		}
+		return k + fmt.Sprint(strings.Contains(v, "paws=0"))
+	}
+	for _, v := range vals[1:] {
+		if key(v) != key(vals[0]) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,156 @@
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"debug/elf"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/ulikunitz/xz"
+)
+
+// LabModules are what a lab needs from a modular kernel: veth and a bridge
+// for the topology, nftables NAT and counters, conntrack, and tc eBPF for
+// fixed skew. Missing ones are skipped: they may be built in.
+var LabModules = []string{
+	// libcrc32c (under nf_tables) needs a crc32c implementation at init,
+	// a soft dependency that "depends=" does not name: load it first.
+	// crc32c-intel fails on QEMU's default CPU; the generic one always works.
+	"crc32c_generic",
+	"veth", "bridge", "nf_tables", "nft_chain_nat", "nft_nat", "nft_masq", "nft_ct",
+	"nf_nat", "nf_conntrack", "nf_defrag_ipv4", "nf_defrag_ipv6", "nft_objref", "nft_counter",
+	"sch_ingress", "cls_bpf", "libcrc32c",
+}
+
+// Module is a kernel module ready to load.
+type Module struct {
+	Name string
+	Data []byte // uncompressed ELF
+}
+
+func normName(n string) string { return strings.ReplaceAll(n, "-", "_") }
+
+// ResolveModules finds wanted modules under dir (a /lib/modules/RELEASE tree)
+// with everything they depend on, in load order (dependencies first).
+// Dependencies come from each module's .modinfo "depends=", because
+// distribution packages ship no modules.dep. Built-in modules (listed in
+// modules.builtin) and modules not present are skipped.
+func ResolveModules(dir string, wanted []string) ([]Module, error) {
+	index := map[string]string{}
+	err := filepath.WalkDir(filepath.Join(dir, "kernel"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		base := d.Name()
+		for _, ext := range []string{".ko", ".ko.xz"} {
+			if n, ok := strings.CutSuffix(base, ext); ok {
+				index[normName(n)] = p
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("modules in %s: %w", dir, err)
+	}
+	builtin := map[string]bool{}
+	if b, err := os.ReadFile(filepath.Join(dir, "modules.builtin")); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			n := filepath.Base(strings.TrimSpace(sc.Text()))
+			builtin[normName(strings.TrimSuffix(n, ".ko"))] = true
+		}
+	}
+	var out []Module
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(name string, required bool) error
+	visit = func(name string, required bool) error {
+		name = normName(name)
+		switch {
+		case state[name] == 2 || builtin[name]:
+			return nil
+		case state[name] == 1:
+			return fmt.Errorf("module dependency cycle at %s", name)
+		}
+		p, ok := index[name]
+		if !ok {
+			if required {
+				return fmt.Errorf("module %s (a dependency) not found in %s", name, dir)
+			}
+			return nil
+		}
+		state[name] = 1
+		data, err := readModule(p)
+		if err != nil {
+			return err
+		}
+		deps, err := moduleDepends(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		for _, d := range deps {
+			if err := visit(d, true); err != nil {
+				return err
+			}
+		}
+		state[name] = 2
+		out = append(out, Module{Name: name, Data: data})
+		return nil
+	}
+	for _, w := range wanted {
+		if err := visit(w, false); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func readModule(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if strings.HasSuffix(p, ".xz") {
+		xr, err := xz.NewReader(bufio.NewReader(f))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		r = xr
+	}
+	b, err := io.ReadAll(io.LimitReader(r, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return b, nil
+}
+
+// moduleDepends reads "depends=" from the module's .modinfo section.
+func moduleDepends(data []byte) ([]string, error) {
+	ef, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	sec := ef.Section(".modinfo")
+	if sec == nil {
+		return nil, nil
+	}
+	info, err := sec.Data()
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range bytes.Split(info, []byte{0}) {
+		if v, ok := bytes.CutPrefix(kv, []byte("depends=")); ok {
+			if len(v) == 0 {
+				return nil, nil
+			}
+			return strings.Split(string(v), ","), nil
+		}
+	}
+	return nil, nil
+}
