@@ -334,7 +334,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 			prev := ""
 			for j := 0; ; j++ {
-				if ctx.Err() != nil || budget.Add(-1) < 0 {
+				if ctx.Err() != nil || expired(ctx) || budget.Add(-1) < 0 {
 					return
 				}
 				if pace != nil {
@@ -350,7 +350,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				}
 				c := cfg.Clients[ci]
 				o := dialOnce(ctx, makers[ci], c, cfg, port, bind)
-				if ctx.Err() != nil && o.class == Timeout && errors.Is(o.err, context.DeadlineExceeded) {
+				if o.class == Timeout && errors.Is(o.err, context.DeadlineExceeded) {
 					return // cut short by the cell's time bound, not by the network
 				}
 				record(prev, c.Name, o)
@@ -374,6 +374,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.ConnectMS = ComputePercentiles(res.lat)
 	res.ConnectCDF = ComputeCDF(res.lat)
 	return res, nil
+}
+
+// expired says whether ctx's deadline has passed, even if its timer has not
+// cancelled it yet.
+func expired(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 type outcome struct {
@@ -421,8 +428,13 @@ func dialOnce(ctx context.Context, m sockMaker, c Client, cfg Config, port, bind
 	copy(sa.Addr[:], cfg.Target.To4())
 	start := time.Now()
 	deadline := start.Add(cfg.ConnectTimeout)
+	// boundFirst: the cell's time bound comes before connect_timeout, so a
+	// timeout means the cell ended, not that the network failed. (ctx.Err()
+	// cannot tell: the poller's deadline may fire before the context's own
+	// timer has cancelled it.)
+	boundFirst := false
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+		deadline, boundFirst = d, true
 	}
 	var cerr error
 	rc.Control(func(fd uintptr) { cerr = unix.Connect(int(fd), sa) })
@@ -447,7 +459,7 @@ func dialOnce(ctx context.Context, m sockMaker, c Client, cfg Config, port, bind
 		})
 		if werr != nil {
 			if errors.Is(werr, os.ErrDeadlineExceeded) {
-				if ctx.Err() != nil && time.Now().Before(start.Add(cfg.ConnectTimeout)) {
+				if boundFirst || ctx.Err() != nil && time.Now().Before(start.Add(cfg.ConnectTimeout)) {
 					return outcome{class: Timeout, err: context.DeadlineExceeded}
 				}
 				return outcome{class: Timeout, err: fmt.Errorf("connect: no answer within %s", cfg.ConnectTimeout)}
