@@ -268,13 +268,15 @@ func htmlCellOf(c *result.Cell, anchor string, ss []*result.Series) (htmlCell, e
 		hc.Figures = append(hc.Figures,
 			htmlFigure{"connections", fmt.Sprintf("%d ok of %d", l.OK, l.Attempts)},
 			htmlFigure{"failed", failures(l)},
-			htmlFigure{"connect", fmt.Sprintf("p50 %s ms, p99 %s ms, max %s ms", ms(l.ConnectMS.P50), ms(l.ConnectMS.P99), ms(l.ConnectMS.Max))},
+			htmlFigure{"connect", connectText(l)},
 			htmlFigure{"rate", fmt.Sprintf("%.0f conn/s over %.2f s", l.ConnPerS, l.Elapsed)})
 	}
 	if s := c.SYN; s != nil {
 		vals := map[string]int64{"in": s.In, "synack_out": s.SynAckOut, "unanswered": s.Unanswered, "rst_in": s.RSTIn, "rst_out": s.RSTOut}
 		for _, m := range synMeanings {
-			hc.SYN = append(hc.SYN, htmlCounter{Name: m.name, Meaning: m.meaning, Server: num(vals[m.key])})
+			if v := vals[m.key]; v != 0 || m.key == "in" {
+				hc.SYN = append(hc.SYN, htmlCounter{Name: m.name, Meaning: m.meaning, Server: num(v)})
+			}
 		}
 	}
 	hc.Story, hc.Other = movedCounters(c)
@@ -289,6 +291,13 @@ func htmlCellOf(c *result.Cell, anchor string, ss []*result.Series) (htmlCell, e
 		hc.Plots = append(hc.Plots, h)
 	}
 	return hc, nil
+}
+
+func connectText(l *load.Result) string {
+	if l.OK == 0 {
+		return "no successful connect"
+	}
+	return fmt.Sprintf("p50 %s ms, p99 %s ms, max %s ms", ms(l.ConnectMS.P50), ms(l.ConnectMS.P99), ms(l.ConnectMS.Max))
 }
 
 // movedCounters lists the counters that moved in the server, the clients
@@ -366,13 +375,23 @@ func cellCharts(c *result.Cell, ss []*result.Series) []*chart {
 	if l := c.Load; l != nil {
 		out.caption = fmt.Sprintf("%d of %d succeeded; failed: %s", l.OK, l.Attempts, failures(l))
 	}
-	srv := &chart{kind: "server", title: "Server: SYNs in, SYN-ACKs out, PAWS rejects (cumulative)", xLabel: "seconds since the load started", yLabel: "packets",
+	// The SYNs the server left unanswered (SYNs in minus SYN-ACKs out), not
+	// the two totals: at thousands of connections per second the totals
+	// hide a few dozen rejects.
+	srv := &chart{kind: "server", title: "Server: SYNs left unanswered, PAWS rejects, RSTs in (cumulative)", xLabel: "seconds since the load started", yLabel: "packets",
 		intY: true, legend: true, xMin0: true, emptyMessage: noTS}
-	srv.lines = append(srv.lines, seriesLine(m["syn_in@server"], "SYNs in", colServer, false),
-		seriesLine(m["synack_out@server"], "SYN-ACKs out", colOK, false),
+	unans := line{name: "SYNs unanswered (in − SYN-ACKs out)", color: colServer}
+	if in, out := m["syn_in@server"], m["synack_out@server"]; in != nil && out != nil && len(in.T) == len(out.T) {
+		for i := range in.T {
+			unans.xs = append(unans.xs, float64(in.T[i])/1000)
+			unans.ys = append(unans.ys, float64(max(0, in.V[i]-out.V[i])))
+		}
+	}
+	srv.lines = append(srv.lines, unans,
 		seriesLine(m["rst_in@server"], "RSTs in", colRST, false),
 		seriesLine(m["paws@server"], "PAWS rejects", colFailed, true))
-	srv.lines[2].dotted = true // often equal to the PAWS rejects: dotted under dashed keeps both visible
+	srv.lines[0].wide = true
+	srv.lines[1].dotted = true // often equal to the others: wide, dotted and dashed keep all three visible
 	if s := c.SYN; s != nil {
 		srv.caption = fmt.Sprintf("%d SYNs in, %d SYN-ACKs out: %d unanswered", s.In, s.SynAckOut, s.Unanswered)
 		if n := c.Nodes["server"]; n != nil {

@@ -41,6 +41,7 @@ type line struct {
 	color  color.Color
 	dashed bool
 	dotted bool
+	wide   bool
 	step   bool // draw as steps (post-step)
 }
 
@@ -100,6 +101,9 @@ func (c *chart) plot() (*plot.Plot, error) {
 		if l.dashed {
 			pl.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
 		}
+		if l.wide {
+			pl.Width = vg.Points(3.2)
+		}
 		if l.dotted {
 			pl.Dashes = []vg.Length{vg.Points(1.2), vg.Points(2)}
 			pl.Width = vg.Points(2)
@@ -119,6 +123,7 @@ func (c *chart) plot() (*plot.Plot, error) {
 	}
 	if c.xMin0 {
 		p.X.Min = math.Min(0, p.X.Min)
+		p.X.Tick.Marker = timeTicks{}
 	}
 	if c.intY {
 		p.Y.Min = 0
@@ -212,6 +217,35 @@ func (intTicks) Ticks(min, max float64) []plot.Tick {
 	return out
 }
 
+// timeTicks labels seconds at 1, 2 or 5 × 10^k steps, at most 8 labels,
+// with an unlabelled tick between two labelled ones.
+type timeTicks struct{}
+
+func (timeTicks) Ticks(min, max float64) []plot.Tick {
+	span := max - min
+	if span <= 0 {
+		return []plot.Tick{{Value: min, Label: trimFloat(min)}}
+	}
+	base := math.Pow(10, math.Floor(math.Log10(span))) / 10
+	step := base * 100
+	for _, m := range []float64{1, 2, 5, 10, 20, 50} {
+		if span/(base*m) <= 8 {
+			step = base * m
+			break
+		}
+	}
+	var out []plot.Tick
+	for i := math.Ceil(min / step * 2); i*step/2 <= max+1e-9; i++ {
+		v := i * step / 2
+		label := ""
+		if int64(i)%2 == 0 {
+			label = trimFloat(math.Round(v*1e6) / 1e6)
+		}
+		out = append(out, plot.Tick{Value: v, Label: label})
+	}
+	return out
+}
+
 // logTicks labels powers of ten (and 2, 5 × them when the range is short)
 // in plain decimals: 0.1, 1, 10 ms.
 type logTicks struct{}
@@ -223,7 +257,7 @@ func (logTicks) Ticks(min, max float64) []plot.Tick {
 	}
 	lo := math.Floor(math.Log10(min))
 	hi := math.Ceil(math.Log10(max))
-	decades := hi - lo
+	decades := math.Log10(max / min)
 	for e := lo; e <= hi; e++ {
 		base := math.Pow(10, e)
 		for m := 1.0; m < 10; m++ {
@@ -232,7 +266,7 @@ func (logTicks) Ticks(min, max float64) []plot.Tick {
 				continue
 			}
 			label := ""
-			if m == 1 || (decades <= 2 && (m == 2 || m == 5)) {
+			if m == 1 || (decades <= 3 && (m == 2 || m == 5)) {
 				label = trimFloat(v)
 			}
 			out = append(out, plot.Tick{Value: v, Label: label})
