@@ -56,6 +56,8 @@ Usage:
   twlab down [--lab ID]          tear a lab down
   twlab labs                     list labs that are up
   twlab cleanup [--force]        remove what killed runs left behind
+  twlab report DIR...            write report.html, summary.md, cells.csv again from a run folder (no root)
+  twlab compare [--md|--json] [--html FILE] DIR...   runs of a scenario side by side, differences marked
   twlab version
 
 SCENARIO is a file path or the name of a shipped scenario (e.g. nat-paws.yaml).
@@ -90,6 +92,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdVM(args[1:], stdout, stderr)
 	case "doctor":
 		return cmdDoctor(args[1:], stdout, stderr)
+	case "report":
+		return cmdReport(args[1:], stdout, stderr)
+	case "compare":
+		return cmdCompare(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "twlab", version)
 		return exitOK
@@ -176,6 +182,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	quiet := fs.Bool("q", false, "print only the final table")
 	pcap := fs.Bool("pcap", false, "capture the server's link of every cell into <results>/pcap/ (bounded: 160-byte frames, 16 MiB per file)")
 	pcapClients := fs.Bool("pcap-clients", false, "capture every client's link too")
+	asJSON := fs.Bool("json", false, "print the run document (run.json) to stdout for tooling; everything else goes to stderr")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: twlab run [flags] SCENARIO...\n\nFlags:")
 		fs.PrintDefaults()
@@ -211,6 +218,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return exitEnv
 	}
 	log := newLogger(stderr, int(verbose))
+	// --json: stdout carries only the run documents; the human output
+	// (progress, table, paths) goes to stderr.
+	jsonOut := io.Discard
+	if *asJSON {
+		jsonOut, stdout = stdout, stderr
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -272,7 +285,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stdout, "  "+f)
 			}
 		}
-		fmt.Fprintf(stdout, "\n%s: %s (kernel %s)\nresults: %s\n", r.Status, plan.Scenario.Name, r.Kernel, filepath.Join(rdir, "run.json"))
+		fmt.Fprintf(stdout, "\n%s: %s (kernel %s)\nresults: %s\nreport:  %s\n", r.Status, plan.Scenario.Name, r.Kernel, filepath.Join(rdir, "run.json"), filepath.Join(rdir, report.ReportName))
+		if *asJSON {
+			if err := writeRunJSON(jsonOut, r); err != nil {
+				fmt.Fprintln(stderr, "twlab: --json:", err)
+				code = max(code, exitFailed)
+			}
+		}
 		switch r.Status {
 		case result.RunInterrupted:
 			code = exitStopped

@@ -64,6 +64,14 @@ type Config struct {
 	Gap               time.Duration
 	KeepaliveRequests int
 	Close             CloseMode // who closes: the client behaves accordingly
+	// Live, if set, counts outcomes as they happen, for a sampler to read
+	// while the load runs.
+	Live *Live
+}
+
+// Live counts outcomes while the load runs; safe to read concurrently.
+type Live struct {
+	Attempts, OK, Failed atomic.Int64
 }
 
 // Outcome classes of one connection.
@@ -106,6 +114,10 @@ type Result struct {
 	Handoffs map[string]*Handoff `json:"handoffs"`
 	// Errors keeps the first few distinct error texts for the reader.
 	Errors []string `json:"errors,omitempty"`
+	// ConnectCDF is the distribution of successful connect latencies as
+	// [quantile, ms] points (every connect up to CDFPoints of them, else
+	// quantiles with a finer grid in the tail), so reports can draw it.
+	ConnectCDF [][2]float64 `json:"connect_cdf,omitempty"`
 	// latencies of successful connects, ns; not serialised.
 	lat []int64
 }
@@ -156,6 +168,44 @@ func ComputePercentiles(ns []int64) Percentiles {
 }
 
 func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
+
+// CDFPoints bounds ConnectCDF: up to this many connects every latency is
+// kept; above it, quantiles.
+const CDFPoints = 256
+
+// ComputeCDF returns the empirical distribution of ns as [quantile, ms]
+// points: q = i/n for the i-th smallest of n values when n <= CDFPoints,
+// else the nearest-rank values at q = 0, 0.005, …, 0.99 and a finer tail
+// grid up to 0.9999 and 1 (the maximum), so p99 and beyond stay visible.
+func ComputeCDF(ns []int64) [][2]float64 {
+	if len(ns) == 0 {
+		return nil
+	}
+	s := slices.Clone(ns)
+	slices.Sort(s)
+	n := len(s)
+	ms := func(v int64) float64 { return math.Round(float64(v)/1e3) / 1e3 }
+	if n <= CDFPoints {
+		out := make([][2]float64, n)
+		for i, v := range s {
+			out[i] = [2]float64{math.Round(float64(i+1)/float64(n)*1e6) / 1e6, ms(v)}
+		}
+		return out
+	}
+	var qs []float64
+	for i := 1; i <= 198; i++ {
+		qs = append(qs, float64(i)/200)
+	}
+	qs = append(qs, 0.991, 0.992, 0.993, 0.994, 0.995, 0.996, 0.997, 0.998, 0.999, 0.9995, 0.9999, 1)
+	out := make([][2]float64, 0, len(qs)+1)
+	out = append(out, [2]float64{1 / float64(n), ms(s[0])}) // the minimum
+	for _, q := range qs {
+		i := int(math.Ceil(q*float64(n))) - 1
+		i = max(0, min(i, n-1))
+		out = append(out, [2]float64{q, ms(s[i])})
+	}
+	return out
+}
 
 type sockMaker struct {
 	th *netnsutil.Thread
@@ -218,6 +268,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		res.Attempts++
+		if cfg.Live != nil {
+			cfg.Live.Attempts.Add(1)
+			if o.class == OK {
+				cfg.Live.OK.Add(1)
+			} else {
+				cfg.Live.Failed.Add(1)
+			}
+		}
 		pc := res.PerClient[client]
 		pc.Attempts++
 		res.Requests += o.requests
@@ -276,7 +334,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 			prev := ""
 			for j := 0; ; j++ {
-				if ctx.Err() != nil || budget.Add(-1) < 0 {
+				if ctx.Err() != nil || expired(ctx) || budget.Add(-1) < 0 {
 					return
 				}
 				if pace != nil {
@@ -292,7 +350,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				}
 				c := cfg.Clients[ci]
 				o := dialOnce(ctx, makers[ci], c, cfg, port, bind)
-				if ctx.Err() != nil && o.class == Timeout && errors.Is(o.err, context.DeadlineExceeded) {
+				if o.class == Timeout && errors.Is(o.err, context.DeadlineExceeded) {
 					return // cut short by the cell's time bound, not by the network
 				}
 				record(prev, c.Name, o)
@@ -314,7 +372,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.ConnPerS = math.Round(float64(res.OK)/el.Seconds()*10) / 10
 	}
 	res.ConnectMS = ComputePercentiles(res.lat)
+	res.ConnectCDF = ComputeCDF(res.lat)
 	return res, nil
+}
+
+// expired says whether ctx's deadline has passed, even if its timer has not
+// cancelled it yet.
+func expired(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 type outcome struct {
@@ -362,8 +428,13 @@ func dialOnce(ctx context.Context, m sockMaker, c Client, cfg Config, port, bind
 	copy(sa.Addr[:], cfg.Target.To4())
 	start := time.Now()
 	deadline := start.Add(cfg.ConnectTimeout)
+	// boundFirst: the cell's time bound comes before connect_timeout, so a
+	// timeout means the cell ended, not that the network failed. (ctx.Err()
+	// cannot tell: the poller's deadline may fire before the context's own
+	// timer has cancelled it.)
+	boundFirst := false
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+		deadline, boundFirst = d, true
 	}
 	var cerr error
 	rc.Control(func(fd uintptr) { cerr = unix.Connect(int(fd), sa) })
@@ -388,7 +459,7 @@ func dialOnce(ctx context.Context, m sockMaker, c Client, cfg Config, port, bind
 		})
 		if werr != nil {
 			if errors.Is(werr, os.ErrDeadlineExceeded) {
-				if ctx.Err() != nil && time.Now().Before(start.Add(cfg.ConnectTimeout)) {
+				if boundFirst || ctx.Err() != nil && time.Now().Before(start.Add(cfg.ConnectTimeout)) {
 					return outcome{class: Timeout, err: context.DeadlineExceeded}
 				}
 				return outcome{class: Timeout, err: fmt.Errorf("connect: no answer within %s", cfg.ConnectTimeout)}

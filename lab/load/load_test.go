@@ -85,3 +85,44 @@ func TestPAWSBehindSNAT(t *testing.T) {
 		t.Errorf("retried handoffs %d != server PAWS rejects %d", a.Retried+b.Retried, d["TcpExt.PAWSTimewait"])
 	}
 }
+
+func TestComputeCDF(t *testing.T) {
+	if load.ComputeCDF(nil) != nil {
+		t.Error("CDF of nothing should be nil")
+	}
+	small := []int64{3e6, 1e6, 2e6, 4e6}
+	got := load.ComputeCDF(small)
+	want := [][2]float64{{0.25, 1}, {0.5, 2}, {0.75, 3}, {1, 4}}
+	if len(got) != len(want) {
+		t.Fatalf("got %v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("point %d: %v, want %v", i, got[i], want[i])
+		}
+	}
+	// Many values: bounded, monotone, ending at (1, max), with the tail.
+	var many []int64
+	for i := 1; i <= 100000; i++ {
+		many = append(many, int64(i)*1000) // 0.001 ms … 100 ms
+	}
+	got = load.ComputeCDF(many)
+	if len(got) > load.CDFPoints || got[len(got)-1] != [2]float64{1, 100} {
+		t.Fatalf("%d points, last %v", len(got), got[len(got)-1])
+	}
+	seen999 := false
+	for i := 1; i < len(got); i++ {
+		if got[i][0] <= got[i-1][0] || got[i][1] < got[i-1][1] {
+			t.Fatalf("not monotone at %d: %v %v", i, got[i-1], got[i])
+		}
+		if got[i][0] == 0.999 {
+			seen999 = true
+			if got[i][1] != 99.9 {
+				t.Errorf("q 0.999 = %v ms, want 99.9", got[i][1])
+			}
+		}
+	}
+	if !seen999 {
+		t.Error("no 0.999 quantile in the tail")
+	}
+}

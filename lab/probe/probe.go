@@ -211,25 +211,51 @@ type TWStats struct {
 	Series []Sample `json:"-"`
 }
 
-// Sampler reads TIME_WAIT of several nodes at a fixed interval.
+// Sampler reads TIME_WAIT of several nodes, and any extra sources, at a
+// fixed interval.
 type Sampler struct {
 	nodes    []*Node
+	sources  []Source
 	interval time.Duration
 	maxLen   int
 	cancel   context.CancelFunc
 	done     chan struct{}
 	mu       sync.Mutex
 	stats    map[string]*TWStats
+	extra    []*Series
+	extraIdx map[[2]string]*Series
 	err      error
 	start    time.Time
 }
 
+// Value is one reading of an extra series.
+type Value struct {
+	Series, Node string
+	V            int64
+}
+
+// Source is read at every tick, after the TIME_WAIT counts (e.g. load
+// counters, nftables counters, PAWS counters).
+type Source func() ([]Value, error)
+
+// Point is one reading of a series.
+type Point struct {
+	T time.Duration // since the sampler started
+	V int64
+}
+
+// Series is one figure of one node over time.
+type Series struct {
+	Name, Node string
+	Points     []Point
+}
+
 // StartSampler samples every interval until Stop; the series is capped at
-// maxLen samples per node so that memory stays bounded.
-func StartSampler(ctx context.Context, nodes []*Node, interval time.Duration, maxLen int) *Sampler {
+// maxLen samples per node and source series so that memory stays bounded.
+func StartSampler(ctx context.Context, nodes []*Node, interval time.Duration, maxLen int, sources ...Source) *Sampler {
 	ctx, cancel := context.WithCancel(ctx)
-	s := &Sampler{nodes: nodes, interval: interval, maxLen: maxLen, cancel: cancel,
-		done: make(chan struct{}), stats: map[string]*TWStats{}, start: time.Now()}
+	s := &Sampler{nodes: nodes, sources: sources, interval: interval, maxLen: maxLen, cancel: cancel,
+		done: make(chan struct{}), stats: map[string]*TWStats{}, extraIdx: map[[2]string]*Series{}, start: time.Now()}
 	for _, n := range nodes {
 		s.stats[n.Name] = &TWStats{}
 	}
@@ -276,6 +302,35 @@ func (s *Sampler) sample(at time.Duration) {
 			st.Series = append(st.Series, Sample{T: at, TW: tw})
 		}
 	}
+	for _, src := range s.sources {
+		vals, err := src()
+		if err != nil {
+			if s.err == nil {
+				s.err = err
+			}
+			continue
+		}
+		for _, v := range vals {
+			k := [2]string{v.Series, v.Node}
+			se := s.extraIdx[k]
+			if se == nil {
+				se = &Series{Name: v.Series, Node: v.Node}
+				s.extraIdx[k] = se
+				s.extra = append(s.extra, se)
+			}
+			if len(se.Points) < s.maxLen {
+				se.Points = append(se.Points, Point{T: at, V: v.V})
+			}
+		}
+	}
+}
+
+// Extra returns the series of the extra sources, in the order they first
+// appeared. Call it after Stop.
+func (s *Sampler) Extra() []*Series {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.extra
 }
 
 // Stop takes one last sample and returns the statistics per node.

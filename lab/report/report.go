@@ -342,7 +342,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// WriteArtifacts writes cells.csv and summary.md next to run.json.
+// WriteArtifacts writes cells.csv, summary.md and report.html next to
+// run.json (report.html also from the folder's timeseries.csv).
 func WriteArtifacts(dir string, r *result.Run) error {
 	c, err := CSV(r)
 	if err != nil {
@@ -351,5 +352,8 @@ func WriteArtifacts(dir string, r *result.Run) error {
 	if err := result.WriteFileAtomic(filepath.Join(dir, "cells.csv"), c); err != nil {
 		return err
 	}
-	return result.WriteFileAtomic(filepath.Join(dir, "summary.md"), []byte(Markdown(r)))
+	if err := result.WriteFileAtomic(filepath.Join(dir, "summary.md"), []byte(Markdown(r))); err != nil {
+		return err
+	}
+	return WriteHTML(dir, r)
 }

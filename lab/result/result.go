@@ -62,6 +62,8 @@ type Run struct {
 	Status         string     `json:"status"`
 	Error          string     `json:"error,omitempty"`
 	Cells          []*Cell    `json:"cells"`
+	// Timeseries describes timeseries.csv, the 10 Hz readings of every cell.
+	Timeseries *TimeseriesFile `json:"timeseries,omitempty"`
 }
 
 // Host describes where the run happened.
@@ -100,6 +102,11 @@ type Cell struct {
 	Skew *Skew `json:"skew,omitempty"`
 	// Pcap lists the captures written for this cell (--pcap).
 	Pcap []capture.Stats `json:"pcap,omitempty"`
+	// Timeseries says what the cell wrote to timeseries.csv.
+	Timeseries *CellTimeseries `json:"timeseries,omitempty"`
+	// Series holds the cell's readings until they are appended to
+	// timeseries.csv; never in run.json.
+	Series []*Series `json:"-"`
 }
 
 // Skew is the clock skew of a cell.

@@ -138,6 +138,10 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	ctx, cancelBound := context.WithTimeout(ctx, bound)
 	defer cancelBound()
 	jsonPath := filepath.Join(dir, "run.json")
+	run.Timeseries = timeseriesFile(plan)
+	if err := result.CreateTimeseries(filepath.Join(dir, result.TimeseriesName)); err != nil {
+		return nil, dir, err
+	}
 	if err := run.WriteJSON(jsonPath); err != nil {
 		return nil, dir, err
 	}
@@ -158,6 +162,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 			break
 		}
 		run.Cells = append(run.Cells, rc)
+		recordSeries(dir, rc, log)
 		// Each finished cell is on disk at once: an interrupted run keeps it.
 		if err := run.WriteJSON(jsonPath); err != nil {
 			log.Error("write run.json", "err", err)
@@ -421,8 +426,8 @@ func (cr *cellRun) measure(ctx context.Context) error {
 			return err
 		}
 	}
-	maxSamples := int(s.Load.Duration.D()/sampleEvery) + 64
-	sampler := probe.StartSampler(ctx, cr.prbs, sampleEvery, maxSamples)
+	live := &load.Live{}
+	sampler := probe.StartSampler(ctx, cr.prbs, sampleEvery, maxSamples(s), cr.seriesSources(live, synBefore, before)...)
 
 	var clients []load.Client
 	for _, c := range lab.Clients {
@@ -436,7 +441,7 @@ func (cr *cellRun) measure(ctx context.Context) error {
 	lres, err := load.Run(ctx, load.Config{Clients: clients, Target: target, Port: s.Server.Port, Ports: s.Server.Ports,
 		Connections: s.Load.Connections, Duration: s.Load.Duration.D(), Rate: s.Load.Rate, Concurrency: s.Load.Concurrency,
 		Order: order, Seed: s.Seed, ConnectTimeout: s.Load.ConnectTimeout.D(), IOTimeout: s.Load.IOTimeout.D(),
-		BindPort: s.Load.BindPort, Gap: s.Load.Gap.D(), KeepaliveRequests: s.Server.KeepaliveRequests, Close: closeMode})
+		BindPort: s.Load.BindPort, Gap: s.Load.Gap.D(), KeepaliveRequests: s.Server.KeepaliveRequests, Close: closeMode, Live: live})
 	if err != nil {
 		sampler.Stop()
 		return err
@@ -447,6 +452,7 @@ func (cr *cellRun) measure(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	tw, serr := sampler.Stop()
+	rc.Series = cr.cellSeries(tw, sampler.Extra())
 	for _, c := range cr.caps {
 		st, err := c.Stop()
 		if err != nil {

@@ -1,0 +1,420 @@
+package report
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"math"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/twlab/twlab/lab/result"
+)
+
+// CompareRun is one run folder given to Compare.
+type CompareRun struct {
+	Dir string
+	Run *result.Run
+}
+
+// Comparison is several runs of a scenario merged into one matrix: a row
+// per cell id (in the order they first appear), a column per run. The first
+// run is the baseline every other column is compared with.
+type Comparison struct {
+	Scenario string
+	Columns  []CompareColumn
+	Rows     []CompareRow
+	Warnings []string
+}
+
+// CompareColumn labels one run.
+type CompareColumn struct {
+	Label, Dir, Kernel, RunID, Status, Started string
+}
+
+// CompareRow is one cell across the runs.
+type CompareRow struct {
+	ID      string
+	Entries []*CompareEntry // nil: the run has no such cell
+	// Changed lists what differs from the baseline in any run: "status",
+	// "absent", "ok/attempts", "paws", "unanswered", "p99".
+	Changed []string
+}
+
+// CompareEntry is one cell of one run: status and the key figures, and
+// which of them differ from the baseline.
+type CompareEntry struct {
+	Status       string
+	HasLoad      bool
+	OK, Attempts int
+	HasSYN       bool
+	Unanswered   int64
+	HasPAWS      bool
+	PAWS         int64
+	P99          float64
+	Diff         map[string]bool
+}
+
+// Tolerances of Compare: a figure differs from the baseline when it crosses
+// zero or moves by more than these, so that run-to-run noise in latency
+// does not flag every cell.
+const (
+	CompareFailedFraction = 0.10 // failed/attempts, absolute
+	CompareCountRelative  = 0.25 // paws, unanswered: |a-b| / max(a, b)
+	CompareP99Ratio       = 2.0  // p99: max/min, and ...
+	CompareP99MinMS       = 1.0  // ... at least this many ms apart
+)
+
+func entryOf(c *result.Cell) *CompareEntry {
+	e := &CompareEntry{Status: c.Status, Diff: map[string]bool{}}
+	if l := c.Load; l != nil {
+		e.HasLoad, e.OK, e.Attempts, e.P99 = true, l.OK, l.Attempts, l.ConnectMS.P99
+	}
+	if s := c.SYN; s != nil {
+		e.HasSYN, e.Unanswered = true, s.Unanswered
+	}
+	if n := c.Nodes["server"]; n != nil {
+		e.HasPAWS, e.PAWS = true, n.Summary["paws"]
+	}
+	return e
+}
+
+func countDiffers(a, b int64) bool {
+	if (a == 0) != (b == 0) {
+		return true
+	}
+	hi := math.Max(float64(a), float64(b))
+	return hi > 0 && math.Abs(float64(a-b))/hi > CompareCountRelative
+}
+
+func failedFraction(e *CompareEntry) float64 {
+	if e.Attempts == 0 {
+		return 0
+	}
+	return float64(e.Attempts-e.OK) / float64(e.Attempts)
+}
+
+// differences returns what of e differs from the baseline b.
+func differences(b, e *CompareEntry) []string {
+	var out []string
+	if b.Status != e.Status {
+		out = append(out, "status")
+	}
+	if b.HasLoad != e.HasLoad {
+		if b.HasLoad || e.HasLoad {
+			out = append(out, "ok/attempts")
+		}
+	} else if b.HasLoad {
+		fb, fe := failedFraction(b), failedFraction(e)
+		if (fb == 0) != (fe == 0) || math.Abs(fb-fe) > CompareFailedFraction || (b.Attempts == 0) != (e.Attempts == 0) {
+			out = append(out, "ok/attempts")
+		}
+		lo, hi := math.Min(b.P99, e.P99), math.Max(b.P99, e.P99)
+		if hi-lo >= CompareP99MinMS && (lo <= 0 || hi/lo >= CompareP99Ratio) {
+			out = append(out, "p99")
+		}
+	}
+	if b.HasPAWS && e.HasPAWS && countDiffers(b.PAWS, e.PAWS) {
+		out = append(out, "paws")
+	}
+	if b.HasSYN && e.HasSYN && countDiffers(b.Unanswered, e.Unanswered) {
+		out = append(out, "unanswered")
+	}
+	return out
+}
+
+// Compare merges runs into one matrix. Runs of different scenarios are
+// merged all the same, with a warning.
+func Compare(runs []CompareRun) *Comparison {
+	cmp := &Comparison{}
+	names := map[string]bool{}
+	labels := map[string]int{}
+	for _, cr := range runs {
+		r := cr.Run
+		name := scenarioOf(r).Name
+		if cmp.Scenario == "" {
+			cmp.Scenario = name
+		}
+		names[name] = true
+		col := CompareColumn{Dir: cr.Dir, Kernel: r.Kernel, RunID: r.RunID, Status: r.Status,
+			Started: r.Started.UTC().Format("2006-01-02 15:04"), Label: strings.TrimSpace(r.Kernel + " " + r.RunID)}
+		labels[col.Label]++
+		cmp.Columns = append(cmp.Columns, col)
+	}
+	// Labels must tell the columns apart: fall back to the folder name.
+	for i := range cmp.Columns {
+		c := &cmp.Columns[i]
+		if labels[c.Label] > 1 || c.Label == "" {
+			c.Label = filepath.Base(filepath.Clean(c.Dir))
+		}
+	}
+	if len(names) > 1 {
+		var ns []string
+		for _, cr := range runs {
+			ns = append(ns, scenarioOf(cr.Run).Name)
+		}
+		cmp.Warnings = append(cmp.Warnings, "the runs are of different scenarios ("+strings.Join(ns, ", ")+"): cells are matched by id only")
+	}
+	index := map[string]int{}
+	for i, cr := range runs {
+		for _, c := range cr.Run.Cells {
+			k, ok := index[c.ID]
+			if !ok {
+				k = len(cmp.Rows)
+				index[c.ID] = k
+				cmp.Rows = append(cmp.Rows, CompareRow{ID: c.ID, Entries: make([]*CompareEntry, len(runs))})
+			}
+			cmp.Rows[k].Entries[i] = entryOf(c)
+		}
+	}
+	for ri := range cmp.Rows {
+		row := &cmp.Rows[ri]
+		seen := map[string]bool{}
+		add := func(what string) {
+			if !seen[what] {
+				seen[what] = true
+				row.Changed = append(row.Changed, what)
+			}
+		}
+		base := row.Entries[0]
+		for _, e := range row.Entries[1:] {
+			switch {
+			case base == nil && e == nil:
+			case base == nil || e == nil:
+				add("absent")
+			default:
+				for _, d := range differences(base, e) {
+					e.Diff[d] = true
+					base.Diff[d] = true
+					add(d)
+				}
+			}
+		}
+	}
+	return cmp
+}
+
+// ChangedRows counts the rows with a difference.
+func (c *Comparison) ChangedRows() int {
+	n := 0
+	for _, r := range c.Rows {
+		if len(r.Changed) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// figure is one part of an entry's text, marked when it differs.
+type figure struct {
+	text string
+	diff bool
+}
+
+func (e *CompareEntry) figures() []figure {
+	if e == nil {
+		return []figure{{"absent", true}}
+	}
+	out := []figure{{e.Status, e.Diff["status"]}}
+	if e.HasLoad {
+		out = append(out, figure{fmt.Sprintf("%d/%d", e.OK, e.Attempts), e.Diff["ok/attempts"]})
+	}
+	if e.HasPAWS {
+		out = append(out, figure{fmt.Sprintf("paws %d", e.PAWS), e.Diff["paws"]})
+	}
+	if e.HasSYN {
+		out = append(out, figure{fmt.Sprintf("unans %d", e.Unanswered), e.Diff["unanswered"]})
+	}
+	if e.HasLoad {
+		out = append(out, figure{fmt.Sprintf("p99 %s", ms(e.P99)), e.Diff["p99"]})
+	}
+	return out
+}
+
+func (e *CompareEntry) text(mark func(string) string) string {
+	var parts []string
+	for _, f := range e.figures() {
+		if f.diff {
+			parts = append(parts, mark(f.text))
+		} else {
+			parts = append(parts, f.text)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func (c *Comparison) legend() string {
+	return fmt.Sprintf("Each entry: status, ok/attempts, server PAWS rejects, SYNs unanswered, connect p99 ms. "+
+		"The first run is the baseline; a figure differs when the status differs, a count crosses zero or moves by more than %.0f%%, "+
+		"the failed share moves by more than %.0f points, or p99 moves %.0fx and at least %.0f ms.",
+		CompareCountRelative*100, CompareFailedFraction*100, CompareP99Ratio, CompareP99MinMS)
+}
+
+// Text is the terminal table; a differing figure is marked with "*".
+func (c *Comparison) Text() string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "twlab compare: %s, %d runs, %d cells, %d changed\n", c.Scenario, len(c.Columns), len(c.Rows), c.ChangedRows())
+	for _, w := range c.Warnings {
+		fmt.Fprintf(&b, "warning: %s\n", w)
+	}
+	for i, col := range c.Columns {
+		role := ""
+		if i == 0 {
+			role = "  (baseline)"
+		}
+		fmt.Fprintf(&b, "  %s: %s, %s, started %s%s\n", col.Label, col.Dir, col.Status, col.Started, role)
+	}
+	b.WriteString("\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	head := []string{"cell"}
+	for _, col := range c.Columns {
+		head = append(head, col.Label)
+	}
+	head = append(head, "changed")
+	fmt.Fprintln(tw, strings.Join(head, "\t"))
+	for _, r := range c.Rows {
+		row := []string{r.ID}
+		for _, e := range r.Entries {
+			row = append(row, e.text(func(s string) string { return s + "*" }))
+		}
+		ch := "-"
+		if len(r.Changed) > 0 {
+			ch = "CHANGED: " + strings.Join(r.Changed, ", ")
+		}
+		row = append(row, ch)
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	tw.Flush()
+	b.WriteString("\n" + c.legend() + "\n")
+	return b.String()
+}
+
+// Markdown is the table in Markdown; a differing figure is bold.
+func (c *Comparison) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# twlab compare: %s\n\n%d runs, %d cells, **%d changed**.\n\n", c.Scenario, len(c.Columns), len(c.Rows), c.ChangedRows())
+	for _, w := range c.Warnings {
+		fmt.Fprintf(&b, "> warning: %s\n\n", w)
+	}
+	for i, col := range c.Columns {
+		role := ""
+		if i == 0 {
+			role = " (baseline)"
+		}
+		fmt.Fprintf(&b, "- `%s`: `%s`, %s, started %s%s\n", col.Label, col.Dir, col.Status, col.Started, role)
+	}
+	b.WriteString("\n| cell |")
+	for _, col := range c.Columns {
+		b.WriteString(" " + mdCell(col.Label) + " |")
+	}
+	b.WriteString(" changed |\n|---|")
+	for range c.Columns {
+		b.WriteString("---|")
+	}
+	b.WriteString("---|\n")
+	for _, r := range c.Rows {
+		fmt.Fprintf(&b, "| `%s` |", r.ID)
+		for _, e := range r.Entries {
+			b.WriteString(" " + mdCell(e.text(func(s string) string { return "**" + s + "**" })) + " |")
+		}
+		if len(r.Changed) > 0 {
+			b.WriteString(" **changed**: " + strings.Join(r.Changed, ", ") + " |\n")
+		} else {
+			b.WriteString(" – |\n")
+		}
+	}
+	b.WriteString("\n" + c.legend() + "\n")
+	return b.String()
+}
+
+func mdCell(s string) string { return strings.ReplaceAll(s, "|", "/") }
+
+type htmlCmpFigure struct {
+	Text string
+	Diff bool
+}
+
+type htmlCmpEntry struct {
+	Absent      bool
+	StatusClass string
+	Figures     []htmlCmpFigure
+}
+
+type htmlCmpRow struct {
+	ID      string
+	Entries []htmlCmpEntry
+	Changed string
+}
+
+// HTML is the comparison as a self-contained page: differing figures and
+// changed rows highlighted, statuses coloured as in report.html.
+func (c *Comparison) HTML() ([]byte, error) {
+	data := struct {
+		*Comparison
+		Changed int
+		Legend  string
+		HRows   []htmlCmpRow
+	}{Comparison: c, Changed: c.ChangedRows(), Legend: c.legend()}
+	for _, r := range c.Rows {
+		hr := htmlCmpRow{ID: r.ID, Changed: strings.Join(r.Changed, ", ")}
+		for _, e := range r.Entries {
+			if e == nil {
+				hr.Entries = append(hr.Entries, htmlCmpEntry{Absent: true})
+				continue
+			}
+			he := htmlCmpEntry{StatusClass: statusClass(e.Status)}
+			for _, f := range e.figures() {
+				he.Figures = append(he.Figures, htmlCmpFigure{f.text, f.diff})
+			}
+			hr.Entries = append(hr.Entries, he)
+		}
+		data.HRows = append(data.HRows, hr)
+	}
+	var b bytes.Buffer
+	if err := compareTmpl.Execute(&b, data); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+var compareTmpl = template.Must(template.New("compare").Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>twlab compare: {{.Scenario}}</title>
+<style>
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", "Liberation Sans", Arial, sans-serif; color: #1d232b; margin: 0; background: #fafbfc; }
+main { max-width: 1400px; margin: 0 auto; padding: 24px 28px; }
+table { border-collapse: collapse; background: #fff; }
+th, td { border: 1px solid #d9dde2; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f0f2f5; font-size: 13px; }
+code { font: 13px ui-monospace, "Liberation Mono", monospace; }
+td.entry { white-space: nowrap; font-variant-numeric: tabular-nums; }
+.st { font-weight: 600; padding: 0 6px; border-radius: 8px; }
+.st.ok { background: #e3f4e1; color: #1b5e20; }
+.st.failed { background: #fbe0df; color: #8e1b1b; }
+.st.na, .st.other { background: #eee; color: #555; }
+.diff { background: #ffd54f; border-radius: 3px; padding: 0 3px; font-weight: 600; }
+tr.changed td:first-child { border-left: 5px solid #e65100; }
+tr.changed td.what { color: #e65100; font-weight: 600; }
+td.absent { color: #999; font-style: italic; }
+.legend, .meta { color: #5c6670; font-size: 13px; }
+.warn { color: #8e1b1b; }
+</style>
+</head>
+<body><main>
+<h1>twlab compare: {{.Scenario}}</h1>
+<p>{{len .Columns}} runs, {{len .Rows}} cells, <b>{{.Changed}} changed</b>.</p>
+{{range .Warnings}}<p class="warn">warning: {{.}}</p>{{end}}
+<ul class="meta">{{range $i, $c := .Columns}}<li><b>{{$c.Label}}</b>: <code>{{$c.Dir}}</code>, {{$c.Status}}, started {{$c.Started}}{{if eq $i 0}} (baseline){{end}}</li>{{end}}</ul>
+<table>
+<thead><tr><th>cell</th>{{range .Columns}}<th>{{.Label}}</th>{{end}}<th>changed</th></tr></thead>
+<tbody>
+{{range .HRows}}<tr{{if .Changed}} class="changed"{{end}} data-cell="{{.ID}}"><td><code>{{.ID}}</code></td>{{range .Entries}}{{if .Absent}}<td class="entry absent"><span class="diff">absent</span></td>{{else}}{{$sc := .StatusClass}}<td class="entry">{{range $i, $f := .Figures}}{{if eq $i 0}}<span class="st {{$sc}}{{if $f.Diff}} diff{{end}}">{{$f.Text}}</span>{{else}} {{if $f.Diff}}<span class="diff">{{$f.Text}}</span>{{else}}{{$f.Text}}{{end}}{{end}}{{end}}</td>{{end}}{{end}}<td class="what">{{if .Changed}}changed: {{.Changed}}{{else}}–{{end}}</td></tr>
+{{end}}</tbody>
+</table>
+<p class="legend">{{.Legend}}</p>
+</main></body>
+</html>
+`))

@@ -1,0 +1,121 @@
+package report_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/html"
+
+	"github.com/twlab/twlab/lab/report"
+	"github.com/twlab/twlab/lab/result"
+)
+
+// twoRuns are the synthetic run and a second run of it on another kernel
+// in which cell rfc1337=1 changed (no PAWS rejects, every connect ok) and
+// cell rfc1337=0 only has latency noise.
+func twoRuns() []report.CompareRun {
+	a, _ := syntheticRun()
+	b, _ := syntheticRun()
+	b.Kernel, b.RunID = "6.1.0", "cd34"
+	b.Cells[0].Load.ConnectMS.P99 *= 1.3 // noise, not a change
+	c := b.Cells[1]
+	c.Status, c.Reason = result.CellOK, ""
+	c.Load.OK, c.Load.Failed, c.Load.Attempts = 11, 0, 11
+	c.SYN.Unanswered = 0
+	c.Nodes["server"].Counters["TcpExt.PAWSTimewait"] = 0
+	c.Nodes["server"].Summarize()
+	return []report.CompareRun{{Dir: "results/demo/a", Run: a}, {Dir: "results/demo/b", Run: b}}
+}
+
+func TestCompareMarksTheChangedCell(t *testing.T) {
+	cmp := report.Compare(twoRuns())
+	if len(cmp.Rows) != 3 || len(cmp.Columns) != 2 {
+		t.Fatalf("%d rows, %d columns", len(cmp.Rows), len(cmp.Columns))
+	}
+	if cmp.Columns[0].Label != "6.18.0 ab12" || cmp.Columns[1].Label != "6.1.0 cd34" {
+		t.Errorf("labels %q %q, want kernel and run id", cmp.Columns[0].Label, cmp.Columns[1].Label)
+	}
+	changed := map[string][]string{}
+	for _, r := range cmp.Rows {
+		changed[r.ID] = r.Changed
+	}
+	if got := strings.Join(changed["rfc1337=1"], ","); got != "status,ok/attempts,paws,unanswered" {
+		t.Errorf("rfc1337=1 changed %q, want status,ok/attempts,paws,unanswered", got)
+	}
+	if len(changed["rfc1337=0"]) != 0 || len(changed["tw_recycle=1"]) != 0 {
+		t.Errorf("unchanged cells marked: %v", changed)
+	}
+	if cmp.ChangedRows() != 1 {
+		t.Errorf("%d changed rows, want 1", cmp.ChangedRows())
+	}
+
+	txt := cmp.Text()
+	for _, line := range strings.Split(txt, "\n") {
+		switch {
+		case strings.HasPrefix(line, "rfc1337=1 "):
+			if !strings.Contains(line, "CHANGED: status, ok/attempts, paws, unanswered") || !strings.Contains(line, "paws 17*") || !strings.Contains(line, "paws 0*") || !strings.Contains(line, "failed*") {
+				t.Errorf("changed row not marked: %q", line)
+			}
+		case strings.HasPrefix(line, "rfc1337=0 "), strings.HasPrefix(line, "tw_recycle=1 "):
+			if strings.Contains(line, "*") || strings.Contains(line, "CHANGED") {
+				t.Errorf("unchanged row marked: %q", line)
+			}
+		}
+	}
+	if !strings.Contains(txt, "1 changed") {
+		t.Errorf("text head: %s", txt)
+	}
+
+	md := cmp.Markdown()
+	if !strings.Contains(md, "| `rfc1337=1` | **failed** **6/11** **paws 17** **unans 17**") || !strings.Contains(md, "**changed**: status, ok/attempts, paws, unanswered") {
+		t.Errorf("markdown:\n%s", md)
+	}
+
+	b, err := cmp.HTML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := html.Parse(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]*html.Node{}
+	walk(doc, func(n *html.Node) {
+		if n.Type == html.ElementNode && n.Data == "tr" && attr(n, "data-cell") != "" {
+			rows[attr(n, "data-cell")] = n
+		}
+	})
+	if len(rows) != 3 {
+		t.Fatalf("%d rows in the HTML table", len(rows))
+	}
+	for id, n := range rows {
+		diffs := 0
+		walk(n, func(m *html.Node) {
+			if m.Type == html.ElementNode && strings.Contains(attr(m, "class"), "diff") {
+				diffs++
+			}
+		})
+		if id == "rfc1337=1" {
+			if attr(n, "class") != "changed" || diffs != 8 {
+				t.Errorf("HTML row %s: class %q, %d highlighted figures; want changed and 8 (4 per run)", id, attr(n, "class"), diffs)
+			}
+		} else if attr(n, "class") != "" || diffs != 0 {
+			t.Errorf("HTML row %s: class %q, %d highlighted", id, attr(n, "class"), diffs)
+		}
+	}
+}
+
+func TestCompareAbsentCellAndSameLabels(t *testing.T) {
+	runs := twoRuns()
+	runs[1].Run.Kernel, runs[1].Run.RunID = runs[0].Run.Kernel, runs[0].Run.RunID
+	runs[1].Run.Cells = runs[1].Run.Cells[:2]
+	cmp := report.Compare(runs)
+	if cmp.Columns[0].Label != "a" || cmp.Columns[1].Label != "b" {
+		t.Errorf("labels %q %q: equal kernel+id must fall back to the folder names", cmp.Columns[0].Label, cmp.Columns[1].Label)
+	}
+	last := cmp.Rows[2]
+	if last.ID != "tw_recycle=1" || last.Entries[1] != nil || strings.Join(last.Changed, ",") != "absent" {
+		t.Errorf("cell missing from the second run: %+v", last)
+	}
+}
