@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -180,7 +181,18 @@ func Explain(c *scenario.Cell, rc *result.Cell) []string {
 		out = append(out, fmt.Sprintf("%.0f SYNs reused a 4-tuple the server still held in TIME_WAIT, carried an older timestamp and were rejected by PAWS: the server answered with a bare ACK instead of a SYN-ACK (%.0f SYNs in, %.0f SYN-ACKs out).",
 			paws, f["syn.in"], f["syn.synack_out"]))
 		if rfc == "1" && rc.Load.Failed > 0 {
-			out = append(out, fmt.Sprintf("tcp_rfc1337=1: the client's RST no longer kills the TIME_WAIT socket, and each rejected SYN restarts its timer, so the client whose clock is behind stays locked out (%d connect timeouts).", rc.Load.Failures[load.Timeout]))
+			var locked []string
+			for name, pc := range rc.Load.PerClient {
+				if pc.OK == 0 && pc.Attempts > 0 {
+					locked = append(locked, name)
+				}
+			}
+			sort.Strings(locked)
+			who := "some connections fail"
+			if len(locked) > 0 {
+				who = "the client(s) whose clock is behind stay locked out: " + strings.Join(locked, ", ")
+			}
+			out = append(out, fmt.Sprintf("tcp_rfc1337=1: the client's RST no longer kills the TIME_WAIT socket, and each rejected SYN restarts its timer; %s (%d connect timeouts).", who, rc.Load.Failures[load.Timeout]))
 		} else if rc.Load.Failed == 0 {
 			out = append(out, fmt.Sprintf("Every client recovered: it answered the bare ACK with a RST, which killed the server's TIME_WAIT socket (tcp_rfc1337=0), and its retried SYN got through; that costs the connect latency (p99 %.1f ms, max %.1f ms).", rc.Load.ConnectMS.P99, rc.Load.ConnectMS.Max))
 		}

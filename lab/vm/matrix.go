@@ -60,6 +60,7 @@ func Matrix(results []*Result) string {
 		head = append(head, r.Kernel.Label)
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
+	anyDiff := false
 	for _, id := range ids {
 		row := []string{id}
 		var vals []string
@@ -70,6 +71,7 @@ func Matrix(results []*Result) string {
 		}
 		if differs(vals) {
 			row[0] = "* " + id
+			anyDiff = true
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
@@ -90,7 +92,10 @@ func Matrix(results []*Result) string {
 		return fmt.Sprintf("%.1f / %.1f / %.1f (%s)", r.BootS, r.ScenarioS, r.TotalS, r.Accel)
 	})
 	tw.Flush()
-	return b.String() + "* the kernels disagree on this cell (status, counts or PAWS)\n"
+	if anyDiff {
+		b.WriteString("* the kernels disagree on this cell (status, or whether PAWS moved)\n")
+	}
+	return b.String()
 }
 
 // differs reports whether the outcomes differ in status or in whether PAWS
