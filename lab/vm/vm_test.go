@@ -1,0 +1,211 @@
+package vm
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twlab/twlab/lab/result"
+)
+
+// readCpio parses a newc archive, enough to check what writeTo produced.
+func readCpio(t *testing.T, b []byte) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for p := 0; ; {
+		if p+110 > len(b) || string(b[p:p+6]) != "070701" {
+			t.Fatalf("bad header at %d", p)
+		}
+		field := func(i int) int {
+			v, err := strconv.ParseUint(string(b[p+6+8*i:p+14+8*i]), 16, 32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return int(v)
+		}
+		size, namesize := field(6), field(11)
+		name := string(b[p+110 : p+110+namesize-1])
+		p += 110 + namesize
+		p = (p + 3) &^ 3
+		if name == "TRAILER!!!" {
+			return out
+		}
+		out[name] = b[p : p+size]
+		p += size
+		p = (p + 3) &^ 3
+	}
+}
+
+func TestCpio(t *testing.T) {
+	a := newArchive()
+	a.file("init", 0o755, []byte("#!init"))
+	a.file("twlab/modules/veth.ko", 0o644, []byte("ELF"))
+	var buf bytes.Buffer
+	if _, err := a.writeTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if buf.Len()%4 != 0 {
+		t.Errorf("archive length %d not 4-aligned", buf.Len())
+	}
+	files := readCpio(t, buf.Bytes())
+	for name, want := range map[string]string{"init": "#!init", "twlab/modules/veth.ko": "ELF", "twlab": "", "twlab/modules": ""} {
+		got, ok := files[name]
+		if !ok || string(got) != want {
+			t.Errorf("%s: %q, %v", name, got, ok)
+		}
+	}
+}
+
+func frame(doc []byte) string {
+	sum := sha256.Sum256(doc)
+	return fmt.Sprintf("noise\n%s %d %s\n%s\n%s\n", frameBegin, len(doc), hex.EncodeToString(sum[:]), base64.StdEncoding.EncodeToString(doc), frameEnd)
+}
+
+func TestParseFrame(t *testing.T) {
+	doc := []byte(`{"schema":"twlab.run/v1"}`)
+	var buf bytes.Buffer
+	sendFrame(&buf, doc)
+	got, err := ParseFrame(append([]byte("console noise\n"), buf.Bytes()...))
+	if err != nil || !bytes.Equal(got, doc) {
+		t.Fatalf("round trip: %q, %v", got, err)
+	}
+	if _, err := ParseFrame([]byte(frame(doc)[:40])); err == nil {
+		t.Error("torn frame accepted")
+	}
+	bad := strings.Replace(frame(doc), fmt.Sprintf("%s %d", frameBegin, len(doc)), fmt.Sprintf("%s %d", frameBegin, len(doc)+1), 1)
+	if _, err := ParseFrame([]byte(bad)); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Errorf("wrong length: %v", err)
+	}
+	if _, err := ParseFrame([]byte("x\n" + frameError + " scenario: bad\n")); err == nil || !strings.Contains(err.Error(), "guest: scenario: bad") {
+		t.Errorf("error frame: %v", err)
+	}
+	if _, err := ParseFrame([]byte("kernel panic\n")); err == nil {
+		t.Error("no frame accepted")
+	}
+}
+
+func TestNamesAndVersions(t *testing.T) {
+	if !versionLess("linux-image-6.1.0-9-amd64-unsigned", "linux-image-6.1.0-56-amd64-unsigned") {
+		t.Error("6.1.0-9 should sort before 6.1.0-56")
+	}
+	if l := labelOf("", "bzImage 4.10/x"); l != "bzImage_4.10_x" {
+		t.Errorf("label %q", l)
+	}
+	if err := CheckStatic("/bin/ls"); err == nil {
+		t.Error("/bin/ls is dynamic; CheckStatic should refuse it")
+	}
+}
+
+// TestModulesOfCachedKernels resolves the lab's modules in kernels already
+// in the cache (the VM test below fetches them): dependencies first, and the
+// crc32c implementation before libcrc32c.
+func TestModulesOfCachedKernels(t *testing.T) {
+	trees, _ := filepath.Glob(filepath.Join(CacheDir, "kernels", "*", "lib", "modules", "*"))
+	if len(trees) == 0 {
+		t.Skip("no kernel in " + CacheDir + " yet")
+	}
+	for _, tree := range trees {
+		mods, err := ResolveModules(tree, LabModules)
+		if err != nil {
+			t.Fatalf("%s: %v", tree, err)
+		}
+		pos := map[string]int{}
+		for i, m := range mods {
+			pos[m.Name] = i
+			if !bytes.HasPrefix(m.Data, []byte("\x7fELF")) {
+				t.Errorf("%s: %s is not an ELF after decompression", tree, m.Name)
+			}
+		}
+		for _, pair := range [][2]string{{"nfnetlink", "nf_tables"}, {"nf_conntrack", "nf_nat"}, {"crc32c_generic", "libcrc32c"}, {"nf_tables", "nft_chain_nat"}} {
+			a, okA := pos[pair[0]]
+			b, okB := pos[pair[1]]
+			if okA && okB && a > b {
+				t.Errorf("%s: %s loads after %s", tree, pair[0], pair[1])
+			}
+		}
+		if _, ok := pos["veth"]; !ok {
+			t.Errorf("%s: veth not resolved", tree)
+		}
+	}
+}
+
+// TestScenarioInDebianVM boots Debian's 6.1 kernel (and 6.12 when apt has
+// it) under QEMU with a static twlab as /init and runs the classic cell:
+// PAWS rejects must show there too, counted by whichever counter that kernel
+// has. Needs root, qemu-system-x86_64 and apt; skipped otherwise.
+func TestScenarioInDebianVM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots VMs; skipped with -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (apt cache, QEMU)")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
+	}
+	ctx := context.Background()
+	bin := filepath.Join(t.TempDir(), "twlab")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/twlab")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build static twlab: %v\n%s", err, out)
+	}
+	var kernels []*Kernel
+	for _, v := range []string{"6.1", "6.12"} {
+		pkgs, err := DebianPackages(ctx, v)
+		if err != nil || len(pkgs) == 0 {
+			t.Logf("debian:%s not served here (%v)", v, err)
+			continue
+		}
+		k, err := Resolve(ctx, "debian:"+v, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kernels = append(kernels, k)
+	}
+	if len(kernels) == 0 {
+		t.Skip("apt serves no Debian 6.1/6.12 kernel here")
+	}
+	src, err := os.ReadFile("../../scenarios/nat-paws.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	res, err := Run(ctx, Options{Kernels: kernels, ScenarioFile: "nat-paws.yaml", Source: src, Binary: bin, OutDir: out,
+		Set:     []string{"load.connections=40"},
+		Only:    "server.net.ipv4.tcp_rfc1337 == 0 && server.net.ipv4.tcp_tw_recycle == 0",
+		Timeout: 4 * time.Minute,
+		Progress: func(k *Kernel, msg string) { t.Logf("%s: %s", k.Label, msg) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Err != "" {
+			console, _ := os.ReadFile(filepath.Join(r.Dir, "console.log"))
+			t.Fatalf("%s: %s\nconsole:\n%s", r.Kernel.Label, r.Err, console)
+		}
+		if !strings.HasPrefix(r.Run.Kernel, strings.TrimPrefix(r.Kernel.Spec, "debian:")+".") || !r.Run.Host.VM {
+			t.Errorf("%s: run.json says kernel %q, vm %v", r.Kernel.Label, r.Run.Kernel, r.Run.Host.VM)
+		}
+		if r.Run.Status != result.RunOK {
+			t.Errorf("%s: status %s", r.Kernel.Label, r.Run.Status)
+		}
+		for _, c := range r.Run.Cells {
+			if c.ID == "tw_recycle=0,timestamps=1,rfc1337=0" && (c.Nodes["server"] == nil || c.Nodes["server"].Summary["paws"] == 0) {
+				t.Errorf("%s: timestamps on, no PAWS reject in the VM", r.Kernel.Label)
+			}
+		}
+		t.Logf("%s: boot %.1fs scenario %.1fs total %.1fs", r.Kernel.Label, r.BootS, r.ScenarioS, r.TotalS)
+	}
+	t.Log("\n" + Matrix(res))
+}
