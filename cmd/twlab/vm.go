@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -172,7 +173,11 @@ func cmdVMKernels(stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "debian:%-5s -> (none served here)\n", v)
 			continue
 		}
-		fmt.Fprintf(stdout, "debian:%-5s -> %s  (%d versions served)\n", v, pkgs[len(pkgs)-1], len(pkgs))
+		var builds []string
+		for _, p := range pkgs {
+			builds = append(builds, strings.TrimSuffix(strings.TrimPrefix(p, "linux-image-"), "-amd64-unsigned"))
+		}
+		fmt.Fprintf(stdout, "debian:%-5s -> %s  (exact builds: debian:%s)\n", v, pkgs[len(pkgs)-1], strings.Join(builds, ", debian:"))
 	}
 	cached, _ := filepath.Glob(filepath.Join(vm.CacheDir, "kernels", "*", ".complete"))
 	fmt.Fprintf(stdout, "\ncached in %s:\n", filepath.Join(vm.CacheDir, "kernels"))

@@ -96,17 +96,26 @@ func ImageRelease(path string) (string, error) {
 	return s, nil
 }
 
-var debVerRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
+var (
+	debVerRE   = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
+	debExactRE = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+[-+][0-9a-z+.~-]+$`) // 6.1.0-47, 6.12.117+deb12
+)
 
 // resolveDebian picks the newest linux-image-VER…-amd64-unsigned package,
 // downloads it with apt (cached) and extracts it; nothing is installed.
 func resolveDebian(ctx context.Context, spec, ver string, log *slog.Logger) (*Kernel, error) {
-	if !debVerRE.MatchString(ver) {
-		return nil, fmt.Errorf("--kernel %s: want debian:MAJOR.MINOR, e.g. debian:6.1 or debian:6.12", spec)
-	}
-	pkgs, err := DebianPackages(ctx, ver)
-	if err != nil {
-		return nil, err
+	var pkgs []string
+	switch {
+	case debExactRE.MatchString(ver):
+		// One exact build, e.g. an older one from before a backport.
+		pkgs = []string{"linux-image-" + ver + "-amd64-unsigned"}
+	case debVerRE.MatchString(ver):
+		var err error
+		if pkgs, err = DebianPackages(ctx, ver); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("--kernel %s: want debian:MAJOR.MINOR (the newest build, e.g. debian:6.1) or an exact build (debian:6.1.0-47)", spec)
 	}
 	if len(pkgs) == 0 {
 		return nil, fmt.Errorf("--kernel %s: apt knows no linux-image-%s.*-amd64-unsigned package (run apt-get update; `twlab vm kernels` lists what is there)", spec, ver)

@@ -182,9 +182,9 @@ func TestScenarioInDebianVM(t *testing.T) {
 	}
 	out := t.TempDir()
 	res, err := Run(ctx, Options{Kernels: kernels, ScenarioFile: "nat-paws.yaml", Source: src, Binary: bin, OutDir: out,
-		Set:     []string{"load.connections=40"},
-		Only:    "server.net.ipv4.tcp_rfc1337 == 0 && server.net.ipv4.tcp_tw_recycle == 0",
-		Timeout: 4 * time.Minute,
+		Set:      []string{"load.connections=40"},
+		Only:     "server.net.ipv4.tcp_rfc1337 == 0 && server.net.ipv4.tcp_tw_recycle == 0",
+		Timeout:  4 * time.Minute,
 		Progress: func(k *Kernel, msg string) { t.Logf("%s: %s", k.Label, msg) }})
 	if err != nil {
 		t.Fatal(err)
