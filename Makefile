@@ -13,9 +13,10 @@ build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/twlab
 
 # The test command CI runs: static checks, then every test (root ones build
-# real labs when run as root).
+# real labs and boot VMs when run as root). Packages run one at a time: the
+# lab tests measure timing on a 2-core machine and must not compete.
 test: vet fmt-check
-	$(GO) test -count=1 $(PKGS)
+	$(GO) test -count=1 -p 1 -timeout 20m $(PKGS)
 
 unit:
 	$(GO) test -count=1 -short $(PKGS)
