@@ -127,6 +127,35 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// parseFlags parses interspersed flags; when ok is false the command returns
+// code (0 after -h, 2 after a bad flag, which the flag package reported).
+func parseFlags(fs *flag.FlagSet, args []string) (pos []string, code int, ok bool) {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, exitOK, false
+		}
+		return nil, exitUsage, false
+	}
+	return pos, 0, true
+}
+
+// loadPlan reads and validates one scenario; on failure it prints the
+// error (file:line:col and field) and ok is false.
+func loadPlan(name string, opt scenario.Options, stderr io.Writer) (file string, src []byte, plan *scenario.Plan, ok bool) {
+	file, src, err := loadScenario(name)
+	if err != nil {
+		fmt.Fprintln(stderr, "twlab:", err)
+		return file, nil, nil, false
+	}
+	plan, err = scenario.Load(file, src, opt)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return file, src, nil, false
+	}
+	return file, src, plan, true
+}
+
 type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
@@ -187,12 +216,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "Usage: twlab run [flags] SCENARIO...\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
 	}
 	if len(pos) == 0 {
 		fmt.Fprintln(stderr, "twlab run: want a SCENARIO (a file or a shipped name such as nat-paws.yaml)")
@@ -201,14 +227,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	// Every scenario is validated before anything runs.
 	var plans []*scenario.Plan
 	for _, name := range pos {
-		file, src, err := loadScenario(name)
-		if err != nil {
-			fmt.Fprintln(stderr, "twlab:", err)
-			return exitUsage
-		}
-		plan, err := scenario.Load(file, src, scenario.Options{Set: sets, Only: *only})
-		if err != nil {
-			fmt.Fprintln(stderr, err)
+		_, _, plan, ok := loadPlan(name, scenario.Options{Set: sets, Only: *only}, stderr)
+		if !ok {
 			return exitUsage
 		}
 		plans = append(plans, plan)
@@ -245,7 +265,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}()
 
 	live := !*quiet && isTerminal(stdout) && os.Getenv("CI") == ""
-	code := exitOK
+	code = exitOK
 	var runs []*result.Run
 	for _, plan := range plans {
 		if ctx.Err() != nil {

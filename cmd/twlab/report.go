@@ -35,18 +35,15 @@ func cmdReport(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: twlab report DIR...\n\nWrites DIR/report.html, DIR/summary.md and DIR/cells.csv again from DIR/run.json and DIR/timeseries.csv.")
 	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
 	}
 	if len(pos) == 0 {
 		fmt.Fprintln(stderr, "usage: twlab report DIR...")
 		return exitUsage
 	}
-	code := exitOK
+	code = exitOK
 	for _, arg := range pos {
 		dir, r, err := readRunDir(arg)
 		if err != nil {
@@ -75,12 +72,9 @@ func cmdCompare(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "Usage: twlab compare [--md] [--json] [--html FILE] DIR...\n\nRows are cells, columns are runs (the first is the baseline); differing figures are marked.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
 	}
 	if len(pos) == 0 {
 		fmt.Fprintln(stderr, "usage: twlab compare [--md] [--json] [--html FILE] DIR...")

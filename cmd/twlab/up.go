@@ -37,25 +37,16 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "Usage: twlab up [flags] SCENARIO\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
 	}
 	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "twlab up: want exactly one SCENARIO")
 		return exitUsage
 	}
-	file, src, err := loadScenario(pos[0])
-	if err != nil {
-		fmt.Fprintln(stderr, "twlab:", err)
-		return exitUsage
-	}
-	plan, err := scenario.Load(file, src, scenario.Options{Set: sets})
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	file, _, plan, ok := loadPlan(pos[0], scenario.Options{Set: sets}, stderr)
+	if !ok {
 		return exitUsage
 	}
 	cell, err := pickCell(plan, *cellSel)

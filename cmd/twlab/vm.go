@@ -74,14 +74,8 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "twlab vm: want at least one --kernel and exactly one SCENARIO")
 		return exitUsage
 	}
-	file, src, err := loadScenario(pos[0])
-	if err != nil {
-		fmt.Fprintln(stderr, "twlab:", err)
-		return exitUsage
-	}
-	plan, err := scenario.Load(file, src, scenario.Options{Set: sets, Only: *only})
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	file, src, plan, ok := loadPlan(pos[0], scenario.Options{Set: sets, Only: *only}, stderr)
+	if !ok {
 		return exitUsage
 	}
 	if os.Geteuid() != 0 {
