@@ -58,6 +58,11 @@ func isDigit(c byte) bool    { return '0' <= c && c <= '9' }
 func isLetter(c byte) bool   { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' }
 func isNameChar(c byte) bool { return isLetter(c) || isDigit(c) }
 func errAt(src string, pos int, msg string) *SyntaxError {
+	// A byte position inside a multi-byte character (the length limit cuts
+	// anywhere) would count the character's bytes as several columns.
+	for pos > 0 && pos < len(src) && !utf8.RuneStart(src[pos]) {
+		pos--
+	}
 	return &SyntaxError{Src: src, Col: utf8.RuneCountInString(src[:pos]) + 1, Msg: msg}
 }
 
