@@ -127,6 +127,32 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// signalContext is cancelled by the first SIGINT, SIGTERM or SIGHUP. It
+// never stops listening: a signal arriving after notification was stopped
+// would take its default action and kill the process in the middle of
+// teardown or of writing results (seen: Ctrl-C held down at exit). Later
+// signals are acknowledged once, not once each.
+func signalContext(stderr io.Writer, what string) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		n := 0
+		for s := range sigs {
+			n++
+			switch n {
+			case 1:
+				fmt.Fprintf(stderr, "\ntwlab: %s: %s\n", s, what)
+				cancel()
+			case 2:
+				// Teardown is bounded; cutting it in half would leave a lab.
+				fmt.Fprintf(stderr, "twlab: %s: teardown in progress, please wait\n", s)
+			}
+		}
+	}()
+	return ctx, cancel
+}
+
 // parseFlags parses interspersed flags; when ok is false the command returns
 // code (0 after -h, 2 after a bad flag, which the flag package reported).
 func parseFlags(fs *flag.FlagSet, args []string) (pos []string, code int, ok bool) {
@@ -245,24 +271,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		jsonOut, stdout = stdout, stderr
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := signalContext(stderr, "stopping; tearing the lab down and keeping finished cells")
 	defer cancel()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	go func() {
-		n := 0
-		for s := range sigs {
-			n++
-			if n == 1 {
-				fmt.Fprintf(stderr, "\ntwlab: %s: stopping; tearing the lab down and keeping finished cells\n", s)
-				cancel()
-				continue
-			}
-			// Later signals must not cut teardown in half; it is bounded.
-			fmt.Fprintf(stderr, "twlab: %s: teardown in progress, please wait\n", s)
-		}
-	}()
 
 	live := !*quiet && isTerminal(stdout) && os.Getenv("CI") == ""
 	code = exitOK

@@ -2,14 +2,12 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,7 +60,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		return detachUp(args, stdout, stderr)
 	}
 
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, cancel := signalContext(stderr, "tearing the lab down")
 	defer cancel()
 	var notify *os.File
 	if fd, err := strconv.Atoi(os.Getenv(notifyEnv)); err == nil {

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/twlab/twlab/lab/report"
@@ -82,7 +80,7 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "twlab vm fetches kernels into /var/cache/twlab and runs QEMU: run it with sudo")
 		return exitEnv
 	}
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, cancel := signalContext(stderr, "stopping the VM")
 	defer cancel()
 	log := newLogger(stderr, 1)
 	var ks []*vm.Kernel

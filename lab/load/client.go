@@ -427,6 +427,10 @@ func dialOnce(ctx context.Context, m sockMaker, c Client, cfg Config, port, bind
 	sa := &unix.SockaddrInet4{Port: port}
 	copy(sa.Addr[:], cfg.Target.To4())
 	start := time.Now()
+	// Ctrl-C must not wait out connect_timeout (up to 60 s) or io_timeout:
+	// cancelling the run expires this socket's deadlines at once.
+	stop := context.AfterFunc(ctx, func() { f.SetDeadline(time.Now()) })
+	defer stop()
 	deadline := start.Add(cfg.ConnectTimeout)
 	// boundFirst: the cell's time bound comes before connect_timeout, so a
 	// timeout means the cell ended, not that the network failed. (ctx.Err()

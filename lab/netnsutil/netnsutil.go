@@ -8,6 +8,7 @@
 package netnsutil
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -200,6 +201,12 @@ func EnsureNetnsDir() error {
 			return
 		}
 		err := unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		if errors.Is(err, unix.EINVAL) && mountsBelow(netnsDir) {
+			// Not a mount point, but namespaces are already mounted in it
+			// (a run of an older twlab, or another tool): binding the
+			// directory over itself now would hide them. Leave it as it is.
+			err = nil
+		}
 		if errors.Is(err, unix.EINVAL) { // not a mount point yet
 			if err = unix.Mount(netnsDir, netnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err == nil {
 				err = unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
@@ -210,4 +217,21 @@ func EnsureNetnsDir() error {
 		}
 	})
 	return netnsDirErr
+}
+
+// mountsBelow reports whether anything is mounted inside dir.
+func mountsBelow(dir string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return true // unsure: do not risk hiding anything
+	}
+	prefix := []byte(" " + dir + "/")
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		// Field 5 is the mount point: "ID PARENT MAJ:MIN ROOT MOUNTPOINT ..."
+		f := bytes.Fields(line)
+		if len(f) > 4 && bytes.HasPrefix(append([]byte(" "), f[4]...), prefix) {
+			return true
+		}
+	}
+	return false
 }

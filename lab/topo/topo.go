@@ -402,7 +402,7 @@ func (l *Lab) Destroy() error {
 }
 
 // ErrShadowed marks a namespace file hidden under a later mount of /run/netns.
-var ErrShadowed = errors.New("hidden under a later mount of " + NetnsDir + " (an `ip netns add` ran while this lab was up); when no lab is up, run `umount " + NetnsDir + "` and clean up again")
+var ErrShadowed = errors.New("hidden under a later mount of " + NetnsDir + " (something, e.g. an `ip netns add`, bind-mounted it while this lab was up); when no lab is up, run `umount " + NetnsDir + "` and clean up again")
 
 // DeleteNamespace unmounts and removes a named namespace; a missing one is
 // not an error.
