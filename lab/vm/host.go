@@ -47,6 +47,7 @@ type Result struct {
 	ScenarioS float64     `json:"scenario_s"` // the scenario inside the guest
 	TotalS    float64     `json:"total_s"`    // QEMU start until QEMU exit
 	Accel     string      `json:"accel"`
+	Boot      string      `json:"boot"` // pvh (uncompressed ELF) or bzImage
 	Err       string      `json:"error,omitempty"`
 }
 
@@ -169,11 +170,18 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	os.Remove(resultFile)
 	defer os.Remove(resultFile)
 
+	img := k.Image
+	res.Boot = "bzImage"
+	if pvh, err := pvhImage(ctx, k.Image); err == nil {
+		img, res.Boot = pvh, "pvh"
+	} else {
+		o.Log.Debug("booting the bzImage", "kernel", k.Label, "why", err)
+	}
 	accel := accelArgs(o.Accel)
 	res.Accel = accel[1]
 	qargs := append([]string{"-M", "pc", "-m", fmt.Sprint(o.MemMB), "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot",
 		"-serial", "stdio", "-serial", "file:" + resultFile,
-		"-kernel", k.Image, "-initrd", initrd.Name(),
+		"-kernel", img, "-initrd", initrd.Name(),
 		"-append", "console=ttyS0 panic=-1 loglevel=4 tsc=reliable rdinit=/init"}, accel...)
 	cctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
@@ -187,7 +195,7 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, console
 	start := time.Now()
-	o.progress(k, fmt.Sprintf("booting (%s, %d modules, %s)", res.Accel, len(mods), filepath.Base(k.Image)))
+	o.progress(k, fmt.Sprintf("booting (%s, %s, %d modules, %s)", res.Accel, res.Boot, len(mods), filepath.Base(k.Image)))
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("start qemu: %w", err))
 	}

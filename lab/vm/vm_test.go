@@ -220,3 +220,26 @@ func TestScenarioInDebianVM(t *testing.T) {
 	}
 	t.Log("\n" + Matrix(res))
 }
+
+// TestPVHOfCachedKernels unpacks each cached Debian kernel and checks that
+// the ELF carries a PVH entry point (so QEMU boots it without decompressing).
+func TestPVHOfCachedKernels(t *testing.T) {
+	imgs, _ := filepath.Glob(filepath.Join(CacheDir, "kernels", "*", "boot", "vmlinuz-*"))
+	if len(imgs) == 0 {
+		t.Skip("no kernel in " + CacheDir + " yet")
+	}
+	for _, img := range imgs {
+		elfPath, err := pvhImage(context.Background(), img)
+		if err != nil {
+			t.Errorf("%s: %v", img, err)
+			continue
+		}
+		b, err := os.ReadFile(elfPath)
+		if err != nil || !hasPVHNote(b) {
+			t.Errorf("%s: cached %s has no PVH note (%v)", img, elfPath, err)
+		}
+	}
+	if _, err := bzPayload([]byte("not a kernel")); err == nil {
+		t.Error("bzPayload accepted garbage")
+	}
+}
