@@ -690,8 +690,6 @@ var requestClose = []byte("GET / HTTP/1.1\r\nHost: twlab\r\nUser-Agent: twlab\r\
 func (d *dialer) exchange(f *os.File) (int, error) {
 	cfg := d.cfg
 	f.SetDeadline(time.Now().Add(cfg.IOTimeout))
-	buf, rd := d.buf[:0], d.rd
-	defer func() { d.buf = buf[:0] }() // keep a grown buffer for the next connection
 	done := 0
 	for i := 1; i <= cfg.KeepaliveRequests; i++ {
 		req := request
@@ -701,8 +699,9 @@ func (d *dialer) exchange(f *os.File) (int, error) {
 		if _, err := f.Write(req); err != nil {
 			return done, fmt.Errorf("write request: %w", err)
 		}
-		var err error
-		buf, err = readResponse(f, buf[:0], rd)
+		// Requests are not pipelined: nothing follows a response, so every
+		// read starts at the front of the chain's buffer.
+		_, err := readResponse(f, d.buf[:0], d.rd)
 		if err != nil {
 			if cfg.Close == CloseReset && i == cfg.KeepaliveRequests && isReset(err) {
 				return done + 1, nil
@@ -715,7 +714,7 @@ func (d *dialer) exchange(f *os.File) (int, error) {
 	case CloseServer, CloseReset:
 		// Wait for the server's FIN (or RST) before closing.
 		for {
-			_, err := f.Read(rd)
+			_, err := f.Read(d.rd)
 			if err != nil {
 				if errors.Is(err, io.EOF) || isReset(err) {
 					return done, nil
@@ -748,7 +747,9 @@ func readResponse(f *os.File, buf, rd []byte) ([]byte, error) {
 }
 
 func contentLength(head []byte) int {
-	for _, line := range bytes.Split(head, []byte("\r\n")) {
+	for len(head) > 0 {
+		var line []byte
+		line, head, _ = bytes.Cut(head, []byte("\r\n"))
 		k, v, ok := bytes.Cut(line, []byte(":"))
 		if ok && bytes.EqualFold(bytes.TrimSpace(k), []byte("content-length")) {
 			n, err := strconv.Atoi(string(bytes.TrimSpace(v)))
