@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/twlab/twlab/lab/load"
@@ -118,6 +119,7 @@ type wrkResult struct {
 	SockErrors string // "connect 0, read 0, write 0, timeout 0"
 	Non2xx     int64
 	Output     string
+	CPU        time.Duration // wrk's own user+system time
 }
 
 var (
@@ -186,7 +188,28 @@ func (l *loadLab) runWrk(ctx context.Context, opt Options) (*wrkResult, error) {
 	if err := cmd.Wait(); err != nil {
 		return nil, fmt.Errorf("wrk: %w: %s", err, out.String())
 	}
-	return parseWrk(out.String())
+	r, err := parseWrk(out.String())
+	if err != nil {
+		return nil, err
+	}
+	r.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return r, nil
+}
+
+// processCPU is this process's user+system CPU time so far (the generator,
+// the server, and the kernel's packet processing done in their syscalls).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// perConn is CPU microseconds per connection.
+func perConn(d time.Duration, n float64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return round(float64(d.Microseconds())/n, 1)
 }
 
 // benchLoad compares twlab's generator with wrk: one client namespace each,
@@ -195,6 +218,7 @@ func (l *loadLab) runWrk(ctx context.Context, opt Options) (*wrkResult, error) {
 func benchLoad(ctx context.Context, opt Options) ([]Result, error) {
 	prof := newProfiler(opt.CPUProfile)
 	var tw, ref []float64
+	var twCPU, wrkCPU, srvCPU []float64 // µs per connection
 	var twFailed int
 	var wrkErrs []string
 	measure := func(tool string) error {
@@ -206,24 +230,33 @@ func benchLoad(ctx context.Context, opt Options) ([]Result, error) {
 		switch tool {
 		case "twlab":
 			prof.start("load")
+			cpu := processCPU()
 			res, err := l.runTwlab(ctx, opt, nil)
+			cpu = processCPU() - cpu
 			prof.stop()
 			if err != nil {
 				return err
 			}
 			tw = append(tw, res.ConnPerS)
+			twCPU = append(twCPU, perConn(cpu, float64(res.Attempts)))
 			twFailed += res.Failed
-			fmt.Fprintf(opt.Progress, "load: twlab %.0f conn/s (ok %d, failed %d, connect p99 %.2f ms)\n", res.ConnPerS, res.OK, res.Failed, res.ConnectMS.P99)
+			fmt.Fprintf(opt.Progress, "load: twlab %.0f conn/s (ok %d, failed %d, connect p99 %.2f ms; CPU %.1f us/conn for generator and server)\n",
+				res.ConnPerS, res.OK, res.Failed, res.ConnectMS.P99, twCPU[len(twCPU)-1])
 		case "wrk":
+			cpu := processCPU()
 			w, err := l.runWrk(ctx, opt)
+			cpu = processCPU() - cpu
 			if err != nil {
 				return err
 			}
 			ref = append(ref, w.PerSecond)
+			wrkCPU = append(wrkCPU, perConn(w.CPU, float64(w.Requests)))
+			srvCPU = append(srvCPU, perConn(cpu, float64(w.Requests)))
 			if w.SockErrors != "" {
 				wrkErrs = append(wrkErrs, w.SockErrors)
 			}
-			fmt.Fprintf(opt.Progress, "load: wrk   %.0f conn/s (%d requests in %.2fs, socket errors: %s)\n", w.PerSecond, w.Requests, w.Seconds, orNone(w.SockErrors))
+			fmt.Fprintf(opt.Progress, "load: wrk   %.0f conn/s (%d requests in %.2fs, socket errors: %s; CPU %.1f us/conn for wrk + %.1f for the server)\n",
+				w.PerSecond, w.Requests, w.Seconds, orNone(w.SockErrors), wrkCPU[len(wrkCPU)-1], srvCPU[len(srvCPU)-1])
 		}
 		return nil
 	}
@@ -244,8 +277,9 @@ func benchLoad(ctx context.Context, opt Options) ([]Result, error) {
 	res := Result{Name: "load", Unit: "conn/s", Twlab: round(t, 0), Reference: ptr(round(r, 0)),
 		RefTool: fmt.Sprintf("wrk -t%d -c%d", opt.WrkThreads, opt.Concurrency), Ratio: ptr(round(ratio, 3)),
 		Goal: "ratio >= 1 (twlab >= wrk)", Met: ratio >= 1, TwlabRuns: tw, ReferenceRuns: ref,
-		Note: fmt.Sprintf("1 client namespace -> SNAT box -> twlab server, Connection: close, %d concurrent, %s per run, fresh lab per run; twlab failed %d; wrk socket errors %v",
-			opt.Concurrency, opt.Duration, twFailed, wrkErrs)}
+		Note: fmt.Sprintf("1 client namespace -> SNAT box -> twlab server, Connection: close, %d concurrent, %s per run, fresh lab per run; "+
+			"CPU per connection (medians): twlab %.1f us (generator + server), wrk %.1f us + server %.1f us; twlab failed %d; wrk socket errors %v",
+			opt.Concurrency, opt.Duration, median(twCPU), median(wrkCPU), median(srvCPU), twFailed, wrkErrs)}
 	return []Result{res}, nil
 }
 
