@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -24,7 +26,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	repeat := fs.Int("repeat", 3, "measure every figure `N` times and report the median")
 	dur := fs.Duration("duration", 5*time.Second, "length of one load measurement (whole seconds, as wrk takes them)")
 	conc := fs.Int("concurrency", 8, "concurrent connections of twlab's generator and of wrk (-c)")
-	wrkThreads := fs.Int("wrk-threads", 1, "wrk's threads (-t)")
+	wrkThreads := fs.String("wrk-threads", "1,2", "wrk's threads (-t), a `LIST`: each is a reference line of its own")
 	cpuprof := fs.String("cpuprofile", "", "profile twlab's side of the first repeat of each bench into `PREFIX`-<bench>.pprof")
 	var verbose countFlag
 	fs.Var(&verbose, "v", "log lab details to stderr")
@@ -59,8 +61,17 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		names = bench.Benches
 	}
 	names = slices.Compact(names)
-	if *repeat < 1 || *dur < time.Second || *conc < 1 || *conc > 64 || *wrkThreads < 1 || *wrkThreads > *conc {
-		fmt.Fprintln(stderr, "twlab bench: want --repeat >= 1, --duration >= 1s, --concurrency 1..64 and 1 <= --wrk-threads <= --concurrency")
+	var threads []int
+	for _, f := range strings.Split(*wrkThreads, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > *conc {
+			threads = nil
+			break
+		}
+		threads = append(threads, n)
+	}
+	if *repeat < 1 || *dur < time.Second || *conc < 1 || *conc > 64 || len(threads) == 0 {
+		fmt.Fprintln(stderr, "twlab bench: want --repeat >= 1, --duration >= 1s, --concurrency 1..64 and --wrk-threads a list of 1..concurrency")
 		return exitUsage
 	}
 	if err := runner.CheckEnv(); err != nil {
@@ -76,7 +87,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	self, _ := os.Executable()
 	fmt.Fprintf(stderr, "twlab bench: %v, %d repeats, medians (other load on this machine shows up as noise)\n", names, *repeat)
 	rs, err := bench.Run(ctx, names, bench.Options{Repeat: *repeat, Duration: *dur, Concurrency: *conc,
-		WrkThreads: *wrkThreads, CPUProfile: *cpuprof, Self: self, Log: newLogger(stderr, int(verbose)), Progress: stderr})
+		WrkThreads: threads, CPUProfile: *cpuprof, Self: self, Log: newLogger(stderr, int(verbose)), Progress: stderr})
 	if *asJSON {
 		if rs == nil {
 			rs = []bench.Result{}
@@ -102,13 +113,4 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func joinBar(s []string) string {
-	out := ""
-	for i, v := range s {
-		if i > 0 {
-			out += "|"
-		}
-		out += v
-	}
-	return out
-}
+func joinBar(s []string) string { return strings.Join(s, "|") }

@@ -51,8 +51,9 @@ type Options struct {
 	Duration time.Duration
 	// Concurrency of the load: twlab's chains and wrk's connections.
 	Concurrency int
-	// WrkThreads is wrk's -t.
-	WrkThreads int
+	// WrkThreads lists wrk's -t values: each is a reference of its own
+	// (one line each); the default 1 and 2 (one thread per core here).
+	WrkThreads []int
 	// CPUProfile, when set, is a file name prefix: the twlab side of the
 	// first repeat of each bench is profiled into PREFIX-<bench>.pprof.
 	CPUProfile string
@@ -73,8 +74,8 @@ func (o *Options) defaults() {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 8
 	}
-	if o.WrkThreads <= 0 {
-		o.WrkThreads = 1
+	if len(o.WrkThreads) == 0 {
+		o.WrkThreads = []int{1, 2}
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -48,7 +48,7 @@ func TestParseWrk(t *testing.T) {
 }
 
 func TestWrkArgs(t *testing.T) {
-	got := strings.Join(wrkArgs(Options{WrkThreads: 1, Concurrency: 8, Duration: 5 * time.Second}), " ")
+	got := strings.Join(wrkArgs(Options{Concurrency: 8, Duration: 5 * time.Second}, 1), " ")
 	if got != "-t1 -c8 -d5s -H Connection: close http://198.18.1.2:8080/" {
 		t.Errorf("wrk %s", got)
 	}

@@ -157,9 +157,9 @@ func parseWrk(out string) (*wrkResult, error) {
 }
 
 // wrkArgs is the reference command line (without the binary).
-func wrkArgs(opt Options) []string {
+func wrkArgs(opt Options, threads int) []string {
 	secs := max(1, int(opt.Duration.Round(time.Second)/time.Second))
-	return []string{"-t" + strconv.Itoa(opt.WrkThreads), "-c" + strconv.Itoa(opt.Concurrency),
+	return []string{"-t" + strconv.Itoa(threads), "-c" + strconv.Itoa(opt.Concurrency),
 		"-d" + strconv.Itoa(secs) + "s", "-H", "Connection: close",
 		fmt.Sprintf("http://%s:%d/", topo.ServerAddr, serverPort)}
 }
@@ -173,13 +173,13 @@ func startIn(ns netns.NsHandle, cmd *exec.Cmd) error {
 
 // runWrk runs wrk inside the first client's namespace against the lab's
 // server, through the same box twlab's generator goes through.
-func (l *loadLab) runWrk(ctx context.Context, opt Options) (*wrkResult, error) {
+func (l *loadLab) runWrk(ctx context.Context, opt Options, threads int) (*wrkResult, error) {
 	path, err := exec.LookPath("wrk")
 	if err != nil {
 		return nil, &MissingTool{Tool: "wrk", Package: "wrk", Bench: "load"}
 	}
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, path, wrkArgs(opt)...)
+	cmd := exec.CommandContext(ctx, path, wrkArgs(opt, threads)...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = 5 * time.Second
 	if err := startIn(l.lab.Clients[0].NS, cmd); err != nil {
@@ -214,21 +214,24 @@ func perConn(d time.Duration, n float64) float64 {
 
 // benchLoad compares twlab's generator with wrk: one client namespace each,
 // the same concurrency and duration, a fresh lab per measurement, the order
-// alternating between repeats.
+// of the tools rotating between repeats. Each wrk thread count is a
+// reference of its own line.
 func benchLoad(ctx context.Context, opt Options) ([]Result, error) {
 	prof := newProfiler(opt.CPUProfile)
-	var tw, ref []float64
-	var twCPU, wrkCPU, srvCPU []float64 // µs per connection
-	var twFailed int
-	var wrkErrs []string
-	measure := func(tool string) error {
+	var tw, twCPU []float64 // conn/s; CPU µs per connection
+	twFailed := 0
+	type ref struct {
+		rate, cpu, srv []float64
+		errs           []string
+	}
+	refs := make([]ref, len(opt.WrkThreads))
+	measure := func(arm int) error {
 		l, err := newLoadLab(ctx, 1, opt.Log)
 		if err != nil {
 			return err
 		}
 		defer l.close()
-		switch tool {
-		case "twlab":
+		if arm < 0 {
 			prof.start("load")
 			cpu := processCPU()
 			res, err := l.runTwlab(ctx, opt, nil)
@@ -240,47 +243,53 @@ func benchLoad(ctx context.Context, opt Options) ([]Result, error) {
 			tw = append(tw, res.ConnPerS)
 			twCPU = append(twCPU, perConn(cpu, float64(res.Attempts)))
 			twFailed += res.Failed
-			fmt.Fprintf(opt.Progress, "load: twlab %.0f conn/s (ok %d, failed %d, connect p99 %.2f ms; CPU %.1f us/conn for generator and server)\n",
+			fmt.Fprintf(opt.Progress, "load: twlab       %.0f conn/s (ok %d, failed %d, connect p99 %.2f ms; CPU %.1f us/conn for generator and server)\n",
 				res.ConnPerS, res.OK, res.Failed, res.ConnectMS.P99, twCPU[len(twCPU)-1])
-		case "wrk":
-			cpu := processCPU()
-			w, err := l.runWrk(ctx, opt)
-			cpu = processCPU() - cpu
-			if err != nil {
-				return err
-			}
-			ref = append(ref, w.PerSecond)
-			wrkCPU = append(wrkCPU, perConn(w.CPU, float64(w.Requests)))
-			srvCPU = append(srvCPU, perConn(cpu, float64(w.Requests)))
-			if w.SockErrors != "" {
-				wrkErrs = append(wrkErrs, w.SockErrors)
-			}
-			fmt.Fprintf(opt.Progress, "load: wrk   %.0f conn/s (%d requests in %.2fs, socket errors: %s; CPU %.1f us/conn for wrk + %.1f for the server)\n",
-				w.PerSecond, w.Requests, w.Seconds, orNone(w.SockErrors), wrkCPU[len(wrkCPU)-1], srvCPU[len(srvCPU)-1])
+			return nil
 		}
+		r, threads := &refs[arm], opt.WrkThreads[arm]
+		cpu := processCPU()
+		w, err := l.runWrk(ctx, opt, threads)
+		cpu = processCPU() - cpu
+		if err != nil {
+			return err
+		}
+		r.rate = append(r.rate, w.PerSecond)
+		r.cpu = append(r.cpu, perConn(w.CPU, float64(w.Requests)))
+		r.srv = append(r.srv, perConn(cpu, float64(w.Requests)))
+		if w.SockErrors != "" && w.SockErrors != "connect 0, read 0, write 0, timeout 0" {
+			r.errs = append(r.errs, w.SockErrors)
+		}
+		fmt.Fprintf(opt.Progress, "load: wrk -t%d -c%d %.0f conn/s (%d requests in %.2fs, socket errors: %s; CPU %.1f us/conn for wrk + %.1f for the server)\n",
+			threads, opt.Concurrency, w.PerSecond, w.Requests, w.Seconds, orNone(w.SockErrors), r.cpu[len(r.cpu)-1], r.srv[len(r.srv)-1])
 		return nil
 	}
+	arms := []int{-1} // twlab, then each wrk
+	for i := range opt.WrkThreads {
+		arms = append(arms, i)
+	}
 	for i := 0; i < opt.Repeat; i++ {
-		order := []string{"twlab", "wrk"}
-		if i%2 == 1 {
-			order = []string{"wrk", "twlab"}
-		}
-		for _, tool := range order {
-			if err := measure(tool); err != nil {
+		for j := range arms {
+			if err := measure(arms[(i+j)%len(arms)]); err != nil {
 				return nil, err
 			}
 			pause(ctx, time.Second) // let the kernel finish freeing the last lab
 		}
 	}
-	t, r := median(tw), median(ref)
-	ratio := t / r
-	res := Result{Name: "load", Unit: "conn/s", Twlab: round(t, 0), Reference: ptr(round(r, 0)),
-		RefTool: fmt.Sprintf("wrk -t%d -c%d", opt.WrkThreads, opt.Concurrency), Ratio: ptr(round(ratio, 3)),
-		Goal: "ratio >= 1 (twlab >= wrk)", Met: ratio >= 1, TwlabRuns: tw, ReferenceRuns: ref,
-		Note: fmt.Sprintf("1 client namespace -> SNAT box -> twlab server, Connection: close, %d concurrent, %s per run, fresh lab per run; "+
-			"CPU per connection (medians): twlab %.1f us (generator + server), wrk %.1f us + server %.1f us; twlab failed %d; wrk socket errors %v",
-			opt.Concurrency, opt.Duration, median(twCPU), median(wrkCPU), median(srvCPU), twFailed, wrkErrs)}
-	return []Result{res}, nil
+	t := median(tw)
+	var out []Result
+	for i, threads := range opt.WrkThreads {
+		r := refs[i]
+		m := median(r.rate)
+		ratio := t / m
+		out = append(out, Result{Name: fmt.Sprintf("load-t%d", threads), Unit: "conn/s", Twlab: round(t, 0), Reference: ptr(round(m, 0)),
+			RefTool: fmt.Sprintf("wrk -t%d -c%d", threads, opt.Concurrency), Ratio: ptr(round(ratio, 3)),
+			Goal: "ratio >= 1 (twlab >= wrk)", Met: ratio >= 1, TwlabRuns: tw, ReferenceRuns: r.rate,
+			Note: fmt.Sprintf("1 client namespace -> SNAT box -> twlab server, Connection: close, %d concurrent, %s per run, fresh lab per run; "+
+				"CPU per connection (medians): twlab %.1f us (generator + server), wrk %.1f us + server %.1f us; twlab failed %d; wrk socket errors %v",
+				opt.Concurrency, opt.Duration, median(twCPU), median(r.cpu), median(r.srv), twFailed, r.errs)})
+	}
+	return out, nil
 }
 
 func orNone(s string) string {
