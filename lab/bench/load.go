@@ -28,6 +28,7 @@ const serverPort = 8080
 // one SNAT address with the kernel's full port range, the server's SYN
 // counters installed, and twlab's HTTP server closing first.
 type loadLab struct {
+	ports int // the server listens on serverPort…+ports-1; chain k dials port k
 	id    string
 	lab   *topo.Lab
 	srv   *load.Server
@@ -63,19 +64,19 @@ func buildLab(ctx context.Context, id string, clients int, log *slog.Logger) (*t
 	return lab, nil
 }
 
-func newLoadLab(ctx context.Context, clients int, log *slog.Logger) (*loadLab, error) {
+func newLoadLab(ctx context.Context, clients, ports int, log *slog.Logger) (*loadLab, error) {
 	id, unreg, err := newRunID()
 	if err != nil {
 		return nil, err
 	}
-	l := &loadLab{id: id, unreg: unreg}
+	l := &loadLab{id: id, unreg: unreg, ports: ports}
 	l.lab, err = buildLab(ctx, id, clients, log)
 	if err == nil {
 		err = nat.InstallSYNCounters(l.lab.Server.NS)
 	}
 	if err == nil {
 		l.srv, err = load.StartServer(l.lab.Server.NS, load.ServerConfig{Addr: topo.ServerAddr, Port: serverPort,
-			Ports: 1, Close: load.CloseServer, IdleTimeout: 3 * time.Second}, log)
+			Ports: ports, Close: load.CloseServer, IdleTimeout: 3 * time.Second}, log)
 	}
 	if err != nil {
 		l.close()
@@ -106,7 +107,7 @@ func (l *loadLab) clients() []load.Client {
 // chains, `Connection: close` and the server closing first, exactly as a
 // nat-paws-load cell does.
 func (l *loadLab) runTwlab(ctx context.Context, opt Options, live *load.Live) (*load.Result, error) {
-	return load.Run(ctx, load.Config{Clients: l.clients(), Target: topo.ServerAddr, Port: serverPort, Ports: 1,
+	return load.Run(ctx, load.Config{Clients: l.clients(), Target: topo.ServerAddr, Port: serverPort, Ports: l.ports,
 		Connections: 50_000_000, Duration: opt.Duration, Concurrency: opt.Concurrency, Order: load.OrderRoundRobin,
 		ConnectTimeout: time.Second, IOTimeout: 2 * time.Second, Close: load.CloseServer, KeepaliveRequests: 1, Live: live})
 }
@@ -226,7 +227,7 @@ func benchLoad(ctx context.Context, opt Options) ([]Result, error) {
 	}
 	refs := make([]ref, len(opt.WrkThreads))
 	measure := func(arm int) error {
-		l, err := newLoadLab(ctx, 1, opt.Log)
+		l, err := newLoadLab(ctx, 1, 1, opt.Log) // one port: wrk dials one
 		if err != nil {
 			return err
 		}
