@@ -5,7 +5,7 @@ BIN     := bin/twlab
 PKGS    := ./...
 export CGO_ENABLED := 0
 
-.PHONY: all build test unit vet fmt-check fuzz demo cleanup clean generate
+.PHONY: all build test unit vet fmt-check fuzz bench demo cleanup clean generate
 
 all: build
 
@@ -33,6 +33,14 @@ FUZZTIME ?= 20s
 fuzz:
 	$(GO) test ./lab/expr -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./lab/scenario -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+
+# Go benchmarks of the hot paths: the connection loop, the latency summary,
+# counter parsing and reads, nft counter reads, lab build. The ones that
+# build namespaces need root (they skip without). `twlab bench` compares
+# twlab with wrk and an ip/nft script instead (see README, Performance).
+BENCHTIME ?= 1s
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./lab/load ./lab/probe ./lab/nat ./lab/topo
 
 # Rebuild the eBPF object and its Go bindings (committed, so a normal build
 # needs no clang). Needs clang-14: apt-get install clang-14.

@@ -58,6 +58,7 @@ Usage:
   twlab cleanup [--force]        remove what killed runs left behind
   twlab report DIR...            write report.html, summary.md, cells.csv again from a run folder (no root)
   twlab compare [--md|--json] [--html FILE] DIR...   runs of a scenario side by side, differences marked
+  twlab bench [load|lab|probe|memory|all] [--json]   twlab against wrk and an ip/nft script on this machine
   twlab version
 
 SCENARIO is a file path or the name of a shipped scenario (e.g. nat-paws.yaml).
@@ -96,6 +97,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdReport(args[1:], stdout, stderr)
 	case "compare":
 		return cmdCompare(args[1:], stdout, stderr)
+	case "bench":
+		return cmdBench(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "twlab", version)
 		return exitOK

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -154,11 +155,16 @@ func (r *Result) Latencies() []time.Duration {
 
 // ComputePercentiles uses the nearest-rank method on a sorted copy.
 func ComputePercentiles(ns []int64) Percentiles {
-	if len(ns) == 0 {
-		return Percentiles{}
-	}
 	s := slices.Clone(ns)
 	slices.Sort(s)
+	return percentilesSorted(s)
+}
+
+// percentilesSorted is ComputePercentiles of an already sorted slice.
+func percentilesSorted(s []int64) Percentiles {
+	if len(s) == 0 {
+		return Percentiles{}
+	}
 	rank := func(p float64) float64 {
 		i := int(math.Ceil(p/100*float64(len(s)))) - 1
 		i = max(0, min(i, len(s)-1))
@@ -178,11 +184,16 @@ const CDFPoints = 256
 // else the nearest-rank values at q = 0, 0.005, …, 0.99 and a finer tail
 // grid up to 0.9999 and 1 (the maximum), so p99 and beyond stay visible.
 func ComputeCDF(ns []int64) [][2]float64 {
-	if len(ns) == 0 {
-		return nil
-	}
 	s := slices.Clone(ns)
 	slices.Sort(s)
+	return cdfSorted(s)
+}
+
+// cdfSorted is ComputeCDF of an already sorted slice.
+func cdfSorted(s []int64) [][2]float64 {
+	if len(s) == 0 {
+		return nil
+	}
 	n := len(s)
 	ms := func(v int64) float64 { return math.Round(float64(v)/1e3) / 1e3 }
 	if n <= CDFPoints {
@@ -207,8 +218,175 @@ func ComputeCDF(ns []int64) [][2]float64 {
 	return out
 }
 
+// sockMaker creates a client's sockets inside its namespace. A socket
+// keeps the namespace it was created in, and everything after socket(2)
+// (bind, connect, I/O) may happen on any thread, so sockets are made in
+// batches on the namespace's pinned thread and handed out from a pool: one
+// thread switch per batch instead of one per connection (the switch, a
+// futex wake-up of the locked thread and back, cost about a quarter of the
+// generator's CPU when it was done per connection).
 type sockMaker struct {
-	th *netnsutil.Thread
+	th    *netnsutil.Thread
+	batch int
+	mu    sync.Mutex
+	fds   []int
+}
+
+// socket returns a fresh non-blocking TCP socket of the maker's namespace.
+func (m *sockMaker) socket() (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.fds) == 0 {
+		err := m.th.Run(func() error {
+			for len(m.fds) < m.batch {
+				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					if len(m.fds) > 0 {
+						return nil // out of descriptors: use what there is
+					}
+					return fmt.Errorf("socket: %w", err)
+				}
+				m.fds = append(m.fds, fd)
+			}
+			return nil
+		})
+		if err != nil {
+			return -1, err
+		}
+	}
+	fd := m.fds[len(m.fds)-1]
+	m.fds = m.fds[:len(m.fds)-1]
+	return fd, nil
+}
+
+// close closes the unused sockets and stops the thread.
+func (m *sockMaker) close() {
+	m.mu.Lock()
+	for _, fd := range m.fds {
+		unix.Close(fd)
+	}
+	m.fds = nil
+	m.mu.Unlock()
+	if m.th != nil {
+		m.th.Close()
+	}
+}
+
+// sockBatch is how many sockets a client's maker creates at once: enough to
+// make the thread switch rare, few enough that 64 clients hold at most 512
+// unused descriptors.
+func sockBatch(clients int) int { return min(32, max(8, 512/max(clients, 1))) }
+
+// classIndex maps an outcome class to its slot in a chain's counters.
+func classIndex(class string) int {
+	switch class {
+	case OK:
+		return 0
+	case Timeout:
+		return 1
+	case Refused:
+		return 2
+	case Reset:
+		return 3
+	case AddrFail:
+		return 4
+	case Response:
+		return 5
+	}
+	return 6 // Other
+}
+
+// classNames lists the classes by classIndex.
+var classNames = [...]string{OK, Timeout, Refused, Reset, AddrFail, Response, Other}
+
+// clientCount is one client's outcomes within one chain.
+type clientCount struct {
+	attempts int
+	classes  [len(classNames)]int
+}
+
+// handoffCount is one (previous, next) pair within one chain.
+type handoffCount struct {
+	attempts, retried, failed int
+}
+
+// chainStats is what one chain counted. Every chain counts on its own, with
+// no lock on the hot path; Run adds the chains up when the load ends.
+type chainStats struct {
+	requests int
+	clients  []clientCount
+	handoffs []handoffCount // [prev*len(clients)+next]
+	lat      []int64        // successful connect latencies, ns
+}
+
+func newChainStats(clients int) *chainStats {
+	return &chainStats{clients: make([]clientCount, clients), handoffs: make([]handoffCount, clients*clients)}
+}
+
+// record counts one connection of client ci, made right after client prev
+// on the chain (prev < 0: the chain's first connection).
+func (st *chainStats) record(prev, ci int, o *outcome) {
+	c := classIndex(o.class)
+	cc := &st.clients[ci]
+	cc.attempts++
+	cc.classes[c]++
+	st.requests += o.requests
+	if prev >= 0 {
+		h := &st.handoffs[prev*len(st.clients)+ci]
+		h.attempts++
+		switch {
+		case c != 0:
+			h.failed++
+		case o.synRetrans > 0:
+			h.retried++
+		}
+	}
+	if c == 0 {
+		st.lat = append(st.lat, int64(o.connect))
+	}
+}
+
+// merge adds the chains' counts into res.
+func merge(res *Result, clients []Client, chains []*chainStats) {
+	n := len(clients)
+	total := 0
+	for _, st := range chains {
+		total += len(st.lat)
+	}
+	res.lat = make([]int64, 0, total)
+	for _, st := range chains {
+		res.Requests += st.requests
+		res.lat = append(res.lat, st.lat...)
+		for ci := range st.clients {
+			cc := &st.clients[ci]
+			pc := res.PerClient[clients[ci].Name]
+			pc.Attempts += cc.attempts
+			pc.OK += cc.classes[0]
+			res.Attempts += cc.attempts
+			res.OK += cc.classes[0]
+			for k := 1; k < len(classNames); k++ {
+				if v := cc.classes[k]; v > 0 {
+					pc.Failures[classNames[k]] += v
+					res.Failures[classNames[k]] += v
+					res.Failed += v
+				}
+			}
+		}
+		for i, h := range st.handoffs {
+			if h.attempts == 0 {
+				continue
+			}
+			k := HandoffKey(clients[i/n].Name, clients[i%n].Name)
+			t := res.Handoffs[k]
+			if t == nil {
+				t = &Handoff{}
+				res.Handoffs[k] = t
+			}
+			t.Attempts += h.attempts
+			t.Retried += h.retried
+			t.Failed += h.failed
+		}
+	}
 }
 
 // Run fires the load and returns when a bound is reached or ctx ends.
@@ -228,11 +406,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.IOTimeout <= 0 {
 		cfg.IOTimeout = 2 * time.Second
 	}
-	makers := make([]sockMaker, len(cfg.Clients))
+	defer raiseProcs()()
+	makers := make([]*sockMaker, len(cfg.Clients))
 	defer func() {
 		for _, m := range makers {
-			if m.th != nil {
-				m.th.Close()
+			if m != nil {
+				m.close()
 			}
 		}
 	}()
@@ -241,7 +420,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load: client %s: %w", c.Name, err)
 		}
-		makers[i].th = th
+		makers[i] = &sockMaker{th: th, batch: sockBatch(len(cfg.Clients))}
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
@@ -262,53 +441,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for _, f := range FailureClasses {
 		res.Failures[f] = 0
 	}
-	var mu sync.Mutex
+	// errMu guards the error texts only: the failure path, not every
+	// connection.
+	var errMu sync.Mutex
 	errSeen := map[string]bool{}
-	record := func(prev, client string, o outcome) {
-		mu.Lock()
-		defer mu.Unlock()
-		res.Attempts++
-		if cfg.Live != nil {
-			cfg.Live.Attempts.Add(1)
-			if o.class == OK {
-				cfg.Live.OK.Add(1)
-			} else {
-				cfg.Live.Failed.Add(1)
-			}
-		}
-		pc := res.PerClient[client]
-		pc.Attempts++
-		res.Requests += o.requests
-		if prev != "" {
-			k := HandoffKey(prev, client)
-			h := res.Handoffs[k]
-			if h == nil {
-				h = &Handoff{}
-				res.Handoffs[k] = h
-			}
-			h.Attempts++
-			switch {
-			case o.class != OK:
-				h.Failed++
-			case o.synRetrans > 0:
-				h.Retried++
-			}
-		}
-		if o.class == OK {
-			res.OK++
-			pc.OK++
-			res.lat = append(res.lat, int64(o.connect))
-			return
-		}
-		res.Failed++
-		res.Failures[o.class]++
-		pc.Failures[o.class]++
-		if o.err != nil && len(res.Errors) < 8 {
-			if t := o.err.Error(); !errSeen[t] {
+	noteError := func(client string, err error) {
+		errMu.Lock()
+		defer errMu.Unlock()
+		if len(res.Errors) < 8 {
+			if t := err.Error(); !errSeen[t] {
 				errSeen[t] = true
 				res.Errors = append(res.Errors, client+": "+t)
 			}
 		}
+	}
+	chains := make([]*chainStats, cfg.Concurrency)
+	for k := range chains {
+		chains[k] = newChainStats(len(cfg.Clients))
 	}
 
 	start := time.Now()
@@ -321,18 +470,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				// A bug in a chain ends that chain, not the process (and so
 				// not the lab's teardown); the error is kept for the reader.
 				if p := recover(); p != nil {
-					mu.Lock()
+					errMu.Lock()
 					res.Errors = append(res.Errors, fmt.Sprintf("chain %d: internal error (panic): %v", k, p))
-					mu.Unlock()
+					errMu.Unlock()
 				}
 			}()
-			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(k)))
-			port := cfg.Port + k%cfg.Ports
-			bind := 0
+			st := chains[k]
+			d := newDialer(&cfg, cfg.Port+k%cfg.Ports)
 			if cfg.BindPort > 0 {
-				bind = cfg.BindPort + k
+				d.bind = cfg.BindPort + k
 			}
-			prev := ""
+			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(k)))
+			prev := -1
 			for j := 0; ; j++ {
 				if ctx.Err() != nil || expired(ctx) || budget.Add(-1) < 0 {
 					return
@@ -348,13 +497,24 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				if cfg.Order == OrderRandom {
 					ci = rng.IntN(len(cfg.Clients))
 				}
-				c := cfg.Clients[ci]
-				o := dialOnce(ctx, makers[ci], c, cfg, port, bind)
+				c := &cfg.Clients[ci]
+				o := d.dialOnce(ctx, makers[ci], c)
 				if o.class == Timeout && errors.Is(o.err, context.DeadlineExceeded) {
 					return // cut short by the cell's time bound, not by the network
 				}
-				record(prev, c.Name, o)
-				prev = c.Name
+				st.record(prev, ci, &o)
+				if live := cfg.Live; live != nil {
+					live.Attempts.Add(1)
+					if o.class == OK {
+						live.OK.Add(1)
+					} else {
+						live.Failed.Add(1)
+					}
+				}
+				if o.err != nil {
+					noteError(c.Name, o.err)
+				}
+				prev = ci
 				if cfg.Gap > 0 {
 					select {
 					case <-ctx.Done():
@@ -367,13 +527,53 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	wg.Wait()
 	el := time.Since(start)
+	merge(res, cfg.Clients, chains)
 	res.Elapsed = round3(el.Seconds())
 	if el > 0 {
 		res.ConnPerS = math.Round(float64(res.OK)/el.Seconds()*10) / 10
 	}
-	res.ConnectMS = ComputePercentiles(res.lat)
-	res.ConnectCDF = ComputeCDF(res.lat)
+	// Sorted once, in place: both the percentiles and the CDF read it.
+	slices.Sort(res.lat)
+	res.ConnectMS = percentilesSorted(res.lat)
+	res.ConnectCDF = cdfSorted(res.lat)
 	return res, nil
+}
+
+// loadProcs is how many Ps the runtime has while a load runs: twice the
+// CPUs (see raiseProcs).
+var loadProcs = 2 * runtime.NumCPU()
+
+var procsMu sync.Mutex
+var procsUsers int
+var procsBefore int
+
+// raiseProcs gives the runtime more Ps than CPUs while a load runs and
+// returns the function that restores the previous setting. Most of the
+// generator's CPU time is kernel work inside connect, write and close (the
+// packets cross veth, bridge, NAT and the server's TCP stack within the
+// syscall), and a goroutine in a syscall keeps its P: with one P per CPU,
+// the other chains and the server's handlers, ready to run, wait for a P
+// while a CPU is free. The profile showed the process at ~1.3 of 2 CPUs
+// with all chains ready; with 2 Ps per CPU it uses both (twlab bench load:
+// ~27k -> ~31k connections/s on 2 cores; 3, 4, 6 and 8 Ps measured alike).
+func raiseProcs() func() {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	if procsUsers == 0 {
+		procsBefore = runtime.GOMAXPROCS(0)
+		if loadProcs > procsBefore {
+			runtime.GOMAXPROCS(loadProcs)
+		}
+	}
+	procsUsers++
+	return func() {
+		procsMu.Lock()
+		defer procsMu.Unlock()
+		procsUsers--
+		if procsUsers == 0 && runtime.GOMAXPROCS(0) != procsBefore {
+			runtime.GOMAXPROCS(procsBefore)
+		}
+	}
 }
 
 // expired says whether ctx's deadline has passed, even if its timer has not
@@ -391,32 +591,52 @@ type outcome struct {
 	err        error
 }
 
-// dialOnce makes one connection: socket (and bind) inside the client's
-// namespace, then a non-blocking connect completed through Go's poller so
-// that no goroutine sits on a locked thread while the handshake runs.
-func dialOnce(ctx context.Context, m sockMaker, c Client, cfg Config, port, bind int) outcome {
-	var fd int
-	err := m.th.Run(func() error {
-		var err error
-		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("socket: %w", err)
-		}
-		if bind > 0 {
-			// SO_REUSEADDR lets a bound port be reused while its TIME_WAIT
-			// proves (by timestamps) that the new connection is newer.
-			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-			sa := &unix.SockaddrInet4{Port: bind}
-			copy(sa.Addr[:], c.Addr.To4())
-			if err := unix.Bind(fd, sa); err != nil {
-				unix.Close(fd)
-				return fmt.Errorf("bind %s:%d: %w", c.Addr, bind, err)
-			}
-		}
-		return nil
-	})
+// TCP states as TCP_INFO reports them (include/net/tcp_states.h).
+const (
+	tcpSynSent = 2
+	tcpClose   = 7
+)
+
+var errClosedInHandshake = errors.New("socket closed during the handshake")
+
+// dialer is one chain's connection maker: its target, its bind port and the
+// buffers every connection of the chain reuses.
+type dialer struct {
+	cfg    *Config
+	target unix.SockaddrInet4
+	local  unix.SockaddrInet4
+	bind   int
+	buf    []byte // response bytes read so far
+	rd     []byte // read buffer
+}
+
+func newDialer(cfg *Config, port int) *dialer {
+	d := &dialer{cfg: cfg, target: unix.SockaddrInet4{Port: port}, buf: make([]byte, 0, 512), rd: make([]byte, 512)}
+	copy(d.target.Addr[:], cfg.Target.To4())
+	return d
+}
+
+// dialOnce makes one connection: a socket of the client's namespace (and a
+// bind), then a non-blocking connect completed through Go's poller so that
+// no goroutine sits on a locked thread while the handshake runs.
+func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client) outcome {
+	cfg := d.cfg
+	fd, err := m.socket()
 	if err != nil {
 		return outcome{class: classify(err), err: err}
+	}
+	if d.bind > 0 {
+		// SO_REUSEADDR lets a bound port be reused while its TIME_WAIT
+		// proves (by timestamps) that the new connection is newer. A
+		// socket's namespace is fixed at creation, so bind needs no switch.
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		d.local.Port = d.bind
+		copy(d.local.Addr[:], c.Addr.To4())
+		if err := unix.Bind(fd, &d.local); err != nil {
+			unix.Close(fd)
+			err = fmt.Errorf("bind %s:%d: %w", c.Addr, d.bind, err)
+			return outcome{class: classify(err), err: err}
+		}
 	}
 	f := os.NewFile(uintptr(fd), "tcp")
 	defer f.Close()
@@ -424,8 +644,6 @@ func dialOnce(ctx context.Context, m sockMaker, c Client, cfg Config, port, bind
 	if err != nil {
 		return outcome{class: Other, err: err}
 	}
-	sa := &unix.SockaddrInet4{Port: port}
-	copy(sa.Addr[:], cfg.Target.To4())
 	start := time.Now()
 	// Ctrl-C must not wait out connect_timeout (up to 60 s) or io_timeout:
 	// cancelling the run expires this socket's deadlines at once.
@@ -437,30 +655,50 @@ func dialOnce(ctx context.Context, m sockMaker, c Client, cfg Config, port, bind
 	// cannot tell: the poller's deadline may fire before the context's own
 	// timer has cancelled it.)
 	boundFirst := false
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline, boundFirst = d, true
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline, boundFirst = dl, true
 	}
 	var cerr error
-	rc.Control(func(fd uintptr) { cerr = unix.Connect(int(fd), sa) })
+	rc.Control(func(fd uintptr) { cerr = unix.Connect(int(fd), &d.target) })
 	if cerr != nil && !errors.Is(cerr, unix.EINPROGRESS) {
 		return outcome{class: classify(cerr), err: fmt.Errorf("connect: %w", cerr)}
 	}
-	if cerr != nil {
-		f.SetWriteDeadline(deadline)
-		var soErr error
-		werr := rc.Write(func(fd uintptr) bool {
+	// One TCP_INFO read per check tells both whether the handshake is done
+	// and how many SYNs it took (right after the handshake only the SYN can
+	// have been retransmitted); SO_ERROR is read only when it failed. Through
+	// veth the handshake has usually completed within connect(2) itself, so
+	// the first check, before any wait, succeeds.
+	var soErr error
+	synRetrans := 0
+	check := func(fd uintptr) bool {
+		info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			soErr = err
+			return true
+		}
+		switch info.State {
+		case tcpSynSent:
+			return false // still in the handshake
+		case tcpClose:
 			v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
-			if err != nil {
+			switch {
+			case err != nil:
 				soErr = err
-				return true
-			}
-			if v != 0 {
+			case v != 0:
 				soErr = unix.Errno(v)
-				return true
+			default:
+				soErr = errClosedInHandshake
 			}
-			_, err = unix.Getpeername(int(fd))
-			return err == nil // ENOTCONN: still in the handshake
-		})
+			return true
+		}
+		synRetrans = int(info.Total_retrans)
+		return true
+	}
+	if cerr == nil {
+		rc.Control(func(fd uintptr) { check(fd) })
+	} else {
+		f.SetWriteDeadline(deadline)
+		werr := rc.Write(check)
 		if werr != nil {
 			if errors.Is(werr, os.ErrDeadlineExceeded) {
 				if boundFirst || ctx.Err() != nil && time.Now().Before(start.Add(cfg.ConnectTimeout)) {
@@ -470,18 +708,12 @@ func dialOnce(ctx context.Context, m sockMaker, c Client, cfg Config, port, bind
 			}
 			return outcome{class: Other, err: werr}
 		}
-		if soErr != nil {
-			return outcome{class: classify(soErr), err: fmt.Errorf("connect: %w", soErr)}
-		}
 	}
-	o := outcome{class: OK, connect: time.Since(start)}
-	rc.Control(func(fd uintptr) {
-		// Right after the handshake only the SYN can have been retransmitted.
-		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
-			o.synRetrans = int(info.Total_retrans)
-		}
-	})
-	o.requests, err = exchange(f, cfg)
+	if soErr != nil {
+		return outcome{class: classify(soErr), err: fmt.Errorf("connect: %w", soErr)}
+	}
+	o := outcome{class: OK, connect: time.Since(start), synRetrans: synRetrans}
+	o.requests, err = d.exchange(f)
 	if err != nil {
 		o.class = classify(err)
 		if o.class == Timeout {
@@ -498,10 +730,9 @@ var requestClose = []byte("GET / HTTP/1.1\r\nHost: twlab\r\nUser-Agent: twlab\r\
 // exchange sends the requests of one connection and ends it the way the
 // close mode says: in server mode it reads to EOF first, so that the server's
 // FIN is the first one and TIME_WAIT lands there.
-func exchange(f *os.File, cfg Config) (int, error) {
+func (d *dialer) exchange(f *os.File) (int, error) {
+	cfg := d.cfg
 	f.SetDeadline(time.Now().Add(cfg.IOTimeout))
-	buf := make([]byte, 0, 512)
-	rd := make([]byte, 512)
 	done := 0
 	for i := 1; i <= cfg.KeepaliveRequests; i++ {
 		req := request
@@ -511,8 +742,9 @@ func exchange(f *os.File, cfg Config) (int, error) {
 		if _, err := f.Write(req); err != nil {
 			return done, fmt.Errorf("write request: %w", err)
 		}
-		var err error
-		buf, err = readResponse(f, buf[:0], rd)
+		// Requests are not pipelined: nothing follows a response, so every
+		// read starts at the front of the chain's buffer.
+		_, err := readResponse(f, d.buf[:0], d.rd)
 		if err != nil {
 			if cfg.Close == CloseReset && i == cfg.KeepaliveRequests && isReset(err) {
 				return done + 1, nil
@@ -525,7 +757,7 @@ func exchange(f *os.File, cfg Config) (int, error) {
 	case CloseServer, CloseReset:
 		// Wait for the server's FIN (or RST) before closing.
 		for {
-			_, err := f.Read(rd)
+			_, err := f.Read(d.rd)
 			if err != nil {
 				if errors.Is(err, io.EOF) || isReset(err) {
 					return done, nil
@@ -558,7 +790,9 @@ func readResponse(f *os.File, buf, rd []byte) ([]byte, error) {
 }
 
 func contentLength(head []byte) int {
-	for _, line := range bytes.Split(head, []byte("\r\n")) {
+	for len(head) > 0 {
+		var line []byte
+		line, head, _ = bytes.Cut(head, []byte("\r\n"))
 		k, v, ok := bytes.Cut(line, []byte(":"))
 		if ok && bytes.EqualFold(bytes.TrimSpace(k), []byte("content-length")) {
 			n, err := strconv.Atoi(string(bytes.TrimSpace(v)))

@@ -27,6 +27,7 @@ type Node struct {
 	snmp     *os.File
 	sockstat *os.File
 	buf      []byte
+	keys     keyCache
 	mu       sync.Mutex
 }
 
@@ -91,7 +92,7 @@ func (n *Node) Counters() (map[string]int64, error) {
 		if err != nil {
 			return nil, fmt.Errorf("probe %s: read %s: %w", n.Name, f.Name(), err)
 		}
-		if err := ParseCounters(b, out); err != nil {
+		if err := parseCounters(b, out, &n.keys); err != nil {
 			return nil, fmt.Errorf("probe %s: parse %s: %w", n.Name, f.Name(), err)
 		}
 	}
@@ -112,6 +113,46 @@ func (n *Node) TimeWait() (int, error) {
 // ParseCounters parses the header/value line pairs of /proc/net/netstat and
 // /proc/net/snmp into out.
 func ParseCounters(b []byte, out map[string]int64) error {
+	return parseCounters(b, out, nil)
+}
+
+// keyCache keeps the "Group.Field" keys of the header lines a node has
+// parsed before: the headers of a namespace never change, and building ~300
+// key strings was most of the cost of reading a node's counters.
+type keyCache struct {
+	hdrs []cachedHeader
+}
+
+type cachedHeader struct {
+	line []byte
+	keys []string
+}
+
+// keysOf returns the keys of header line hdr; kc may be nil (no cache).
+func (kc *keyCache) keysOf(hdr []byte) ([]string, error) {
+	if kc != nil {
+		for _, h := range kc.hdrs {
+			if bytes.Equal(h.line, hdr) {
+				return h.keys, nil
+			}
+		}
+	}
+	g, rest, ok := bytes.Cut(hdr, []byte(": "))
+	if !ok {
+		return nil, fmt.Errorf("header line without group: %.40q", hdr)
+	}
+	group := string(g)
+	keys := make([]string, 0, bytes.Count(rest, []byte(" "))+1)
+	for _, nm := range bytes.Fields(rest) {
+		keys = append(keys, group+"."+string(nm))
+	}
+	if kc != nil && len(kc.hdrs) < 64 {
+		kc.hdrs = append(kc.hdrs, cachedHeader{line: bytes.Clone(hdr), keys: keys})
+	}
+	return keys, nil
+}
+
+func parseCounters(b []byte, out map[string]int64, kc *keyCache) error {
 	var hdr []byte
 	for len(b) > 0 {
 		line := b
@@ -127,7 +168,7 @@ func ParseCounters(b []byte, out map[string]int64) error {
 			hdr = line
 			continue
 		}
-		if err := parsePair(hdr, line, out); err != nil {
+		if err := parsePair(hdr, line, out, kc); err != nil {
 			return err
 		}
 		hdr = nil
@@ -138,29 +179,41 @@ func ParseCounters(b []byte, out map[string]int64) error {
 	return nil
 }
 
-func parsePair(hdr, vals []byte, out map[string]int64) error {
-	hg, hrest, ok1 := bytes.Cut(hdr, []byte(": "))
+func parsePair(hdr, vals []byte, out map[string]int64, kc *keyCache) error {
+	hg, _, ok1 := bytes.Cut(hdr, []byte(": "))
 	vg, vrest, ok2 := bytes.Cut(vals, []byte(": "))
 	if !ok1 || !ok2 || !bytes.Equal(hg, vg) {
 		return fmt.Errorf("mismatched lines %.20q / %.20q", hdr, vals)
 	}
-	names := bytes.Fields(hrest)
-	nums := bytes.Fields(vrest)
-	if len(names) != len(nums) {
-		return fmt.Errorf("%s: %d names but %d values", hg, len(names), len(nums))
+	keys, err := kc.keysOf(hdr)
+	if err != nil {
+		return err
 	}
-	group := string(hg)
-	for i, nm := range names {
-		v, err := strconv.ParseInt(string(nums[i]), 10, 64)
+	i := 0
+	for vrest = bytes.TrimLeft(vrest, " "); len(vrest) > 0; vrest = bytes.TrimLeft(vrest, " ") {
+		num := vrest
+		if j := bytes.IndexByte(vrest, ' '); j >= 0 {
+			num, vrest = vrest[:j], vrest[j+1:]
+		} else {
+			vrest = nil
+		}
+		if i >= len(keys) {
+			return fmt.Errorf("%s: %d names but more values", hg, len(keys))
+		}
+		v, err := strconv.ParseInt(string(num), 10, 64)
 		if err != nil {
 			// Some fields are unsigned 64-bit and may exceed int64.
-			u, uerr := strconv.ParseUint(string(nums[i]), 10, 64)
+			u, uerr := strconv.ParseUint(string(num), 10, 64)
 			if uerr != nil {
-				return fmt.Errorf("%s.%s: %w", group, nm, err)
+				return fmt.Errorf("%s: %w", keys[i], err)
 			}
 			v = int64(u)
 		}
-		out[group+"."+string(nm)] = v
+		out[keys[i]] = v
+		i++
+	}
+	if i != len(keys) {
+		return fmt.Errorf("%s: %d names but %d values", hg, len(keys), i)
 	}
 	return nil
 }
@@ -178,10 +231,13 @@ func ParseSockstatTW(b []byte) (int, error) {
 		if !ok {
 			continue
 		}
-		f := bytes.Fields(rest)
-		for i := 0; i+1 < len(f); i += 2 {
-			if string(f[i]) == "tw" {
-				return strconv.Atoi(string(f[i+1]))
+		// "inuse 1 orphan 0 tw 17 alloc 2 mem 0": name value pairs.
+		for len(rest) > 0 {
+			var name, val []byte
+			name, rest, _ = bytes.Cut(bytes.TrimLeft(rest, " "), []byte(" "))
+			val, rest, _ = bytes.Cut(bytes.TrimLeft(rest, " "), []byte(" "))
+			if string(name) == "tw" {
+				return strconv.Atoi(string(val))
 			}
 		}
 	}

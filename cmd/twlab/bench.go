@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twlab/twlab/lab/bench"
+	"github.com/twlab/twlab/lab/runner"
+)
+
+func cmdBench(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("twlab bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print the results as a JSON list instead of the table")
+	repeat := fs.Int("repeat", 3, "measure every figure `N` times and report the median")
+	dur := fs.Duration("duration", 5*time.Second, "length of one load measurement (whole seconds, as wrk takes them)")
+	conc := fs.Int("concurrency", 8, "concurrent connections of twlab's generator and of wrk (-c)")
+	wrkThreads := fs.String("wrk-threads", "1,2", "wrk's threads (-t), a `LIST`: each is a reference line of its own")
+	cpuprof := fs.String("cpuprofile", "", "profile twlab's side of the first repeat of each bench into `PREFIX`-<bench>.pprof")
+	var verbose countFlag
+	fs.Var(&verbose, "v", "log lab details to stderr")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: twlab bench [flags] [%s|all]...\n\n", joinBar(bench.Benches))
+		fmt.Fprintln(stderr, "Measures twlab against reference tools on this machine: load (vs wrk, Debian package wrk),")
+		fmt.Fprintln(stderr, "lab (build+teardown vs an ip/nft script: iproute2, nftables), probe (10 Hz sampling overhead),")
+		fmt.Fprintln(stderr, "memory (peak RSS of a 64-client run). Exit 0: every goal met; 1: a goal missed.")
+		fmt.Fprintln(stderr, "\nFlags:")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	var names []string
+	for _, p := range pos {
+		switch {
+		case p == "all":
+			names = append(names, bench.Benches...)
+		case slices.Contains(bench.Benches, p):
+			names = append(names, p)
+		default:
+			fmt.Fprintf(stderr, "twlab bench: unknown bench %q: want %s or all\n", p, joinBar(bench.Benches))
+			return exitUsage
+		}
+	}
+	if len(names) == 0 {
+		names = bench.Benches
+	}
+	names = slices.Compact(names)
+	var threads []int
+	for _, f := range strings.Split(*wrkThreads, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > *conc {
+			threads = nil
+			break
+		}
+		threads = append(threads, n)
+	}
+	if *repeat < 1 || *dur < time.Second || *conc < 1 || *conc > 64 || len(threads) == 0 {
+		fmt.Fprintln(stderr, "twlab bench: want --repeat >= 1, --duration >= 1s, --concurrency 1..64 and --wrk-threads a list of 1..concurrency")
+		return exitUsage
+	}
+	if err := runner.CheckEnv(); err != nil {
+		fmt.Fprintln(stderr, "twlab:", err)
+		return exitEnv
+	}
+	if err := bench.CheckTools(names); err != nil {
+		fmt.Fprintln(stderr, "twlab bench:", err)
+		return exitEnv
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer cancel()
+	self, _ := os.Executable()
+	fmt.Fprintf(stderr, "twlab bench: %v, %d repeats, medians (other load on this machine shows up as noise)\n", names, *repeat)
+	rs, err := bench.Run(ctx, names, bench.Options{Repeat: *repeat, Duration: *dur, Concurrency: *conc,
+		WrkThreads: threads, CPUProfile: *cpuprof, Self: self, Log: newLogger(stderr, int(verbose)), Progress: stderr})
+	if *asJSON {
+		if rs == nil {
+			rs = []bench.Result{}
+		}
+		b, _ := json.MarshalIndent(rs, "", "  ")
+		fmt.Fprintln(stdout, string(b))
+	} else if len(rs) > 0 {
+		fmt.Fprintln(stdout)
+		bench.Table(stdout, rs)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "twlab bench:", err)
+		if ctx.Err() != nil {
+			return exitStopped
+		}
+		return exitFailed
+	}
+	for _, r := range rs {
+		if !r.Met {
+			return exitFailed
+		}
+	}
+	return exitOK
+}
+
+func joinBar(s []string) string { return strings.Join(s, "|") }

@@ -1,0 +1,190 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twlab/twlab/lab/internal/roottest"
+	"github.com/twlab/twlab/lab/netnsutil"
+	"github.com/twlab/twlab/lab/topo"
+	"github.com/vishvananda/netns"
+)
+
+const wrkOut = `Running 5s test @ http://198.18.1.2:8080/
+  1 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   345.12us  101.23us   5.01ms   91.00%
+    Req/Sec    17.61k     1.02k   19.20k    70.00%
+  87575 requests in 5.00s, 8.10MB read
+  Socket errors: connect 0, read 3, write 0, timeout 0
+  Non-2xx or 3xx responses: 2
+Requests/sec:  17514.59
+Transfer/sec:      1.62MB
+`
+
+func TestParseWrk(t *testing.T) {
+	r, err := parseWrk(wrkOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Requests != 87575 || r.Seconds != 5 || r.PerSecond != 17514.59 || r.Non2xx != 2 || r.SockErrors != "connect 0, read 3, write 0, timeout 0" {
+		t.Errorf("%+v", r)
+	}
+	r, err = parseWrk(strings.Replace(wrkOut, "in 5.00s", "in 1.50m", 1))
+	if err != nil || r.Seconds != 90 {
+		t.Errorf("minutes: %+v %v", r, err)
+	}
+	if _, err := parseWrk("unable to connect to 198.18.1.2:8080 Connection refused\n"); err == nil {
+		t.Error("no figures: no error")
+	}
+}
+
+func TestWrkArgs(t *testing.T) {
+	got := strings.Join(wrkArgs(Options{Concurrency: 8, Duration: 5 * time.Second}, 1), " ")
+	if got != "-t1 -c8 -d5s -H Connection: close http://198.18.1.2:8080/" {
+		t.Errorf("wrk %s", got)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{{[]float64{3, 1, 2}, 2}, {[]float64{4, 1, 3, 2}, 2.5}, {[]float64{7}, 7}} {
+		if got := median(c.in); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+func TestTableAndJSON(t *testing.T) {
+	rs := []Result{
+		{Name: "load", Unit: "conn/s", Twlab: 31000, Reference: ptr(27000), RefTool: "wrk -t1 -c8", Ratio: ptr(1.148), Goal: "ratio >= 1", Met: true, Note: "n"},
+		{Name: "memory-64", Unit: "MiB", Twlab: 40.7, Goal: "< 200 MiB", Met: true},
+	}
+	var b bytes.Buffer
+	Table(&b, rs)
+	for _, want := range []string{"name", "ratio", "31000", "27000 (wrk -t1 -c8)", "1.15", "40.7", "load: n"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+	j, _ := json.Marshal(rs)
+	var back []map[string]any
+	if err := json.Unmarshal(j, &back); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"name", "unit", "twlab", "reference", "ratio", "goal", "met"} {
+		if _, ok := back[1][k]; !ok {
+			t.Errorf("JSON object lacks %q: %s", k, j)
+		}
+	}
+	if back[1]["reference"] != nil || back[1]["ratio"] != nil {
+		t.Errorf("no reference: want null reference and ratio: %s", j)
+	}
+}
+
+func TestMissingTool(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	err := CheckTools([]string{"load", "lab", "probe"})
+	if err == nil {
+		t.Fatal("no error with an empty PATH")
+	}
+	for _, want := range []string{"apt-get install wrk", "apt-get install iproute2", "apt-get install nftables"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q lacks %q", err, want)
+		}
+	}
+	if err := CheckTools([]string{"probe", "memory"}); err != nil {
+		t.Errorf("probe and memory need no tool: %v", err)
+	}
+}
+
+func TestRefScriptSyntax(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	if out, err := exec.Command("bash", "-n", "-c", RefScript).CombinedOutput(); err != nil {
+		t.Fatalf("bash -n: %v: %s", err, out)
+	}
+}
+
+// TestRefScriptBuildsTheLab: the reference builds what twlab builds — a
+// client reaches the server through the box and the server sees the SNAT
+// address — and its teardown leaves nothing behind.
+func TestRefScriptBuildsTheLab(t *testing.T) {
+	roottest.Skip(t)
+	if err := CheckTools([]string{"lab"}); err != nil {
+		t.Skip(err)
+	}
+	if err := netnsutil.EnsureNetnsDir(); err != nil {
+		t.Fatal(err)
+	}
+	id := roottest.RunID(t)
+	ctx := context.Background()
+	defer runScript(ctx, "teardown", id, 2)
+	if err := runScript(ctx, "build", id, 2); err != nil {
+		t.Fatal(err)
+	}
+	open := func(node string) netns.NsHandle {
+		h, err := netns.GetFromName(topo.NSName(id, node))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		return h
+	}
+	var ln net.Listener
+	if err := netnsutil.Do(open("server"), func() (err error) {
+		ln, err = net.Listen("tcp4", topo.ServerAddr.String()+":9")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.Write([]byte(c.RemoteAddr().String()))
+			c.Close()
+		}
+	}()
+	var got string
+	if err := netnsutil.Do(open("c2"), func() error {
+		c, err := net.DialTimeout("tcp4", topo.ServerAddr.String()+":9", 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		b := make([]byte, 64)
+		n, _ := c.Read(b)
+		got = string(b[:n])
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if host, _, _ := net.SplitHostPort(got); host != topo.LVSBack.String() {
+		t.Errorf("server saw %q, want the SNAT address %s", got, topo.LVSBack)
+	}
+	ln.Close()
+	if err := runScript(ctx, "teardown", id, 2); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := topo.ListNamespaces()
+	for _, n := range names {
+		if strings.Contains(n, "-"+id+"-") {
+			t.Errorf("%s left behind", n)
+		}
+	}
+	if _, err := os.Stat(fmt.Sprintf("/run/netns/twlab-%s-lvs", id)); err == nil {
+		t.Error("lvs namespace file left behind")
+	}
+}
