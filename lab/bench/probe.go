@@ -8,7 +8,7 @@ import (
 	"github.com/twlab/twlab/lab/load"
 	"github.com/twlab/twlab/lab/nat"
 	"github.com/twlab/twlab/lab/probe"
-	"github.com/twlab/twlab/lab/result"
+	"github.com/twlab/twlab/lab/runner"
 )
 
 // ProbeClients is the lab size of the probe bench: every node's TIME_WAIT
@@ -51,39 +51,7 @@ func (l *loadLab) openSampling(live *load.Live) (*sampling, error) {
 		s.close()
 		return nil, err
 	}
-	s.srcs = []probe.Source{
-		func() ([]probe.Value, error) {
-			return []probe.Value{
-				{Series: result.SeriesAttempts, Node: "clients", V: live.Attempts.Load()},
-				{Series: result.SeriesOK, Node: "clients", V: live.OK.Load()},
-				{Series: result.SeriesFailed, Node: "clients", V: live.Failed.Load()},
-			}, nil
-		},
-		func() ([]probe.Value, error) {
-			c, err := nat.ReadSYNCounters(srvNS)
-			if err != nil {
-				return nil, err
-			}
-			d := func(k string) int64 { return int64(c[k] - synBefore[k]) }
-			return []probe.Value{
-				{Series: result.SeriesSYNIn, Node: "server", V: d(nat.CounterSYNIn)},
-				{Series: result.SeriesSYNACKOut, Node: "server", V: d(nat.CounterSYNACKOut)},
-				{Series: result.SeriesRSTIn, Node: "server", V: d(nat.CounterRSTIn)},
-				{Series: result.SeriesRSTOut, Node: "server", V: d(nat.CounterRSTOut)},
-			}, nil
-		},
-		func() ([]probe.Value, error) {
-			c, err := srvProbe.Counters()
-			if err != nil {
-				return nil, err
-			}
-			var paws int64
-			for _, f := range result.PAWSFields {
-				paws += c[f] - base[f]
-			}
-			return []probe.Value{{Series: result.SeriesPAWS, Node: "server", V: paws}}, nil
-		},
-	}
+	s.srcs = runner.SeriesSources(live, srvNS, synBefore, srvProbe, base)
 	return s, nil
 }
 

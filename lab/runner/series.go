@@ -12,6 +12,7 @@ import (
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/scenario"
 	"github.com/twlab/twlab/lab/topo"
+	"github.com/vishvananda/netns"
 )
 
 // maxClientSeries bounds timeseries.csv: per-client TIME_WAIT series are
@@ -32,10 +33,21 @@ func timeseriesFile(plan *scenario.Plan) *result.TimeseriesFile {
 		IntervalMS: int(sampleEvery / time.Millisecond), MaxPoints: most, MaxClientSeries: maxClientSeries}
 }
 
-// seriesSources are read by the sampler at every tick besides TIME_WAIT:
-// the load's outcome counters, the server's nftables SYN/RST counters and
-// its PAWS counters, each as a count since the values in before.
+// seriesSources are read by the sampler at every tick besides TIME_WAIT.
 func (cr *cellRun) seriesSources(live *load.Live, synBefore map[string]uint64, before map[string]map[string]int64) []probe.Source {
+	for _, p := range cr.prbs {
+		if p.Name == cr.lab.Server.Name {
+			return SeriesSources(live, cr.lab.Server.NS, synBefore, p, before[p.Name])
+		}
+	}
+	return SeriesSources(live, cr.lab.Server.NS, synBefore, nil, nil)
+}
+
+// SeriesSources are the readings taken at every sampling tick besides
+// TIME_WAIT: the load's outcome counters, the server's nftables SYN/RST
+// counters and its PAWS counters, each as a count since the given baseline.
+// Exported so that `twlab bench probe` measures exactly what a run samples.
+func SeriesSources(live *load.Live, serverNS netns.NsHandle, synBefore map[string]uint64, server *probe.Node, serverBefore map[string]int64) []probe.Source {
 	srcs := []probe.Source{func() ([]probe.Value, error) {
 		return []probe.Value{
 			{Series: result.SeriesAttempts, Node: "clients", V: live.Attempts.Load()},
@@ -43,9 +55,8 @@ func (cr *cellRun) seriesSources(live *load.Live, synBefore map[string]uint64, b
 			{Series: result.SeriesFailed, Node: "clients", V: live.Failed.Load()},
 		}, nil
 	}}
-	srvNS := cr.lab.Server.NS
 	srcs = append(srcs, func() ([]probe.Value, error) {
-		c, err := nat.ReadSYNCounters(srvNS)
+		c, err := nat.ReadSYNCounters(serverNS)
 		if err != nil {
 			return nil, err
 		}
@@ -57,19 +68,15 @@ func (cr *cellRun) seriesSources(live *load.Live, synBefore map[string]uint64, b
 			{Series: result.SeriesRSTOut, Node: "server", V: d(nat.CounterRSTOut)},
 		}, nil
 	})
-	for _, p := range cr.prbs {
-		if p.Name != cr.lab.Server.Name {
-			continue
-		}
-		p, base := p, before[p.Name]
+	if server != nil {
 		srcs = append(srcs, func() ([]probe.Value, error) {
-			c, err := p.Counters()
+			c, err := server.Counters()
 			if err != nil {
 				return nil, err
 			}
 			var paws int64
 			for _, f := range result.PAWSFields {
-				paws += c[f] - base[f]
+				paws += c[f] - serverBefore[f]
 			}
 			return []probe.Value{{Series: result.SeriesPAWS, Node: "server", V: paws}}, nil
 		})
