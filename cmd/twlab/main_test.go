@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/twlab/twlab/lab/vm"
 	"github.com/twlab/twlab/scenarios"
 )
 
@@ -168,5 +170,50 @@ func TestShow(t *testing.T) {
 	}
 	if code, _, errs = twlab(t, "show", "nope"); code != exitUsage || !strings.Contains(errs, "no shipped scenario") {
 		t.Errorf("show unknown: code %d, stderr %q", code, errs)
+	}
+}
+
+// TestReadmeBuildsAreStatic runs every way of building twlab that the
+// README's quick start names and checks that `twlab vm` can use the result
+// as a guest's /init. The user's shell has no CGO_ENABLED=0 (make test
+// exports it), so it is removed from the environment first.
+func TestReadmeBuildsAreStatic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds twlab several times; skipped with -short")
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quick := string(readme)
+	quick = quick[strings.Index(quick, "## Quick start"):]
+	quick = quick[:strings.Index(quick, "\n```\n\n")]
+	re := regexp.MustCompile(`(?:CGO_ENABLED=\S+ )?go build [^#\n]*|make build`)
+	cmds := re.FindAllString(quick, -1)
+	if len(cmds) < 2 {
+		t.Fatalf("the quick start names %d build commands (%q); want make build and a go build", len(cmds), cmds)
+	}
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "CGO_ENABLED=") {
+			env = append(env, e)
+		}
+	}
+	for _, c := range cmds {
+		bin := filepath.Join(t.TempDir(), "twlab")
+		c = strings.TrimSpace(c)
+		line := strings.Replace(c, "-o bin/twlab", "-o "+bin, 1)
+		if c == "make build" {
+			line = "make build BIN=" + bin
+		}
+		cmd := exec.Command("sh", "-c", line)
+		cmd.Dir, cmd.Env = "../..", env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s: %v\n%s", c, err, out)
+			continue
+		}
+		if err := vm.CheckStatic(bin); err != nil {
+			t.Errorf("the README's %q: %v", c, err)
+		}
 	}
 }

@@ -23,17 +23,26 @@ const vmUsage = `Usage:
 
 K is a bzImage/vmlinuz path (add --modules DIR for a modular kernel) or
 debian:VERSION (e.g. debian:6.1, debian:6.12): the linux-image package is
-fetched with apt into ` + "/var/cache/twlab" + ` and extracted, never installed.
+fetched with apt into the cache (--cache, $TWLAB_CACHE, default ` + vm.DefaultCacheDir + `)
+and extracted, never installed. $TWLAB_SEED may name a read-only folder of
+.deb files looked at before downloading.
 
 vm flags:
 `
 
 func cmdVM(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "kernels" {
+		kfs := flag.NewFlagSet("twlab vm kernels", flag.ContinueOnError)
+		kfs.SetOutput(stderr)
+		kfs.StringVar(&vm.CacheDir, "cache", vm.CacheDir, "kernel cache `DIR`")
+		if err := kfs.Parse(args[1:]); err != nil {
+			return exitUsage
+		}
 		return cmdVMKernels(stdout, stderr)
 	}
 	fs := flag.NewFlagSet("twlab vm", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.StringVar(&vm.CacheDir, "cache", vm.CacheDir, "kernel cache `DIR` (downloaded packages, extracted kernels, unpacked images); created when missing")
 	var kernels multiFlag
 	fs.Var(&kernels, "kernel", "a kernel to boot: a bzImage path or debian:VERSION (repeatable)")
 	modules := fs.String("modules", "", "the /lib/modules/RELEASE `DIR` of a modular kernel given by path")
@@ -77,7 +86,7 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(stderr, "twlab vm fetches kernels into /var/cache/twlab and runs QEMU: run it with sudo")
+		fmt.Fprintf(stderr, "twlab vm fetches kernels into %s and runs QEMU: run it with sudo\n", vm.CacheDir)
 		return exitEnv
 	}
 	ctx, cancel := signalContext(stderr, "stopping the VM")

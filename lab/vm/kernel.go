@@ -21,8 +21,25 @@ import (
 	"strings"
 )
 
-// CacheDir holds downloaded packages and extracted kernels.
-var CacheDir = "/var/cache/twlab"
+// DefaultCacheDir is where kernels are cached unless TWLAB_CACHE (or
+// `twlab vm --cache`) says otherwise.
+const DefaultCacheDir = "/var/cache/twlab"
+
+// CacheDir holds downloaded packages, extracted kernels and unpacked images.
+// Every path below it is created on first use: a new machine starts empty.
+var CacheDir = envOr("TWLAB_CACHE", DefaultCacheDir)
+
+// SeedDir, when set (TWLAB_SEED), is a read-only folder of Debian kernel
+// packages (*.deb) looked at before apt-get download: a CI system may keep
+// downloads there across runs while its cache starts empty every time.
+var SeedDir = os.Getenv("TWLAB_SEED")
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
 
 // Kernel is a bootable kernel with its modules.
 type Kernel struct {
@@ -104,6 +121,9 @@ var (
 // resolveDebian picks the newest linux-image-VER…-amd64-unsigned package,
 // downloads it with apt (cached) and extracts it; nothing is installed.
 func resolveDebian(ctx context.Context, spec, ver string, log *slog.Logger) (*Kernel, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	var pkgs []string
 	switch {
 	case debExactRE.MatchString(ver):
@@ -182,10 +202,15 @@ func numRuns(s string) []int {
 
 func fetchDeb(ctx context.Context, pkg, dest string) error {
 	debs := filepath.Join(CacheDir, "debs")
-	if err := os.MkdirAll(debs, 0o755); err != nil {
-		return err
+	for _, d := range []string{debs, filepath.Dir(dest)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("kernel cache: %w", err)
+		}
 	}
 	matches, _ := filepath.Glob(filepath.Join(debs, pkg+"_*.deb"))
+	if len(matches) == 0 && SeedDir != "" {
+		matches, _ = filepath.Glob(filepath.Join(SeedDir, pkg+"_*.deb"))
+	}
 	if len(matches) == 0 {
 		cmd := exec.CommandContext(ctx, "apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", pkg)
 		cmd.Dir = debs
