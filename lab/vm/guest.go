@@ -72,6 +72,17 @@ func GuestMain() {
 		sendError(out, err.Error())
 		return
 	}
+	// Before anything reads randomness: a kernel without an entropy source
+	// would block getrandom (and crypto/rand) forever.
+	if seed, err := os.ReadFile(guestSeed); err != nil {
+		say("entropy: no seed: " + err.Error())
+	} else if err := creditEntropy("/dev/urandom", seed); err != nil {
+		say("entropy: " + err.Error())
+	}
+	if !randomReady() {
+		sendError(out, "the kernel's random pool is not initialised after crediting the host's seed: getrandom would block")
+		return
+	}
 	var args guestArgsDoc
 	b, err := os.ReadFile(guestArgs)
 	if err == nil {
@@ -196,48 +207,63 @@ func sendError(w io.Writer, msg string) {
 	}
 }
 
+// poweroff ends the VM. Power-off needs ACPI, which a minimal kernel may
+// lack ("reboot: System halted", and QEMU runs on); a restart works on every
+// kernel, and QEMU started with -no-reboot exits on it.
 func poweroff() {
 	unix.Sync()
+	unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	select {} // PID 1 must not exit
 }
 
 // ParseFrame extracts the run document from what the guest wrote.
 func ParseFrame(b []byte) ([]byte, error) {
+	doc, _, err := parseResult(b)
+	return doc, err
+}
+
+// parseResult looks for the guest's result in what has arrived so far.
+// final is true when nothing more is needed: a verified document, or a
+// complete error line. A frame still arriving is not final, and neither is
+// a damaged one (the rest of the stream cannot mend it, but the caller keeps
+// waiting for QEMU rather than guessing).
+func parseResult(b []byte) (doc []byte, final bool, err error) {
 	s := string(b)
 	if i := strings.Index(s, frameError+" "); i >= 0 && !strings.Contains(s, frameBegin) {
 		msg := s[i+len(frameError)+1:]
-		if j := strings.IndexByte(msg, '\n'); j >= 0 {
-			msg = msg[:j]
+		j := strings.IndexByte(msg, '\n')
+		if j < 0 {
+			return nil, false, errors.New("torn error message from the guest")
 		}
-		return nil, fmt.Errorf("guest: %s", strings.TrimSpace(msg))
+		return nil, true, fmt.Errorf("guest: %s", strings.TrimSpace(msg[:j]))
 	}
 	i := strings.Index(s, frameBegin+" ")
 	if i < 0 {
-		return nil, errors.New("no result from the guest (it did not finish; see console.log)")
+		return nil, false, errors.New("no result from the guest (it did not finish; see console.log)")
 	}
 	rest := s[i+len(frameBegin)+1:]
 	nl := strings.IndexByte(rest, '\n')
 	if nl < 0 {
-		return nil, errors.New("torn result header")
+		return nil, false, errors.New("torn result header")
 	}
 	var n int
 	var sumHex string
 	if _, err := fmt.Sscanf(rest[:nl], "%d %s", &n, &sumHex); err != nil {
-		return nil, fmt.Errorf("result header %q: %w", rest[:nl], err)
+		return nil, false, fmt.Errorf("result header %q: %w", rest[:nl], err)
 	}
 	body := rest[nl+1:]
 	end := strings.Index(body, frameEnd)
 	if end < 0 {
-		return nil, errors.New("torn result: no end marker")
+		return nil, false, errors.New("torn result: no end marker")
 	}
-	doc, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(body[:end]), ""))
+	doc, err = base64.StdEncoding.DecodeString(strings.Join(strings.Fields(body[:end]), ""))
 	if err != nil {
-		return nil, fmt.Errorf("result encoding: %w", err)
+		return nil, false, fmt.Errorf("result encoding: %w", err)
 	}
 	sum := sha256.Sum256(doc)
 	if len(doc) != n || hex.EncodeToString(sum[:]) != sumHex {
-		return nil, fmt.Errorf("result damaged: %d bytes (want %d), checksum mismatch", len(doc), n)
+		return nil, false, fmt.Errorf("result damaged: %d bytes (want %d), checksum mismatch", len(doc), n)
 	}
-	return doc, nil
+	return doc, true, nil
 }

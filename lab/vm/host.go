@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"debug/elf"
 	"encoding/json"
 	"errors"
@@ -133,39 +134,11 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	if err := result.MkdirAll(res.Dir); err != nil {
 		return fail(err)
 	}
-	var mods []Module
-	if k.ModulesDir != "" {
-		var err error
-		if mods, err = ResolveModules(k.ModulesDir, LabModules); err != nil {
-			return fail(err)
-		}
-	}
-	a := newArchive()
-	a.file("init", 0o755, bin)
-	a.file("twlab/scenario.yaml", 0o644, o.Source)
-	args := guestArgsDoc{File: o.ScenarioFile, Set: o.Set, Only: o.Only, Label: k.Label, Pcap: o.Pcap}
-	for _, m := range mods {
-		a.file("twlab/modules/"+m.Name+".ko", 0o644, m.Data)
-		args.Modules = append(args.Modules, m.Name)
-	}
-	ab, _ := json.Marshal(args)
-	a.file("twlab/args.json", 0o644, ab)
-	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "etc"} {
-		a.dir(d)
-	}
-	initrd, err := os.CreateTemp("", "twlab-initrd-*.cpio")
+	initrd, nmods, err := buildInitrd(o, k, bin)
 	if err != nil {
 		return fail(err)
 	}
-	defer os.Remove(initrd.Name())
-	bw := bufio.NewWriterSize(initrd, 1<<20)
-	if _, err := a.writeTo(bw); err != nil {
-		return fail(err)
-	}
-	if err := bw.Flush(); err != nil {
-		return fail(err)
-	}
-	initrd.Close()
+	defer os.Remove(initrd)
 	resultFile := filepath.Join(res.Dir, ".serial1")
 	os.Remove(resultFile)
 	defer os.Remove(resultFile)
@@ -181,73 +154,18 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	res.Accel = accel[1]
 	qargs := append([]string{"-M", "pc", "-m", fmt.Sprint(o.MemMB), "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot",
 		"-serial", "stdio", "-serial", "file:" + resultFile,
-		"-kernel", img, "-initrd", initrd.Name(),
+		"-kernel", img, "-initrd", initrd,
 		"-append", "console=ttyS0 panic=-1 loglevel=4 tsc=reliable rdinit=/init"}, accel...)
-	cctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	cmd := exec.CommandContext(cctx, "qemu-system-x86_64", qargs...)
-	cmd.WaitDelay = 2 * time.Second
 	console, err := os.Create(filepath.Join(res.Dir, "console.log"))
 	if err != nil {
 		return fail(err)
 	}
 	defer console.Close()
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, console
 	start := time.Now()
-	o.progress(k, fmt.Sprintf("booting (%s, %s, %d modules, %s)", res.Accel, res.Boot, len(mods), filepath.Base(k.Image)))
-	if err := cmd.Start(); err != nil {
-		return fail(fmt.Errorf("start qemu: %w", err))
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(console, line)
-			msg, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), consolePrefix)
-			if !ok {
-				if i := strings.Index(line, consolePrefix); i >= 0 {
-					msg, ok = line[i+len(consolePrefix):], true
-				}
-			}
-			if !ok {
-				continue
-			}
-			switch {
-			case msg == "init":
-				res.BootS = round2(time.Since(start).Seconds())
-				o.progress(k, fmt.Sprintf("booted in %.1fs", res.BootS))
-			case strings.HasPrefix(msg, "scenario done in "):
-				fmt.Sscanf(strings.TrimPrefix(msg, "scenario done in "), "%fs", &res.ScenarioS)
-			case strings.HasPrefix(msg, "cell "), strings.HasPrefix(msg, "error"), strings.HasPrefix(msg, "modules"):
-				o.progress(k, msg)
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	werr := cmd.Wait()
-	pw.Close()
-	wg.Wait()
+	o.progress(k, fmt.Sprintf("booting (%s, %s, %d modules, %s)", res.Accel, res.Boot, nmods, filepath.Base(k.Image)))
+	doc, err := boot(ctx, o, k, res, qargs, console, resultFile, start)
 	res.TotalS = round2(time.Since(start).Seconds())
-	if cctx.Err() == context.DeadlineExceeded {
-		return fail(fmt.Errorf("no result within %s; QEMU killed (console.log has the guest's console)", o.Timeout))
-	}
-	if ctx.Err() != nil {
-		return fail(errors.New("interrupted"))
-	}
-	raw, err := os.ReadFile(resultFile)
 	if err != nil {
-		return fail(fmt.Errorf("read result port: %w", err))
-	}
-	doc, err := ParseFrame(raw)
-	if err != nil {
-		if werr != nil {
-			err = fmt.Errorf("%w (qemu: %v)", err, werr)
-		}
 		return fail(err)
 	}
 	var run result.Run
@@ -260,6 +178,180 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	}
 	o.progress(k, fmt.Sprintf("done in %.1fs (boot %.1fs, scenario %.1fs): %s", res.TotalS, res.BootS, res.ScenarioS, run.Status))
 	return res
+}
+
+// buildInitrd writes the guest's initramfs to a temporary file: twlab as
+// /init, the scenario, the modules of a modular kernel, the arguments and a
+// seed for the guest's random pool.
+func buildInitrd(o Options, k *Kernel, bin []byte) (path string, nmods int, err error) {
+	var mods []Module
+	if k.ModulesDir != "" {
+		if mods, err = ResolveModules(k.ModulesDir, LabModules); err != nil {
+			return "", 0, err
+		}
+	}
+	seed := make([]byte, seedBytes)
+	if _, err := rand.Read(seed); err != nil {
+		return "", 0, fmt.Errorf("entropy seed for the guest: %w", err)
+	}
+	a := newArchive()
+	a.file("init", 0o755, bin)
+	a.file(strings.TrimPrefix(guestScenario, "/"), 0o644, o.Source)
+	a.file(strings.TrimPrefix(guestSeed, "/"), 0o600, seed)
+	args := guestArgsDoc{File: o.ScenarioFile, Set: o.Set, Only: o.Only, Label: k.Label, Pcap: o.Pcap}
+	for _, m := range mods {
+		a.file(strings.TrimPrefix(guestModules, "/")+"/"+m.Name+".ko", 0o644, m.Data)
+		args.Modules = append(args.Modules, m.Name)
+	}
+	ab, _ := json.Marshal(args)
+	a.file(strings.TrimPrefix(guestArgs, "/"), 0o644, ab)
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "etc"} {
+		a.dir(d)
+	}
+	f, err := os.CreateTemp("", "twlab-initrd-*.cpio")
+	if err != nil {
+		return "", 0, err
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	_, err = a.writeTo(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", 0, fmt.Errorf("initramfs: %w", err)
+	}
+	return f.Name(), len(mods), nil
+}
+
+// resultGrace is how long QEMU may take to exit by itself once the guest's
+// result is complete; then it is ended.
+const resultGrace = 3 * time.Second
+
+// boot runs QEMU until the guest's result is complete and verified, QEMU
+// exits, the per-kernel timeout passes or ctx ends. The result port is read
+// while QEMU runs: a guest that cannot power off (no ACPI) or hangs after
+// sending must not cost its result.
+func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string, console io.Writer, resultFile string, start time.Time) ([]byte, error) {
+	cmd := exec.Command("qemu-system-x86_64", qargs...)
+	cmd.WaitDelay = 2 * time.Second
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, console
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		readConsole(pr, console, o, k, res, start)
+	}()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.NewTimer(o.Timeout)
+	defer deadline.Stop()
+	poll := time.NewTicker(200 * time.Millisecond)
+	defer poll.Stop()
+	var (
+		doc     []byte
+		gotErr  error // a complete error frame from the guest
+		grace   <-chan time.Time
+		werr    error
+		reason  string
+		running = true
+	)
+	check := func() {
+		if doc != nil || gotErr != nil {
+			return
+		}
+		raw, err := os.ReadFile(resultFile)
+		if err != nil {
+			return
+		}
+		d, final, perr := parseResult(raw)
+		switch {
+		case d != nil:
+			doc = d
+		case final:
+			gotErr = perr
+		default:
+			return
+		}
+		grace = time.After(resultGrace)
+	}
+	for running {
+		select {
+		case werr = <-exited:
+			running = false
+		case <-poll.C:
+			check()
+		case <-grace:
+			cmd.Process.Kill()
+			werr, running = <-exited, false
+		case <-deadline.C:
+			reason = fmt.Sprintf("no result within %s; QEMU killed (console.log has the guest's console)", o.Timeout)
+			cmd.Process.Kill()
+			werr, running = <-exited, false
+		case <-ctx.Done():
+			reason = "interrupted"
+			cmd.Process.Kill()
+			werr, running = <-exited, false
+		}
+	}
+	pw.Close()
+	wg.Wait()
+	// What arrived last may complete the result even when QEMU was killed.
+	check()
+	switch {
+	case doc != nil:
+		return doc, nil
+	case gotErr != nil:
+		return nil, gotErr
+	case reason != "":
+		return nil, errors.New(reason)
+	}
+	raw, err := os.ReadFile(resultFile)
+	if err != nil {
+		return nil, fmt.Errorf("read result port: %w", err)
+	}
+	_, _, perr := parseResult(raw)
+	if werr != nil {
+		perr = fmt.Errorf("%w (qemu: %v)", perr, werr)
+	}
+	return nil, perr
+}
+
+// readConsole copies the guest's console to console.log and turns its
+// "twlab-guest:" lines into progress and timings.
+func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Result, start time.Time) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(console, line)
+		msg, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), consolePrefix)
+		if !ok {
+			if i := strings.Index(line, consolePrefix); i >= 0 {
+				msg, ok = line[i+len(consolePrefix):], true
+			}
+		}
+		if !ok {
+			continue
+		}
+		switch {
+		case msg == "init":
+			res.BootS = round2(time.Since(start).Seconds())
+			o.progress(k, fmt.Sprintf("booted in %.1fs", res.BootS))
+		case strings.HasPrefix(msg, "scenario done in "):
+			fmt.Sscanf(strings.TrimPrefix(msg, "scenario done in "), "%fs", &res.ScenarioS)
+		case strings.HasPrefix(msg, "cell "), strings.HasPrefix(msg, "error"), strings.HasPrefix(msg, "modules"), strings.HasPrefix(msg, "entropy"):
+			o.progress(k, msg)
+		}
+	}
+	io.Copy(io.Discard, r)
 }
 
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
