@@ -21,10 +21,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Do runs f on an OS thread that has entered ns and waits for it. f must not
-// start goroutines that expect to stay in ns: new goroutines may run on any
-// thread. Files and sockets opened inside f keep ns for their whole life.
-func Do(ns netns.NsHandle, f func() error) error {
+// setNS is netns.Set; tests replace it to make switching back fail.
+var setNS = netns.Set
+
+// onThread is the one copy of the namespace switch. On a fresh goroutine
+// locked to its OS thread it saves the thread's namespace, runs enter (which
+// moves the thread: setns or unshare), runs f, and switches the thread back.
+// If switching back fails, the goroutine exits still locked, so the runtime
+// throws the thread away instead of reusing a thread that sits in a lab
+// namespace. With reuse false the thread is thrown away in any case: a thread
+// that has looked at /proc/thread-self/net must never look again from
+// another namespace (see DoFresh).
+func onThread(enter, f func() error, reuse bool) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -35,22 +43,46 @@ func Do(ns netns.NsHandle, f func() error) error {
 			return
 		}
 		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			// The thread is unchanged; it may go back to the pool.
+		// enter may fail half-way (unshare done, bind mount failed), so the
+		// switch back is tried whatever it returned.
+		err = safeCall(enter)
+		if err == nil && f != nil {
+			err = safeCall(f)
+		}
+		if serr := setNS(orig); serr != nil {
+			errc <- errors.Join(err, fmt.Errorf("leave netns (thread discarded): %w", serr))
+			return // still locked: the thread dies with this goroutine
+		}
+		if reuse {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
 		}
-		ferr := safeCall(f)
-		if err := netns.Set(orig); err != nil {
-			// Keep the thread locked: it dies with this goroutine.
-			errc <- fmt.Errorf("leave netns (thread discarded): %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
+		errc <- err
 	}()
 	return <-errc
+}
+
+// Do runs f on an OS thread that has entered ns and waits for it. f must not
+// start goroutines that expect to stay in ns: new goroutines may run on any
+// thread. Files and sockets opened inside f keep ns for their whole life.
+func Do(ns netns.NsHandle, f func() error) error {
+	return onThread(func() error { return enterErr(setNS(ns)) }, f, true)
+}
+
+// DoFresh is Do on a thread that is thrown away afterwards. Before about
+// Linux 4.18 the entries under /proc/<tid>/net are cached per thread across
+// setns(2): a thread that opened /proc/thread-self/net/… in one namespace
+// reads the same namespace's files after entering another. As long as every
+// look at /proc/thread-self/net happens in DoFresh, no live thread carries
+// such a cache.
+func DoFresh(ns netns.NsHandle, f func() error) error {
+	return onThread(func() error { return enterErr(setNS(ns)) }, f, false)
+}
+
+func enterErr(err error) error {
+	if err != nil {
+		return fmt.Errorf("enter netns: %w", err)
+	}
+	return nil
 }
 
 // safeCall turns a panic in f into an error so that the namespace switch back
@@ -68,8 +100,9 @@ func safeCall(f func() error) (err error) {
 // functions. It amortises the thread switch for callers that enter the same
 // namespace many times per second, such as the load generator's socket maker.
 type Thread struct {
-	work chan func()
-	done chan struct{}
+	work      chan func()
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 // NewThread starts a pinned goroutine in ns. Close stops it.
@@ -78,27 +111,19 @@ func NewThread(ns netns.NsHandle) (*Thread, error) {
 	ready := make(chan error, 1)
 	go func() {
 		defer close(t.done)
-		runtime.LockOSThread()
-		orig, err := netns.Get()
+		err := onThread(func() error { return enterErr(setNS(ns)) }, func() error {
+			ready <- nil
+			for f := range t.work {
+				f()
+			}
+			return nil
+		}, true)
 		if err != nil {
-			runtime.UnlockOSThread()
-			ready <- fmt.Errorf("get current netns: %w", err)
-			return
+			select {
+			case ready <- err: // entering failed: NewThread is still waiting
+			default:
+			}
 		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			ready <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
-		ready <- nil
-		for f := range t.work {
-			f()
-		}
-		if err := netns.Set(orig); err != nil {
-			return // stay locked: the thread is discarded
-		}
-		runtime.UnlockOSThread()
 	}()
 	if err := <-ready; err != nil {
 		return nil, err
@@ -113,9 +138,9 @@ func (t *Thread) Run(f func() error) error {
 	return <-errc
 }
 
-// Close stops the thread; it is safe to call once.
+// Close stops the thread and waits for it; calling it again does nothing.
 func (t *Thread) Close() {
-	close(t.work)
+	t.closeOnce.Do(func() { close(t.work) })
 	<-t.done
 }
 
@@ -126,37 +151,22 @@ func NewNamed(name string) (netns.NsHandle, error) {
 	if err := EnsureNetnsDir(); err != nil {
 		return netns.None(), err
 	}
-	type res struct {
-		h   netns.NsHandle
-		err error
+	h := netns.None()
+	err := onThread(func() error {
+		var err error
+		h, err = netns.NewNamed(name) // unshares this thread, then bind-mounts
+		if err != nil {
+			return fmt.Errorf("create netns %s: %w", name, err)
+		}
+		return nil
+	}, nil, true)
+	if err != nil {
+		if h.IsOpen() {
+			h.Close()
+		}
+		return netns.None(), err
 	}
-	rc := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			rc <- res{netns.None(), fmt.Errorf("get current netns: %w", err)}
-			return
-		}
-		defer orig.Close()
-		h, err := netns.NewNamed(name) // unshares this thread, then bind-mounts
-		if serr := netns.Set(orig); serr != nil {
-			if err == nil {
-				h.Close()
-			}
-			rc <- res{netns.None(), fmt.Errorf("leave new netns %s (thread discarded): %w", name, serr)}
-			return
-		}
-		runtime.UnlockOSThread()
-		if err != nil {
-			rc <- res{netns.None(), fmt.Errorf("create netns %s: %w", name, err)}
-			return
-		}
-		rc <- res{h, nil}
-	}()
-	r := <-rc
-	return r.h, r.err
+	return h, nil
 }
 
 // Exec replaces the process with argv running inside the named namespace,
