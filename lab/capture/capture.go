@@ -2,10 +2,16 @@
 // teacher can open the exact SYN that was rejected in Wireshark.
 //
 // An AF_PACKET socket is opened inside the link's namespace and bound to the
-// link; it sees packets in both directions. Frames are cut to a snap length
-// and the file stops growing at a packet and byte limit, so a long cell can
-// never fill a disk. The file is written to a temporary name and renamed when
-// the capture stops.
+// link; it sees packets in both directions. It is created with protocol 0,
+// which receives nothing, and only bind() names ETH_P_ALL together with the
+// link: a socket created for ETH_P_ALL would queue frames of every interface
+// of the namespace between socket() and bind(). Frames carry the kernel's
+// receive timestamp (SO_TIMESTAMPNS), not the time user space got to them,
+// and the kernel's drop count (PACKET_STATISTICS) is read when the capture
+// stops, so a capture that lost frames says so. Frames are cut to a snap
+// length and the file stops growing at a packet and byte limit, so a long
+// cell can never fill a disk. The file is written to a temporary name and
+// renamed when the capture stops.
 package capture
 
 import (
@@ -18,6 +24,7 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/twlab/twlab/lab/netnsutil"
 	"github.com/vishvananda/netns"
@@ -41,6 +48,10 @@ type Stats struct {
 	Packets   int    `json:"packets"`
 	Bytes     int64  `json:"bytes"`
 	Truncated bool   `json:"truncated"` // a limit was reached; later frames were not written
+	// KernelDrops are frames the kernel could not queue to the capture
+	// (PACKET_STATISTICS): they are in no file, and a count that should be
+	// exact is not.
+	KernelDrops uint64 `json:"kernel_drops"`
 }
 
 // Capture is a running capture.
@@ -55,6 +66,9 @@ type Capture struct {
 	once  sync.Once
 	err   error
 	start time.Time
+	// userTimes counts frames that came without a kernel timestamp and got
+	// the time they were read instead (none expected).
+	userTimes int
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -70,14 +84,21 @@ func Start(ns netns.NsHandle, link, path string, lim Limits) (*Capture, error) {
 		if err != nil {
 			return fmt.Errorf("find %s: %w", link, err)
 		}
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		// Protocol 0: nothing is queued until bind names the link.
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("packet socket: %w", err)
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("packet socket: kernel timestamps: %w", err)
 		}
 		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
 			unix.Close(fd)
 			return fmt.Errorf("bind packet socket to %s: %w", link, err)
 		}
+		// Reset the kernel's counters: only drops from now on count.
+		unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 		return nil
 	})
 	if err != nil {
@@ -122,12 +143,13 @@ func (c *Capture) loop() {
 		return
 	}
 	buf := make([]byte, c.lim.Snaplen)
+	oob := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))))
 	var rec [16]byte
 	for {
-		var n int
+		var n, oobn int
 		var rerr error
 		err := rc.Read(func(fd uintptr) bool {
-			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_TRUNC)
+			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_TRUNC)
 			return rerr != unix.EAGAIN
 		})
 		if err != nil {
@@ -148,9 +170,13 @@ func (c *Capture) loop() {
 			c.st.Truncated = true
 			continue
 		}
-		now := time.Now()
-		binary.LittleEndian.PutUint32(rec[0:], uint32(now.Unix()))
-		binary.LittleEndian.PutUint32(rec[4:], uint32(now.Nanosecond()))
+		at, ok := kernelTime(oob[:oobn])
+		if !ok {
+			at = time.Now()
+			c.userTimes++
+		}
+		binary.LittleEndian.PutUint32(rec[0:], uint32(at.Unix()))
+		binary.LittleEndian.PutUint32(rec[4:], uint32(at.Nanosecond()))
 		binary.LittleEndian.PutUint32(rec[8:], uint32(capLen))
 		binary.LittleEndian.PutUint32(rec[12:], uint32(n))
 		c.w.Write(rec[:])
@@ -160,10 +186,32 @@ func (c *Capture) loop() {
 	}
 }
 
+// kernelTime finds the SCM_TIMESTAMPNS control message of one frame.
+func kernelTime(oob []byte) (time.Time, bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+			ts := *(*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+			return time.Unix(ts.Sec, ts.Nsec), true
+		}
+	}
+	return time.Time{}, false
+}
+
 // Stop ends the capture and puts the file in place.
 func (c *Capture) Stop() (Stats, error) {
 	var errs []error
 	c.once.Do(func() {
+		if rc, err := c.f.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) {
+				if st, err := unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+					c.st.KernelDrops += uint64(st.Drops)
+				}
+			})
+		}
 		c.f.Close()
 		<-c.done
 		errs = append(errs, c.err, c.w.Flush(), c.out.Sync(), c.out.Close(), os.Chmod(c.tmp, 0o644))
