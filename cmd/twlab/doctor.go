@@ -33,7 +33,7 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	f, err := kernel.Detect(ctx)
+	f, err := kernel.Detect(ctx, kernel.Options{})
 	if err != nil {
 		fmt.Fprintln(stderr, "twlab doctor:", err)
 		return exitEnv
@@ -68,6 +68,8 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	}
 	line(len(f.PAWSCounters) > 0, "PAWS counters", fmt.Sprint(f.PAWSCounters))
 	line(f.TSOffsets != kernel.OffsetsUnknown, "TCP timestamp offsets (tcp_timestamps=1)", f.TSOffsets+"  ("+f.TSDetail+")")
+	line(f.TSHz != 0, "TCP timestamp clock", fmt.Sprintf("%d ticks/s  (%s)", f.TSHz, f.TSHzDetail))
+	line(f.TWCount == kernel.TWPerNetns, "TIME_WAIT count per namespace (sockstat)", f.TWCount+"  ("+f.TWCountDetail+"; otherwise twlab counts through sock_diag)")
 	q := f.QEMU
 	if q == "" {
 		q = "not found: apt-get install qemu-system-x86 (for twlab vm)"

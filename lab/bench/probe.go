@@ -32,7 +32,7 @@ type sampling struct {
 func (l *loadLab) openSampling(live *load.Live) (*sampling, error) {
 	s := &sampling{}
 	for _, n := range l.lab.Nodes() {
-		p, err := probe.Open(n.Name, n.NS)
+		p, err := probe.Open(n.Name, n.NS, probe.Options{Link: n.Link})
 		if err != nil {
 			s.close()
 			return nil, err

@@ -10,15 +10,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/twlab/twlab/lab/capture"
 	"github.com/twlab/twlab/lab/nat"
 	"github.com/twlab/twlab/lab/netnsutil"
 	"github.com/twlab/twlab/lab/probe"
@@ -66,9 +64,26 @@ type Facts struct {
 	PAWSCounters []string `json:"paws_counters"`
 	TSOffsets    string   `json:"ts_offsets"`
 	TSDetail     string   `json:"ts_offsets_detail,omitempty"`
-	QEMU         string   `json:"qemu"` // path or ""
-	KVM          bool     `json:"kvm"`
+	// TSHz is the rate of the TCP timestamp clock, measured from one
+	// connection's segments: 1000 since Linux 4.13, jiffies (HZ: 100, 250,
+	// 300 or 1000) before. 0 when it could not be measured.
+	TSHz       int    `json:"ts_hz"`
+	TSHzDetail string `json:"ts_hz_detail,omitempty"`
+	// TWCount says whether /proc/net/sockstat's TIME_WAIT count is
+	// per-netns or global (older kernels: every namespace shows the
+	// machine's total); probes count through sock_diag when it is not
+	// per-netns.
+	TWCount       string `json:"tw_count"`
+	TWCountDetail string `json:"tw_count_detail,omitempty"`
+	QEMU          string `json:"qemu"` // path or ""
+	KVM           bool   `json:"kvm"`
 }
+
+// TIME_WAIT accounting.
+const (
+	TWPerNetns = "per-netns"
+	TWGlobal   = "global"
+)
 
 // Has reports whether a knob is settable per namespace.
 func (f *Facts) Has(knob string) bool {
@@ -117,8 +132,16 @@ func Release() string {
 	return unix.ByteSliceToString(u.Release[:])
 }
 
+// Options say where detection runs.
+type Options struct {
+	// VM: this process is the init of a twlab VM, where the whole machine is
+	// the lab; a knob that is global on this kernel may be written in the
+	// initial namespace (and is put back afterwards).
+	VM bool
+}
+
 // Detect probes the kernel in a scratch namespace that is removed again.
-func Detect(ctx context.Context) (*Facts, error) {
+func Detect(ctx context.Context, opt Options) (*Facts, error) {
 	f := &Facts{Release: Release()}
 	parts := strings.SplitN(f.Release, ".", 3)
 	if len(parts) >= 2 {
@@ -129,29 +152,12 @@ func Detect(ctx context.Context) (*Facts, error) {
 		f.QEMU = p
 	}
 	f.KVM = KVMUsable()
-	b := make([]byte, 2)
-	rand.Read(b)
-	name := topo.Prefix + "k" + hex.EncodeToString(b)[:3] + "-doctor"
-	ns, err := netnsutil.NewNamed(name)
-	if err != nil {
-		return f, fmt.Errorf("scratch namespace: %w", err)
-	}
-	// Drop the name at once: the handle keeps the namespace until Close, and
-	// nothing is left under /run/netns if we die.
-	topo.DeleteNamespace(name)
-	defer ns.Close()
-	nl, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	ns, nl, err := newScratch("doctor")
 	if err != nil {
 		return f, err
 	}
+	defer ns.Close()
 	defer nl.Close()
-	lo, err := nl.LinkByName("lo")
-	if err == nil {
-		err = nl.LinkSetUp(lo)
-	}
-	if err != nil {
-		return f, fmt.Errorf("scratch namespace: lo: %w", err)
-	}
 
 	f.NAT = "ok"
 	// The rule names a link that does not exist: installing it proves NAT
@@ -184,7 +190,7 @@ func Detect(ctx context.Context) (*Facts, error) {
 	} else if err := a.Close(); err != nil {
 		f.EBPF = "detach: " + err.Error()
 	}
-	if p, err := probe.Open("doctor", ns); err == nil {
+	if p, err := probe.Open("doctor", ns, probe.Options{}); err == nil {
 		if c, err := p.Counters(); err == nil {
 			for _, k := range []string{"TcpExt.PAWSPassive", "TcpExt.PAWSActive", "TcpExt.PAWSEstab", "TcpExt.PAWSTimewait"} {
 				if _, ok := c[k]; ok {
@@ -194,31 +200,98 @@ func Detect(ctx context.Context) (*Facts, error) {
 		}
 		p.Close()
 	}
-	f.TSOffsets, f.TSDetail = detectOffsets(ctx, ns)
+	f.TSOffsets, f.TSDetail, f.TSHz, f.TSHzDetail = detectTimestamps(ctx, ns, opt)
+	f.TWCount, f.TWCountDetail = detectTWCount(ns)
 	return f, nil
 }
 
-// detectOffsets opens connections on loopback from two source ports and two
-// source addresses with tcp_timestamps=1 and compares their SYNs' TSvals.
-func detectOffsets(ctx context.Context, ns netns.NsHandle) (string, string) {
-	if _, err := sysctl.Apply(ns, []sysctl.Setting{{Name: "net.ipv4.tcp_timestamps", Requested: "1"}}); err != nil {
-		return OffsetsUnknown, "cannot set tcp_timestamps=1 in a namespace: " + err.Error()
+// newScratch creates a namespace for detection whose name is dropped at
+// once: the handle keeps it alive until Close, and nothing is left under
+// /run/netns if the process dies.
+func newScratch(tag string) (netns.NsHandle, *netlink.Handle, error) {
+	b := make([]byte, 2)
+	rand.Read(b)
+	name := topo.Prefix + "k" + hex.EncodeToString(b)[:3] + "-" + tag
+	ns, err := netnsutil.NewNamed(name)
+	if err != nil {
+		return ns, nil, fmt.Errorf("scratch namespace: %w", err)
 	}
-	dir, err := os.MkdirTemp("", "twlab-doctor")
+	topo.DeleteNamespace(name)
+	nl, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		ns.Close()
+		return netns.None(), nil, err
+	}
+	lo, err := nl.LinkByName("lo")
+	if err == nil {
+		err = nl.LinkSetUp(lo)
+	}
+	if err != nil {
+		nl.Close()
+		ns.Close()
+		return netns.None(), nil, fmt.Errorf("scratch namespace: lo: %w", err)
+	}
+	return ns, nl, nil
+}
+
+// detectTWCount finds out whether sockstat's TIME_WAIT count is the
+// namespace's own: with TIME_WAIT sockets in ns (detection's loopback
+// connections leave some), a second, empty namespace must read 0.
+func detectTWCount(ns netns.NsHandle) (string, string) {
+	pa, err := probe.Open("doctor", ns, probe.Options{})
 	if err != nil {
 		return OffsetsUnknown, err.Error()
 	}
-	defer os.RemoveAll(dir)
-	pcap := filepath.Join(dir, "lo.pcap")
-	capt, err := capture.Start(ns, "lo", pcap, capture.DefaultLimits)
+	defer pa.Close()
+	own, err := pa.TimeWaitDiag()
 	if err != nil {
 		return OffsetsUnknown, err.Error()
 	}
+	if own == 0 {
+		return OffsetsUnknown, "no TIME_WAIT socket to compare with"
+	}
+	empty, nl, err := newScratch("tw")
+	if err != nil {
+		return OffsetsUnknown, err.Error()
+	}
+	defer empty.Close()
+	defer nl.Close()
+	pb, err := probe.Open("doctor-empty", empty, probe.Options{})
+	if err != nil {
+		return OffsetsUnknown, err.Error()
+	}
+	defer pb.Close()
+	seen, err := pb.TimeWaitSockstat()
+	if err != nil {
+		return OffsetsUnknown, err.Error()
+	}
+	detail := fmt.Sprintf("a namespace with %d TIME_WAIT sockets (sock_diag); a new, empty one reads sockstat tw %d", own, seen)
+	if seen == 0 {
+		return TWPerNetns, detail
+	}
+	return TWGlobal, detail
+}
+
+// detectTimestamps finds out how this kernel chooses TCP timestamp offsets
+// and how fast its timestamp clock ticks. It connects on loopback from two
+// source ports and two source addresses with tcp_timestamps=1 and reads each
+// connection's timestamp clock (TCP_TIMESTAMP: the kernel's clock plus the
+// connection's offset, exactly what its segments carry); then it reads one
+// connection's clock twice, a measured interval apart.
+func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offsets, detail string, hz int, hzDetail string) {
+	restore, err := timestampsOn(ns, opt)
+	if err != nil {
+		return OffsetsUnknown, err.Error(), 0, err.Error()
+	}
+	defer restore()
 	type src struct {
 		ip   string
 		port int
 	}
 	srcs := []src{{"127.0.0.1", 41001}, {"127.0.0.1", 41002}, {"127.0.0.2", 41001}}
+	ts := make([]uint32, len(srcs))
+	var ticks [2]uint32
+	var elapsed time.Duration
 	err = netnsutil.Do(ns, func() error {
 		ln, err := net.Listen("tcp4", "127.0.0.9:7")
 		if err != nil {
@@ -234,55 +307,144 @@ func detectOffsets(ctx context.Context, ns netns.NsHandle) (string, string) {
 				c.Close()
 			}
 		}()
-		for _, s := range srcs {
-			d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(s.ip), Port: s.port}}
+		dial := func(s src) (*net.TCPConn, error) {
+			d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(s.ip), Port: s.port}}
 			c, err := d.DialContext(ctx, "tcp4", "127.0.0.9:7")
+			if err != nil {
+				return nil, err
+			}
+			return c.(*net.TCPConn), nil
+		}
+		for i, s := range srcs {
+			c, err := dial(s)
 			if err != nil {
 				return err
 			}
+			ts[i], err = tcpTimestamp(c)
 			c.Close()
-		}
-		return nil
-	})
-	time.Sleep(20 * time.Millisecond)
-	if _, serr := capt.Stop(); serr != nil && err == nil {
-		err = serr
-	}
-	if err != nil {
-		return OffsetsUnknown, err.Error()
-	}
-	frames, err := capture.ReadFile(pcap)
-	if err != nil {
-		return OffsetsUnknown, err.Error()
-	}
-	ts := map[src]uint32{}
-	for _, fr := range frames {
-		s, ok := capture.ParseTCP(fr.Data)
-		if ok && s.Flags&(capture.FlagSYN|capture.FlagACK) == capture.FlagSYN && s.HasTS {
-			k := src{s.Src.String(), int(s.SrcPort)}
-			if _, seen := ts[k]; !seen {
-				ts[k] = s.TSval
+			if err != nil {
+				return err
 			}
 		}
-	}
-	if len(ts) != len(srcs) {
-		return OffsetsUnknown, fmt.Sprintf("captured %d of %d SYNs", len(ts), len(srcs))
+		c, err := dial(src{"127.0.0.1", 41003})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		t0 := time.Now()
+		if ticks[0], err = tcpTimestamp(c); err != nil {
+			return err
+		}
+		select {
+		case <-time.After(400 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		ticks[1], err = tcpTimestamp(c)
+		elapsed = time.Since(t0)
+		return err
+	})
+	if err != nil {
+		return OffsetsUnknown, err.Error(), 0, err.Error()
 	}
 	far := func(a, b uint32) bool {
 		d := int32(a - b)
 		return d > offsetThreshold || d < -offsetThreshold
 	}
-	ports := far(ts[srcs[0]], ts[srcs[1]])
-	addrs := far(ts[srcs[0]], ts[srcs[2]])
-	detail := fmt.Sprintf("TSval of SYNs: %s:%d=%d %s:%d=%d %s:%d=%d", srcs[0].ip, srcs[0].port, ts[srcs[0]],
-		srcs[1].ip, srcs[1].port, ts[srcs[1]], srcs[2].ip, srcs[2].port, ts[srcs[2]])
+	detail = fmt.Sprintf("timestamp clocks of connections: %s:%d=%d %s:%d=%d %s:%d=%d", srcs[0].ip, srcs[0].port, ts[0],
+		srcs[1].ip, srcs[1].port, ts[1], srcs[2].ip, srcs[2].port, ts[2])
 	switch {
-	case ports:
-		return OffsetsPer4Tup, detail
-	case addrs:
-		return OffsetsPerPair, detail
+	case far(ts[0], ts[1]):
+		offsets = OffsetsPer4Tup
+	case far(ts[0], ts[2]):
+		offsets = OffsetsPerPair
+	default:
+		offsets = OffsetsNone
 	}
-	return OffsetsNone, detail
+	hz, hzDetail = clockRate(ticks[1]-ticks[0], elapsed)
+	return offsets, detail, hz, hzDetail
+}
+
+// clockRate turns ticks counted over elapsed into the kernel's timestamp
+// clock rate: the nearest of the rates Linux has used (milliseconds since
+// 4.13, jiffies before), when the measurement is within 20 % of it.
+func clockRate(ticks uint32, elapsed time.Duration) (int, string) {
+	if elapsed <= 0 {
+		return 0, "no interval measured"
+	}
+	rate := float64(ticks) / elapsed.Seconds()
+	detail := fmt.Sprintf("%d ticks in %s: %.0f per second", ticks, elapsed.Round(time.Millisecond), rate)
+	best, bestErr := 0, 1.0
+	for _, hz := range []int{100, 250, 300, 1000} {
+		if e := math.Abs(rate-float64(hz)) / float64(hz); e < bestErr {
+			best, bestErr = hz, e
+		}
+	}
+	if bestErr > 0.2 {
+		return 0, detail + " (not a rate Linux uses)"
+	}
+	return best, detail
+}
+
+// tcpTimestamp reads TCP_TIMESTAMP of a connected socket: the timestamp
+// clock its next segment will carry, offset included.
+func tcpTimestamp(c *net.TCPConn) (uint32, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var v int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_TIMESTAMP) }); err != nil {
+		return 0, err
+	}
+	if gerr != nil {
+		return 0, fmt.Errorf("getsockopt TCP_TIMESTAMP: %w", gerr)
+	}
+	return uint32(v), nil
+}
+
+// timestampsOn makes new connections in ns use tcp_timestamps=1 (random
+// offsets, where the kernel has them) and returns how to undo it. A knob
+// that is per-namespace is written in ns. A global one is written only in a
+// VM, in the initial namespace, and put back afterwards; on a host, a global
+// knob that is already 1 needs no write, and any other value makes the
+// detection impossible without touching the host.
+func timestampsOn(ns netns.NsHandle, opt Options) (func(), error) {
+	const knob = "net.ipv4.tcp_timestamps"
+	nothing := func() {}
+	a, err := sysctl.Probe(ns, knob)
+	if err != nil {
+		return nothing, err
+	}
+	if a.Exists && a.Writable {
+		_, err := sysctl.Apply(ns, []sysctl.Setting{{Name: knob, Requested: "1"}})
+		return nothing, err
+	}
+	cur, err := sysctl.Read(ns, []string{knob})
+	if err != nil {
+		return nothing, err
+	}
+	if cur[knob] == "1" {
+		return nothing, nil
+	}
+	if !opt.VM {
+		return nothing, fmt.Errorf("%s is global on this kernel and set to %q; detection needs 1 and never writes the host (twlab vm can)", knob, cur[knob])
+	}
+	init, err := sysctl.InitialNS()
+	if err != nil {
+		return nothing, err
+	}
+	defer init.Close()
+	if _, err := sysctl.Apply(init, []sysctl.Setting{{Name: knob, Requested: "1"}}); err != nil {
+		return nothing, fmt.Errorf("%s (global, in the VM): %w", knob, err)
+	}
+	return func() {
+		if h, err := sysctl.InitialNS(); err == nil {
+			sysctl.Apply(h, []sysctl.Setting{{Name: knob, Requested: cur[knob]}})
+			h.Close()
+		}
+	}, nil
 }
 
 // KVMUsable says whether /dev/kvm exists and creates a VM: a device node

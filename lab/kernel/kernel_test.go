@@ -17,7 +17,7 @@ import (
 // /proc says directly, and that the scratch namespace is gone afterwards.
 func TestDetect(t *testing.T) {
 	roottest.Skip(t)
-	f, err := kernel.Detect(context.Background())
+	f, err := kernel.Detect(context.Background(), kernel.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func TestPAWSBehindSNAT(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	pr, err := probe.Open("server", l.Server.NS)
+	pr, err := probe.Open("server", l.Server.NS, probe.Options{Link: l.Server.Link})
 	if err != nil {
 		t.Fatal(err)
 	}

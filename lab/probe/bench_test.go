@@ -51,7 +51,7 @@ func probeNode(b *testing.B) *probe.Node {
 		ns.Close()
 		topo.DeleteNamespace(name)
 	})
-	p, err := probe.Open("n", ns)
+	p, err := probe.Open("n", ns, probe.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,6 +4,13 @@
 // opened from a thread inside the lab namespace through /proc/thread-self/net.
 // A /proc/net file keeps the namespace it was opened in; afterwards it is
 // re-read with pread at offset 0 from any goroutine, without switching.
+//
+// Before "proc: fix /proc/net/* after setns(2)" (about Linux 4.18) the
+// entries under /proc/<tid>/net are cached per thread: a thread that looked
+// at them once, then entered another namespace, reads the first namespace's
+// files. The files are therefore opened on a thread that is thrown away
+// afterwards (netnsutil.DoFresh), so no thread ever looks twice, and when the
+// node has a link, Open checks that /proc/net/dev lists it.
 package probe
 
 import (
@@ -20,21 +27,33 @@ import (
 	"github.com/vishvananda/netns"
 )
 
+// Options say how to read one node.
+type Options struct {
+	// Link is a link that only this namespace has; when set, Open checks
+	// that the /proc/net files it opened list it, i.e. belong to ns.
+	Link string
+	// TimeWaitByDiag counts TIME_WAIT with a sock_diag dump instead of
+	// /proc/net/sockstat, whose tw field is global on older kernels.
+	TimeWaitByDiag bool
+}
+
 // Node holds the open counter files of one namespace.
 type Node struct {
 	Name     string
 	netstat  *os.File
 	snmp     *os.File
 	sockstat *os.File
+	diag     *diagSocket
+	byDiag   bool
 	buf      []byte
 	keys     keyCache
 	mu       sync.Mutex
 }
 
 // Open opens the counter files of ns.
-func Open(name string, ns netns.NsHandle) (*Node, error) {
-	n := &Node{Name: name, buf: make([]byte, 0, 16<<10)}
-	err := netnsutil.Do(ns, func() error {
+func Open(name string, ns netns.NsHandle, opt Options) (*Node, error) {
+	n := &Node{Name: name, buf: make([]byte, 0, 16<<10), byDiag: opt.TimeWaitByDiag}
+	err := netnsutil.DoFresh(ns, func() error {
 		var err error
 		if n.netstat, err = os.Open("/proc/thread-self/net/netstat"); err != nil {
 			return err
@@ -42,8 +61,22 @@ func Open(name string, ns netns.NsHandle) (*Node, error) {
 		if n.snmp, err = os.Open("/proc/thread-self/net/snmp"); err != nil {
 			return err
 		}
-		n.sockstat, err = os.Open("/proc/thread-self/net/sockstat")
-		return err
+		if n.sockstat, err = os.Open("/proc/thread-self/net/sockstat"); err != nil {
+			return err
+		}
+		if n.diag, err = openDiag(); err != nil {
+			return err
+		}
+		if opt.Link != "" {
+			dev, err := os.ReadFile("/proc/thread-self/net/dev")
+			if err != nil {
+				return err
+			}
+			if !listsLink(dev, opt.Link) {
+				return fmt.Errorf("/proc/thread-self/net belongs to another namespace (its dev lists no %s): this kernel caches /proc/net per thread", opt.Link)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		n.Close()
@@ -52,13 +85,27 @@ func Open(name string, ns netns.NsHandle) (*Node, error) {
 	return n, nil
 }
 
-// Close closes the files; safe on a partly opened node.
+// listsLink reports whether /proc/net/dev content names link: each line
+// after the two headers is "NAME: counters", the name right-aligned.
+func listsLink(dev []byte, link string) bool {
+	for _, line := range bytes.Split(dev, []byte("\n")) {
+		name, _, ok := bytes.Cut(bytes.TrimLeft(line, " "), []byte(":"))
+		if ok && string(name) == link {
+			return true
+		}
+	}
+	return false
+}
+
+// Close closes the files; safe on a partly opened node and twice.
 func (n *Node) Close() {
 	for _, f := range []*os.File{n.netstat, n.snmp, n.sockstat} {
 		if f != nil {
 			f.Close()
 		}
 	}
+	n.netstat, n.snmp, n.sockstat = nil, nil, nil
+	n.diag.close()
 }
 
 // readAll re-reads f from offset 0 into the node's buffer.
@@ -99,8 +146,18 @@ func (n *Node) Counters() (map[string]int64, error) {
 	return out, nil
 }
 
-// TimeWait returns the number of TIME_WAIT sockets right now.
+// TimeWait returns the number of TIME_WAIT sockets of the namespace right
+// now, from sock_diag or sockstat as Open was told.
 func (n *Node) TimeWait() (int, error) {
+	if n.byDiag {
+		return n.TimeWaitDiag()
+	}
+	return n.TimeWaitSockstat()
+}
+
+// TimeWaitSockstat reads /proc/net/sockstat's tw: cheap, but global on
+// kernels without per-namespace TIME_WAIT accounting.
+func (n *Node) TimeWaitSockstat() (int, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	b, err := n.readAll(n.sockstat)
@@ -108,6 +165,18 @@ func (n *Node) TimeWait() (int, error) {
 		return 0, fmt.Errorf("probe %s: read sockstat: %w", n.Name, err)
 	}
 	return ParseSockstatTW(b)
+}
+
+// TimeWaitDiag counts the namespace's TIME_WAIT sockets one by one through
+// sock_diag: right on every kernel.
+func (n *Node) TimeWaitDiag() (int, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c, err := n.diag.countTimeWait()
+	if err != nil {
+		return 0, fmt.Errorf("probe %s: %w", n.Name, err)
+	}
+	return c, nil
 }
 
 // ParseCounters parses the header/value line pairs of /proc/net/netstat and

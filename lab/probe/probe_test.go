@@ -1,7 +1,9 @@
 package probe_test
 
 import (
+	"fmt"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -91,7 +93,7 @@ func TestCountersFollowTheNamespace(t *testing.T) {
 	}
 	netns.DeleteNamed(name)
 	defer ns.Close()
-	p, err := probe.Open("n", ns)
+	p, err := probe.Open("n", ns, probe.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,10 +137,105 @@ func TestCountersFollowTheNamespace(t *testing.T) {
 	if err != nil || tw != 1 {
 		t.Errorf("TIME_WAIT = %d, %v; want 1", tw, err)
 	}
+	// sock_diag counts the namespace's own TIME_WAIT sockets on every
+	// kernel; where sockstat is per-namespace too, both must agree.
+	if n, err := p.TimeWaitDiag(); err != nil || n != 1 {
+		t.Errorf("TIME_WAIT by sock_diag = %d, %v; want 1", n, err)
+	}
 	s := probe.StartSampler(t.Context(), []*probe.Node{p}, 10*time.Millisecond, 100)
 	time.Sleep(35 * time.Millisecond)
 	st, err := s.Stop()
 	if err != nil || st["n"].Max != 1 || st["n"].Final != 1 || len(st["n"].Series) < 3 {
 		t.Errorf("sampler: %+v, %v", st["n"], err)
+	}
+}
+
+// TestEveryNodeReadsItsOwnCounters opens probes of several namespaces one
+// after another, as a cell does, after this test's own threads have looked
+// at /proc/thread-self/net in other namespaces: on kernels before ~4.18 a
+// thread that did so reads the first namespace's files ever after. Each
+// namespace gets a different number of connections, and each probe must see
+// exactly its own.
+func TestEveryNodeReadsItsOwnCounters(t *testing.T) {
+	roottest.Skip(t)
+	id := roottest.RunID(t)
+	var nss []netns.NsHandle
+	for i := range 3 {
+		name := fmt.Sprintf("twlab-%s-p%d", id, i)
+		ns, err := netnsutil.NewNamed(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		netns.DeleteNamed(name)
+		t.Cleanup(func() { ns.Close() })
+		if err := upLoopback(ns); err != nil {
+			t.Fatal(err)
+		}
+		// Look at /proc/thread-self/net from reusable threads first, the
+		// way a careless reader would.
+		for range 4 {
+			netnsutil.Do(ns, func() error { _, err := os.ReadFile("/proc/thread-self/net/netstat"); return err })
+		}
+		nss = append(nss, ns)
+	}
+	var probes []*probe.Node
+	for i, ns := range nss {
+		p, err := probe.Open(fmt.Sprintf("n%d", i), ns, probe.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		probes = append(probes, p)
+	}
+	var before []map[string]int64
+	for _, p := range probes {
+		c, err := p.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		before = append(before, c)
+	}
+	for i, ns := range nss {
+		err := netnsutil.Do(ns, func() error {
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			defer ln.Close()
+			for range i + 1 {
+				c, err := net.Dial("tcp4", ln.Addr().String())
+				if err != nil {
+					return err
+				}
+				s, err := ln.Accept()
+				if err != nil {
+					return err
+				}
+				s.Close()
+				c.Close()
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, p := range probes {
+		after, err := p.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := probe.Delta(before[i], after); d["Tcp.ActiveOpens"] != int64(i+1) {
+			t.Errorf("namespace %d: ActiveOpens %d, want %d: the probe reads another namespace's counters", i, d["Tcp.ActiveOpens"], i+1)
+		}
+	}
+}
+
+func TestListsLink(t *testing.T) {
+	dev := []byte("Inter-|   Receive\n face |bytes\n    lo: 0 0\ntwlab-a3e0-c1: 1 2\n  eth0: 3\n")
+	for link, want := range map[string]bool{"lo": true, "twlab-a3e0-c1": true, "eth0": true, "twlab-a3e0": false, "c1": false} {
+		if got := probe.ListsLink(dev, link); got != want {
+			t.Errorf("%s: %v, want %v", link, got, want)
+		}
 	}
 }

@@ -191,3 +191,14 @@ func (e *RefusedError) Error() string {
 }
 
 func (e *RefusedError) Unwrap() error { return e.Err }
+
+// InitialNS opens the network namespace of PID 1. Only a twlab VM writes
+// there: inside the VM, PID 1 is twlab and the whole machine is the lab. On
+// a host, PID 1's namespace is the host's, which twlab never writes.
+func InitialNS() (netns.NsHandle, error) {
+	h, err := netns.GetFromPath("/proc/1/ns/net")
+	if err != nil {
+		return netns.None(), fmt.Errorf("initial network namespace: %w", err)
+	}
+	return h, nil
+}

@@ -1,0 +1,4 @@
+package probe
+
+// ListsLink is listsLink, for the black-box tests.
+var ListsLink = listsLink
