@@ -30,6 +30,7 @@ const (
 	exitFailed  = 1 // an expectation failed or a cell broke
 	exitUsage   = 2 // bad input or usage
 	exitEnv     = 3 // this machine cannot run the lab (not root, no netns …)
+	exitNothing = 4 // every cell was n/a on this kernel: nothing was measured
 	exitStopped = 130
 )
 
@@ -318,7 +319,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stdout, "  "+f)
 			}
 		}
-		fmt.Fprintf(stdout, "\n%s: %s (kernel %s)\nresults: %s\nreport:  %s\n", r.Status, plan.Scenario.Name, r.Kernel, filepath.Join(rdir, "run.json"), filepath.Join(rdir, report.ReportName))
+		fmt.Fprintf(stdout, "\nresults: %s\nreport:  %s\n", filepath.Join(rdir, "run.json"), filepath.Join(rdir, report.ReportName))
+		fmt.Fprintln(stdout, report.StatusLine(r))
 		if *asJSON {
 			if err := writeRunJSON(jsonOut, r); err != nil {
 				fmt.Fprintln(stderr, "twlab: --json:", err)
@@ -328,6 +330,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		switch r.Status {
 		case result.RunInterrupted:
 			code = exitStopped
+		case result.RunNA:
+			if code == exitOK {
+				code = exitNothing
+			}
 		case result.RunFailed:
 			if code == exitOK {
 				code = exitFailed

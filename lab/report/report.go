@@ -152,6 +152,29 @@ func Table(r *result.Run) string {
 	return b.String()
 }
 
+// StatusLine is the last line a run prints: the outcome in a word, the
+// scenario and kernel, and how many cells ran. A run in which every cell was
+// n/a says that nothing was measured, never just "ok".
+func StatusLine(r *result.Run) string {
+	ran, na := 0, 0
+	for _, c := range r.Cells {
+		if c.Status == result.CellNA {
+			na++
+		} else {
+			ran++
+		}
+	}
+	name := strings.TrimSuffix(filepath.Base(r.ScenarioFile), ".yaml")
+	if r.Status == result.RunNA {
+		return fmt.Sprintf("nothing ran: all %d cells of %s are n/a on kernel %s (see the reasons above); exit code 4", na, name, r.Kernel)
+	}
+	s := fmt.Sprintf("%s: %s (kernel %s), %d of %d cells ran", r.Status, name, r.Kernel, ran, ran+na)
+	if na > 0 {
+		s += fmt.Sprintf(", %d n/a", na)
+	}
+	return s
+}
+
 // FailedExpectations lists each failed assertion with figure and bound, and
 // every cell that broke for another reason (an error, a refused knob).
 func FailedExpectations(r *result.Run) []string {

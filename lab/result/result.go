@@ -28,6 +28,9 @@ const (
 	RunOK          = "ok"
 	RunFailed      = "failed"
 	RunInterrupted = "interrupted"
+	// RunNA: every cell was n/a on this kernel, so nothing was measured;
+	// not a success (exit code 4).
+	RunNA = "n/a"
 )
 
 // Error kinds of a broken cell.
@@ -117,7 +120,11 @@ type Skew struct {
 
 // SkewClient is one client's offset and what the eBPF program did.
 type SkewClient struct {
-	OffsetTicks int32 `json:"offset_ticks"` // 1 tick = 1 ms on Linux >= 4.13
+	OffsetTicks int32 `json:"offset_ticks"` // in ticks of the kernel's timestamp clock
+	// TSHz is that clock's rate (1000 since Linux 4.13, HZ before) and
+	// OffsetMS the offset in milliseconds, whatever the rate.
+	TSHz     int   `json:"ts_hz,omitempty"`
+	OffsetMS int64 `json:"offset_ms"`
 	skew.Stats
 }
 

@@ -27,7 +27,6 @@ import (
 	"github.com/twlab/twlab/lab/skew"
 	"github.com/twlab/twlab/lab/sysctl"
 	"github.com/twlab/twlab/lab/topo"
-	"github.com/vishvananda/netns"
 )
 
 // EnvError means this machine cannot run the lab (not root, no netns …).
@@ -120,7 +119,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	}
 	// Detected, not guessed from the version string: scenarios select
 	// expectations by kernel.* facts, and readers see what this kernel does.
-	facts, ferr := kernel.Detect(ctx)
+	facts, ferr := kernel.Detect(ctx, kernel.Options{VM: opt.VM})
 	if ferr != nil {
 		log.Warn("kernel detection incomplete", "err", ferr)
 	}
@@ -154,7 +153,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		if opt.OnCellStart != nil {
 			opt.OnCellStart(len(run.Cells), len(plan.Cells), c.ID)
 		}
-		rc := runCell(ctx, id, c, log, cellOpts{dir: dir, pcap: opt.Pcap, pcapClients: opt.PcapClients, kernelVars: kvars, vm: opt.VM})
+		rc := runCell(ctx, id, c, log, cellOpts{dir: dir, pcap: opt.Pcap, pcapClients: opt.PcapClients, facts: facts, kernelVars: kvars, vm: opt.VM})
 		if ctx.Err() != nil && rc.Status != result.CellNA {
 			// A cell cut short measured nothing meaningful; run.json keeps
 			// the finished cells only, and the run's status says why.
@@ -178,6 +177,9 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		run.Status = result.RunInterrupted
 	case slices.ContainsFunc(run.Cells, func(c *result.Cell) bool { return c.Status == result.CellFailed }):
 		run.Status = result.RunFailed
+	case !slices.ContainsFunc(run.Cells, func(c *result.Cell) bool { return c.Status != result.CellNA }):
+		// Nothing was measured: not a success, whatever held.
+		run.Status = result.RunNA
 	default:
 		run.Status = result.RunOK
 	}
@@ -197,9 +199,22 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 type cellOpts struct {
 	dir               string
 	pcap, pcapClients bool
+	facts             *kernel.Facts
 	kernelVars        map[string]string
 	vm                bool
 }
+
+// tsHz is the detected timestamp clock rate; 0 when unknown.
+func (o cellOpts) tsHz() int {
+	if o.facts == nil {
+		return 0
+	}
+	return o.facts.TSHz
+}
+
+// twByDiag says whether TIME_WAIT must be counted through sock_diag because
+// sockstat's count is not this namespace's own (or not known to be).
+func (o cellOpts) twByDiag() bool { return o.facts == nil || o.facts.TWCount != kernel.TWPerNetns }
 
 // cellRun holds one cell's live state.
 type cellRun struct {
@@ -214,6 +229,10 @@ type cellRun struct {
 	prbs  []*probe.Node
 	skews map[string]*skew.Attachment
 	caps  []*capture.Capture
+	knobs []*plannedKnob
+	// globals holds the values that knobs global on this kernel had before
+	// the cell wrote them (VM only); teardown puts them back.
+	globals map[string]string
 }
 
 func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logger, opt cellOpts) (rc *result.Cell) {
@@ -278,6 +297,7 @@ func (cr *cellRun) teardown() error {
 		p.Close()
 	}
 	errs = append(errs, cr.lab.Destroy())
+	errs = append(errs, cr.restoreGlobals())
 	return errors.Join(errs...)
 }
 
@@ -318,64 +338,21 @@ func (cr *cellRun) setup(ctx context.Context) error {
 		return fmt.Errorf("lvs: %w", err)
 	}
 
-	plan := cr.knobPlan()
-	actual := map[string]string{}
-	var na []string
-	for _, pk := range plan {
-		a, err := sysctl.Probe(pk.nodes[0].NS, pk.name)
-		if err != nil {
-			return err
-		}
-		switch {
-		case a.Exists && a.Writable:
-		case cr.opt.vm && a.Host:
-			// The whole VM is the lab: a knob global on this kernel is set
-			// in the initial namespace, for every node at once.
-			pk.global = true
-			rc.Notes = append(rc.Notes, fmt.Sprintf("%s is global on this kernel: written in the VM's initial namespace (it applies to every node)", pk.key))
-		case sysctl.AbsentEquivalent(pk.name, pk.value):
-			actual[pk.key] = "absent"
-			rc.Notes = append(rc.Notes, fmt.Sprintf("%s: %s; the cell runs as %s=%s, which is what the kernel does without it", pk.key, a.Reason, pk.name, pk.value))
-			pk.skip = true
-		default:
-			na = append(na, a.Reason)
-		}
+	if cr.knobs, err = cr.applyKnobs(); err != nil || rc.Status == result.CellNA {
+		return err
 	}
-	if len(na) > 0 {
-		rc.Status, rc.Reason = result.CellNA, "n/a: "+strings.Join(dedupe(na), "; ")
-		return nil
-	}
-	for _, pk := range plan {
-		if pk.skip {
-			continue
-		}
-		if pk.global {
-			init, err := netns.GetFromPid(os.Getpid())
-			if err != nil {
-				return fmt.Errorf("initial namespace: %w", err)
-			}
-			got, err := sysctl.Apply(init, []sysctl.Setting{{Name: pk.name, Requested: pk.value}})
-			init.Close()
-			if err != nil {
-				return fmt.Errorf("%s (global): %w", pk.key, err)
-			}
-			actual[pk.key] = got[0].Actual + " (global)"
-			continue
-		}
-		for _, n := range pk.nodes {
-			got, err := sysctl.Apply(n.NS, []sysctl.Setting{{Name: pk.name, Requested: pk.value}})
-			if err != nil {
-				return fmt.Errorf("%s (%s): %w", pk.key, n.Name, err)
-			}
-			actual[pk.key] = got[0].Actual
-		}
-	}
-	rc.KnobsActual = actual
 
 	if s.Clients.TSSkew == "fixed" {
 		rc.Skew = &result.Skew{Mode: "fixed", Clients: map[string]*result.SkewClient{}}
 		cr.skews = map[string]*skew.Attachment{}
-		offs := s.Clients.Offsets()
+		// Offsets given as durations become ticks of this kernel's
+		// timestamp clock: milliseconds since 4.13, jiffies before.
+		hz := cr.opt.tsHz()
+		if hz == 0 {
+			rc.Status, rc.Reason = result.CellNA, "n/a: fixed clock skew needs the kernel's timestamp clock rate, which detection could not measure"
+			return nil
+		}
+		offs := s.Clients.Offsets(hz)
 		for i, c := range lab.Clients {
 			a, err := skew.Attach(c.NS, c.Link, offs[i])
 			if err != nil {
@@ -383,7 +360,7 @@ func (cr *cellRun) setup(ctx context.Context) error {
 				return nil
 			}
 			cr.skews[c.Name] = a
-			rc.Skew.Clients[c.Name] = &result.SkewClient{OffsetTicks: offs[i]}
+			rc.Skew.Clients[c.Name] = &result.SkewClient{OffsetTicks: offs[i], TSHz: hz, OffsetMS: int64(offs[i]) * 1000 / int64(hz)}
 		}
 	} else {
 		rc.Skew = &result.Skew{Mode: "kernel"}
@@ -405,11 +382,15 @@ func (cr *cellRun) measure(ctx context.Context) error {
 	var err error
 	closeMode, _ := load.ParseCloseMode(s.Server.Close)
 	for _, n := range lab.Nodes() {
-		p, err := probe.Open(n.Name, n.NS)
+		p, err := probe.Open(n.Name, n.NS, probe.Options{Link: n.Link, TimeWaitByDiag: cr.opt.twByDiag()})
 		if err != nil {
 			return err
 		}
 		cr.prbs = append(cr.prbs, p)
+	}
+	// What the kernel holds as the load starts, read back in every node.
+	if rc.KnobsActual, err = cr.readBack(cr.knobs); err != nil {
+		return err
 	}
 	before := map[string]map[string]int64{}
 	for _, p := range cr.prbs {
@@ -550,45 +531,6 @@ func (cr *cellRun) startCaptures() error {
 		cr.caps = append(cr.caps, c)
 	}
 	return nil
-}
-
-type plannedKnob struct {
-	key, name, value string
-	nodes            []*topo.Node
-	skip             bool
-	global           bool // VM only: written once in the initial namespace
-}
-
-// knobPlan lists the cell's sysctls with the nodes they go to, plus the
-// knobs the lab itself needs on the box.
-func (cr *cellRun) knobPlan() []*plannedKnob {
-	lab, s := cr.lab, cr.s
-	nodesOf := func(role string) []*topo.Node {
-		switch role {
-		case "clients":
-			return lab.Clients
-		case "lvs":
-			return []*topo.Node{lab.LVS}
-		}
-		return []*topo.Node{lab.Server}
-	}
-	var out []*plannedKnob
-	out = append(out, &plannedKnob{key: "lvs.net.ipv4.ip_forward", name: "net.ipv4.ip_forward", value: "1", nodes: nodesOf("lvs")})
-	if t := s.LVS.ConntrackTWTimeout; t != nil {
-		out = append(out, &plannedKnob{key: "lvs.net.netfilter.nf_conntrack_tcp_timeout_time_wait",
-			name: "net.netfilter.nf_conntrack_tcp_timeout_time_wait", value: fmt.Sprint(int(t.D().Seconds())), nodes: nodesOf("lvs")})
-	}
-	if s.Clients.TSSkew == "fixed" && !slices.ContainsFunc(s.Sysctl["clients"], func(k scenario.Knob) bool { return k.Name == "net.ipv4.tcp_timestamps" }) {
-		// Fixed skew sits on top of timestamps without the kernel's own
-		// random offset; an explicit clients sysctl wins.
-		out = append(out, &plannedKnob{key: "clients.net.ipv4.tcp_timestamps", name: "net.ipv4.tcp_timestamps", value: "2", nodes: nodesOf("clients")})
-	}
-	for _, role := range scenario.Roles {
-		for _, k := range s.Sysctl[role] {
-			out = append(out, &plannedKnob{key: role + "." + k.Name, name: k.Name, value: sysctl.Normalize(k.Value), nodes: nodesOf(role)})
-		}
-	}
-	return out
 }
 
 func dedupe(s []string) []string {

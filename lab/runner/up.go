@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/twlab/twlab/lab/kernel"
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/runstate"
 	"github.com/twlab/twlab/lab/scenario"
@@ -34,7 +35,13 @@ func Up(ctx context.Context, file string, c *scenario.Cell, log *slog.Logger, re
 	}
 	defer runstate.Unregister(id)
 	rc := &result.Cell{ID: c.ID, Knobs: map[string]string{}, Matrix: map[string]string{}}
-	cr := &cellRun{id: id, c: c, s: c.S, rc: rc, log: log.With("cell", c.ID)}
+	// The timestamp clock rate (fixed skew) and how to count TIME_WAIT
+	// come from detection, as in a run.
+	facts, ferr := kernel.Detect(ctx, kernel.Options{})
+	if ferr != nil {
+		log.Warn("kernel detection incomplete", "err", ferr)
+	}
+	cr := &cellRun{id: id, c: c, s: c.S, rc: rc, log: log.With("cell", c.ID), opt: cellOpts{facts: facts}}
 	defer func() {
 		if terr := cr.teardown(); terr != nil {
 			err = errors.Join(err, fmt.Errorf("teardown: %w", terr))

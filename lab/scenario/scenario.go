@@ -69,10 +69,22 @@ type Clients struct {
 const MaxTSOffset = 1 << 30
 
 // TSOffset is a timestamp clock offset: a signed duration ("-60s", "+250ms")
-// or raw timestamp ticks (an integer; 1 tick = 1 ms on Linux >= 4.13).
+// or raw timestamp ticks (an integer). A duration becomes ticks of the
+// running kernel's clock (1 ms since Linux 4.13, a jiffy before) at run
+// time; Ticks holds it in milliseconds until then.
 type TSOffset struct {
 	Ticks int32
 	Text  string
+	// Raw: given as ticks, used as they are on every kernel.
+	Raw bool
+}
+
+// TicksAt is the offset in ticks of a timestamp clock running at hz.
+func (o TSOffset) TicksAt(hz int) int32 {
+	if o.Raw || hz == 1000 {
+		return o.Ticks
+	}
+	return int32(int64(o.Ticks) * int64(hz) / 1000)
 }
 
 // UnmarshalYAML accepts a duration or an integer.
@@ -82,8 +94,9 @@ func (o *TSOffset) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v := strings.TrimSpace(n.Value)
 	var ticks int64
+	raw := false
 	if i, err := strconv.ParseInt(v, 10, 64); err == nil {
-		ticks = i
+		ticks, raw = i, true
 	} else {
 		d, err := time.ParseDuration(strings.TrimPrefix(v, "+"))
 		if err != nil {
@@ -97,22 +110,23 @@ func (o *TSOffset) UnmarshalYAML(n *yaml.Node) error {
 	if ticks > MaxTSOffset || ticks < -MaxTSOffset {
 		return &posError{n.Line, n.Column, fmt.Sprintf("%q is out of range; offsets are limited to ±%d ticks (about 12 days)", n.Value, MaxTSOffset)}
 	}
-	*o = TSOffset{Ticks: int32(ticks), Text: v}
+	*o = TSOffset{Ticks: int32(ticks), Text: v, Raw: raw}
 	return nil
 }
 
 // MarshalJSON writes the offset in ticks.
 func (o TSOffset) MarshalJSON() ([]byte, error) { return []byte(strconv.Itoa(int(o.Ticks))), nil }
 
-// Offsets returns the fixed offset of every client in ticks.
-func (c Clients) Offsets() []int32 {
+// Offsets returns the fixed offset of every client in ticks of a timestamp
+// clock running at hz.
+func (c Clients) Offsets(hz int) []int32 {
 	out := make([]int32, c.Count)
 	for i := range out {
 		if c.TSOffsetStep != nil {
-			out[i] = int32(i) * c.TSOffsetStep.Ticks
+			out[i] = int32(i) * c.TSOffsetStep.TicksAt(hz)
 		}
 		if i < len(c.TSOffsets) {
-			out[i] = c.TSOffsets[i].Ticks
+			out[i] = c.TSOffsets[i].TicksAt(hz)
 		}
 	}
 	return out

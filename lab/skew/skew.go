@@ -15,20 +15,13 @@ package skew
 import (
 	"errors"
 	"fmt"
-	"time"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
-
-// TicksPerSecond is the TCP timestamp clock rate: 1 ms on Linux >= 4.13
-// (older kernels count jiffies).
-const TicksPerSecond = 1000
-
-// Ticks converts an offset to timestamp ticks.
-func Ticks(d time.Duration) int32 { return int32(d / (time.Second / TicksPerSecond)) }
 
 // filter names make twlab's filters recognisable in `tc filter show`.
 const (
@@ -57,6 +50,7 @@ type Attachment struct {
 // Attach loads a private copy of the program (its own maps, so every client
 // has its own offset and counters) and attaches it to link in ns.
 func Attach(ns netns.NsHandle, link string, offsetTicks int32) (a *Attachment, err error) {
+	raiseMemlock()
 	a = &Attachment{Offset: offsetTicks}
 	defer func() {
 		if err != nil {
@@ -69,7 +63,7 @@ func Attach(ns netns.NsHandle, link string, offsetTicks int32) (a *Attachment, e
 		if errors.As(err, &ve) {
 			return a, fmt.Errorf("load skew program: the verifier refused it: %v", ve)
 		}
-		return a, fmt.Errorf("load skew program: %w", err)
+		return a, fmt.Errorf("load skew program: %w%s", err, memlockHint(err))
 	}
 	if err := a.objs.SkewConfig.Put(uint32(0), skewConfig{Offset: offsetTicks, Enabled: 1}); err != nil {
 		return a, fmt.Errorf("skew config: %w", err)
@@ -105,6 +99,43 @@ func Attach(ns netns.NsHandle, link string, offsetTicks int32) (a *Attachment, e
 		a.filters = append(a.filters, bf)
 	}
 	return a, nil
+}
+
+// Before Linux 5.11 BPF maps and programs are charged to RLIMIT_MEMLOCK,
+// 64 KiB by default: on 4.x two clients' programs and maps already exceed it
+// and loading fails with EPERM. The limit is this process's own; raising it
+// changes nothing outside it.
+var memlockOnce sync.Once
+
+// raiseMemlock lifts the limit as far as this process may: to infinity with
+// CAP_SYS_RESOURCE, else to its hard limit. On kernels that charge memory
+// cgroups instead (5.11+) the limit does not matter and a failure is
+// harmless; where it matters, loading fails with the kernel's EPERM and the
+// error says what the limit is.
+func raiseMemlock() {
+	memlockOnce.Do(func() {
+		var cur unix.Rlimit
+		if unix.Prlimit(0, unix.RLIMIT_MEMLOCK, nil, &cur) != nil || cur.Cur == unix.RLIM_INFINITY {
+			return
+		}
+		inf := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
+		if unix.Prlimit(0, unix.RLIMIT_MEMLOCK, &inf, nil) != nil && cur.Max > cur.Cur {
+			unix.Prlimit(0, unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: cur.Max, Max: cur.Max}, nil)
+		}
+	})
+}
+
+// memlockHint explains an EPERM from loading on a kernel that charges BPF
+// memory to RLIMIT_MEMLOCK.
+func memlockHint(err error) string {
+	if !errors.Is(err, unix.EPERM) {
+		return ""
+	}
+	var cur unix.Rlimit
+	if unix.Prlimit(0, unix.RLIMIT_MEMLOCK, nil, &cur) != nil || cur.Cur == unix.RLIM_INFINITY {
+		return ""
+	}
+	return fmt.Sprintf(" (RLIMIT_MEMLOCK is %d bytes and could not be raised; kernels before 5.11 charge BPF maps and programs to it)", cur.Cur)
 }
 
 // Stats sums the per-CPU counters.
