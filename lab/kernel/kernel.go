@@ -85,6 +85,17 @@ const (
 	TWGlobal   = "global"
 )
 
+// Exists reports whether the kernel has a knob at all (per namespace or
+// global).
+func (f *Facts) Exists(knob string) bool {
+	for _, k := range f.Knobs {
+		if k.Name == knob {
+			return k.State != "missing"
+		}
+	}
+	return false
+}
+
 // Has reports whether a knob is settable per namespace.
 func (f *Facts) Has(knob string) bool {
 	for _, k := range f.Knobs {
@@ -112,12 +123,16 @@ func (f *Facts) Vars() map[string]string {
 		return false
 	}
 	return map[string]string{
-		"kernel.release":            f.Release,
-		"kernel.major":              strconv.Itoa(f.Major),
-		"kernel.minor":              strconv.Itoa(f.Minor),
-		"kernel.ts_offsets":         f.TSOffsets,
-		"kernel.has_tw_recycle":     b(f.Has("net.ipv4.tcp_tw_recycle")),
-		"kernel.has_tw_reuse_delay": b(f.Has("net.ipv4.tcp_tw_reuse_delay")),
+		"kernel.release":    f.Release,
+		"kernel.major":      strconv.Itoa(f.Major),
+		"kernel.minor":      strconv.Itoa(f.Minor),
+		"kernel.ts_offsets": f.TSOffsets,
+		// has_*: the kernel has the knob, per namespace or global (a VM
+		// writes a global one); whether a host run may set it is the cell's
+		// business (n/a with the reason).
+		"kernel.has_tw_recycle":     b(f.Exists("net.ipv4.tcp_tw_recycle")),
+		"kernel.has_tw_reuse_delay": b(f.Exists("net.ipv4.tcp_tw_reuse_delay")),
+		"kernel.ts_hz":              strconv.Itoa(f.TSHz),
 		"kernel.has_paws_timewait":  b(has("TcpExt.PAWSTimewait")),
 		"kernel.ebpf":               b(f.EBPF == "ok"),
 	}

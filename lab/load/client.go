@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/twlab/twlab/lab/netnsutil"
@@ -96,14 +97,19 @@ type ClientStats struct {
 	Attempts int            `json:"attempts"`
 	OK       int            `json:"ok"`
 	Failures map[string]int `json:"failures"`
+	CutShort int            `json:"cut_short"`
 }
 
 // Result is what the load measured.
 type Result struct {
-	Attempts  int                     `json:"attempts"`
-	OK        int                     `json:"ok"`
-	Failed    int                     `json:"failed"`
-	Failures  map[string]int          `json:"failures"`
+	Attempts int            `json:"attempts"`
+	OK       int            `json:"ok"`
+	Failed   int            `json:"failed"`
+	Failures map[string]int `json:"failures"`
+	// CutShort are connections still in progress (connecting, or
+	// exchanging after the handshake) when the cell's time bound or an
+	// interrupt ended the load: neither attempts that failed nor successes.
+	CutShort  int                     `json:"cut_short"`
 	Requests  int                     `json:"requests"`
 	ConnectMS Percentiles             `json:"connect_ms"`
 	ConnPerS  float64                 `json:"conn_per_s"`
@@ -302,6 +308,7 @@ var classNames = [...]string{OK, Timeout, Refused, Reset, AddrFail, Response, Ot
 // clientCount is one client's outcomes within one chain.
 type clientCount struct {
 	attempts int
+	cutShort int
 	classes  [len(classNames)]int
 }
 
@@ -326,8 +333,12 @@ func newChainStats(clients int) *chainStats {
 // record counts one connection of client ci, made right after client prev
 // on the chain (prev < 0: the chain's first connection).
 func (st *chainStats) record(prev, ci int, o *outcome) {
-	c := classIndex(o.class)
 	cc := &st.clients[ci]
+	if o.cutShort {
+		cc.cutShort++
+		return
+	}
+	c := classIndex(o.class)
 	cc.attempts++
 	cc.classes[c]++
 	st.requests += o.requests
@@ -362,6 +373,8 @@ func merge(res *Result, clients []Client, chains []*chainStats) {
 			pc := res.PerClient[clients[ci].Name]
 			pc.Attempts += cc.attempts
 			pc.OK += cc.classes[0]
+			pc.CutShort += cc.cutShort
+			res.CutShort += cc.cutShort
 			res.Attempts += cc.attempts
 			res.OK += cc.classes[0]
 			for k := 1; k < len(classNames); k++ {
@@ -499,10 +512,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				}
 				c := &cfg.Clients[ci]
 				o := d.dialOnce(ctx, makers[ci], c)
-				if o.class == Timeout && errors.Is(o.err, context.DeadlineExceeded) {
-					return // cut short by the cell's time bound, not by the network
-				}
 				st.record(prev, ci, &o)
+				if o.cutShort {
+					return // the cell ended; the chain with it
+				}
 				if live := cfg.Live; live != nil {
 					live.Attempts.Add(1)
 					if o.class == OK {
@@ -584,6 +597,9 @@ func expired(ctx context.Context) bool {
 }
 
 type outcome struct {
+	// cutShort: the cell's end (its time bound or an interrupt) stopped
+	// this connection; it is counted apart, never as a failure.
+	cutShort   bool
 	class      string
 	connect    time.Duration
 	synRetrans int // SYNs sent again before the handshake completed
@@ -646,9 +662,24 @@ func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client) outcome 
 	}
 	start := time.Now()
 	// Ctrl-C must not wait out connect_timeout (up to 60 s) or io_timeout:
-	// cancelling the run expires this socket's deadlines at once.
-	stop := context.AfterFunc(ctx, func() { f.SetDeadline(time.Now()) })
+	// cancelling the run expires this socket's deadlines at once, and a
+	// deadline set after that stays expired (setDeadline).
+	var ended atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		ended.Store(true)
+		f.SetDeadline(time.Now())
+	})
 	defer stop()
+	setDeadline := func(set func(time.Time) error, t time.Time) {
+		set(t)
+		if ended.Load() {
+			f.SetDeadline(time.Now())
+		}
+	}
+	// cut tells a deadline that the cell's end set from a network timeout.
+	cut := func(err error) bool {
+		return errors.Is(err, os.ErrDeadlineExceeded) && (ended.Load() || expired(ctx))
+	}
 	deadline := start.Add(cfg.ConnectTimeout)
 	// boundFirst: the cell's time bound comes before connect_timeout, so a
 	// timeout means the cell ended, not that the network failed. (ctx.Err()
@@ -697,12 +728,12 @@ func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client) outcome 
 	if cerr == nil {
 		rc.Control(func(fd uintptr) { check(fd) })
 	} else {
-		f.SetWriteDeadline(deadline)
+		setDeadline(f.SetWriteDeadline, deadline)
 		werr := rc.Write(check)
 		if werr != nil {
 			if errors.Is(werr, os.ErrDeadlineExceeded) {
-				if boundFirst || ctx.Err() != nil && time.Now().Before(start.Add(cfg.ConnectTimeout)) {
-					return outcome{class: Timeout, err: context.DeadlineExceeded}
+				if boundFirst || cut(werr) && time.Now().Before(start.Add(cfg.ConnectTimeout)) {
+					return outcome{cutShort: true, class: Timeout, err: context.DeadlineExceeded}
 				}
 				return outcome{class: Timeout, err: fmt.Errorf("connect: no answer within %s", cfg.ConnectTimeout)}
 			}
@@ -713,15 +744,37 @@ func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client) outcome 
 		return outcome{class: classify(soErr), err: fmt.Errorf("connect: %w", soErr)}
 	}
 	o := outcome{class: OK, connect: time.Since(start), synRetrans: synRetrans}
-	o.requests, err = d.exchange(f)
+	o.requests, err = d.exchange(f, setDeadline)
+	if err != nil && cut(err) {
+		// Connected, and the cell ended before the exchange did: the
+		// server was not too slow, the cell was over.
+		o.cutShort, o.err = true, nil
+		return o
+	}
 	if err != nil {
 		o.class = classify(err)
 		if o.class == Timeout {
 			o.class = Response // the handshake completed; the answer did not come
 		}
 		o.err = err
+	} else if d.bind > 0 && cfg.Close == CloseServer {
+		lingerClose(rc)
 	}
 	return o
+}
+
+// lingerClose makes the coming close(2) wait (up to a second) until the
+// server has acknowledged the client's FIN. A chain that binds a fixed port
+// is the reuse experiment: the next client's SYN must find the server's
+// TIME_WAIT, and the box's conntrack entry of this connection expired. Close
+// returns while that last ACK may still be on its way through the box, and
+// a SYN that overtakes it meets a live conntrack entry: the NAT then either
+// picks another port (no reuse) or, with a one-port range, the SYN is dropped
+// on the box. Waiting for the ACK makes the reuse certain on every kernel.
+func lingerClose(rc syscall.RawConn) {
+	rc.Control(func(fd uintptr) {
+		unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 1})
+	})
 }
 
 var request = []byte("GET / HTTP/1.1\r\nHost: twlab\r\nUser-Agent: twlab\r\n\r\n")
@@ -730,9 +783,9 @@ var requestClose = []byte("GET / HTTP/1.1\r\nHost: twlab\r\nUser-Agent: twlab\r\
 // exchange sends the requests of one connection and ends it the way the
 // close mode says: in server mode it reads to EOF first, so that the server's
 // FIN is the first one and TIME_WAIT lands there.
-func (d *dialer) exchange(f *os.File) (int, error) {
+func (d *dialer) exchange(f *os.File, setDeadline func(func(time.Time) error, time.Time)) (int, error) {
 	cfg := d.cfg
-	f.SetDeadline(time.Now().Add(cfg.IOTimeout))
+	setDeadline(f.SetDeadline, time.Now().Add(cfg.IOTimeout))
 	done := 0
 	for i := 1; i <= cfg.KeepaliveRequests; i++ {
 		req := request

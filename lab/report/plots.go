@@ -65,6 +65,9 @@ func sansFont(size vg.Length) font.Font {
 	return font.From(font.Font{Typeface: "Liberation", Variant: "Sans"}, size)
 }
 
+// logFloor is the smallest value a log-scale axis shows (1 µs in ms).
+const logFloor = 1e-3
+
 func (c *chart) plot() (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = c.title
@@ -88,9 +91,22 @@ func (c *chart) plot() (*plot.Plot, error) {
 		if len(l.xs) == 0 {
 			continue
 		}
-		xys := make(plotter.XYs, len(l.xs))
-		for i := range l.xs {
-			xys[i] = plotter.XY{X: l.xs[i], Y: l.ys[i]}
+		xys := make(plotter.XYs, 0, len(l.xs))
+		for i := range min(len(l.xs), len(l.ys)) {
+			x, y := l.xs[i], l.ys[i]
+			if math.IsNaN(x) || math.IsInf(x, 0) || math.IsNaN(y) || math.IsInf(y, 0) {
+				continue
+			}
+			// A log axis cannot show 0 or less: a connect that took less
+			// than the clock's resolution (a jiffy on old kernels, a
+			// rounded sub-microsecond) is drawn at the axis floor.
+			if c.logX && x < logFloor {
+				x = logFloor
+			}
+			xys = append(xys, plotter.XY{X: x, Y: y})
+		}
+		if len(xys) == 0 {
+			continue
 		}
 		pl, err := plotter.NewLine(xys)
 		if err != nil {
@@ -142,8 +158,8 @@ func (c *chart) plot() (*plot.Plot, error) {
 	if c.logX {
 		p.X.Scale = plot.LogScale{}
 		p.X.Tick.Marker = logTicks{}
-		if p.X.Min <= 0 {
-			p.X.Min = 1e-3
+		if p.X.Min < logFloor {
+			p.X.Min = logFloor
 		}
 		if p.X.Max/p.X.Min < 10 {
 			mid := math.Sqrt(p.X.Max * p.X.Min)

@@ -16,7 +16,7 @@ import (
 
 // Figures lists every measured figure of a cell by the name expectations use:
 //
-//	load.attempts load.ok load.failed load.requests load.conn_per_s load.elapsed_s
+//	load.attempts load.ok load.failed load.cut_short load.requests load.conn_per_s load.elapsed_s
 //	load.failures.{timeout,refused,reset,addr,other}
 //	load.connect_ms.{p50,p90,p99,max}
 //	load.clients.C.{attempts,ok,failed}   load.{min,max}_client_ok  load.max_client_failed
@@ -32,6 +32,7 @@ func Figures(rc *result.Cell) map[string]float64 {
 		f["load.attempts"] = float64(l.Attempts)
 		f["load.ok"] = float64(l.OK)
 		f["load.failed"] = float64(l.Failed)
+		f["load.cut_short"] = float64(l.CutShort)
 		f["load.requests"] = float64(l.Requests)
 		f["load.conn_per_s"] = l.ConnPerS
 		f["load.elapsed_s"] = l.Elapsed
@@ -48,6 +49,7 @@ func Figures(rc *result.Cell) map[string]float64 {
 			f["load.clients."+name+".attempts"] = float64(pc.Attempts)
 			f["load.clients."+name+".ok"] = float64(pc.OK)
 			f["load.clients."+name+".failed"] = float64(failed)
+			f["load.clients."+name+".cut_short"] = float64(pc.CutShort)
 			minOK = min(minOK, float64(pc.OK))
 			maxOK = max(maxOK, float64(pc.OK))
 			maxFail = max(maxFail, float64(failed))
@@ -175,29 +177,37 @@ func Explain(c *scenario.Cell, rc *result.Cell) []string {
 	}
 	var out []string
 	f := Figures(rc)
-	paws := f["server.paws"]
+	passive := f["server.TcpExt.PAWSPassive"]
+	// PAWS rejects at a TIME_WAIT socket (PAWSTimewait on 6.16+, PAWSEstab
+	// before): the SYN is answered with a bare ACK. PAWSPassive is the
+	// tw_recycle per-peer check: the SYN is dropped without any answer.
+	twRejects := f["server.paws"] - passive
 	ts := c.Vars["clients.net.ipv4.tcp_timestamps"]
 	rfc := c.Vars["server.net.ipv4.tcp_rfc1337"]
-	if paws > 0 {
+	locked := lockedOut(rc)
+	if passive > 0 {
+		who := "the client(s) whose clock is behind"
+		if len(locked) > 0 {
+			who = strings.Join(locked, ", ")
+		}
+		out = append(out, fmt.Sprintf("%.0f SYNs were dropped silently (TcpExt.PAWSPassive): with tcp_tw_recycle=1 the server remembers the last timestamp of every peer address for 60 s, and behind the NAT every client is the same address; a SYN with an older timestamp gets no SYN-ACK, no ACK, nothing (%.0f SYNs in, %.0f SYN-ACKs out, %.0f RSTs from clients). %s retransmitted (%.0f SYN retransmits) and timed out: %d connect timeouts. This is the classic \"client sends SYN, server does not answer\" behind NAT, and why tcp_tw_recycle was removed in Linux 4.12.",
+			passive, f["syn.in"], f["syn.synack_out"], f["syn.rst_in"], who, f["clients.TcpExt.TCPSynRetrans"], rc.Load.Failures[load.Timeout]))
+	}
+	if twRejects > 0 {
 		out = append(out, fmt.Sprintf("%.0f SYNs reused a 4-tuple the server still held in TIME_WAIT, carried an older timestamp and were rejected by PAWS: the server answered with a bare ACK instead of a SYN-ACK (%.0f SYNs in, %.0f SYN-ACKs out).",
-			paws, f["syn.in"], f["syn.synack_out"]))
-		if rfc == "1" && rc.Load.Failed > 0 {
-			var locked []string
-			for name, pc := range rc.Load.PerClient {
-				if pc.OK == 0 && pc.Attempts > 0 {
-					locked = append(locked, name)
-				}
-			}
-			sort.Strings(locked)
+			twRejects, f["syn.in"], f["syn.synack_out"]))
+		switch {
+		case rfc == "1" && rc.Load.Failed > 0:
 			who := "some connections fail"
 			if len(locked) > 0 {
 				who = "the client(s) whose clock is behind stay locked out: " + strings.Join(locked, ", ")
 			}
 			out = append(out, fmt.Sprintf("tcp_rfc1337=1: the client's RST no longer kills the TIME_WAIT socket, and each rejected SYN restarts its timer; %s (%d connect timeouts).", who, rc.Load.Failures[load.Timeout]))
-		} else if rc.Load.Failed == 0 {
-			out = append(out, fmt.Sprintf("Every client recovered: it answered the bare ACK with a RST, which killed the server's TIME_WAIT socket (tcp_rfc1337=0), and its retried SYN got through; that costs the connect latency (p99 %.1f ms, max %.1f ms).", rc.Load.ConnectMS.P99, rc.Load.ConnectMS.Max))
+		case rc.Load.Failed == 0:
+			out = append(out, fmt.Sprintf("Every client recovered: it answered the bare ACK with a RST, which killed the server's TIME_WAIT socket (tcp_rfc1337=0), and its SYN, sent again, got through; that costs the connect latency (p99 %.1f ms, max %.1f ms; the retry comes at once on new kernels, after the 1 s retransmit timer on old ones).", rc.Load.ConnectMS.P99, rc.Load.ConnectMS.Max))
 		}
-	} else if ts == "0" && (f["clients.Tcp.OutRsts"] > 0 || f["syn.unanswered"] > 0) {
+	}
+	if passive == 0 && twRejects == 0 && ts == "0" && (f["clients.Tcp.OutRsts"] > 0 || f["syn.unanswered"] > 0) {
 		out = append(out, fmt.Sprintf("No PAWS counter moved (timestamps are off), yet %.0f SYNs went unanswered and the clients sent %.0f RSTs: without timestamps the server's TIME_WAIT socket compares sequence numbers instead, and a SYN whose ISN is not above the old connection's is answered with an ACK just like a PAWS reject.",
 			f["syn.unanswered"], f["clients.Tcp.OutRsts"]))
 		if rfc == "1" && rc.Load.Failed > 0 {
@@ -208,4 +218,16 @@ func Explain(c *scenario.Cell, rc *result.Cell) []string {
 		out = append(out, fmt.Sprintf("%d connects found no free local port (EADDRNOTAVAIL/EADDRINUSE): TIME_WAIT on the clients holds the ports.", rc.Load.Failures[load.AddrFail]))
 	}
 	return out
+}
+
+// lockedOut lists the clients that tried and never got a connection.
+func lockedOut(rc *result.Cell) []string {
+	var locked []string
+	for name, pc := range rc.Load.PerClient {
+		if pc.OK == 0 && pc.Attempts > 0 {
+			locked = append(locked, name)
+		}
+	}
+	sort.Strings(locked)
+	return locked
 }

@@ -223,7 +223,7 @@ func (cr *cellRun) applyKnobs() ([]*plannedKnob, error) {
 		rc.Status, rc.Reason = result.CellNA, "n/a: "+strings.Join(dedupe(na), "; ")
 		return plan, nil
 	}
-	noted := map[string]bool{}
+	var globals []string
 	for _, pk := range plan {
 		switch {
 		case pk.skip:
@@ -231,9 +231,8 @@ func (cr *cellRun) applyKnobs() ([]*plannedKnob, error) {
 			if err := cr.applyGlobal(pk); err != nil {
 				return plan, err
 			}
-			if !noted[pk.name] {
-				noted[pk.name] = true
-				rc.Notes = append(rc.Notes, fmt.Sprintf("%s is global on this kernel: written in the VM's initial namespace (it applies to every node)", pk.name))
+			if !slices.Contains(globals, pk.name) {
+				globals = append(globals, pk.name)
 			}
 		default:
 			for _, n := range pk.nodes {
@@ -242,6 +241,9 @@ func (cr *cellRun) applyKnobs() ([]*plannedKnob, error) {
 				}
 			}
 		}
+	}
+	if len(globals) > 0 {
+		rc.Notes = append(rc.Notes, fmt.Sprintf("Global on this kernel, so written in the VM's initial namespace and in force on every node: %s.", strings.Join(globals, ", ")))
 	}
 	return plan, nil
 }

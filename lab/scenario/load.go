@@ -58,7 +58,7 @@ type Expectation struct {
 // KernelVars are the kernel.* names a `when:` selector may use; the runner
 // fills them from detection (lab/kernel), never from the version string.
 var KernelVars = []string{"kernel.release", "kernel.major", "kernel.minor", "kernel.ts_offsets",
-	"kernel.has_tw_recycle", "kernel.has_tw_reuse_delay", "kernel.has_paws_timewait", "kernel.ebpf"}
+	"kernel.has_tw_recycle", "kernel.has_tw_reuse_delay", "kernel.has_paws_timewait", "kernel.ebpf", "kernel.ts_hz"}
 
 // Options change a plan from the command line.
 type Options struct {
@@ -163,7 +163,7 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 					ok, err = e.When.Bool(env)
 				}
 				if err != nil {
-					return nil, &Error{File: file, Line: w.Line, Col: w.Col, Field: fmt.Sprintf("expect[%d].when", i), Msg: fmt.Sprintf("%v; a selector may use scenario fields (lvs.snat_ports) and sysctls (server.net.ipv4.tcp_rfc1337)", err)}
+					return nil, &Error{File: file, Line: w.Line, Col: w.Col, Field: fmt.Sprintf("expect[%d].when", i), Msg: fmt.Sprintf("%v; a selector may use scenario fields (lvs.snat_ports) and sysctls (server.net.ipv4.tcp_rfc1337) that every cell has (cell %s has no such name)", err, c.ID)}
 				}
 				if !ok {
 					continue

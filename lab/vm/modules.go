@@ -25,6 +25,8 @@ var LabModules = []string{
 	"veth", "bridge", "nf_tables", "nft_chain_nat", "nft_nat", "nft_masq", "nft_ct",
 	"nf_nat", "nf_conntrack", "nf_defrag_ipv4", "nf_defrag_ipv6", "nft_objref", "nft_counter",
 	"sch_ingress", "cls_bpf", "libcrc32c",
+	// sock_diag for TCP: TIME_WAIT per namespace where sockstat is global.
+	"inet_diag", "tcp_diag",
 }
 
 // Module is a kernel module ready to load.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -319,3 +320,117 @@ var (
 	staticBin  string
 	staticErr  error
 )
+
+// oldKernel finds a pre-4.12 bzImage: $TWLAB_OLD_KERNEL, or the stock 4.10.17
+// kept beside the repository (../shared/kernels). Without one the old-kernel
+// tests skip; that skip is the one CI allows (.ci/allowed-skips).
+func oldKernel(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("TWLAB_OLD_KERNEL"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("TWLAB_OLD_KERNEL: %v", err)
+		}
+		return p
+	}
+	for _, p := range []string{"../../../shared/kernels/linux-4.10.17-min/bzImage", "/work/shared/kernels/linux-4.10.17-min/bzImage"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Skip("no pre-4.12 kernel given (set TWLAB_OLD_KERNEL to a bzImage, or keep ../shared/kernels/linux-4.10.17-min/bzImage beside the repository)")
+	return ""
+}
+
+// TestOldKernelNatPaws runs the whole nat-paws scenario on a stock pre-4.12
+// kernel (4.10.17: no entropy source, no ACPI, /proc/net cached per thread,
+// global tcp_timestamps/tcp_tw_recycle/tcp_rfc1337, global sockstat, 250 Hz
+// timestamps, BPF charged to RLIMIT_MEMLOCK) and checks the seed's case and
+// that every figure belongs to the node it is reported for.
+func TestOldKernelNatPaws(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM; skipped with -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (QEMU, kernel cache)")
+	}
+	img := oldKernel(t)
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed: make deps (apt-get install qemu-system-x86)")
+	}
+	k, err := Resolve(context.Background(), img, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("../../scenarios/nat-paws.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Options{Kernels: []*Kernel{k}, ScenarioFile: "nat-paws.yaml", Source: src, Binary: staticTwlab(t),
+		OutDir: t.TempDir(), Timeout: 4 * time.Minute,
+		Progress: func(k *Kernel, msg string) { t.Logf("%s: %s", k.Label, msg) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res[0]
+	if r.Err != "" {
+		console, _ := os.ReadFile(filepath.Join(r.Dir, "console.log"))
+		t.Fatalf("%s: %s\nconsole:\n%s", r.Kernel.Label, r.Err, console)
+	}
+	run := r.Run
+	t.Logf("\n%s", Matrix(res))
+	if run.Status != result.RunOK || len(run.Cells) != 6 {
+		t.Errorf("status %s with %d cells, want ok with 6", run.Status, len(run.Cells))
+	}
+	facts, _ := json.Marshal(run.KernelFeatures)
+	var kf struct {
+		TSHz      int    `json:"ts_hz"`
+		TWCount   string `json:"tw_count"`
+		TSOffsets string `json:"ts_offsets"`
+		EBPF      string `json:"ebpf"`
+	}
+	json.Unmarshal(facts, &kf)
+	if kf.TSHz == 0 || kf.TSHz == 1000 || kf.TWCount != "global" || kf.TSOffsets == "unknown" || kf.EBPF != "ok" {
+		t.Errorf("kernel features %s: want a jiffies clock, global sockstat, known offsets, eBPF ok", facts)
+	}
+	for _, c := range run.Cells {
+		if c.Status != result.CellOK {
+			t.Errorf("cell %s: %s %s", c.ID, c.Status, c.Reason)
+			continue
+		}
+		srv, lvs := c.Nodes["server"].Counters, c.Nodes["lvs"].Counters
+		if lvs["Tcp.ActiveOpens"] != 0 || lvs["Tcp.PassiveOpens"] != 0 {
+			t.Errorf("cell %s: the box opened connections (%d active, %d passive): counters of another namespace", c.ID, lvs["Tcp.ActiveOpens"], lvs["Tcp.PassiveOpens"])
+		}
+		if srv["Tcp.PassiveOpens"] != int64(c.Load.OK) {
+			t.Errorf("cell %s: server PassiveOpens %d, successful connects %d", c.ID, srv["Tcp.PassiveOpens"], c.Load.OK)
+		}
+		for name, pc := range c.Load.PerClient {
+			if got := c.Nodes[name].Counters["Tcp.ActiveOpens"]; got != int64(pc.Attempts+pc.CutShort) {
+				t.Errorf("cell %s: %s ActiveOpens %d, connects started %d (%d attempts, %d cut short)", c.ID, name, got, pc.Attempts+pc.CutShort, pc.Attempts, pc.CutShort)
+			}
+			if tw := c.Nodes[name].TimeWait.Max; tw != 0 {
+				t.Errorf("cell %s: %s shows %d TIME_WAIT sockets, but the server closes first: the machine's count, not the node's", c.ID, name, tw)
+			}
+		}
+		if !strings.Contains(c.KnobsActual["clients.net.ipv4.tcp_timestamps"], "(global)") {
+			t.Errorf("cell %s: knobs_actual %v: tcp_timestamps is global on this kernel", c.ID, c.KnobsActual)
+		}
+		passive := srv["TcpExt.PAWSPassive"]
+		recycle := c.Matrix["server.net.ipv4.tcp_tw_recycle"] == "1"
+		tsOn := c.Matrix["clients.net.ipv4.tcp_timestamps"] == "2"
+		switch {
+		case recycle && tsOn:
+			// The seed: SYNs dropped silently, the client behind times out.
+			pc := c.Load.PerClient
+			if passive == 0 || c.SYN.Unanswered == 0 || c.SYN.RSTIn != 0 || pc["c2"].OK != 0 || pc["c2"].Attempts == 0 || pc["c1"].OK != pc["c1"].Attempts {
+				t.Errorf("cell %s: PAWSPassive %d, unanswered %d, RSTs in %d, c2 %d/%d, c1 %d/%d: want the silent drop of c2 only",
+					c.ID, passive, c.SYN.Unanswered, c.SYN.RSTIn, pc["c2"].OK, pc["c2"].Attempts, pc["c1"].OK, pc["c1"].Attempts)
+			}
+			if sk := c.Skew.Clients["c2"]; sk == nil || sk.OffsetMS != -60000 || int(sk.OffsetTicks) != -60*kf.TSHz {
+				t.Errorf("cell %s: c2's skew %+v: want -60 s in ticks of %d Hz", c.ID, sk, kf.TSHz)
+			}
+		case passive != 0:
+			t.Errorf("cell %s: PAWSPassive %d without tw_recycle and timestamps", c.ID, passive)
+		}
+	}
+}
