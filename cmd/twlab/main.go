@@ -52,6 +52,7 @@ Usage:
   twlab validate FILE...         check scenarios without running them (no root needed)
   twlab doctor [--json]          what this kernel can do for twlab
   twlab vm --kernel K... run SCENARIO   run a scenario on other kernels under QEMU
+  twlab kernel build SRC         a kernel tree or tarball -> a bzImage twlab vm boots (old kernels)
   twlab up [flags] SCENARIO      build one cell's lab and leave it running (teaching, debugging)
   twlab exec [--lab ID] NODE -- CMD...   run CMD inside a node of a lab that is up (c1, lvs, server …)
   twlab down [--lab ID]          tear a lab down
@@ -100,6 +101,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCompare(args[1:], stdout, stderr)
 	case "bench":
 		return cmdBench(args[1:], stdout, stderr)
+	case "kernel":
+		return cmdKernel(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "twlab", version)
 		return exitOK

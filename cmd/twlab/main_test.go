@@ -63,7 +63,7 @@ func TestList(t *testing.T) {
 
 func TestValidateShipped(t *testing.T) {
 	code, out, errs := twlab(t, "validate", "nat-paws.yaml")
-	if code != exitOK || out != "nat-paws.yaml: ok (8 cells)\n" || errs != "" {
+	if code != exitOK || out != "nat-paws.yaml: ok (6 cells)\n" || errs != "" {
 		t.Errorf("code %d, stdout %q, stderr %q", code, out, errs)
 	}
 	// Without the extension, and with --set after the name.

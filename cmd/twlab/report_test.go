@@ -120,7 +120,7 @@ func TestRunJSON(t *testing.T) {
 	}
 	out := t.TempDir()
 	code, stdout, stderr := twlab(t, "run", "nat-paws.yaml", "--json", "--out", out, "--set", "load.connections=20",
-		"--only", "server.net.ipv4.tcp_tw_recycle == 0 && clients.net.ipv4.tcp_timestamps == 1 && server.net.ipv4.tcp_rfc1337 == 0")
+		"--only", "server.net.ipv4.tcp_tw_recycle == 0 && clients.net.ipv4.tcp_timestamps == 2 && server.net.ipv4.tcp_rfc1337 == 0")
 	if code != exitOK {
 		t.Fatalf("code %d, stderr:\n%s", code, stderr)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twlab/twlab/lab/kbuild"
 	"github.com/twlab/twlab/lab/report"
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/scenario"
@@ -21,8 +22,8 @@ const vmUsage = `Usage:
   twlab vm --kernel K [--kernel K ...] [vm flags] run [--set ..] [--only ..] [--pcap] SCENARIO
   twlab vm kernels            what debian:VERSION resolves to here, and what is cached
 
-K is a bzImage/vmlinuz path (add --modules DIR for a modular kernel) or
-debian:VERSION (e.g. debian:6.1, debian:6.12): the linux-image package is
+K is a bzImage/vmlinuz path (add --modules DIR for a modular kernel),
+built:RELEASE (made by twlab kernel build) or debian:VERSION (e.g. debian:6.1, debian:6.12): the linux-image package is
 fetched with apt into the cache (--cache, $TWLAB_CACHE, default ` + vm.DefaultCacheDir + `)
 and extracted, never installed. $TWLAB_SEED may name a read-only folder of
 .deb files looked at before downloading.
@@ -127,7 +128,7 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "twlab vm:", err)
 		return exitEnv
 	}
-	code := exitOK
+	code, nothing := exitOK, false
 	for _, r := range results {
 		if r.Run != nil {
 			if err := report.WriteArtifacts(r.Dir, r.Run); err != nil {
@@ -137,9 +138,14 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 		switch {
 		case r.Err != "":
 			code = exitFailed
-		case r.Run.Status != result.RunOK && code == exitOK:
+		case r.Run.Status == result.RunNA:
+			nothing = true // every cell n/a on this kernel: not a success
+		case r.Run.Status != result.RunOK:
 			code = exitFailed
 		}
+	}
+	if code == exitOK && nothing {
+		code = exitNothing
 	}
 	m := vm.Matrix(results)
 	fmt.Fprintln(stdout)
@@ -155,6 +161,13 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintf(stdout, "\nresults: %s (one folder per kernel, console.log in each)\n", dir)
+	for _, r := range results {
+		if r.Run != nil {
+			fmt.Fprintf(stdout, "%s: %s\n", r.Kernel.Label, report.StatusLine(r.Run))
+		} else {
+			fmt.Fprintf(stdout, "%s: error: %s\n", r.Kernel.Label, r.Err)
+		}
+	}
 	if ctx.Err() != nil {
 		return exitStopped
 	}
@@ -180,6 +193,12 @@ func cmdVMKernels(stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "debian:%-5s -> %s  (exact builds: debian:%s)\n", v, pkgs[len(pkgs)-1], strings.Join(builds, ", debian:"))
 	}
+	if built := kbuild.List(vm.CacheDir); len(built) > 0 {
+		fmt.Fprintf(stdout, "\nbuilt with twlab kernel build (%s):\n", kbuild.BuiltDir(vm.CacheDir))
+		for _, k := range built {
+			fmt.Fprintf(stdout, "  built:%-12s %s\n", k.Release, k.Image)
+		}
+	}
 	cached, _ := filepath.Glob(filepath.Join(vm.CacheDir, "kernels", "*", ".complete"))
 	fmt.Fprintf(stdout, "\ncached in %s:\n", filepath.Join(vm.CacheDir, "kernels"))
 	if len(cached) == 0 {
@@ -188,7 +207,7 @@ func cmdVMKernels(stdout, stderr io.Writer) int {
 	for _, c := range cached {
 		fmt.Fprintln(stdout, "  "+filepath.Base(filepath.Dir(c)))
 	}
-	fmt.Fprintln(stdout, "\nFor tcp_tw_recycle cells bring a kernel older than 4.12 (e.g. a 4.9 or 4.10 bzImage with")
-	fmt.Fprintln(stdout, "veth, bridge, nftables NAT and an 8250 console built in): twlab vm --kernel ./bzImage-4.10 run …")
+	fmt.Fprintln(stdout, "\nFor tcp_tw_recycle cells bring a kernel older than 4.12: build one from a kernel.org tarball")
+	fmt.Fprintln(stdout, "with `twlab kernel build linux-4.9.337.tar.xz`, then twlab vm --kernel built:4.9.337 run …")
 	return exitOK
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -75,14 +76,25 @@ type Facts struct {
 	// per-netns.
 	TWCount       string `json:"tw_count"`
 	TWCountDetail string `json:"tw_count_detail,omitempty"`
-	QEMU          string `json:"qemu"` // path or ""
-	KVM           bool   `json:"kvm"`
+	// TWCounter says which event TcpExt.TW counts: "created" (a socket
+	// entered TIME_WAIT; recent kernels) or "expired" (its timer ran out, 60 s
+	// later; older kernels), found by creating TIME_WAIT sockets in a fresh
+	// namespace and reading the counter at once.
+	TWCounter string `json:"tw_counter"`
+	// TWReuseLoopback: tcp_tw_reuse=2 means "loopback only" (Linux 4.18+,
+	// where the knob refuses 3); before, any non-zero value is plain reuse.
+	TWReuseLoopback bool   `json:"tw_reuse_loopback"`
+	QEMU            string `json:"qemu"` // path or ""
+	KVM             bool   `json:"kvm"`
 }
 
 // TIME_WAIT accounting.
 const (
 	TWPerNetns = "per-netns"
 	TWGlobal   = "global"
+
+	TWCounterCreated = "created"
+	TWCounterExpired = "expired"
 )
 
 // Exists reports whether the kernel has a knob at all (per namespace or
@@ -133,6 +145,8 @@ func (f *Facts) Vars() map[string]string {
 		"kernel.has_tw_recycle":     b(f.Exists("net.ipv4.tcp_tw_recycle")),
 		"kernel.has_tw_reuse_delay": b(f.Exists("net.ipv4.tcp_tw_reuse_delay")),
 		"kernel.ts_hz":              strconv.Itoa(f.TSHz),
+		"kernel.tw_reuse_loopback":  b(f.TWReuseLoopback),
+		"kernel.tw_counter":         f.TWCounter,
 		"kernel.has_paws_timewait":  b(has("TcpExt.PAWSTimewait")),
 		"kernel.ebpf":               b(f.EBPF == "ok"),
 	}
@@ -205,6 +219,7 @@ func Detect(ctx context.Context, opt Options) (*Facts, error) {
 	} else if err := a.Close(); err != nil {
 		f.EBPF = "detach: " + err.Error()
 	}
+	f.TWReuseLoopback = detectTWReuseRange(ns, opt)
 	if p, err := probe.Open("doctor", ns, probe.Options{}); err == nil {
 		if c, err := p.Counters(); err == nil {
 			for _, k := range []string{"TcpExt.PAWSPassive", "TcpExt.PAWSActive", "TcpExt.PAWSEstab", "TcpExt.PAWSTimewait"} {
@@ -216,8 +231,42 @@ func Detect(ctx context.Context, opt Options) (*Facts, error) {
 		p.Close()
 	}
 	f.TSOffsets, f.TSDetail, f.TSHz, f.TSHzDetail = detectTimestamps(ctx, ns, opt)
-	f.TWCount, f.TWCountDetail = detectTWCount(ns)
+	f.TWCount, f.TWCountDetail, f.TWCounter = detectTWCount(ns)
 	return f, nil
+}
+
+// detectTWReuseRange finds out whether tcp_tw_reuse has a "loopback only"
+// value 2: the kernel that added it made 2 the knob's maximum, so writing 3
+// fails. Written in the scratch namespace, or (global knob) only in a VM and
+// put back; on a host where the knob is global the answer stays false.
+func detectTWReuseRange(ns netns.NsHandle, opt Options) bool {
+	const knob = "net.ipv4.tcp_tw_reuse"
+	a, err := sysctl.Probe(ns, knob)
+	if err != nil {
+		return false
+	}
+	target := ns
+	if !(a.Exists && a.Writable) {
+		if !opt.VM || !a.Host {
+			return false
+		}
+		init, err := sysctl.InitialNS()
+		if err != nil {
+			return false
+		}
+		defer init.Close()
+		target = init
+	}
+	old, err := sysctl.Read(target, []string{knob})
+	if err != nil || old[knob] == "" {
+		return false
+	}
+	_, werr := sysctl.Apply(target, []sysctl.Setting{{Name: knob, Requested: "3"}})
+	if werr == nil {
+		sysctl.Apply(target, []sysctl.Setting{{Name: knob, Requested: old[knob]}})
+		return false
+	}
+	return errors.Is(werr, unix.EINVAL)
 }
 
 // newScratch creates a namespace for detection whose name is dropped at
@@ -251,40 +300,49 @@ func newScratch(tag string) (netns.NsHandle, *netlink.Handle, error) {
 
 // detectTWCount finds out whether sockstat's TIME_WAIT count is the
 // namespace's own: with TIME_WAIT sockets in ns (detection's loopback
-// connections leave some), a second, empty namespace must read 0.
-func detectTWCount(ns netns.NsHandle) (string, string) {
+// connections leave some), a second, empty namespace must read 0. It also
+// reads ns's TcpExt.TW, which says whether the counter moves when TIME_WAIT
+// starts (it is non-zero now) or when it ends (60 s from now).
+func detectTWCount(ns netns.NsHandle) (count, detail, counter string) {
 	pa, err := probe.Open("doctor", ns, probe.Options{})
 	if err != nil {
-		return OffsetsUnknown, err.Error()
+		return OffsetsUnknown, err.Error(), OffsetsUnknown
 	}
 	defer pa.Close()
 	own, err := pa.TimeWaitDiag()
 	if err != nil {
-		return OffsetsUnknown, err.Error()
+		return OffsetsUnknown, err.Error(), OffsetsUnknown
 	}
 	if own == 0 {
-		return OffsetsUnknown, "no TIME_WAIT socket to compare with"
+		return OffsetsUnknown, "no TIME_WAIT socket to compare with", OffsetsUnknown
+	}
+	counter = OffsetsUnknown
+	if c, err := pa.Counters(); err == nil {
+		counter = TWCounterExpired
+		if c["TcpExt.TW"] > 0 {
+			counter = TWCounterCreated
+		}
 	}
 	empty, nl, err := newScratch("tw")
 	if err != nil {
-		return OffsetsUnknown, err.Error()
+		return OffsetsUnknown, err.Error(), counter
 	}
 	defer empty.Close()
 	defer nl.Close()
 	pb, err := probe.Open("doctor-empty", empty, probe.Options{})
 	if err != nil {
-		return OffsetsUnknown, err.Error()
+		return OffsetsUnknown, err.Error(), counter
 	}
 	defer pb.Close()
 	seen, err := pb.TimeWaitSockstat()
 	if err != nil {
-		return OffsetsUnknown, err.Error()
+		return OffsetsUnknown, err.Error(), counter
 	}
-	detail := fmt.Sprintf("a namespace with %d TIME_WAIT sockets (sock_diag); a new, empty one reads sockstat tw %d", own, seen)
+	detail = fmt.Sprintf("a namespace with %d TIME_WAIT sockets (sock_diag); a new, empty one reads sockstat tw %d", own, seen)
 	if seen == 0 {
-		return TWPerNetns, detail
+		return TWPerNetns, detail, counter
 	}
-	return TWGlobal, detail
+	return TWGlobal, detail, counter
 }
 
 // detectTimestamps finds out how this kernel chooses TCP timestamp offsets

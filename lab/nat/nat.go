@@ -150,23 +150,22 @@ const (
 // InstallSYNCounters adds counters to ns. The equivalent nft script:
 //
 //	table ip twlab_syn {
-//	  counter syn_in; counter synack_out; counter rst_in; counter rst_out
 //	  chain in  { type filter hook prerouting priority -300;
-//	    tcp flags & (syn|ack) == syn counter name syn_in
-//	    tcp flags & rst == rst counter name rst_in }
+//	    tcp flags & (syn|ack) == syn counter comment "syn_in"
+//	    tcp flags & rst == rst counter comment "rst_in" }
 //	  chain out { type filter hook postrouting priority 300;
-//	    tcp flags & (syn|ack) == syn|ack counter name synack_out
-//	    tcp flags & rst == rst counter name rst_out }
+//	    tcp flags & (syn|ack) == syn|ack counter comment "synack_out"
+//	    tcp flags & rst == rst counter comment "rst_out" }
 //	}
+//
+// The counters are anonymous, in the rules, found again by the name kept in
+// each rule's user data: named counter objects would need Linux 4.10.
 func InstallSYNCounters(ns netns.NsHandle) error {
 	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
 	if err != nil {
 		return fmt.Errorf("nftables conn: %w", err)
 	}
 	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: counterTable})
-	for _, n := range []string{CounterSYNIn, CounterSYNACKOut, CounterRSTIn, CounterRSTOut} {
-		c.AddObject(&nftables.CounterObj{Table: t, Name: n})
-	}
 	raw := nftables.ChainPriorityRaw
 	last := nftables.ChainPriority(300)
 	in := c.AddChain(&nftables.Chain{Name: "in", Table: t, Type: nftables.ChainTypeFilter,
@@ -179,9 +178,9 @@ func InstallSYNCounters(ns netns.NsHandle) error {
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{mask}, Xor: []byte{0}},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{want}},
-			&expr.Objref{Type: int(nftables.ObjTypeCounter), Name: counter},
+			&expr.Counter{},
 		)
-		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ex})
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ex, UserData: []byte(counter)})
 	}
 	const syn, rst, ack = 0x02, 0x04, 0x10
 	flagRule(in, syn|ack, syn, CounterSYNIn)
@@ -200,14 +199,24 @@ func ReadSYNCounters(ns netns.NsHandle) (map[string]uint64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables conn: %w", err)
 	}
-	objs, err := c.GetObjects(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: counterTable})
-	if err != nil {
-		return nil, fmt.Errorf("nftables: read syn counters: %w", err)
-	}
+	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: counterTable}
 	out := map[string]uint64{}
-	for _, o := range objs {
-		if co, ok := o.(*nftables.CounterObj); ok {
-			out[co.Name] = co.Packets
+	for _, ch := range []string{"in", "out"} {
+		rules, err := c.GetRules(t, &nftables.Chain{Name: ch, Table: t})
+		if err != nil {
+			return nil, fmt.Errorf("nftables: read syn counters: %w", err)
+		}
+		for _, r := range rules {
+			for _, e := range r.Exprs {
+				if ctr, ok := e.(*expr.Counter); ok && len(r.UserData) > 0 {
+					out[string(r.UserData)] = ctr.Packets
+				}
+			}
+		}
+	}
+	for _, n := range []string{CounterSYNIn, CounterSYNACKOut, CounterRSTIn, CounterRSTOut} {
+		if _, ok := out[n]; !ok {
+			return nil, fmt.Errorf("nftables: syn counter %s missing from table %s", n, counterTable)
 		}
 	}
 	return out, nil

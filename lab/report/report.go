@@ -111,7 +111,7 @@ func expectCol(c *result.Cell) string {
 func CellLine(done, total int, c *result.Cell) string {
 	w := len(strconv.Itoa(total))
 	head := fmt.Sprintf("[%*d/%d] %-5s %s", w, done, total, c.Status, c.ID)
-	if c.Load == nil {
+	if c.Load == nil || c.Status == result.CellNA {
 		if c.Reason != "" {
 			return head + "  " + c.Reason
 		}

@@ -74,7 +74,7 @@ func TestNatPaws(t *testing.T) {
 		cells[c.ID] = c
 		t.Logf("%s", report.CellLine(c.Index+1, len(r.Cells), c))
 	}
-	on := cells["tw_recycle=0,timestamps=1,rfc1337=0"]
+	on := cells["tw_recycle=0,timestamps=2,rfc1337=0"]
 	off := cells["tw_recycle=0,timestamps=0,rfc1337=0"]
 	if on == nil || off == nil {
 		t.Fatalf("cells missing: %v", cells)
@@ -94,11 +94,11 @@ func TestNatPaws(t *testing.T) {
 	if p := off.Nodes["server"].Summary["paws"]; p != 0 {
 		t.Errorf("timestamps off: server PAWS = %d, want 0", p)
 	}
-	if on.KnobsActual["clients.net.ipv4.tcp_timestamps"] != "1" || off.KnobsActual["clients.net.ipv4.tcp_timestamps"] != "0" {
+	if on.KnobsActual["clients.net.ipv4.tcp_timestamps"] != "2" || off.KnobsActual["clients.net.ipv4.tcp_timestamps"] != "0" {
 		t.Errorf("knobs in force: on %v off %v", on.KnobsActual, off.KnobsActual)
 	}
 	if _, err := os.Stat("/proc/sys/net/ipv4/tcp_tw_recycle"); os.IsNotExist(err) {
-		na := cells["tw_recycle=1,timestamps=1,rfc1337=0"]
+		na := cells["tw_recycle=1,timestamps=2,rfc1337=0,bind_port=0"]
 		if na == nil || na.Status != result.CellNA || !strings.Contains(na.Reason, "tcp_tw_recycle does not exist") {
 			t.Errorf("tw_recycle=1 cell: %+v, want n/a with the reason", na)
 		}
@@ -243,7 +243,7 @@ func TestConcurrentRuns(t *testing.T) {
 	res := make(chan out, 2)
 	for i := 0; i < 2; i++ {
 		go func() {
-			plan := loadPlan(t, []string{"load.connections=30"}, "server.net.ipv4.tcp_rfc1337 == 0 && clients.net.ipv4.tcp_timestamps == 1")
+			plan := loadPlan(t, []string{"load.connections=30"}, "server.net.ipv4.tcp_rfc1337 == 0 && clients.net.ipv4.tcp_timestamps == 2")
 			r, _, err := runner.Run(context.Background(), plan, runner.Options{OutDir: t.TempDir()})
 			res <- out{r, err}
 		}()

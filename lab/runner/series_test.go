@@ -16,7 +16,7 @@ import (
 func TestTimeseries(t *testing.T) {
 	roottest.Skip(t)
 	plan := loadPlan(t, []string{"load.connections=60", "load.rate=40"},
-		"server.net.ipv4.tcp_tw_recycle == 0 && clients.net.ipv4.tcp_timestamps == 1 && server.net.ipv4.tcp_rfc1337 == 0")
+		"server.net.ipv4.tcp_tw_recycle == 0 && clients.net.ipv4.tcp_timestamps == 2 && server.net.ipv4.tcp_rfc1337 == 0")
 	out := t.TempDir()
 	r, _, err := runner.Run(context.Background(), plan, runner.Options{OutDir: out})
 	if err != nil {

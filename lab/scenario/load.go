@@ -58,7 +58,7 @@ type Expectation struct {
 // KernelVars are the kernel.* names a `when:` selector may use; the runner
 // fills them from detection (lab/kernel), never from the version string.
 var KernelVars = []string{"kernel.release", "kernel.major", "kernel.minor", "kernel.ts_offsets",
-	"kernel.has_tw_recycle", "kernel.has_tw_reuse_delay", "kernel.has_paws_timewait", "kernel.ebpf", "kernel.ts_hz"}
+	"kernel.has_tw_recycle", "kernel.has_tw_reuse_delay", "kernel.has_paws_timewait", "kernel.ebpf", "kernel.ts_hz", "kernel.tw_reuse_loopback", "kernel.tw_counter"}
 
 // Options change a plan from the command line.
 type Options struct {
@@ -564,6 +564,9 @@ func validate(file string, root *yaml.Node, s *Scenario) Errors {
 	durRange("load.gap", s.Load.Gap, 0, 10*time.Second)
 	if !(s.Load.Rate >= 0 && s.Load.Rate <= 1e6) { // also NaN
 		bad("load.rate", "%g is out of range; want 0 (unpaced) to 1000000 connections/s", s.Load.Rate)
+	}
+	if !(s.Load.NeedsRate >= 0 && s.Load.NeedsRate <= 1e6) {
+		bad("load.needs_rate", "%g is out of range; want 0 (no need) to 1000000 connections/s", s.Load.NeedsRate)
 	}
 	rng("load.concurrency", s.Load.Concurrency, 1, MaxConcurrency)
 	switch s.Load.Order {

@@ -166,6 +166,10 @@ type LoadConfig struct {
 	IOTimeout      Duration `yaml:"io_timeout" json:"io_timeout"`
 	BindPort       int      `yaml:"bind_port" json:"bind_port"`
 	Gap            Duration `yaml:"gap" json:"gap"`
+	// NeedsRate: the scenario's mechanism shows only from this many new
+	// connections per second on; a cell whose load stays below it (e.g. in
+	// a VM under software emulation) is n/a, its figures kept. 0: no need.
+	NeedsRate float64 `yaml:"needs_rate" json:"needs_rate,omitempty"`
 }
 
 // KnobSet is a role's sysctls in file order.

@@ -19,6 +19,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/twlab/twlab/lab/kbuild"
 )
 
 // DefaultCacheDir is where kernels are cached unless TWLAB_CACHE (or
@@ -56,6 +58,13 @@ type Kernel struct {
 func Resolve(ctx context.Context, spec, modulesDir string, log *slog.Logger) (*Kernel, error) {
 	if ver, ok := strings.CutPrefix(spec, "debian:"); ok {
 		return resolveDebian(ctx, spec, ver, log)
+	}
+	if rel, ok := strings.CutPrefix(spec, "built:"); ok {
+		b, err := kbuild.Find(CacheDir, rel)
+		if err != nil {
+			return nil, fmt.Errorf("--kernel %s: %w", spec, err)
+		}
+		return &Kernel{Spec: spec, Image: b.Image, Release: b.Release, Label: labelOf(b.Release, rel)}, nil
 	}
 	st, err := os.Stat(spec)
 	if err != nil {

@@ -265,7 +265,7 @@ func TestScenarioInDebianVM(t *testing.T) {
 			} else if c.Load.Failed > 0 {
 				t.Logf("%s: cell %s: %d stray failure(s): %v %v", r.Kernel.Label, c.ID, c.Load.Failed, c.Load.Failures, c.Load.Errors)
 			}
-			if c.ID == "tw_recycle=0,timestamps=1,rfc1337=0" && (c.Nodes["server"] == nil || c.Nodes["server"].Summary["paws"] == 0) {
+			if c.ID == "tw_recycle=0,timestamps=2,rfc1337=0" && (c.Nodes["server"] == nil || c.Nodes["server"].Summary["paws"] == 0) {
 				t.Errorf("%s: timestamps on, no PAWS reject in the VM", r.Kernel.Label)
 			}
 		}

@@ -1,0 +1,397 @@
+// Package kbuild turns a kernel source (a tree or a kernel.org tarball) into
+// a bzImage twlab can boot: tinyconfig plus twlab's fragment (everything the
+// lab needs built in, no modules), the small fixes old trees need with
+// today's compilers, and a cache keyed by source and fragment, so a second
+// build of the same source is free. The user's tree is never written: the
+// build runs in a copy inside the cache.
+package kbuild
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Fragment is twlab's config fragment (lab.config).
+//
+//go:embed lab.config
+var Fragment string
+
+// Essential options must be =y after olddefconfig, whatever the tree: the
+// lab cannot run without them. Other fragment lines a tree does not know
+// are dropped by olddefconfig and only reported.
+var Essential = []string{
+	"CONFIG_64BIT", "CONFIG_BLK_DEV_INITRD", "CONFIG_DEVTMPFS", "CONFIG_TMPFS", "CONFIG_PROC_SYSCTL",
+	"CONFIG_SERIAL_8250_CONSOLE", "CONFIG_NET_NS", "CONFIG_INET", "CONFIG_VETH", "CONFIG_BRIDGE",
+	"CONFIG_NF_CONNTRACK", "CONFIG_NF_NAT", "CONFIG_NF_TABLES", "CONFIG_NFT_NAT", "CONFIG_INET_DIAG",
+}
+
+// buildVersion changes whenever the recipe (fixes, make variables) does, so
+// that a cached kernel built by an older recipe is not taken for a new one.
+const buildVersion = "1"
+
+// Options of one build.
+type Options struct {
+	Source   string // a kernel tree or tarball
+	CacheDir string // the twlab cache; kernels go to CacheDir/kernels-built
+	Jobs     int    // make -j; 0 = the CPUs
+	// KeepTree keeps the build tree (CacheDir/kbuild/KEY) after a success.
+	KeepTree bool
+	Log      *slog.Logger
+	// Progress receives short status lines while the build runs.
+	Progress func(msg string)
+}
+
+// Kernel is a built, cached kernel.
+type Kernel struct {
+	Dir     string // CacheDir/kernels-built/RELEASE-KEY
+	Image   string // its bzImage
+	Release string // from the tree's Makefile
+	Key     string // source and recipe hash
+	Cached  bool   // found in the cache, not built now
+	Fixes   []string
+	Dropped []string // fragment options the tree does not know
+	BuildS  float64
+}
+
+// BuiltDir is where built kernels live in a cache.
+func BuiltDir(cache string) string { return filepath.Join(cache, "kernels-built") }
+
+func (o *Options) progress(format string, a ...any) {
+	if o.Progress != nil {
+		o.Progress(fmt.Sprintf(format, a...))
+	}
+}
+
+// Build builds (or finds in the cache) the lab kernel of opt.Source.
+func Build(ctx context.Context, opt Options) (*Kernel, error) {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Jobs <= 0 {
+		opt.Jobs = runtime.NumCPU()
+	}
+	src, err := OpenSource(opt.Source)
+	if err != nil {
+		return nil, err
+	}
+	opt.progress("hashing %s", opt.Source)
+	id, err := src.Identity()
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(id + "\x00" + Fragment + "\x00" + buildVersion))
+	key := hex.EncodeToString(sum[:])[:16]
+	if k, ok := findBuilt(opt.CacheDir, key); ok {
+		k.Cached = true
+		opt.progress("cached: %s", k.Image)
+		return k, nil
+	}
+	tree := filepath.Join(opt.CacheDir, "kbuild", key)
+	if err := os.RemoveAll(tree); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if !opt.KeepTree {
+			os.RemoveAll(tree)
+		}
+	}()
+	opt.progress("unpacking into %s", tree)
+	if err := src.Unpack(tree); err != nil {
+		return nil, fmt.Errorf("unpack %s: %w", opt.Source, err)
+	}
+	release, err := TreeRelease(tree)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckTools(tree); err != nil {
+		return nil, err
+	}
+	k := &Kernel{Release: release, Key: key}
+	if k.Fixes, err = ApplyFixes(tree); err != nil {
+		return nil, err
+	}
+	for _, f := range k.Fixes {
+		opt.progress("fix: %s", f)
+	}
+	logPath := filepath.Join(opt.CacheDir, "kbuild", key+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	start := time.Now()
+	mk := func(targets ...string) error {
+		args := append([]string{"-C", tree, "ARCH=x86_64", "HOSTCFLAGS=-fcommon", fmt.Sprintf("-j%d", opt.Jobs)}, targets...)
+		return runMake(ctx, args, logf, opt)
+	}
+	opt.progress("configuring %s: tinyconfig + twlab's fragment", release)
+	if err := mk("tinyconfig"); err != nil {
+		return nil, buildError("make tinyconfig", err, logPath)
+	}
+	if err := appendFile(filepath.Join(tree, ".config"), "\n"+Fragment); err != nil {
+		return nil, err
+	}
+	if err := mk("olddefconfig"); err != nil {
+		return nil, buildError("make olddefconfig", err, logPath)
+	}
+	cfg, err := readConfig(filepath.Join(tree, ".config"))
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, e := range Essential {
+		if cfg[e] != "y" {
+			missing = append(missing, e)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%s: after olddefconfig these lab essentials are not built in: %s (the tree may call them differently; see %s)", release, strings.Join(missing, ", "), logPath)
+	}
+	k.Dropped = dropped(Fragment, cfg)
+	if len(k.Dropped) > 0 {
+		opt.progress("this tree does not know %d fragment options (fine where they came later): %s", len(k.Dropped), strings.Join(k.Dropped, " "))
+	}
+	if cfg["CONFIG_STACK_VALIDATION"] == "y" || cfg["CONFIG_UNWINDER_ORC"] == "y" {
+		if err := checkLibelf(); err != nil {
+			return nil, err
+		}
+	}
+	opt.progress("building %s with make -j%d (a few minutes; log: %s)", release, opt.Jobs, logPath)
+	if err := mk("bzImage"); err != nil {
+		return nil, buildError("make bzImage", err, logPath)
+	}
+	k.BuildS = time.Since(start).Seconds()
+	if err := install(opt.CacheDir, tree, k, logPath, opt.Source); err != nil {
+		return nil, err
+	}
+	opt.progress("built %s in %.0f s: %s", release, k.BuildS, k.Image)
+	return k, nil
+}
+
+// runMake runs make in its own process group, so that a cancelled build
+// takes every compiler with it, and copies its output to log while telling
+// the last compiled file every few seconds.
+func runMake(ctx context.Context, args []string, log io.Writer, opt Options) error {
+	cmd := exec.CommandContext(ctx, "make", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	fmt.Fprintf(log, "$ make %s\n", strings.Join(args, " "))
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	steps, last := 0, time.Now()
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(log, line)
+		if f := strings.Fields(line); len(f) == 2 && (f[0] == "CC" || f[0] == "LD" || f[0] == "AS" || f[0] == "HOSTCC") {
+			steps++
+			if time.Since(last) > 5*time.Second {
+				opt.progress("  %d steps, now %s %s", steps, f[0], f[1])
+				last = time.Now()
+			}
+		}
+	}
+	io.Copy(io.Discard, out)
+	return cmd.Wait()
+}
+
+func buildError(what string, err error, log string) error {
+	tail := lastLines(log, 15)
+	return fmt.Errorf("%s: %w; the end of %s:\n%s", what, err, log, tail)
+}
+
+func lastLines(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}
+
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(f, text); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// readConfig reads CONFIG_X=v lines.
+func readConfig(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && strings.HasPrefix(k, "CONFIG_") {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// dropped lists the fragment's =y options that the final config lacks.
+func dropped(fragment string, cfg map[string]string) []string {
+	var out []string
+	for _, line := range strings.Split(fragment, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if ok && strings.HasPrefix(k, "CONFIG_") && v == "y" && cfg[k] != "y" {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// install copies the image, its config and the build log into the cache,
+// under a temporary name first: a half-copied kernel is never found.
+func install(cache, tree string, k *Kernel, logPath, source string) error {
+	final := filepath.Join(BuiltDir(cache), k.Release+"-"+k.Key[:8])
+	tmp := final + ".tmp"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	for _, c := range []struct{ from, to string }{
+		{filepath.Join(tree, "arch/x86/boot/bzImage"), "bzImage"},
+		{filepath.Join(tree, ".config"), "config"},
+		{logPath, "build.log"},
+	} {
+		if err := copyFile(c.from, filepath.Join(tmp, c.to)); err != nil {
+			return fmt.Errorf("install %s: %w", c.to, err)
+		}
+	}
+	info := fmt.Sprintf("release %s\nsource %s\nkey %s\nfixes %s\ndropped %s\nbuild_s %.0f\n", k.Release, source, k.Key,
+		strings.Join(k.Fixes, "; "), strings.Join(k.Dropped, " "), k.BuildS)
+	if err := os.WriteFile(filepath.Join(tmp, "build.txt"), []byte(info), 0o644); err != nil {
+		return err
+	}
+	os.RemoveAll(final)
+	if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	k.Dir, k.Image = final, filepath.Join(final, "bzImage")
+	return nil
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// findBuilt looks for a kernel built with key.
+func findBuilt(cache, key string) (*Kernel, bool) {
+	for _, k := range List(cache) {
+		if k.Key == key {
+			return k, true
+		}
+	}
+	return nil, false
+}
+
+// List returns the kernels built into cache, newest release last.
+func List(cache string) []*Kernel {
+	dirs, _ := filepath.Glob(filepath.Join(BuiltDir(cache), "*"))
+	var out []*Kernel
+	for _, d := range dirs {
+		if strings.HasSuffix(d, ".tmp") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(d, "build.txt"))
+		if err != nil {
+			continue
+		}
+		k := &Kernel{Dir: d, Image: filepath.Join(d, "bzImage")}
+		for _, line := range strings.Split(string(b), "\n") {
+			name, v, _ := strings.Cut(line, " ")
+			switch name {
+			case "release":
+				k.Release = v
+			case "key":
+				k.Key = v
+			case "fixes":
+				if v != "" {
+					k.Fixes = strings.Split(v, "; ")
+				}
+			}
+		}
+		if _, err := os.Stat(k.Image); err == nil && k.Key != "" {
+			out = append(out, k)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Release < out[j].Release })
+	return out
+}
+
+// Find returns the built kernel of a release ("4.9.337"), for
+// `twlab vm --kernel built:4.9.337`.
+func Find(cache, release string) (*Kernel, error) {
+	var found *Kernel
+	for _, k := range List(cache) {
+		if k.Release == release {
+			found = k
+		}
+	}
+	if found == nil {
+		var have []string
+		for _, k := range List(cache) {
+			have = append(have, k.Release)
+		}
+		if len(have) == 0 {
+			have = []string{"none yet: twlab kernel build SRC"}
+		}
+		return nil, fmt.Errorf("no built kernel %s in %s (built: %s)", release, BuiltDir(cache), strings.Join(have, ", "))
+	}
+	return found, nil
+}
+
+// ErrNoTool: a program or header the build needs is not installed.
+var ErrNoTool = errors.New("missing build tool")

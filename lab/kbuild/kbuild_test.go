@@ -1,0 +1,235 @@
+package kbuild
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ulikunitz/xz"
+)
+
+const relocs410 = `static int do_reloc64(struct section *sec, Elf_Rel *rel, ElfW(Sym) *sym,
+		      const char *symname)
+{
+	switch (r_type) {
+	case R_X86_64_NONE:
+		break;
+	case R_X86_64_PC32:
+		/*
+		 * PC relative relocations don't need to be adjusted unless
+		 * referencing a percpu symbol.
+		 */
+		if (is_percpu_sym(sym, symname))
+			add_reloc(&relocs32neg, offset);
+		break;
+`
+
+func fakeTree(t *testing.T, relocs string) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "arch/x86/tools"), 0o755)
+	os.WriteFile(filepath.Join(dir, "Makefile"), []byte("VERSION = 4\nPATCHLEVEL = 9\nSUBLEVEL = 337\nEXTRAVERSION =\nNAME = Roaring Lionus\n"), 0o644)
+	if relocs != "" {
+		os.WriteFile(filepath.Join(dir, "arch/x86/tools/relocs.c"), []byte(relocs), 0o644)
+	}
+	return dir
+}
+
+func TestRelocsFix(t *testing.T) {
+	tree := fakeTree(t, relocs410)
+	applied, err := ApplyFixes(tree)
+	if err != nil || len(applied) != 1 {
+		t.Fatalf("applied %v, %v", applied, err)
+	}
+	b, _ := os.ReadFile(filepath.Join(tree, "arch/x86/tools/relocs.c"))
+	if !strings.Contains(string(b), "\tcase R_X86_64_PC32:\n\tcase R_X86_64_PLT32:\n\t\t/*") {
+		t.Errorf("PLT32 not next to PC32:\n%s", b)
+	}
+	// A second pass, or a tree that has the upstream fix, is left alone.
+	if applied, err := ApplyFixes(tree); err != nil || len(applied) != 0 {
+		t.Errorf("second pass applied %v, %v", applied, err)
+	}
+	// No relocs.c (another architecture's tree, or a stripped one): nothing.
+	if applied, err := ApplyFixes(fakeTree(t, "")); err != nil || len(applied) != 0 {
+		t.Errorf("tree without relocs.c: %v, %v", applied, err)
+	}
+	// A relocs.c of an unknown shape is an error, not a silent no-op.
+	if _, err := ApplyFixes(fakeTree(t, "int main(void) { return 0; }\n")); err == nil {
+		t.Error("relocs.c without a PC32 case accepted")
+	}
+}
+
+func TestTreeRelease(t *testing.T) {
+	r, err := TreeRelease(fakeTree(t, ""))
+	if err != nil || r != "4.9.337" {
+		t.Errorf("release %q, %v", r, err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "Makefile"), []byte("all:\n\techo hi\n"), 0o644)
+	if _, err := TreeRelease(dir); err == nil {
+		t.Error("a Makefile without VERSION taken for a kernel tree")
+	}
+}
+
+// tarball writes a kernel.org-like tarball (one top folder) of files.
+func tarball(t *testing.T, name string, files map[string]string, extra ...*tar.Header) string {
+	t.Helper()
+	var raw bytes.Buffer
+	tw := tar.NewWriter(&raw)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "pax_global_header", PAXRecords: map[string]string{"comment": "6962d94c"}})
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "linux-4.9.337/", Mode: 0o755})
+	for n, body := range files {
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "linux-4.9.337/" + n, Mode: 0o644, Size: int64(len(body))})
+		tw.Write([]byte(body))
+	}
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "linux-4.9.337/link", Linkname: "Makefile"})
+	for _, h := range extra {
+		tw.WriteHeader(h)
+	}
+	tw.Close()
+	path := filepath.Join(t.TempDir(), name)
+	var out bytes.Buffer
+	switch {
+	case strings.HasSuffix(name, ".gz"):
+		zw := gzip.NewWriter(&out)
+		zw.Write(raw.Bytes())
+		zw.Close()
+	case strings.HasSuffix(name, ".xz"):
+		zw, _ := xz.NewWriter(&out)
+		zw.Write(raw.Bytes())
+		zw.Close()
+	default:
+		out = raw
+	}
+	os.WriteFile(path, out.Bytes(), 0o644)
+	return path
+}
+
+func TestUnpackTarballs(t *testing.T) {
+	files := map[string]string{"Makefile": "VERSION = 4\nPATCHLEVEL = 9\nSUBLEVEL = 337\n", "arch/x86/tools/relocs.c": relocs410}
+	for _, name := range []string{"linux.tar", "linux.tar.gz", "linux.tar.xz"} {
+		src, err := OpenSource(tarball(t, name, files))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(t.TempDir(), "tree")
+		if err := src.Unpack(dst); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if r, err := TreeRelease(dst); err != nil || r != "4.9.337" {
+			t.Errorf("%s: release %q, %v", name, r, err)
+		}
+		if l, err := os.Readlink(filepath.Join(dst, "link")); err != nil || l != "Makefile" {
+			t.Errorf("%s: symlink %q, %v", name, l, err)
+		}
+	}
+	evil := tarball(t, "evil.tar", files, &tar.Header{Typeflag: tar.TypeReg, Name: "linux-4.9.337/../../escape", Mode: 0o644})
+	src, _ := OpenSource(evil)
+	if err := src.Unpack(filepath.Join(t.TempDir(), "tree")); err == nil || !strings.Contains(err.Error(), "leaves the tree") {
+		t.Errorf("an entry leaving the tree: %v", err)
+	}
+	if _, err := OpenSource(filepath.Join(t.TempDir(), "x.zip")); err == nil {
+		t.Error("a missing .zip accepted")
+	}
+}
+
+func TestIdentityFollowsTheTree(t *testing.T) {
+	tree := fakeTree(t, relocs410)
+	src, _ := OpenSource(tree)
+	a, err := src.Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := src.Identity(); a != b {
+		t.Error("identity of an unchanged tree changed")
+	}
+	os.WriteFile(filepath.Join(tree, "arch/x86/tools/relocs.c"), []byte(relocs410+"\n"), 0o644)
+	if b, _ := src.Identity(); a == b {
+		t.Error("identity did not change with a file")
+	}
+}
+
+func TestDropped(t *testing.T) {
+	cfg := map[string]string{"CONFIG_VETH": "y", "CONFIG_NFT_OBJREF": "m"}
+	got := dropped("# c\nCONFIG_VETH=y\nCONFIG_NFT_OBJREF=y\nCONFIG_NFT_CHAIN_NAT=y\n", cfg)
+	if strings.Join(got, " ") != "CONFIG_NFT_CHAIN_NAT CONFIG_NFT_OBJREF" {
+		t.Errorf("dropped %v", got)
+	}
+	for _, e := range Essential {
+		if !strings.Contains(Fragment, e+"=y") {
+			t.Errorf("essential %s is not in the fragment", e)
+		}
+	}
+}
+
+func TestMissingToolsAreNamed(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	tree := fakeTree(t, "") // no shipped kconfig parser: flex and bison needed
+	err := CheckTools(tree)
+	if !errors.Is(err, ErrNoTool) {
+		t.Fatalf("%v", err)
+	}
+	for _, want := range []string{"flex", "bison", "bc", "apt-get install"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not name %s", err, want)
+		}
+	}
+}
+
+func TestListAndFind(t *testing.T) {
+	cache := t.TempDir()
+	tree := fakeTree(t, "")
+	os.MkdirAll(filepath.Join(tree, "arch/x86/boot"), 0o755)
+	os.WriteFile(filepath.Join(tree, "arch/x86/boot/bzImage"), []byte("kernel"), 0o644)
+	os.WriteFile(filepath.Join(tree, ".config"), []byte("CONFIG_VETH=y\n"), 0o644)
+	log := filepath.Join(t.TempDir(), "log")
+	os.WriteFile(log, []byte("make\n"), 0o644)
+	k := &Kernel{Release: "4.9.337", Key: "0123456789abcdef"}
+	if err := install(cache, tree, k, log, "src"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Find(cache, "4.9.337")
+	if err != nil || f.Image != k.Image {
+		t.Errorf("find: %+v, %v", f, err)
+	}
+	if _, err := Find(cache, "4.4.1"); err == nil || !strings.Contains(err.Error(), "built: 4.9.337") {
+		t.Errorf("find a missing release: %v", err)
+	}
+	// A half-installed kernel is never listed.
+	os.MkdirAll(filepath.Join(BuiltDir(cache), "4.4.1-aaaaaaaa.tmp"), 0o755)
+	if n := len(List(cache)); n != 1 {
+		t.Errorf("%d kernels listed", n)
+	}
+}
+
+// TestBuildRealKernel builds a lab kernel from $TWLAB_KERNEL_SRC (a tree or
+// tarball; a few minutes on 2 cores) and then finds it in the cache.
+func TestBuildRealKernel(t *testing.T) {
+	src := os.Getenv("TWLAB_KERNEL_SRC")
+	if src == "" {
+		t.Skip("no kernel source given (TWLAB_KERNEL_SRC: a kernel tree or kernel.org tarball)")
+	}
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make not installed")
+	}
+	cache := t.TempDir()
+	var msgs []string
+	k, err := Build(context.Background(), Options{Source: src, CacheDir: cache, Progress: func(m string) { msgs = append(msgs, m); t.Log(m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(k.Image); err != nil || len(b) < 512 || string(b[0x202:0x206]) != "HdrS" {
+		t.Errorf("%s is not a bzImage (%v)", k.Image, err)
+	}
+	again, err := Build(context.Background(), Options{Source: src, CacheDir: cache})
+	if err != nil || !again.Cached || again.Image != k.Image {
+		t.Errorf("second build: %+v, %v (want the cached one)", again, err)
+	}
+}

@@ -1,0 +1,265 @@
+package kbuild
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/ulikunitz/xz"
+)
+
+// Source is a kernel source: a tree on disk or a tarball (.tar, .tar.gz,
+// .tgz, .tar.xz), e.g. one downloaded from kernel.org.
+type Source struct {
+	Path    string
+	Tarball bool
+}
+
+// OpenSource checks what path is.
+func OpenSource(path string) (Source, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return Source{}, fmt.Errorf("kernel source %s: %w", path, err)
+	}
+	if st.IsDir() {
+		if _, err := os.Stat(filepath.Join(path, "Makefile")); err != nil {
+			return Source{}, fmt.Errorf("kernel source %s: no Makefile: not a kernel tree", path)
+		}
+		return Source{Path: path}, nil
+	}
+	switch {
+	case strings.HasSuffix(path, ".tar"), strings.HasSuffix(path, ".tar.gz"), strings.HasSuffix(path, ".tgz"), strings.HasSuffix(path, ".tar.xz"):
+		return Source{Path: path, Tarball: true}, nil
+	}
+	return Source{}, fmt.Errorf("kernel source %s: want a kernel tree (a folder) or a tarball (.tar, .tar.gz, .tgz, .tar.xz)", path)
+}
+
+// Identity is a hash that changes when the source does: a tarball's bytes,
+// or a tree's file names, sizes, modes and modification times (hashing
+// every byte of a tree would take longer than it saves). .git is ignored.
+func (s Source) Identity() (string, error) {
+	h := sha256.New()
+	if s.Tarball {
+		f, err := os.Open(s.Path)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		if _, err := io.Copy(h, f); err != nil {
+			return "", fmt.Errorf("hash %s: %w", s.Path, err)
+		}
+		return hex.EncodeToString(h.Sum(nil)), nil
+	}
+	var lines []string
+	err := filepath.WalkDir(s.Path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == ".git" {
+			return filepath.SkipDir
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(s.Path, p)
+		lines = append(lines, fmt.Sprintf("%s\x00%d\x00%o\x00%d", rel, info.Size(), info.Mode(), info.ModTime().UnixNano()))
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("hash %s: %w", s.Path, err)
+	}
+	sort.Strings(lines)
+	for _, l := range lines {
+		io.WriteString(h, l+"\n")
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Unpack puts the source into dst (which must not exist): a tarball is
+// extracted with its top folder stripped, a tree is copied. The user's own
+// tree is never written: fixes and the build happen in the copy.
+func (s Source) Unpack(dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	if s.Tarball {
+		return extract(s.Path, dst)
+	}
+	return copyTree(s.Path, dst)
+}
+
+func extract(path, dst string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var r io.Reader = bufio.NewReaderSize(f, 1<<20)
+	switch {
+	case strings.HasSuffix(path, ".gz"), strings.HasSuffix(path, ".tgz"):
+		gz, err := gzip.NewReader(r)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		defer gz.Close()
+		r = gz
+	case strings.HasSuffix(path, ".xz"):
+		xr, err := xz.NewReader(r)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		r = xr
+	}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if h.Typeflag == tar.TypeXGlobalHeader || h.Typeflag == tar.TypeXHeader {
+			continue
+		}
+		rel, ok := stripTop(h.Name)
+		if !ok {
+			continue // the top folder itself
+		}
+		target, err := inside(dst, rel)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			err = os.MkdirAll(target, 0o755)
+		case tar.TypeReg:
+			err = writeFile(target, tr, fs.FileMode(h.Mode)&0o777)
+		case tar.TypeSymlink:
+			os.MkdirAll(filepath.Dir(target), 0o755)
+			err = os.Symlink(h.Linkname, target)
+		case tar.TypeLink:
+			lrel, ok := stripTop(h.Linkname)
+			if !ok {
+				return fmt.Errorf("%s: hard link %s to %s", path, h.Name, h.Linkname)
+			}
+			var old string
+			if old, err = inside(dst, lrel); err == nil {
+				os.MkdirAll(filepath.Dir(target), 0o755)
+				err = os.Link(old, target)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", path, h.Name, err)
+		}
+	}
+}
+
+// stripTop drops the tarball's top folder ("linux-4.9.337/").
+func stripTop(name string) (string, bool) {
+	name = strings.TrimPrefix(name, "./")
+	_, rest, ok := strings.Cut(name, "/")
+	if !ok || rest == "" {
+		return "", false
+	}
+	return rest, true
+}
+
+// inside joins rel to root and refuses a path that would leave it.
+func inside(root, rel string) (string, error) {
+	p := filepath.Join(root, rel)
+	if !strings.HasPrefix(p, filepath.Clean(root)+string(filepath.Separator)) {
+		return "", fmt.Errorf("entry %q leaves the tree", rel)
+	}
+	return p, nil
+}
+
+func writeFile(path string, r io.Reader, mode fs.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode|0o200)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if rel == "." {
+			return nil
+		}
+		if d.IsDir() && d.Name() == ".git" {
+			return filepath.SkipDir
+		}
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, 0o755)
+		case d.Type()&fs.ModeSymlink != 0:
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(l, target)
+		case d.Type().IsRegular():
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return writeFile(target, f, info.Mode().Perm())
+		}
+		return nil // sockets, devices: nothing a kernel tree needs
+	})
+}
+
+var makeVarRE = regexp.MustCompile(`(?m)^(VERSION|PATCHLEVEL|SUBLEVEL|EXTRAVERSION)\s*=\s*(\S*)\s*$`)
+
+// TreeRelease reads VERSION.PATCHLEVEL.SUBLEVEL(EXTRAVERSION) from the top
+// Makefile of a tree.
+func TreeRelease(tree string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(tree, "Makefile"))
+	if err != nil {
+		return "", err
+	}
+	v := map[string]string{}
+	for _, m := range makeVarRE.FindAllStringSubmatch(string(b), -1) {
+		if _, seen := v[m[1]]; !seen {
+			v[m[1]] = m[2]
+		}
+	}
+	if v["VERSION"] == "" || v["PATCHLEVEL"] == "" {
+		return "", fmt.Errorf("%s/Makefile: no VERSION/PATCHLEVEL: not a kernel tree", tree)
+	}
+	r := v["VERSION"] + "." + v["PATCHLEVEL"]
+	if v["SUBLEVEL"] != "" {
+		r += "." + v["SUBLEVEL"]
+	}
+	return r + v["EXTRAVERSION"], nil
+}
