@@ -758,22 +758,31 @@ func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client) outcome 
 		}
 		o.err = err
 	} else if d.bind > 0 && cfg.Close == CloseServer {
-		lingerClose(rc)
+		finishClose(rc)
 	}
 	return o
 }
 
-// lingerClose makes the coming close(2) wait (up to a second) until the
-// server has acknowledged the client's FIN. A chain that binds a fixed port
-// is the reuse experiment: the next client's SYN must find the server's
-// TIME_WAIT, and the box's conntrack entry of this connection expired. Close
-// returns while that last ACK may still be on its way through the box, and
-// a SYN that overtakes it meets a live conntrack entry: the NAT then either
-// picks another port (no reuse) or, with a one-port range, the SYN is dropped
-// on the box. Waiting for the ACK makes the reuse certain on every kernel.
-func lingerClose(rc syscall.RawConn) {
+// finishClose sends the client's FIN and waits (up to 3 s) until the server
+// has acknowledged it, i.e. the socket reached CLOSED. A chain that binds a
+// fixed port is the reuse experiment: the next client's SYN must find the
+// server's TIME_WAIT and the box's conntrack entry of this connection gone
+// (TIME_WAIT with timeout 0). A plain close returns while that last ACK may
+// still be on its way through the box, and a SYN that overtakes it meets a
+// live entry: the NAT then picks another port (no reuse) or, with a one-port
+// range, drops the SYN on the box. SO_LINGER would wait too, but its wait
+// ends early on any signal, which a busy VM makes likely.
+func finishClose(rc syscall.RawConn) {
 	rc.Control(func(fd uintptr) {
-		unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 1})
+		if unix.Shutdown(int(fd), unix.SHUT_WR) != nil {
+			return
+		}
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Microsecond) {
+			info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+			if err != nil || info.State == tcpClose {
+				return
+			}
+		}
 	})
 }
 

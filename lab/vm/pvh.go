@@ -2,6 +2,7 @@ package vm
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"debug/elf"
@@ -9,9 +10,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/therootcompany/xz"
+	"golang.org/x/sys/unix"
 )
 
 // Under software emulation, decompressing the kernel dominates a boot (4 s
@@ -23,54 +31,145 @@ import (
 const xenElfnotePhys32Entry = 18
 
 // pvhImage returns a cached uncompressed kernel with a PVH entry for image,
-// creating it if needed; "" when the kernel cannot boot that way.
+// creating it if needed. What is cached is verified: the decompressed size
+// must equal the one the kernel's build appended to the payload, and the ELF
+// must carry the PVH note; a cached file that does not pass is made again.
+// It is written under a temporary name and renamed, so a run killed
+// mid-way leaves no half kernel that later boots would hang on.
 func pvhImage(ctx context.Context, image string) (string, error) {
 	raw, err := os.ReadFile(image)
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(raw)
-	cached := filepath.Join(CacheDir, "pvh", hex.EncodeToString(sum[:8])+".elf")
-	if _, err := os.Stat(cached); err == nil {
-		return cached, nil
-	}
 	payload, err := bzPayload(raw)
 	if err != nil {
 		return "", err
 	}
-	var tool []string
-	switch {
-	case bytes.HasPrefix(payload, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		tool = []string{"xz", "-dc", "-q"}
-	case bytes.HasPrefix(payload, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		tool = []string{"zstd", "-dcq"}
-	case bytes.HasPrefix(payload, []byte{0x1f, 0x8b}):
-		tool = []string{"gzip", "-dc", "-q"}
-	default:
-		return "", errors.New("kernel payload compression not handled")
+	if len(payload) < 4 {
+		return "", errors.New("kernel payload too short")
 	}
-	if _, err := exec.LookPath(tool[0]); err != nil {
-		return "", fmt.Errorf("%s not installed", tool[0])
+	// The build appends the uncompressed size (32-bit, little-endian).
+	want := int64(binary.LittleEndian.Uint32(payload[len(payload)-4:]))
+	sum := sha256.Sum256(raw)
+	dir := filepath.Join(CacheDir, "pvh")
+	cached := filepath.Join(dir, hex.EncodeToString(sum[:8])+".elf")
+	removeStaleTemps(dir)
+	if st, err := os.Stat(cached); err == nil {
+		if st.Size() == want {
+			return cached, nil
+		}
+		os.Remove(cached) // truncated or foreign: make it again
 	}
-	cmd := exec.CommandContext(ctx, tool[0], tool[1:]...)
-	cmd.Stdin = bytes.NewReader(payload)
-	// The kernel appends the uncompressed size after the stream, which the
-	// tools report as trailing garbage; the output is complete regardless.
-	out, _ := cmd.Output()
-	if len(out) < 1<<20 {
-		return "", fmt.Errorf("unpacking the kernel with %s gave %d bytes", tool[0], len(out))
+	out, err := decompress(payload)
+	if err != nil {
+		return "", err
+	}
+	if int64(len(out)) != want {
+		return "", fmt.Errorf("unpacking the kernel gave %d bytes; its header says %d", len(out), want)
 	}
 	if !hasPVHNote(out) {
 		return "", errors.New("no PVH entry point in the kernel")
 	}
-	if err := os.MkdirAll(filepath.Dir(cached), 0o755); err != nil {
+	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	tmp := cached + ".tmp"
-	if err := os.WriteFile(tmp, out, 0o644); err != nil {
-		return "", err
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("kernel cache: %w", err)
 	}
-	return cached, os.Rename(tmp, cached)
+	if err := writeAtomic(cached, out); err != nil {
+		return "", fmt.Errorf("kernel cache: %w", err)
+	}
+	return cached, nil
+}
+
+// decompress unpacks a kernel payload with the decompressors built into
+// twlab; the kernel's trailing size word is not part of the stream.
+func decompress(payload []byte) ([]byte, error) {
+	stream := payload[:len(payload)-4]
+	var r io.Reader
+	switch {
+	case bytes.HasPrefix(payload, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		// Kernels are xz'd with the x86 BCJ filter in front of LZMA2, which
+		// takes a decoder that has filters (XZ Embedded's, in Go).
+		xr, err := xz.NewReader(bytes.NewReader(stream), 0)
+		if err != nil {
+			return nil, fmt.Errorf("kernel payload (xz): %w", err)
+		}
+		xr.Multistream(false)
+		r = xr
+	case bytes.HasPrefix(payload, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(bytes.NewReader(stream), zstd.WithDecoderMaxMemory(1<<30))
+		if err != nil {
+			return nil, fmt.Errorf("kernel payload (zstd): %w", err)
+		}
+		defer zr.Close()
+		r = zr
+	case bytes.HasPrefix(payload, []byte{0x1f, 0x8b}):
+		// gzip's own trailer ends with the size: the whole payload is the
+		// stream.
+		gr, err := gzip.NewReader(bytes.NewReader(payload))
+		if err != nil {
+			return nil, fmt.Errorf("kernel payload (gzip): %w", err)
+		}
+		gr.Multistream(false)
+		r = gr
+	default:
+		return nil, errors.New("kernel payload compression not handled (xz, zstd and gzip are)")
+	}
+	// A kernel is tens of MiB; 512 MiB bounds a corrupt stream.
+	out, err := io.ReadAll(io.LimitReader(r, 512<<20))
+	if err != nil {
+		return nil, fmt.Errorf("unpack the kernel: %w", err)
+	}
+	return out, nil
+}
+
+// writeAtomic writes b to path through a temporary file in the same folder
+// whose name carries this process's pid, synced, then renamed.
+func writeAtomic(path string, b []byte) error {
+	tmp := fmt.Sprintf("%s.tmp%d", path, os.Getpid())
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	for len(b) > 0 && err == nil {
+		n := min(len(b), 1<<20)
+		_, err = f.Write(b[:n])
+		b = b[n:]
+		if writeChunkDelay > 0 {
+			time.Sleep(writeChunkDelay)
+		}
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// writeChunkDelay slows writeAtomic down between 1 MiB chunks: a test kills
+// a writer mid-way through it.
+var writeChunkDelay time.Duration
+
+// removeStaleTemps removes temporary files of processes that are gone (a
+// run killed while writing the cache).
+func removeStaleTemps(dir string) {
+	tmps, _ := filepath.Glob(filepath.Join(dir, "*.tmp*"))
+	for _, t := range tmps {
+		i := strings.LastIndex(t, ".tmp")
+		pid, err := strconv.Atoi(t[i+4:])
+		if err != nil || pid <= 0 || unix.Kill(pid, 0) == unix.ESRCH {
+			os.Remove(t)
+		}
+	}
 }
 
 // bzPayload cuts the compressed kernel out of a bzImage (boot protocol

@@ -434,3 +434,85 @@ func TestOldKernelNatPaws(t *testing.T) {
 		}
 	}
 }
+
+// TestKilledUnpackLeavesNoHalfKernel kills a twlab that is writing the
+// unpacked kernel into an empty cache, checks that no half kernel is taken
+// for a whole one (neither its temporary file nor a truncated cache entry,
+// which an interrupted external xz used to leave), and boots from the cache
+// afterwards.
+func TestKilledUnpackLeavesNoHalfKernel(t *testing.T) {
+	if img := os.Getenv("TWLAB_TEST_UNPACK"); img != "" {
+		// The child: unpack slowly until killed.
+		writeChunkDelay = 50 * time.Millisecond
+		pvhImage(context.Background(), img)
+		return
+	}
+	if testing.Short() {
+		t.Skip("unpacks and boots a kernel; skipped with -short")
+	}
+	ks := debianKernels(t)
+	img := ks[0].Image
+	cache := t.TempDir()
+	pvhDir := filepath.Join(cache, "pvh")
+	child := exec.Command(os.Args[0], "-test.run", "^TestKilledUnpackLeavesNoHalfKernel$")
+	child.Env = append(os.Environ(), "TWLAB_TEST_UNPACK="+img, "TWLAB_CACHE="+cache)
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		tmps, _ := filepath.Glob(filepath.Join(pvhDir, "*.tmp*"))
+		if len(tmps) == 1 {
+			if st, err := os.Stat(tmps[0]); err == nil && st.Size() >= 8<<20 {
+				child.Process.Kill()
+				killed = true
+				break
+			}
+		}
+	}
+	child.Wait()
+	if !killed {
+		t.Fatal("the child never got to write the cache")
+	}
+	if elfs, _ := filepath.Glob(filepath.Join(pvhDir, "*.elf")); len(elfs) != 0 {
+		t.Fatalf("a killed writer left a cache entry: %v", elfs)
+	}
+	old := CacheDir
+	CacheDir = cache
+	defer func() { CacheDir = old }()
+	path, err := pvhImage(context.Background(), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(pvhDir, "*.tmp*")); len(tmps) != 0 {
+		t.Errorf("the killed writer's temporary file is still there: %v", tmps)
+	}
+	whole, err := os.ReadFile(path)
+	if err != nil || !hasPVHNote(whole) {
+		t.Fatalf("unpacked after the kill: %v", err)
+	}
+	// A truncated entry in the cache, as `xz` killed mid-way used to leave,
+	// is noticed by its size and made again.
+	if err := os.WriteFile(path, whole[:len(whole)/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if path, err = pvhImage(context.Background(), img); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); !bytes.Equal(b, whole) {
+		t.Fatal("a truncated cache entry was used as it was")
+	}
+	src, err := os.ReadFile("../../scenarios/nat-paws.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Options{Kernels: []*Kernel{ks[0]}, ScenarioFile: "nat-paws.yaml", Source: src, Binary: staticTwlab(t),
+		OutDir: t.TempDir(), Timeout: 3 * time.Minute, Set: []string{"load.connections=20"},
+		Only: "server.net.ipv4.tcp_tw_recycle == 0 && clients.net.ipv4.tcp_timestamps == 2 && server.net.ipv4.tcp_rfc1337 == 0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res[0]; r.Err != "" || r.Boot != "pvh" || r.Run.Status != result.RunOK {
+		t.Errorf("boot after the kill: err %q, boot %s, status %v", r.Err, r.Boot, r.Run)
+	}
+}
