@@ -179,6 +179,7 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 	if err := install(opt.CacheDir, tree, k, logPath, opt.Source); err != nil {
 		return nil, err
 	}
+	os.Remove(logPath) // installed beside the kernel as build.log
 	opt.progress("built %s in %.0f s: %s", release, k.BuildS, k.Image)
 	return k, nil
 }
@@ -209,7 +210,7 @@ func runMake(ctx context.Context, args []string, log io.Writer, opt Options) err
 		if f := strings.Fields(line); len(f) == 2 && (f[0] == "CC" || f[0] == "LD" || f[0] == "AS" || f[0] == "HOSTCC") {
 			steps++
 			if time.Since(last) > 5*time.Second {
-				opt.progress("  %d steps, now %s %s", steps, f[0], f[1])
+				opt.progress("  %d build steps done, now %s %s", steps, f[0], f[1])
 				last = time.Now()
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twlab/twlab/lab/load"
 	"github.com/twlab/twlab/lab/nat"
 	"github.com/twlab/twlab/lab/netnsutil"
 	"github.com/twlab/twlab/lab/probe"
@@ -81,6 +82,10 @@ type Facts struct {
 	// later; older kernels), found by creating TIME_WAIT sockets in a fresh
 	// namespace and reading the counter at once.
 	TWCounter string `json:"tw_counter"`
+	// SocketSkew: a connection's timestamp offset set in repair mode before
+	// connect survives it (kernels before 4.10), so fixed skew works
+	// without eBPF there.
+	SocketSkew bool `json:"socket_skew"`
 	// TWReuseLoopback: tcp_tw_reuse=2 means "loopback only" (Linux 4.18+,
 	// where the knob refuses 3); before, any non-zero value is plain reuse.
 	TWReuseLoopback bool   `json:"tw_reuse_loopback"`
@@ -230,7 +235,7 @@ func Detect(ctx context.Context, opt Options) (*Facts, error) {
 		}
 		p.Close()
 	}
-	f.TSOffsets, f.TSDetail, f.TSHz, f.TSHzDetail = detectTimestamps(ctx, ns, opt)
+	f.TSOffsets, f.TSDetail, f.TSHz, f.TSHzDetail, f.SocketSkew = detectTimestamps(ctx, ns, opt)
 	f.TWCount, f.TWCountDetail, f.TWCounter = detectTWCount(ns)
 	return f, nil
 }
@@ -351,10 +356,10 @@ func detectTWCount(ns netns.NsHandle) (count, detail, counter string) {
 // connection's timestamp clock (TCP_TIMESTAMP: the kernel's clock plus the
 // connection's offset, exactly what its segments carry); then it reads one
 // connection's clock twice, a measured interval apart.
-func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offsets, detail string, hz int, hzDetail string) {
+func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offsets, detail string, hz int, hzDetail string, socketSkew bool) {
 	restore, err := timestampsOn(ns, opt)
 	if err != nil {
-		return OffsetsUnknown, err.Error(), 0, err.Error()
+		return OffsetsUnknown, err.Error(), 0, err.Error(), false
 	}
 	defer restore()
 	type src struct {
@@ -399,6 +404,7 @@ func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offs
 				return err
 			}
 		}
+		socketSkew = offsetSurvivesConnect(ts[0])
 		c, err := dial(src{"127.0.0.1", 41003})
 		if err != nil {
 			return err
@@ -418,7 +424,7 @@ func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offs
 		return err
 	})
 	if err != nil {
-		return OffsetsUnknown, err.Error(), 0, err.Error()
+		return OffsetsUnknown, err.Error(), 0, err.Error(), false
 	}
 	far := func(a, b uint32) bool {
 		d := int32(a - b)
@@ -435,7 +441,34 @@ func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offs
 		offsets = OffsetsNone
 	}
 	hz, hzDetail = clockRate(ticks[1]-ticks[0], elapsed)
-	return offsets, detail, hz, hzDetail
+	return offsets, detail, hz, hzDetail, socketSkew
+}
+
+// offsetSurvivesConnect connects from 127.0.0.1 with a timestamp offset of
+// 10^6 ticks set before connect and compares its clock with ref, the clock
+// of a plain connection from the same address a moment ago. Call it on a
+// thread inside the scratch namespace, with 127.0.0.9:7 listening.
+func offsetSurvivesConnect(ref uint32) bool {
+	const off = 1_000_000
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	if load.SetSocketOffset(fd, off) != nil {
+		return false
+	}
+	tv := unix.Timeval{Sec: 2}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	if unix.Connect(fd, &unix.SockaddrInet4{Port: 7, Addr: [4]byte{127, 0, 0, 9}}) != nil {
+		return false
+	}
+	v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_TIMESTAMP)
+	if err != nil {
+		return false
+	}
+	d := int32(uint32(v) - ref - off)
+	return d > -offsetThreshold && d < offsetThreshold
 }
 
 // clockRate turns ticks counted over elapsed into the kernel's timestamp

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twlab/twlab/lab/internal/roottest"
 	"github.com/twlab/twlab/lab/kernel"
@@ -55,6 +56,23 @@ func TestDetect(t *testing.T) {
 	for _, n := range names {
 		if strings.HasSuffix(n, "-doctor") {
 			t.Errorf("scratch namespace %s left behind", n)
+		}
+	}
+}
+
+func TestClockRate(t *testing.T) {
+	for _, c := range []struct {
+		ticks uint32
+		ms    int
+		want  int
+	}{
+		{400, 400, 1000}, {101, 405, 250}, {100, 400, 250}, {40, 400, 100}, {120, 400, 300},
+		{1000, 400, 0}, // 2500/s: not a rate Linux uses
+		{0, 400, 0},
+	} {
+		got, detail := kernel.ClockRate(c.ticks, time.Duration(c.ms)*time.Millisecond)
+		if got != c.want {
+			t.Errorf("%d ticks in %d ms: %d (%s), want %d", c.ticks, c.ms, got, detail, c.want)
 		}
 	}
 }

@@ -66,6 +66,10 @@ type Config struct {
 	Gap               time.Duration
 	KeepaliveRequests int
 	Close             CloseMode // who closes: the client behaves accordingly
+	// SocketOffsets, when set, is every client's timestamp clock offset in
+	// ticks (by client index), set on each socket before connect
+	// (SetSocketOffset): fixed skew on kernels before 4.10 without eBPF.
+	SocketOffsets []int32
 	// Live, if set, counts outcomes as they happen, for a sampler to read
 	// while the load runs.
 	Live *Live
@@ -511,7 +515,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 					ci = rng.IntN(len(cfg.Clients))
 				}
 				c := &cfg.Clients[ci]
-				o := d.dialOnce(ctx, makers[ci], c)
+				o := d.dialOnce(ctx, makers[ci], c, ci)
 				st.record(prev, ci, &o)
 				if o.cutShort {
 					return // the cell ended; the chain with it
@@ -635,11 +639,17 @@ func newDialer(cfg *Config, port int) *dialer {
 // dialOnce makes one connection: a socket of the client's namespace (and a
 // bind), then a non-blocking connect completed through Go's poller so that
 // no goroutine sits on a locked thread while the handshake runs.
-func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client) outcome {
+func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client, ci int) outcome {
 	cfg := d.cfg
 	fd, err := m.socket()
 	if err != nil {
 		return outcome{class: classify(err), err: err}
+	}
+	if cfg.SocketOffsets != nil {
+		if err := SetSocketOffset(fd, cfg.SocketOffsets[ci]); err != nil {
+			unix.Close(fd)
+			return outcome{class: Other, err: err}
+		}
 	}
 	if d.bind > 0 {
 		// SO_REUSEADDR lets a bound port be reused while its TIME_WAIT

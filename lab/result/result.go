@@ -114,9 +114,19 @@ type Cell struct {
 
 // Skew is the clock skew of a cell.
 type Skew struct {
-	Mode    string                 `json:"mode"` // kernel | fixed
+	Mode string `json:"mode"` // kernel | fixed
+	// Method of fixed skew: ebpf (a tc program rewrites the timestamps) or
+	// socket (each socket's own offset, set before connect; kernels before
+	// 4.10 without eBPF on tc).
+	Method  string                 `json:"method,omitempty"`
 	Clients map[string]*SkewClient `json:"clients,omitempty"`
 }
+
+// Fixed skew methods.
+const (
+	SkewEBPF   = "ebpf"
+	SkewSocket = "socket"
+)
 
 // SkewClient is one client's offset and what the eBPF program did.
 type SkewClient struct {
@@ -125,6 +135,8 @@ type SkewClient struct {
 	// OffsetMS the offset in milliseconds, whatever the rate.
 	TSHz     int   `json:"ts_hz,omitempty"`
 	OffsetMS int64 `json:"offset_ms"`
+	// Sockets: connections whose socket got the offset (method socket).
+	Sockets int64 `json:"sockets,omitempty"`
 	skew.Stats
 }
 

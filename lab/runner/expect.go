@@ -21,7 +21,7 @@ import (
 //	load.connect_ms.{p50,p90,p99,max}
 //	load.clients.C.{attempts,ok,failed}   load.{min,max}_client_ok  load.max_client_failed
 //	load.handoffs.A_to_B.{attempts,retried,failed}   (B connecting right after A on a chain)
-//	skew.C.{offset_ticks,offset_ms,egress_rewritten,ingress_rewritten}   (ts_skew: fixed)
+//	skew.C.{offset_ticks,offset_ms,applied,egress_rewritten,ingress_rewritten}   (ts_skew: fixed)
 //	syn.{in,synack_out,unanswered,rst_in,rst_out}
 //	NODE.Group.Field   (every TcpExt/Tcp/Ip… counter delta; NODE = c1…, lvs, server, clients = sum of clients)
 //	NODE.paws          (sum of the PAWS* counters this kernel has)
@@ -76,6 +76,9 @@ func Figures(rc *result.Cell) map[string]float64 {
 		for name, c := range sk.Clients {
 			f["skew."+name+".offset_ticks"] = float64(c.OffsetTicks)
 			f["skew."+name+".offset_ms"] = float64(c.OffsetMS)
+			// applied: evidence the offset was in force, whatever the method:
+			// packets the eBPF program rewrote, or sockets that got it.
+			f["skew."+name+".applied"] = float64(c.EgressRewritten) + float64(c.Sockets)
 			f["skew."+name+".egress_rewritten"] = float64(c.EgressRewritten)
 			f["skew."+name+".ingress_rewritten"] = float64(c.IngressRewritten)
 		}

@@ -212,6 +212,9 @@ func (o cellOpts) tsHz() int {
 	return o.facts.TSHz
 }
 
+// socketSkew says whether a socket's timestamp offset survives connect.
+func (o cellOpts) socketSkew() bool { return o.facts != nil && o.facts.SocketSkew }
+
 // twByDiag says whether TIME_WAIT must be counted through sock_diag because
 // sockstat's count is not this namespace's own (or not known to be).
 func (o cellOpts) twByDiag() bool { return o.facts == nil || o.facts.TWCount != kernel.TWPerNetns }
@@ -228,8 +231,11 @@ type cellRun struct {
 	srv   *load.Server
 	prbs  []*probe.Node
 	skews map[string]*skew.Attachment
-	caps  []*capture.Capture
-	knobs []*plannedKnob
+	// socketOffsets: fixed skew set on each socket by the generator
+	// (kernels before 4.10 without eBPF), by client index.
+	socketOffsets []int32
+	caps          []*capture.Capture
+	knobs         []*plannedKnob
 	// globals holds the values that knobs global on this kernel had before
 	// the cell wrote them (VM only); teardown puts them back.
 	globals map[string]string
@@ -353,14 +359,28 @@ func (cr *cellRun) setup(ctx context.Context) error {
 			return nil
 		}
 		offs := s.Clients.Offsets(hz)
+		rc.Skew.Method = result.SkewEBPF
 		for i, c := range lab.Clients {
+			rc.Skew.Clients[c.Name] = &result.SkewClient{OffsetTicks: offs[i], TSHz: hz, OffsetMS: int64(offs[i]) * 1000 / int64(hz)}
 			a, err := skew.Attach(c.NS, c.Link, offs[i])
-			if err != nil {
-				rc.Status, rc.Reason = result.CellNA, "n/a: fixed clock skew needs eBPF on tc (clsact, cls_bpf): "+err.Error()
+			if err == nil {
+				cr.skews[c.Name] = a
+				continue
+			}
+			if !cr.opt.socketSkew() {
+				rc.Status, rc.Reason = result.CellNA, "n/a: fixed clock skew needs eBPF on tc (clsact, cls_bpf; Linux 4.5+) or a kernel that keeps a socket's timestamp offset through connect (before 4.10): "+err.Error()
 				return nil
 			}
-			cr.skews[c.Name] = a
-			rc.Skew.Clients[c.Name] = &result.SkewClient{OffsetTicks: offs[i], TSHz: hz, OffsetMS: int64(offs[i]) * 1000 / int64(hz)}
+			// 4.4: no clsact, but the socket's own offset survives
+			// connect: the generator sets it on every socket.
+			for _, a := range cr.skews {
+				a.Close()
+			}
+			cr.skews = map[string]*skew.Attachment{}
+			cr.socketOffsets = offs
+			rc.Skew.Method = result.SkewSocket
+			rc.Notes = append(rc.Notes, "Fixed clock skew by the sockets' own timestamp offset (TCP_REPAIR, TCP_TIMESTAMP before connect), since eBPF on tc cannot run here: "+err.Error())
+			break
 		}
 	} else {
 		rc.Skew = &result.Skew{Mode: "kernel"}
@@ -422,7 +442,8 @@ func (cr *cellRun) measure(ctx context.Context) error {
 	lres, err := load.Run(ctx, load.Config{Clients: clients, Target: target, Port: s.Server.Port, Ports: s.Server.Ports,
 		Connections: s.Load.Connections, Duration: s.Load.Duration.D(), Rate: s.Load.Rate, Concurrency: s.Load.Concurrency,
 		Order: order, Seed: s.Seed, ConnectTimeout: s.Load.ConnectTimeout.D(), IOTimeout: s.Load.IOTimeout.D(),
-		BindPort: s.Load.BindPort, Gap: s.Load.Gap.D(), KeepaliveRequests: s.Server.KeepaliveRequests, Close: closeMode, Live: live})
+		BindPort: s.Load.BindPort, Gap: s.Load.Gap.D(), KeepaliveRequests: s.Server.KeepaliveRequests, Close: closeMode, Live: live,
+		SocketOffsets: cr.socketOffsets})
 	if err != nil {
 		sampler.Stop()
 		return err
@@ -445,6 +466,13 @@ func (cr *cellRun) measure(ctx context.Context) error {
 		rc.Pcap = append(rc.Pcap, st)
 	}
 	cr.caps = nil
+	if cr.socketOffsets != nil {
+		for name, pc := range lres.PerClient {
+			if sc := rc.Skew.Clients[name]; sc != nil {
+				sc.Sockets = int64(pc.Attempts + pc.CutShort)
+			}
+		}
+	}
 	for name, a := range cr.skews {
 		st, err := a.Stats()
 		if err != nil {
