@@ -11,7 +11,7 @@ SHELL   := /bin/bash
 
 # Debian packages that twlab vm, twlab bench and the tests use. Nothing here
 # is needed to build twlab or to run a scenario on this machine's kernel.
-DEPS    := qemu-system-x86 nftables wrk iproute2 dpkg git make
+DEPS    := qemu-system-x86 nftables wrk tshark iproute2 dpkg git make
 
 .PHONY: all build deps test unit vet fmt-check fuzz bench demo cleanup clean generate
 

@@ -42,7 +42,7 @@ var Essential = []string{
 
 // buildVersion changes whenever the recipe (fixes, make variables) does, so
 // that a cached kernel built by an older recipe is not taken for a new one.
-const buildVersion = "1"
+const buildVersion = "2"
 
 // Options of one build.
 type Options struct {

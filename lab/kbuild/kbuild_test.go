@@ -15,7 +15,15 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
-const relocs410 = `static int do_reloc64(struct section *sec, Elf_Rel *rel, ElfW(Sym) *sym,
+const relocs410 = `static const char *rel_type(unsigned type)
+{
+	static const char *type_name[] = {
+		REL_TYPE(R_X86_64_PC32),
+		REL_TYPE(R_X86_64_PLT32),
+	};
+}
+
+static int do_reloc64(struct section *sec, Elf_Rel *rel, ElfW(Sym) *sym,
 		      const char *symname)
 {
 	switch (r_type) {

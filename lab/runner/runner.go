@@ -126,6 +126,10 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	run.KernelFeatures = facts
 	kvars := facts.Vars()
 	if facts.NAT != "ok" {
+		if facts.NAT == "" && ferr != nil {
+			// Detection stopped before it could try NAT: that is the cause.
+			return nil, "", &EnvError{"cannot find out what this kernel can do: " + ferr.Error()}
+		}
 		return nil, "", &EnvError{"nftables NAT does not work on this kernel (" + facts.NAT + "): the lab's box cannot be built; check nf_tables, nft_chain_nat and nf_nat"}
 	}
 	// A hard bound on the whole run, whatever a cell does: every cell's load
