@@ -366,6 +366,8 @@ func (cr *cellRun) setup(ctx context.Context) error {
 		rc.Skew.Method = result.SkewEBPF
 		for i, c := range lab.Clients {
 			rc.Skew.Clients[c.Name] = &result.SkewClient{OffsetTicks: offs[i], TSHz: hz, OffsetMS: int64(offs[i]) * 1000 / int64(hz)}
+		}
+		for i, c := range lab.Clients {
 			a, err := skew.Attach(c.NS, c.Link, offs[i])
 			if err == nil {
 				cr.skews[c.Name] = a

@@ -82,7 +82,7 @@ func TestNatPaws(t *testing.T) {
 			"lvs.net.netfilter.nf_conntrack_tcp_timeout_syn_sent": "1",
 			"lvs.snat_ports":       "0",
 			"lvs.mode":             "snat",
-			"load.connections":     "200",
+			"load.connections":     "100",
 			"load.duration":        "8s",
 			"load.connect_timeout": "3.5s",
 			"server.close":         "server",
@@ -94,7 +94,7 @@ func TestNatPaws(t *testing.T) {
 				t.Errorf("cell %s (%s): Vars[%s] = %q, %v; want %q", c.ID, strings.Join(parts, " "), k, got, ok, v)
 			}
 		}
-		if c.S.Load.Connections != 200 || c.S.LVS.SNATPorts != 0 {
+		if c.S.Load.Connections != 100 || c.S.LVS.SNATPorts != 0 {
 			t.Errorf("cell %s: typed scenario not filled: %+v", c.ID, c.S.Load)
 		}
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -18,21 +19,44 @@ import (
 // before anything reads randomness. The seed is as secret as the initramfs,
 // which is fine for a throw-away lab VM.
 
-// seedBytes is the size of the seed: 512 bits, four times what the kernel's
-// CRNG needs to count as initialised (128 bits).
-const seedBytes = 64
+// seedBytes is the size of the host's seed: 4096 bits.
+const seedBytes = 512
 
 // guestSeed is the seed's path inside the initramfs.
 const guestSeed = "/twlab/seed"
+
+// seedRandom credits seed to the kernel, a 64-byte slice at a time, until
+// getrandom stops blocking (or limit passes). One credit is enough since
+// Linux 4.8 (the CRNG counts as ready at 128 bits). Before, getrandom waits
+// for the "nonblocking" pool, which credited entropy reaches only in small
+// steps: the input pool spills 64 bits into it from a work item when a
+// credit leaves it nearly full, alternating with the blocking pool, and
+// /dev/urandom pulls from it at most once a minute. Repeated credits get
+// the few steps the pool needs.
+func seedRandom(dev string, seed []byte, limit time.Duration) error {
+	if len(seed) == 0 {
+		return fmt.Errorf("entropy seed is empty")
+	}
+	deadline := time.Now().Add(limit)
+	for i := 0; ; i++ {
+		chunk := seed[(i*64)%len(seed):]
+		if err := creditEntropy(dev, chunk[:min(64, len(chunk))]); err != nil {
+			return err
+		}
+		if randomReady(20 * time.Millisecond) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the kernel's random pool is not initialised after %d credits of the host's seed: getrandom would block", i+1)
+		}
+	}
+}
 
 // creditEntropy mixes seed into the kernel's input pool and credits it as
 // full entropy with RNDADDENTROPY (struct rand_pool_info: entropy_count in
 // bits, buf_size in bytes, then the bytes). Needs CAP_SYS_ADMIN, which /init
 // has.
 func creditEntropy(dev string, seed []byte) error {
-	if len(seed) == 0 {
-		return fmt.Errorf("entropy seed is empty")
-	}
 	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", dev, err)
@@ -48,9 +72,16 @@ func creditEntropy(dev string, seed []byte) error {
 	return nil
 }
 
-// randomReady reports whether getrandom(2) would return without blocking.
-func randomReady() bool {
+// randomReady reports whether getrandom(2) returns without blocking,
+// trying for up to limit.
+func randomReady(limit time.Duration) bool {
 	b := make([]byte, 1)
-	_, err := unix.Getrandom(b, unix.GRND_NONBLOCK)
-	return err == nil
+	for deadline := time.Now().Add(limit); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := unix.Getrandom(b, unix.GRND_NONBLOCK); err == nil {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
 }

@@ -74,13 +74,12 @@ func GuestMain() {
 	}
 	// Before anything reads randomness: a kernel without an entropy source
 	// would block getrandom (and crypto/rand) forever.
-	if seed, err := os.ReadFile(guestSeed); err != nil {
-		say("entropy: no seed: " + err.Error())
-	} else if err := creditEntropy("/dev/urandom", seed); err != nil {
-		say("entropy: " + err.Error())
+	seed, err := os.ReadFile(guestSeed)
+	if err == nil {
+		err = seedRandom("/dev/urandom", seed, 10*time.Second)
 	}
-	if !randomReady() {
-		sendError(out, "the kernel's random pool is not initialised after crediting the host's seed: getrandom would block")
+	if err != nil {
+		sendError(out, "entropy: "+err.Error())
 		return
 	}
 	var args guestArgsDoc
