@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/twlab/twlab/lab/bench"
 	"github.com/twlab/twlab/lab/report"
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/runner"
@@ -103,6 +104,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdBench(args[1:], stdout, stderr)
 	case "kernel":
 		return cmdKernel(args[1:], stdout, stderr)
+	case bench.ServerCommand: // the load bench's server process; not for users
+		return bench.ServeMain(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "twlab", version)
 		return exitOK

@@ -112,15 +112,23 @@ func TestRefScriptSyntax(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("no bash")
 	}
-	if out, err := exec.Command("bash", "-n", "-c", RefScript).CombinedOutput(); err != nil {
-		t.Fatalf("bash -n: %v: %s", err, out)
+	for _, script := range []string{RefScript, RefScriptTuned} {
+		if out, err := exec.Command("bash", "-n", "-c", script).CombinedOutput(); err != nil {
+			t.Fatalf("bash -n: %v: %s", err, out)
+		}
 	}
 }
 
-// TestRefScriptBuildsTheLab: the reference builds what twlab builds — a
+// TestRefScriptBuildsTheLab: both references build what twlab builds — a
 // client reaches the server through the box and the server sees the SNAT
-// address — and its teardown leaves nothing behind.
+// address — and their teardown leaves nothing behind.
 func TestRefScriptBuildsTheLab(t *testing.T) {
+	for name, script := range map[string]string{"plain": RefScript, "tuned": RefScriptTuned} {
+		t.Run(name, func(t *testing.T) { testScriptBuildsTheLab(t, script) })
+	}
+}
+
+func testScriptBuildsTheLab(t *testing.T, script string) {
 	roottest.Skip(t)
 	if err := CheckTools([]string{"lab"}); err != nil {
 		t.Skip(err)
@@ -130,8 +138,8 @@ func TestRefScriptBuildsTheLab(t *testing.T) {
 	}
 	id := roottest.RunID(t)
 	ctx := context.Background()
-	defer runScript(ctx, "teardown", id, 2)
-	if err := runScript(ctx, "build", id, 2); err != nil {
+	defer runScriptOf(ctx, script, "teardown", id, 2)
+	if err := runScriptOf(ctx, script, "build", id, 2); err != nil {
 		t.Fatal(err)
 	}
 	open := func(node string) netns.NsHandle {
@@ -175,7 +183,7 @@ func TestRefScriptBuildsTheLab(t *testing.T) {
 		t.Errorf("server saw %q, want the SNAT address %s", got, topo.LVSBack)
 	}
 	ln.Close()
-	if err := runScript(ctx, "teardown", id, 2); err != nil {
+	if err := runScriptOf(ctx, script, "teardown", id, 2); err != nil {
 		t.Fatal(err)
 	}
 	names, _ := topo.ListNamespaces()

@@ -31,7 +31,8 @@ type loadLab struct {
 	ports int // the server listens on serverPort…+ports-1; chain k dials port k
 	id    string
 	lab   *topo.Lab
-	srv   *load.Server
+	srv   *load.Server // in this process (the probe bench), or
+	proc  *serverProc  // a process of its own (the load bench: the same for every arm)
 	unreg func()
 }
 
@@ -64,7 +65,9 @@ func buildLab(ctx context.Context, id string, clients int, log *slog.Logger) (*t
 	return lab, nil
 }
 
-func newLoadLab(ctx context.Context, clients, ports int, log *slog.Logger) (*loadLab, error) {
+// newLoadLab builds a load lab; with self (the twlab binary) the server runs
+// in a process of its own, else in this one.
+func newLoadLab(ctx context.Context, clients, ports int, self string, log *slog.Logger) (*loadLab, error) {
 	id, unreg, err := newRunID()
 	if err != nil {
 		return nil, err
@@ -74,7 +77,9 @@ func newLoadLab(ctx context.Context, clients, ports int, log *slog.Logger) (*loa
 	if err == nil {
 		err = nat.InstallSYNCounters(l.lab.Server.NS)
 	}
-	if err == nil {
+	if err == nil && self != "" {
+		l.proc, err = startServer(ctx, self, l.lab.Server.NS, serverPort, ports)
+	} else if err == nil {
 		l.srv, err = load.StartServer(l.lab.Server.NS, load.ServerConfig{Addr: topo.ServerAddr, Port: serverPort,
 			Ports: ports, Close: load.CloseServer, IdleTimeout: 3 * time.Second}, log)
 	}
@@ -89,6 +94,9 @@ func (l *loadLab) close() error {
 	var errs []error
 	if l.srv != nil {
 		errs = append(errs, l.srv.Close())
+	}
+	if l.proc != nil {
+		l.proc.stop()
 	}
 	errs = append(errs, l.lab.Destroy())
 	l.unreg()
@@ -218,8 +226,11 @@ func perConn(d time.Duration, n float64) float64 {
 // of the tools rotating between repeats. Each wrk thread count is a
 // reference of its own line.
 func benchLoad(ctx context.Context, opt Options) ([]Result, error) {
+	if opt.Self == "" {
+		return nil, errors.New("bench load: no twlab binary to run the server process")
+	}
 	prof := newProfiler(opt.CPUProfile)
-	var tw, twCPU []float64 // conn/s; CPU µs per connection
+	var tw, twCPU, twSrv []float64 // conn/s; CPU µs per connection (generator; server)
 	twFailed := 0
 	type ref struct {
 		rate, cpu, srv []float64
@@ -227,7 +238,7 @@ func benchLoad(ctx context.Context, opt Options) ([]Result, error) {
 	}
 	refs := make([]ref, len(opt.WrkThreads))
 	measure := func(arm int) error {
-		l, err := newLoadLab(ctx, 1, 1, opt.Log) // one port: wrk dials one
+		l, err := newLoadLab(ctx, 1, 1, opt.Self, opt.Log) // one port: wrk dials one
 		if err != nil {
 			return err
 		}
@@ -238,26 +249,27 @@ func benchLoad(ctx context.Context, opt Options) ([]Result, error) {
 			res, err := l.runTwlab(ctx, opt, nil)
 			cpu = processCPU() - cpu
 			prof.stop()
+			srv := l.proc.stop()
 			if err != nil {
 				return err
 			}
 			tw = append(tw, res.ConnPerS)
 			twCPU = append(twCPU, perConn(cpu, float64(res.Attempts)))
+			twSrv = append(twSrv, perConn(srv, float64(res.Attempts)))
 			twFailed += res.Failed
-			fmt.Fprintf(opt.Progress, "load: twlab       %.0f conn/s (ok %d, failed %d, connect p99 %.2f ms; CPU %.1f us/conn for generator and server)\n",
-				res.ConnPerS, res.OK, res.Failed, res.ConnectMS.P99, twCPU[len(twCPU)-1])
+			fmt.Fprintf(opt.Progress, "load: twlab       %.0f conn/s (ok %d, failed %d, connect p99 %.2f ms; CPU %.1f us/conn for the generator + %.1f for the server)\n",
+				res.ConnPerS, res.OK, res.Failed, res.ConnectMS.P99, twCPU[len(twCPU)-1], twSrv[len(twSrv)-1])
 			return nil
 		}
 		r, threads := &refs[arm], opt.WrkThreads[arm]
-		cpu := processCPU()
 		w, err := l.runWrk(ctx, opt, threads)
-		cpu = processCPU() - cpu
+		srv := l.proc.stop()
 		if err != nil {
 			return err
 		}
 		r.rate = append(r.rate, w.PerSecond)
 		r.cpu = append(r.cpu, perConn(w.CPU, float64(w.Requests)))
-		r.srv = append(r.srv, perConn(cpu, float64(w.Requests)))
+		r.srv = append(r.srv, perConn(srv, float64(w.Requests)))
 		if w.SockErrors != "" && w.SockErrors != "connect 0, read 0, write 0, timeout 0" {
 			r.errs = append(r.errs, w.SockErrors)
 		}
@@ -286,9 +298,10 @@ func benchLoad(ctx context.Context, opt Options) ([]Result, error) {
 		out = append(out, Result{Name: fmt.Sprintf("load-t%d", threads), Unit: "conn/s", Twlab: round(t, 0), Reference: ptr(round(m, 0)),
 			RefTool: fmt.Sprintf("wrk -t%d -c%d", threads, opt.Concurrency), Ratio: ptr(round(ratio, 3)),
 			Goal: "ratio >= 1 (twlab >= wrk)", Met: ratio >= 1, TwlabRuns: tw, ReferenceRuns: r.rate,
-			Note: fmt.Sprintf("1 client namespace -> SNAT box -> twlab server, Connection: close, %d concurrent, %s per run, fresh lab per run; "+
-				"CPU per connection (medians): twlab %.1f us (generator + server), wrk %.1f us + server %.1f us; twlab failed %d; wrk socket errors %v",
-				opt.Concurrency, opt.Duration, median(twCPU), median(r.cpu), median(r.srv), twFailed, r.errs)})
+			Note: fmt.Sprintf("1 client namespace -> SNAT box -> the same server process in every arm (twlab's server, its own process, default scheduler), "+
+				"Connection: close, %d concurrent, %s per run, fresh lab per run; CPU per connection (medians): twlab generator %.1f us + server %.1f us, "+
+				"wrk %.1f us + server %.1f us; twlab failed %d; wrk socket errors %v",
+				opt.Concurrency, opt.Duration, median(twCPU), median(twSrv), median(r.cpu), median(r.srv), twFailed, r.errs)})
 	}
 	return out, nil
 }

@@ -84,7 +84,7 @@ func benchProbe(ctx context.Context, opt Options) ([]Result, error) {
 	var tickCost time.Duration
 	var ticks []int
 	measure := func(sample bool) error {
-		l, err := newLoadLab(ctx, ProbeClients, opt.Concurrency, opt.Log)
+		l, err := newLoadLab(ctx, ProbeClients, opt.Concurrency, "", opt.Log)
 		if err != nil {
 			return err
 		}
