@@ -175,23 +175,27 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdVMKernels(stdout, stderr io.Writer) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for _, v := range []string{"4", "5", "6.1", "6.12"} {
-		pkgs, err := vm.DebianPackages(ctx, v)
+	fmt.Fprintf(stdout, "debian:VERSION resolves through twlab's own apt lists (%s; suites bullseye, bullseye-security,\nbookworm, bookworm-security, trixie; the host's apt is not used):\n", filepath.Join(vm.CacheDir, "apt"))
+	for _, v := range []string{"5.10", "6.1", "6.12"} {
+		pkgs, err := vm.DebianPackages(ctx, v, newLogger(stderr, 1))
 		if err != nil {
 			fmt.Fprintln(stderr, "twlab vm kernels:", err)
 			return exitEnv
 		}
 		if len(pkgs) == 0 {
-			fmt.Fprintf(stdout, "debian:%-5s -> (none served here)\n", v)
+			fmt.Fprintf(stdout, "  debian:%-5s -> (none in these suites)\n", v)
 			continue
 		}
 		var builds []string
 		for _, p := range pkgs {
-			builds = append(builds, strings.TrimSuffix(strings.TrimPrefix(p, "linux-image-"), "-amd64-unsigned"))
+			builds = append(builds, "debian:"+strings.TrimSuffix(strings.TrimPrefix(p, "linux-image-"), "-amd64-unsigned"))
 		}
-		fmt.Fprintf(stdout, "debian:%-5s -> %s  (exact builds: debian:%s)\n", v, pkgs[len(pkgs)-1], strings.Join(builds, ", debian:"))
+		if len(builds) > 6 {
+			builds = append([]string{"…"}, builds[len(builds)-6:]...)
+		}
+		fmt.Fprintf(stdout, "  debian:%-5s -> %s\n      exact builds: %s\n", v, pkgs[len(pkgs)-1], strings.Join(builds, ", "))
 	}
 	if built := kbuild.List(vm.CacheDir); len(built) > 0 {
 		fmt.Fprintf(stdout, "\nbuilt with twlab kernel build (%s):\n", kbuild.BuiltDir(vm.CacheDir))

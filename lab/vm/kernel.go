@@ -140,14 +140,14 @@ func resolveDebian(ctx context.Context, spec, ver string, log *slog.Logger) (*Ke
 		pkgs = []string{"linux-image-" + ver + "-amd64-unsigned"}
 	case debVerRE.MatchString(ver):
 		var err error
-		if pkgs, err = DebianPackages(ctx, ver); err != nil {
+		if pkgs, err = DebianPackages(ctx, ver, log); err != nil {
 			return nil, err
 		}
 	default:
 		return nil, fmt.Errorf("--kernel %s: want debian:MAJOR.MINOR (the newest build, e.g. debian:6.1) or an exact build (debian:6.1.0-47)", spec)
 	}
 	if len(pkgs) == 0 {
-		return nil, fmt.Errorf("--kernel %s: apt knows no linux-image-%s.*-amd64-unsigned package (run apt-get update; `twlab vm kernels` lists what is there)", spec, ver)
+		return nil, fmt.Errorf("--kernel %s: twlab's Debian suites have no linux-image-%s.*-amd64-unsigned package (`twlab vm kernels` lists what there is)", spec, ver)
 	}
 	pkg := pkgs[len(pkgs)-1]
 	dest := filepath.Join(CacheDir, "kernels", pkg)
@@ -167,19 +167,33 @@ func resolveDebian(ctx context.Context, spec, ver string, log *slog.Logger) (*Ke
 	return k, nil
 }
 
-// DebianPackages lists linux-image-VER.*-amd64-unsigned packages apt knows,
-// oldest first.
-func DebianPackages(ctx context.Context, ver string) ([]string, error) {
+// DebianPackages lists linux-image-VER.*-amd64-unsigned packages of
+// twlab's Debian suites, oldest first, refreshing its lists when needed.
+func DebianPackages(ctx context.Context, ver string, log *slog.Logger) ([]string, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	unlock, err := aptLock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := aptPrepare(ctx, log); err != nil {
+		return nil, err
+	}
 	// The generic flavour only: its name ends in a digit before -amd64
 	// (6.1.0-56-amd64, 6.12.117+deb12-amd64); -rt- and -cloud- do not.
 	re := `^linux-image-` + regexp.QuoteMeta(ver) + `\.[0-9][^ ]*[0-9]-amd64-unsigned$`
-	out, err := exec.CommandContext(ctx, "apt-cache", "search", "--names-only", re).Output()
+	args := append(aptOptions(), "search", "--names-only", re)
+	out, err := exec.CommandContext(ctx, "apt-cache", args...).Output()
 	if err != nil {
-		return nil, fmt.Errorf("apt-cache search: %w (is this a Debian system?)", err)
+		return nil, fmt.Errorf("apt-cache search (twlab's lists): %w", err)
 	}
+	seen := map[string]bool{}
 	var pkgs []string
 	for _, line := range strings.Split(string(out), "\n") {
-		if name, _, ok := strings.Cut(line, " - "); ok {
+		if name, _, ok := strings.Cut(line, " - "); ok && !seen[strings.TrimSpace(name)] {
+			seen[strings.TrimSpace(name)] = true
 			pkgs = append(pkgs, strings.TrimSpace(name))
 		}
 	}
@@ -221,7 +235,15 @@ func fetchDeb(ctx context.Context, pkg, dest string) error {
 		matches, _ = filepath.Glob(filepath.Join(SeedDir, pkg+"_*.deb"))
 	}
 	if len(matches) == 0 {
-		cmd := exec.CommandContext(ctx, "apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", pkg)
+		unlock, err := aptLock()
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		if err := aptPrepare(ctx, slog.New(slog.DiscardHandler)); err != nil {
+			return err
+		}
+		cmd := exec.CommandContext(ctx, "apt-get", append(aptOptions(), "download", "-q", pkg)...)
 		cmd.Dir = debs
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("apt-get download %s: %w: %s", pkg, err, strings.TrimSpace(string(out)))

@@ -121,7 +121,7 @@ func debianKernels(t *testing.T) []*Kernel {
 	debianOnce.Do(func() {
 		ctx := context.Background()
 		for _, v := range []string{"6.1", "6.12"} {
-			pkgs, err := DebianPackages(ctx, v)
+			pkgs, err := DebianPackages(ctx, v, nil)
 			if err != nil {
 				debianSkip = err.Error()
 				return

@@ -1,0 +1,134 @@
+package vm
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Debian kernels are found through twlab's own apt state in the cache
+// (sources, lists, archives), never the host's: the host may list only its
+// own release, and twlab must not change what the host's apt sees. The
+// suites cover the kernels the matrix wants: 5.10 (bullseye), 6.1
+// (bookworm), 6.12 (bookworm-security backports and trixie).
+var aptSuites = []struct{ path, suite string }{
+	{"debian", "bullseye"},
+	{"debian-security", "bullseye-security"},
+	{"debian", "bookworm"},
+	{"debian-security", "bookworm-security"},
+	{"debian", "trixie"},
+}
+
+// DebianKeyring signs the suites; the debian-archive-keyring package puts
+// it there on every Debian system.
+const DebianKeyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+// aptMaxAge is how old twlab's package lists may be before a resolve
+// refreshes them.
+const aptMaxAge = 24 * time.Hour
+
+func aptDir() string { return filepath.Join(CacheDir, "apt") }
+
+// debianMirror is the archive's base URL ($TWLAB_DEBIAN_MIRROR, for a local
+// mirror).
+func debianMirror() string {
+	return strings.TrimRight(envOr("TWLAB_DEBIAN_MIRROR", "http://deb.debian.org"), "/")
+}
+
+// aptOptions point apt-get and apt-cache at twlab's state only.
+func aptOptions() []string {
+	d := aptDir()
+	o := []string{
+		"Dir::Etc::SourceList=" + filepath.Join(d, "sources.list"),
+		"Dir::Etc::SourceParts=" + filepath.Join(d, "empty"),
+		"Dir::Etc::Preferences=/dev/null",
+		"Dir::Etc::PreferencesParts=" + filepath.Join(d, "empty"),
+		"Dir::State::Lists=" + filepath.Join(d, "lists"),
+		"Dir::Cache=" + filepath.Join(d, "cache"),
+		"APT::Architecture=amd64",
+		"APT::Architectures=amd64",
+		"Acquire::Languages=none",
+		"Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false",
+		"Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false",
+		"Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false",
+		"APT::Sandbox::User=root",
+		// twlab serialises its own apt runs (aptLock); the host's lock
+		// files are not ours to take.
+		"Debug::NoLocking=1",
+	}
+	var args []string
+	for _, x := range o {
+		args = append(args, "-o", x)
+	}
+	return args
+}
+
+// aptLock serialises apt runs of concurrent twlab processes on one cache.
+func aptLock() (func(), error) {
+	if err := os.MkdirAll(aptDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("kernel cache: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(aptDir(), "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}
+
+// aptPrepare writes twlab's sources and refreshes its package lists when
+// they are missing or older than aptMaxAge. The caller holds aptLock.
+func aptPrepare(ctx context.Context, log *slog.Logger) error {
+	if _, err := os.Stat(DebianKeyring); err != nil {
+		return fmt.Errorf("debian:VERSION needs the Debian archive keyring (%s): apt-get install debian-archive-keyring", DebianKeyring)
+	}
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		return fmt.Errorf("debian:VERSION needs apt-get (a Debian or Ubuntu host); or give --kernel a bzImage")
+	}
+	d := aptDir()
+	for _, sub := range []string{"empty", "lists/partial", "cache/archives/partial"} {
+		if err := os.MkdirAll(filepath.Join(d, sub), 0o755); err != nil {
+			return fmt.Errorf("kernel cache: %w", err)
+		}
+	}
+	var src strings.Builder
+	for _, s := range aptSuites {
+		fmt.Fprintf(&src, "deb [signed-by=%s] %s/%s %s main\n", DebianKeyring, debianMirror(), s.path, s.suite)
+	}
+	list := filepath.Join(d, "sources.list")
+	old, _ := os.ReadFile(list)
+	changed := string(old) != src.String()
+	if changed {
+		if err := writeAtomic(list, []byte(src.String())); err != nil {
+			return fmt.Errorf("kernel cache: %w", err)
+		}
+	}
+	stamp := filepath.Join(d, "updated")
+	if st, err := os.Stat(stamp); err == nil && !changed && time.Since(st.ModTime()) < aptMaxAge {
+		return nil
+	}
+	log.Info("refreshing twlab's Debian package lists", "suites", len(aptSuites), "dir", d)
+	args := append(aptOptions(), "-q", "update")
+	if out, err := exec.CommandContext(ctx, "apt-get", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("apt-get update (twlab's own lists in %s): %w: %s", d, err, lastLine(string(out)))
+	}
+	return os.WriteFile(stamp, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
