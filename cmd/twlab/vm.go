@@ -45,10 +45,12 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.StringVar(&vm.CacheDir, "cache", vm.CacheDir, "kernel cache `DIR` (downloaded packages, extracted kernels, unpacked images); created when missing")
 	var kernels multiFlag
-	fs.Var(&kernels, "kernel", "a kernel to boot: a bzImage path or debian:VERSION (repeatable)")
+	fs.Var(&kernels, "kernel", "a kernel to boot: a bzImage path, built:RELEASE or debian:VERSION (repeatable)")
+	kernelsFile := fs.String("kernels", "", "read more kernels from `FILE`, one per line (# starts a comment)")
+	jobs := fs.Int("jobs", 0, "boot up to `N` VMs at once (default: the CPUs / 2, each guest has two)")
 	modules := fs.String("modules", "", "the /lib/modules/RELEASE `DIR` of a modular kernel given by path")
 	timeout := fs.Duration("timeout", 0, "hard limit per kernel; QEMU is killed after it (default: 90 s for boot plus twice the scenario's own bound)")
-	accel := fs.String("accel", "tcg", "tcg (software emulation, works everywhere) or kvm (needs a /dev/kvm that really runs guests)")
+	accel := fs.String("accel", "auto", "auto (KVM if a probe guest runs under it, else TCG), tcg (software emulation) or kvm")
 	mem := fs.Int("mem", 512, "guest memory in MiB")
 	out := fs.String("out", "", "results `DIR` (default results/<scenario>/vm-<UTC time>); one folder per kernel")
 	fs.Usage = func() {
@@ -78,6 +80,14 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return exitUsage
 	}
+	if *kernelsFile != "" {
+		more, err := readKernelList(*kernelsFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "twlab vm:", err)
+			return exitUsage
+		}
+		kernels = append(kernels, more...)
+	}
 	if len(pos) != 1 || len(kernels) == 0 {
 		fmt.Fprintln(stderr, "twlab vm: want at least one --kernel and exactly one SCENARIO")
 		return exitUsage
@@ -102,10 +112,11 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 		}
 		ks = append(ks, k)
 	}
-	if *accel != "tcg" && *accel != "kvm" {
-		fmt.Fprintln(stderr, "twlab vm: --accel wants tcg or kvm")
+	if *accel != "tcg" && *accel != "kvm" && *accel != "auto" {
+		fmt.Fprintln(stderr, "twlab vm: --accel wants auto, tcg or kvm")
 		return exitUsage
 	}
+	acc, why := vm.ChooseAccel(ctx, *accel)
 	limit := *timeout
 	if limit == 0 {
 		limit = 90 * time.Second
@@ -117,10 +128,10 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 	if dir == "" {
 		dir = filepath.Join("results", plan.Scenario.Name, "vm-"+time.Now().UTC().Format("20060102T150405Z"))
 	}
-	fmt.Fprintf(stdout, "twlab vm: %s on %d kernel(s), %d cells each\n", plan.Scenario.Name, len(ks), len(plan.Cells))
+	fmt.Fprintf(stdout, "twlab vm: %s on %d kernel(s), %d cells each; %s (%s)\n", plan.Scenario.Name, len(ks), len(plan.Cells), acc, why)
 	start := time.Now()
 	results, err := vm.Run(ctx, vm.Options{Kernels: ks, ScenarioFile: file, Source: src, Set: sets, Only: *only, Pcap: *pcap,
-		OutDir: dir, Timeout: limit, MemMB: *mem, Log: log, Accel: *accel,
+		OutDir: dir, Timeout: limit, MemMB: *mem, Log: log, Accel: acc, Jobs: *jobs,
 		Progress: func(k *vm.Kernel, msg string) {
 			fmt.Fprintf(stdout, "[%5.1fs] %-28s %s\n", time.Since(start).Seconds(), k.Label, msg)
 		}})
@@ -214,4 +225,28 @@ func cmdVMKernels(stdout, stderr io.Writer) int {
 	fmt.Fprintln(stdout, "\nFor tcp_tw_recycle cells bring a kernel older than 4.12: build one from a kernel.org tarball")
 	fmt.Fprintln(stdout, "with `twlab kernel build linux-4.9.337.tar.xz`, then twlab vm --kernel built:4.9.337 run …")
 	return exitOK
+}
+
+// readKernelList reads kernel specs, one per line; blank lines and # comments
+// are skipped.
+func readKernelList(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--kernels: %w", err)
+	}
+	var out []string
+	for i, line := range strings.Split(string(b), "\n") {
+		if j := strings.IndexByte(line, '#'); j >= 0 {
+			line = line[:j]
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if strings.ContainsAny(line, " \t") {
+			return nil, fmt.Errorf("%s:%d: %q: want one kernel per line", path, i+1, line)
+		}
+		out = append(out, line)
+	}
+	return out, nil
 }

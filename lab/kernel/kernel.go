@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twlab/twlab/lab/load"
@@ -88,9 +89,11 @@ type Facts struct {
 	SocketSkew bool `json:"socket_skew"`
 	// TWReuseLoopback: tcp_tw_reuse=2 means "loopback only" (Linux 4.18+,
 	// where the knob refuses 3); before, any non-zero value is plain reuse.
-	TWReuseLoopback bool   `json:"tw_reuse_loopback"`
-	QEMU            string `json:"qemu"` // path or ""
-	KVM             bool   `json:"kvm"`
+	TWReuseLoopback bool `json:"tw_reuse_loopback"`
+	// DetectS is how long detection took (seconds).
+	DetectS float64 `json:"detect_s"`
+	QEMU    string  `json:"qemu"` // path or ""
+	KVM     bool    `json:"kvm"`
 }
 
 // TIME_WAIT accounting.
@@ -177,6 +180,8 @@ type Options struct {
 // Detect probes the kernel in a scratch namespace that is removed again.
 func Detect(ctx context.Context, opt Options) (*Facts, error) {
 	f := &Facts{Release: Release()}
+	began := time.Now()
+	defer func() { f.DetectS = float64(time.Since(began).Milliseconds()) / 1000 }()
 	parts := strings.SplitN(f.Release, ".", 3)
 	if len(parts) >= 2 {
 		f.Major, _ = strconv.Atoi(parts[0])
@@ -193,9 +198,36 @@ func Detect(ctx context.Context, opt Options) (*Facts, error) {
 	defer ns.Close()
 	defer nl.Close()
 
+	// The probes are independent (each writes its own fields of f) and some
+	// wait (the clock measurement) or are slow under emulation (loading the
+	// eBPF program), so they run side by side: inside a VM detection is part
+	// of every kernel's overhead.
+	var wg sync.WaitGroup
+	wg.Go(func() { detectNATAndKnobs(f, ns) })
+	wg.Go(func() {
+		f.EBPF = "ok"
+		if a, err := skew.Attach(ns, "lo", 0); err != nil {
+			f.EBPF = err.Error()
+		} else if err := a.Close(); err != nil {
+			f.EBPF = "detach: " + err.Error()
+		}
+		f.PAWSCounters = pawsCounters(ns)
+	})
+	wg.Go(func() { f.TWReuseLoopback = detectTWReuseRange(ns, opt) })
+	wg.Go(func() {
+		f.TSOffsets, f.TSDetail, f.TSHz, f.TSHzDetail, f.SocketSkew = detectTimestamps(ctx, ns, opt)
+		f.TWCount, f.TWCountDetail, f.TWCounter = detectTWCount(ns)
+	})
+	wg.Wait()
+	return f, nil
+}
+
+// detectNATAndKnobs installs a NAT table and probes every knob (after NAT:
+// it loads nf_conntrack, whose sysctls are among the knobs).
+func detectNATAndKnobs(f *Facts, ns netns.NsHandle) {
 	f.NAT = "ok"
 	// The rule names a link that does not exist: installing it proves NAT
-	// works, and it never rewrites the loopback probes below.
+	// works, and it never rewrites the loopback probes.
 	if err := nat.Apply(ns, nat.Config{Mode: nat.ModeSNAT, OutLink: "twlab-none", SNATAddr: net.IPv4(127, 0, 0, 1), PortMin: 40000, PortMax: 40000}); err != nil {
 		f.NAT = err.Error()
 	}
@@ -218,26 +250,26 @@ func Detect(ctx context.Context, opt Options) (*Facts, error) {
 	if !f.Has("net.netfilter.nf_conntrack_tcp_timeout_time_wait") {
 		f.Conntrack = "nf_conntrack sysctls missing in a namespace (module nf_conntrack not loaded or NAT failed)"
 	}
-	f.EBPF = "ok"
-	if a, err := skew.Attach(ns, "lo", 0); err != nil {
-		f.EBPF = err.Error()
-	} else if err := a.Close(); err != nil {
-		f.EBPF = "detach: " + err.Error()
+}
+
+// pawsCounters lists the PAWS counters the kernel has.
+func pawsCounters(ns netns.NsHandle) []string {
+	p, err := probe.Open("doctor", ns, probe.Options{})
+	if err != nil {
+		return nil
 	}
-	f.TWReuseLoopback = detectTWReuseRange(ns, opt)
-	if p, err := probe.Open("doctor", ns, probe.Options{}); err == nil {
-		if c, err := p.Counters(); err == nil {
-			for _, k := range []string{"TcpExt.PAWSPassive", "TcpExt.PAWSActive", "TcpExt.PAWSEstab", "TcpExt.PAWSTimewait"} {
-				if _, ok := c[k]; ok {
-					f.PAWSCounters = append(f.PAWSCounters, k)
-				}
-			}
+	defer p.Close()
+	c, err := p.Counters()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, k := range []string{"TcpExt.PAWSPassive", "TcpExt.PAWSActive", "TcpExt.PAWSEstab", "TcpExt.PAWSTimewait"} {
+		if _, ok := c[k]; ok {
+			out = append(out, k)
 		}
-		p.Close()
 	}
-	f.TSOffsets, f.TSDetail, f.TSHz, f.TSHzDetail, f.SocketSkew = detectTimestamps(ctx, ns, opt)
-	f.TWCount, f.TWCountDetail, f.TWCounter = detectTWCount(ns)
-	return f, nil
+	return out
 }
 
 // detectTWReuseRange finds out whether tcp_tw_reuse has a "loopback only"
@@ -415,7 +447,7 @@ func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offs
 			return err
 		}
 		select {
-		case <-time.After(400 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -473,7 +505,8 @@ func offsetSurvivesConnect(ref uint32) bool {
 
 // clockRate turns ticks counted over elapsed into the kernel's timestamp
 // clock rate: the nearest of the rates Linux has used (milliseconds since
-// 4.13, jiffies before), when the measurement is within 20 % of it.
+// 4.13, jiffies before), when the measurement is within 10 % of it (250 and
+// 300 are 20 % apart).
 func clockRate(ticks uint32, elapsed time.Duration) (int, string) {
 	if elapsed <= 0 {
 		return 0, "no interval measured"
@@ -486,7 +519,7 @@ func clockRate(ticks uint32, elapsed time.Duration) (int, string) {
 			best, bestErr = hz, e
 		}
 	}
-	if bestErr > 0.2 {
+	if bestErr > 0.1 {
 		return 0, detail + " (not a rate Linux uses)"
 	}
 	return best, detail

@@ -58,13 +58,16 @@ type Run struct {
 	Kernel       string   `json:"kernel"`
 	// KernelFeatures is what detection found (lab/kernel.Facts): knobs per
 	// namespace or global, NAT, eBPF, PAWS counters, timestamp offsets.
-	KernelFeatures any        `json:"kernel_features,omitempty"`
-	Host           Host       `json:"host"`
-	Started        time.Time  `json:"started"`
-	Finished       *time.Time `json:"finished,omitempty"`
-	Status         string     `json:"status"`
-	Error          string     `json:"error,omitempty"`
-	Cells          []*Cell    `json:"cells"`
+	KernelFeatures any  `json:"kernel_features,omitempty"`
+	Host           Host `json:"host"`
+	// VM is what a twlab VM cost beyond the cells (twlab vm only; written by
+	// the host).
+	VM       *VMTiming  `json:"vm,omitempty"`
+	Started  time.Time  `json:"started"`
+	Finished *time.Time `json:"finished,omitempty"`
+	Status   string     `json:"status"`
+	Error    string     `json:"error,omitempty"`
+	Cells    []*Cell    `json:"cells"`
 	// Timeseries describes timeseries.csv, the 10 Hz readings of every cell.
 	Timeseries *TimeseriesFile `json:"timeseries,omitempty"`
 }
@@ -74,6 +77,21 @@ type Host struct {
 	Hostname string `json:"hostname"`
 	CPUs     int    `json:"cpus"`
 	VM       bool   `json:"vm"` // the whole machine is the lab (twlab vm guest)
+}
+
+// VMTiming splits a kernel's time in twlab vm: everything but Cells is the
+// VM's overhead. Seconds.
+type VMTiming struct {
+	Accel    string  `json:"accel"`      // tcg or kvm
+	BootFrom string  `json:"boot_from"`  // pvh (the unpacked ELF) or bzImage
+	Boot     float64 `json:"boot_s"`     // QEMU start until /init speaks
+	Modules  float64 `json:"modules_s"`  // seeding the random pool and loading modules
+	Detect   float64 `json:"detect_s"`   // kernel feature detection
+	Cells    float64 `json:"cells_s"`    // the scenario's cells
+	Transfer float64 `json:"transfer_s"` // the last cell's end until the result is on the host
+	Exit     float64 `json:"exit_s"`     // the result on the host until QEMU has exited
+	Total    float64 `json:"total_s"`    // QEMU start until QEMU exit
+	Overhead float64 `json:"overhead_s"` // Total - Cells
 }
 
 // Cell is one matrix cell.

@@ -2,6 +2,8 @@ package vm
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -13,7 +15,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twlab/twlab/lab/result"
@@ -34,6 +39,9 @@ const (
 	frameBegin = "TWLAB-RESULT-BEGIN"
 	frameEnd   = "TWLAB-RESULT-END"
 	frameError = "TWLAB-ERROR"
+	// maxResult bounds the run document the host accepts (256 cells of
+	// figures and series stay far below it).
+	maxResult = 256 << 20
 )
 
 // guestArgsDoc is what the host tells the guest.
@@ -42,8 +50,11 @@ type guestArgsDoc struct {
 	Set     []string `json:"set,omitempty"`
 	Only    string   `json:"only,omitempty"`
 	Modules []string `json:"modules"` // load order
-	Label   string   `json:"label"`
-	Pcap    bool     `json:"pcap,omitempty"`
+	// ModuleLevels[i] is Modules[i]'s level: a level loads in parallel
+	// once the levels below it are in.
+	ModuleLevels []int  `json:"module_levels,omitempty"`
+	Label        string `json:"label"`
+	Pcap         bool   `json:"pcap,omitempty"`
 }
 
 // IsGuest reports whether this process is the init of a twlab VM.
@@ -91,8 +102,11 @@ func GuestMain() {
 		sendError(out, "read args: "+err.Error())
 		return
 	}
-	loaded, failed := loadModules(args.Modules)
+	loaded, failed := loadModules(args.Modules, args.ModuleLevels)
+	// "ready" is measured from /init's start: seeding the random pool and
+	// loading the modules, what the VM costs before the scenario.
 	say(fmt.Sprintf("modules loaded=%d failed=%d in %.2fs", loaded, len(failed), time.Since(start).Seconds()))
+	say(fmt.Sprintf("ready after %.3fs", time.Since(start).Seconds()))
 	for _, f := range failed {
 		say("module " + f)
 	}
@@ -118,7 +132,7 @@ func GuestMain() {
 		sendError(out, err.Error())
 		return
 	}
-	say(fmt.Sprintf("scenario done in %.2fs", time.Since(sc).Seconds()))
+	say(fmt.Sprintf("scenario done in %.3fs", time.Since(sc).Seconds()))
 	doc, err := os.ReadFile(filepath.Join(dir, "run.json"))
 	if err != nil {
 		sendError(out, err.Error())
@@ -146,26 +160,52 @@ func guestSetup() error {
 	return nil
 }
 
-// loadModules loads each module with finit_module; already-loaded or
-// built-in ones are fine.
-func loadModules(names []string) (int, []string) {
+// loadModules loads each module with finit_module, a level at a time and
+// the modules of one level in parallel; already-loaded or built-in ones are
+// fine. Without levels (an older host) they load one by one in order.
+func loadModules(names []string, levels []int) (int, []string) {
+	if len(levels) != len(names) {
+		levels = make([]int, len(names))
+		for i := range levels {
+			levels[i] = i
+		}
+	}
+	var mu sync.Mutex
 	n := 0
 	var failed []string
-	for _, name := range names {
-		f, err := os.Open(filepath.Join(guestModules, name+".ko"))
+	load := func(name string) {
+		err := finit(filepath.Join(guestModules, name+".ko"))
+		mu.Lock()
+		defer mu.Unlock()
 		if err != nil {
 			failed = append(failed, name+": "+err.Error())
-			continue
-		}
-		err = unix.FinitModule(int(f.Fd()), "", 0)
-		f.Close()
-		if err != nil && !errors.Is(err, unix.EEXIST) {
-			failed = append(failed, name+": "+err.Error())
-			continue
+			return
 		}
 		n++
 	}
+	top := slices.Max(append([]int{0}, levels...))
+	for lv := 0; lv <= top; lv++ {
+		var wg sync.WaitGroup
+		for i, name := range names {
+			if levels[i] == lv {
+				wg.Go(func() { load(name) })
+			}
+		}
+		wg.Wait()
+	}
 	return n, failed
+}
+
+func finit(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	return nil
 }
 
 func openResultPort() io.Writer {
@@ -179,13 +219,19 @@ func openResultPort() io.Writer {
 	return os.Stdout // a kernel with one serial port: frame on the console
 }
 
-// sendFrame writes doc between markers with its length and SHA-256, base64
-// in short lines, so the host can tell a complete result from a torn one.
+// sendFrame writes doc between markers with its length and SHA-256,
+// gzipped and base64 in short lines, so the host can tell a complete result
+// from a torn one. A serial port under software emulation carries some
+// hundred KB/s; run.json compresses about tenfold.
 func sendFrame(w io.Writer, doc []byte) {
 	sum := sha256.Sum256(doc)
+	var z bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&z, gzip.BestSpeed)
+	zw.Write(doc)
+	zw.Close()
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "\n%s %d %s\n", frameBegin, len(doc), hex.EncodeToString(sum[:]))
-	enc := base64.StdEncoding.EncodeToString(doc)
+	fmt.Fprintf(bw, "\n%s %d %s gzip\n", frameBegin, len(doc), hex.EncodeToString(sum[:]))
+	enc := base64.StdEncoding.EncodeToString(z.Bytes())
 	for len(enc) > 0 {
 		n := min(len(enc), 76)
 		bw.WriteString(enc[:n] + "\n")
@@ -248,9 +294,16 @@ func parseResult(b []byte) (doc []byte, final bool, err error) {
 	}
 	var n int
 	var sumHex string
-	if _, err := fmt.Sscanf(rest[:nl], "%d %s", &n, &sumHex); err != nil {
-		return nil, false, fmt.Errorf("result header %q: %w", rest[:nl], err)
+	hdr := strings.Fields(rest[:nl])
+	if len(hdr) < 2 || len(hdr) > 3 {
+		return nil, false, fmt.Errorf("result header %q: want LENGTH SHA256 [gzip]", rest[:nl])
 	}
+	n, err = strconv.Atoi(hdr[0])
+	if err != nil || n < 0 || n > maxResult {
+		return nil, false, fmt.Errorf("result header %q: bad length", rest[:nl])
+	}
+	sumHex = hdr[1]
+	gz := len(hdr) == 3 && hdr[2] == "gzip"
 	body := rest[nl+1:]
 	end := strings.Index(body, frameEnd)
 	if end < 0 {
@@ -259,6 +312,18 @@ func parseResult(b []byte) (doc []byte, final bool, err error) {
 	doc, err = base64.StdEncoding.DecodeString(strings.Join(strings.Fields(body[:end]), ""))
 	if err != nil {
 		return nil, false, fmt.Errorf("result encoding: %w", err)
+	}
+	if gz {
+		zr, err := gzip.NewReader(bytes.NewReader(doc))
+		if err != nil {
+			return nil, false, fmt.Errorf("result compression: %w", err)
+		}
+		// Bounded: a damaged stream cannot make the host allocate more than
+		// the header promised.
+		doc, err = io.ReadAll(io.LimitReader(zr, int64(n)+1))
+		if err != nil {
+			return nil, false, fmt.Errorf("result compression: %w", err)
+		}
 	}
 	sum := sha256.Sum256(doc)
 	if len(doc) != n || hex.EncodeToString(sum[:]) != sumHex {

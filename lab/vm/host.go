@@ -2,7 +2,6 @@ package vm
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"debug/elf"
@@ -14,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -33,8 +33,11 @@ type Options struct {
 	Timeout      time.Duration // per kernel, hard: QEMU is killed after it
 	MemMB        int
 	Binary       string // the static twlab to use as /init; "" = this executable
-	Accel        string // "tcg" (default) or "kvm"
-	Log          *slog.Logger
+	Accel        string // "tcg" (default) or "kvm"; resolve "auto" with ChooseAccel first
+	// Jobs is how many VMs run at once; 0 = what the cores allow (each
+	// guest has two virtual CPUs).
+	Jobs int
+	Log  *slog.Logger
 	// Progress receives one short status per kernel event.
 	Progress func(k *Kernel, msg string)
 }
@@ -45,11 +48,15 @@ type Result struct {
 	Run       *result.Run `json:"-"`
 	Dir       string      `json:"dir"`
 	BootS     float64     `json:"boot_s"`     // QEMU start until the guest's init speaks
-	ScenarioS float64     `json:"scenario_s"` // the scenario inside the guest
+	ScenarioS float64     `json:"scenario_s"` // the scenario inside the guest (detection and cells)
 	TotalS    float64     `json:"total_s"`    // QEMU start until QEMU exit
-	Accel     string      `json:"accel"`
-	Boot      string      `json:"boot"` // pvh (uncompressed ELF) or bzImage
-	Err       string      `json:"error,omitempty"`
+	// Timing splits the kernel's time; Overhead is all but the cells.
+	Timing *result.VMTiming `json:"timing,omitempty"`
+	// Host-side instants (since QEMU start) that Timing is made of.
+	readyS, scenarioEndS, resultS float64
+	Accel                         string `json:"accel"`
+	Boot                          string `json:"boot"` // pvh (uncompressed ELF) or bzImage
+	Err                           string `json:"error,omitempty"`
 }
 
 // CheckStatic refuses a dynamically linked binary: /init has no loader.
@@ -107,15 +114,36 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []*Result
-	for _, k := range o.Kernels {
+	jobs := o.Jobs
+	if jobs <= 0 {
+		jobs = max(1, runtime.NumCPU()/2)
+	}
+	// Results keep the kernels' order whatever order they finish in.
+	out := make([]*Result, len(o.Kernels))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(jobs, len(o.Kernels)) {
+		wg.Go(func() {
+			for i := range next {
+				out[i] = runKernel(ctx, o, o.Kernels[i], bin)
+			}
+		})
+	}
+	for i := range o.Kernels {
 		if ctx.Err() != nil {
 			break
 		}
-		r := runKernel(ctx, o, k, bin)
-		out = append(out, r)
+		next <- i
 	}
-	return out, nil
+	close(next)
+	wg.Wait()
+	done := out[:0]
+	for _, r := range out {
+		if r != nil {
+			done = append(done, r)
+		}
+	}
+	return done, nil
 }
 
 func (o *Options) progress(k *Kernel, msg string) {
@@ -155,7 +183,7 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	qargs := append([]string{"-M", "pc", "-m", fmt.Sprint(o.MemMB), "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot",
 		"-serial", "stdio", "-serial", "file:" + resultFile,
 		"-kernel", img, "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 loglevel=4 tsc=reliable rdinit=/init"}, accel...)
+		"-append", kernelArgs()}, accel...)
 	console, err := os.Create(filepath.Join(res.Dir, "console.log"))
 	if err != nil {
 		return fail(err)
@@ -173,12 +201,41 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 		return fail(fmt.Errorf("guest run.json: %w", err))
 	}
 	res.Run = &run
-	if err := result.WriteFileAtomic(filepath.Join(res.Dir, "run.json"), append(bytes.TrimSpace(doc), '\n')); err != nil {
+	res.Timing = timing(res, &run)
+	run.VM = res.Timing
+	if err := run.WriteJSON(filepath.Join(res.Dir, "run.json")); err != nil {
 		return fail(err)
 	}
-	o.progress(k, fmt.Sprintf("done in %.1fs (boot %.1fs, scenario %.1fs): %s", res.TotalS, res.BootS, res.ScenarioS, run.Status))
+	t := res.Timing
+	o.progress(k, fmt.Sprintf("done in %.1fs: cells %.1fs, overhead %.1fs (boot %.1f, modules %.1f, detection %.1f, transfer %.2f, exit %.2f): %s",
+		t.Total, t.Cells, t.Overhead, t.Boot, t.Modules, t.Detect, t.Transfer, t.Exit, run.Status))
 	return res
 }
+
+// timing splits a kernel's time from the host's instants and the guest's
+// own figures (the detection's duration is in run.json).
+func timing(res *Result, run *result.Run) *result.VMTiming {
+	t := &result.VMTiming{Accel: res.Accel, BootFrom: res.Boot, Boot: res.BootS, Total: res.TotalS}
+	if res.readyS > res.BootS {
+		t.Modules = round3(res.readyS - res.BootS)
+	}
+	if kf, ok := run.KernelFeatures.(map[string]any); ok {
+		if d, ok := kf["detect_s"].(float64); ok {
+			t.Detect = round3(d)
+		}
+	}
+	t.Cells = round3(max(0, res.ScenarioS-t.Detect))
+	if res.resultS > res.scenarioEndS && res.scenarioEndS > 0 {
+		t.Transfer = round3(res.resultS - res.scenarioEndS)
+	}
+	if res.TotalS > res.resultS && res.resultS > 0 {
+		t.Exit = round3(res.TotalS - res.resultS)
+	}
+	t.Overhead = round3(t.Total - t.Cells)
+	return t
+}
+
+func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
 
 // buildInitrd writes the guest's initramfs to a temporary file: twlab as
 // /init, the scenario, the modules of a modular kernel, the arguments and a
@@ -202,6 +259,7 @@ func buildInitrd(o Options, k *Kernel, bin []byte) (path string, nmods int, err 
 	for _, m := range mods {
 		a.file(strings.TrimPrefix(guestModules, "/")+"/"+m.Name+".ko", 0o644, m.Data)
 		args.Modules = append(args.Modules, m.Name)
+		args.ModuleLevels = append(args.ModuleLevels, m.Level)
 	}
 	ab, _ := json.Marshal(args)
 	a.file(strings.TrimPrefix(guestArgs, "/"), 0o644, ab)
@@ -227,6 +285,16 @@ func buildInitrd(o Options, k *Kernel, bin []byte) (path string, nmods int, err 
 	return f.Name(), len(mods), nil
 }
 
+// kernelArgs is the guest's command line; $TWLAB_VM_APPEND adds to it (for
+// trying a kernel's options without rebuilding twlab).
+func kernelArgs() string {
+	a := "console=ttyS0 panic=-1 loglevel=4 tsc=reliable rdinit=/init"
+	if x := os.Getenv("TWLAB_VM_APPEND"); x != "" {
+		a += " " + x
+	}
+	return a
+}
+
 // resultGrace is how long QEMU may take to exit by itself once the guest's
 // result is complete; then it is ended.
 const resultGrace = 3 * time.Second
@@ -243,17 +311,18 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
+	sent := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		readConsole(pr, console, o, k, res, start)
+		readConsole(pr, console, o, k, res, start, sent)
 	}()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	deadline := time.NewTimer(o.Timeout)
 	defer deadline.Stop()
-	poll := time.NewTicker(200 * time.Millisecond)
+	poll := time.NewTicker(50 * time.Millisecond)
 	defer poll.Stop()
 	var (
 		doc     []byte
@@ -280,6 +349,7 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 		default:
 			return
 		}
+		res.resultS = time.Since(start).Seconds()
 		grace = time.After(resultGrace)
 	}
 	for running {
@@ -288,6 +358,8 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 			running = false
 		case <-poll.C:
 			check()
+		case <-sent:
+			check() // the guest says the result is out: look at once
 		case <-grace:
 			cmd.Process.Kill()
 			werr, running = <-exited, false
@@ -326,7 +398,7 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 
 // readConsole copies the guest's console to console.log and turns its
 // "twlab-guest:" lines into progress and timings.
-func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Result, start time.Time) {
+func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Result, start time.Time, sent chan<- struct{}) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -345,8 +417,16 @@ func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Resu
 		case msg == "init":
 			res.BootS = round2(time.Since(start).Seconds())
 			o.progress(k, fmt.Sprintf("booted in %.1fs", res.BootS))
+		case strings.HasPrefix(msg, "ready after "):
+			res.readyS = time.Since(start).Seconds()
 		case strings.HasPrefix(msg, "scenario done in "):
 			fmt.Sscanf(strings.TrimPrefix(msg, "scenario done in "), "%fs", &res.ScenarioS)
+			res.scenarioEndS = time.Since(start).Seconds()
+		case msg == "results sent":
+			select {
+			case sent <- struct{}{}:
+			default:
+			}
 		case strings.HasPrefix(msg, "cell "), strings.HasPrefix(msg, "error"), strings.HasPrefix(msg, "modules"), strings.HasPrefix(msg, "entropy"):
 			o.progress(k, msg)
 		}

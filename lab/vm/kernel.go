@@ -159,6 +159,9 @@ func resolveDebian(ctx context.Context, spec, ver string, log *slog.Logger) (*Ke
 	}
 	imgs, _ := filepath.Glob(filepath.Join(dest, "boot", "vmlinuz-*"))
 	mods, _ := filepath.Glob(filepath.Join(dest, "lib", "modules", "*"))
+	if len(mods) == 0 { // merged /usr (trixie and later)
+		mods, _ = filepath.Glob(filepath.Join(dest, "usr", "lib", "modules", "*"))
+	}
 	if len(imgs) != 1 || len(mods) != 1 {
 		return nil, fmt.Errorf("%s: unexpected package layout (%d images, %d module trees)", pkg, len(imgs), len(mods))
 	}

@@ -88,8 +88,18 @@ func Matrix(results []*Result) string {
 		}
 		return r.Run.Status
 	})
-	timing("(boot/scenario/total s)", func(r *Result) string {
-		return fmt.Sprintf("%.1f / %.1f / %.1f (%s)", r.BootS, r.ScenarioS, r.TotalS, r.Accel)
+	timing("(cells / overhead / total s)", func(r *Result) string {
+		if r.Timing == nil {
+			return fmt.Sprintf("- / - / %.1f (%s)", r.TotalS, r.Accel)
+		}
+		return fmt.Sprintf("%.1f / %.1f / %.1f (%s)", r.Timing.Cells, r.Timing.Overhead, r.Timing.Total, r.Accel)
+	})
+	timing("(overhead: boot/modules/detect/transfer/exit s)", func(r *Result) string {
+		t := r.Timing
+		if t == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f / %.2f / %.2f / %.2f / %.2f (%s)", t.Boot, t.Modules, t.Detect, t.Transfer, t.Exit, t.BootFrom)
 	})
 	tw.Flush()
 	if anyDiff {

@@ -33,7 +33,14 @@ var LabModules = []string{
 type Module struct {
 	Name string
 	Data []byte // uncompressed ELF
+	// Level: modules of one level depend only on lower levels, so a level
+	// can be loaded in parallel (loading is slow under emulation).
+	Level int
 }
+
+// softDeps are load-order needs that "depends=" does not name: libcrc32c
+// takes a crc32c implementation at init.
+var softDeps = map[string][]string{"libcrc32c": {"crc32c_generic"}}
 
 func normName(n string) string { return strings.ReplaceAll(n, "-", "_") }
 
@@ -69,6 +76,7 @@ func ResolveModules(dir string, wanted []string) ([]Module, error) {
 	}
 	var out []Module
 	state := map[string]int{} // 1 visiting, 2 done
+	level := map[string]int{}
 	var visit func(name string, required bool) error
 	visit = func(name string, required bool) error {
 		name = normName(name)
@@ -99,8 +107,20 @@ func ResolveModules(dir string, wanted []string) ([]Module, error) {
 				return err
 			}
 		}
+		for _, d := range softDeps[name] {
+			if err := visit(d, false); err != nil {
+				return err
+			}
+		}
+		lv := 0
+		for _, d := range append(deps, softDeps[name]...) {
+			if l, ok := level[normName(d)]; ok {
+				lv = max(lv, l+1)
+			}
+		}
+		level[name] = lv
 		state[name] = 2
-		out = append(out, Module{Name: name, Data: data})
+		out = append(out, Module{Name: name, Data: data, Level: lv})
 		return nil
 	}
 	for _, w := range wanted {

@@ -192,9 +192,9 @@ func TestModulesOfDebianKernels(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tree, err)
 		}
-		pos := map[string]int{}
+		pos, lvl := map[string]int{}, map[string]int{}
 		for i, m := range mods {
-			pos[m.Name] = i
+			pos[m.Name], lvl[m.Name] = i, m.Level
 			if !bytes.HasPrefix(m.Data, []byte("\x7fELF")) {
 				t.Errorf("%s: %s is not an ELF after decompression", tree, m.Name)
 			}
@@ -204,6 +204,10 @@ func TestModulesOfDebianKernels(t *testing.T) {
 			b, okB := pos[pair[1]]
 			if okA && okB && a > b {
 				t.Errorf("%s: %s loads after %s", tree, pair[0], pair[1])
+			}
+			// Levels load in parallel: a dependency must be a level below.
+			if okA && okB && lvl[pair[0]] >= lvl[pair[1]] {
+				t.Errorf("%s: %s (level %d) is not below %s (level %d)", tree, pair[0], lvl[pair[0]], pair[1], lvl[pair[1]])
 			}
 		}
 		if _, ok := pos["veth"]; !ok {
@@ -515,4 +519,27 @@ func TestKilledUnpackLeavesNoHalfKernel(t *testing.T) {
 	if r := res[0]; r.Err != "" || r.Boot != "pvh" || r.Run.Status != result.RunOK {
 		t.Errorf("boot after the kill: err %q, boot %s, status %v", r.Err, r.Boot, r.Run)
 	}
+}
+
+// TestAccelProbe runs the probe guest under software emulation, where it
+// must reach its exit port, and decides "auto" on this machine within a
+// bounded time whatever /dev/kvm does.
+func TestAccelProbe(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed: make deps (apt-get install qemu-system-x86)")
+	}
+	start := time.Now()
+	if err := ProbeAccel(context.Background(), "tcg"); err != nil {
+		t.Fatalf("the probe guest does not run under TCG: %v", err)
+	}
+	t.Logf("tcg probe: %s", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	accel, why := ChooseAccel(context.Background(), "auto")
+	if el := time.Since(start); el > probeTimeout+2*time.Second {
+		t.Errorf("choosing took %s", el)
+	}
+	if accel != "tcg" && accel != "kvm" {
+		t.Errorf("auto chose %q", accel)
+	}
+	t.Logf("auto: %s (%s)", accel, why)
 }
