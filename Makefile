@@ -13,7 +13,7 @@ SHELL   := /bin/bash
 # is needed to build twlab or to run a scenario on this machine's kernel.
 DEPS    := qemu-system-x86 nftables wrk tshark iproute2 dpkg git make
 
-.PHONY: all build deps test unit vet fmt-check fuzz bench demo cleanup clean generate
+.PHONY: all build deps test unit vet fmt-check fuzz bench demo cleanup clean generate matrix matrix-kernel matrix-summary
 
 all: build
 
@@ -71,3 +71,33 @@ cleanup: build
 
 clean:
 	rm -rf bin
+
+# The kernel regression matrix, as .github/workflows/kernel-matrix.yml runs it
+# in CI (one job per kernel, then a summary job) and as `sudo make matrix`
+# runs it here. KERNEL is host, debian:VERSION, built:RELEASE or a bzImage;
+# each kernel's run folder (run.json, junit.xml, report) lands under
+# MATRIX_OUT. Exit code 4 (every cell n/a on that kernel) is no failure of
+# the matrix: the summary shows it.
+MATRIX_SCENARIO ?= nat-paws.yaml
+MATRIX_KERNELS  ?= host debian:5.10 debian:6.1 debian:6.12
+MATRIX_OUT      ?= results/matrix
+OLD_KERNEL      ?=
+
+matrix-kernel: build
+	@test -n "$(KERNEL)" || { echo "matrix-kernel needs KERNEL=host, debian:VERSION, built:RELEASE or a bzImage path"; exit 2; }
+	@dir="$(MATRIX_OUT)/$$(echo '$(KERNEL)' | tr ':/' '__')"; rc=0; \
+	if [ '$(KERNEL)' = host ]; then \
+	  ./$(BIN) run $(MATRIX_SCENARIO) --out "$$dir" --junit "$$dir/junit.xml" -q || rc=$$?; \
+	else \
+	  ./$(BIN) vm --kernel '$(KERNEL)' run $(MATRIX_SCENARIO) --out "$$dir" --junit "$$dir/junit.xml" || rc=$$?; \
+	fi; \
+	echo "matrix: $(KERNEL) exit $$rc"; [ $$rc -eq 0 ] || [ $$rc -eq 4 ]
+
+matrix-summary: build
+	@runs=$$(find $(MATRIX_OUT) -name run.json -printf '%h\n' | sort); \
+	test -n "$$runs" || { echo "matrix-summary: no run under $(MATRIX_OUT)"; exit 2; }; \
+	./$(BIN) compare --md $$runs
+
+matrix: build
+	@for k in $(MATRIX_KERNELS) $(OLD_KERNEL); do $(MAKE) --no-print-directory matrix-kernel KERNEL=$$k || exit 1; done
+	@$(MAKE) --no-print-directory matrix-summary

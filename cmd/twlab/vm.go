@@ -75,6 +75,7 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 	rfs.Var(&sets, "set", "override a field or sysctl, `path=value` (repeatable)")
 	only := rfs.String("only", "", "run only the cells for which `EXPR` holds")
 	pcap := rfs.Bool("pcap", false, "capture the server's link in every cell (inside the guest)")
+	junit := rfs.String("junit", "", "also write JUnit XML to `FILE`: a suite per kernel, a test case per cell")
 	rfs.StringVar(out, "out", *out, "results `DIR` (also accepted here)")
 	pos, err := parseInterspersed(rfs, rest[1:])
 	if err != nil {
@@ -157,6 +158,24 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 	}
 	if code == exitOK && nothing {
 		code = exitNothing
+	}
+	if *junit != "" {
+		var runs []*result.Run
+		for _, r := range results {
+			if r.Run != nil {
+				runs = append(runs, r.Run)
+			}
+		}
+		b, err := report.JUnit(runs)
+		if err == nil {
+			err = result.WriteFileAtomic(*junit, b)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "twlab vm: junit:", err)
+			if code == exitOK || code == exitNothing {
+				code = exitFailed
+			}
+		}
 	}
 	m := vm.Matrix(results)
 	fmt.Fprintln(stdout)

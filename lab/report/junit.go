@@ -65,8 +65,23 @@ func secs(f float64) string { return fmt.Sprintf("%.3f", f) }
 func JUnit(runs []*result.Run) ([]byte, error) {
 	top := junitSuites{Name: "twlab"}
 	var total float64
+	scenarioName := func(r *result.Run) string {
+		return strings.TrimSuffix(r.ScenarioFile[strings.LastIndex(r.ScenarioFile, "/")+1:], ".yaml")
+	}
+	kernels := map[string]map[string]bool{}
 	for _, r := range runs {
-		name := strings.TrimSuffix(r.ScenarioFile[strings.LastIndex(r.ScenarioFile, "/")+1:], ".yaml")
+		n := scenarioName(r)
+		if kernels[n] == nil {
+			kernels[n] = map[string]bool{}
+		}
+		kernels[n][r.Kernel] = true
+	}
+	for _, r := range runs {
+		name := scenarioName(r)
+		if len(kernels[name]) > 1 {
+			// One scenario on several kernels (twlab vm): a suite each.
+			name += "@" + r.Kernel
+		}
 		s := junitSuite{Name: name, Timestamp: r.Started.Format("2006-01-02T15:04:05"), Hostname: r.Host.Hostname,
 			Properties: []junitProperty{{"kernel", r.Kernel}, {"run_id", r.RunID}, {"status", r.Status}}}
 		for _, o := range r.Overrides {
