@@ -120,7 +120,7 @@ func aptPrepare(ctx context.Context, log *slog.Logger) error {
 	log.Info("refreshing twlab's Debian package lists", "suites", len(aptSuites), "dir", d)
 	args := append(aptOptions(), "-q", "update")
 	if out, err := exec.CommandContext(ctx, "apt-get", args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("apt-get update (twlab's own lists in %s): %w: %s", d, err, lastLine(string(out)))
+		return fmt.Errorf("apt-get update (twlab's own lists in %s): %w: %s%s", d, err, lastLine(string(out)), diskHint(d))
 	}
 	return os.WriteFile(stamp, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
 }
@@ -131,4 +131,18 @@ func lastLine(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// diskHint explains a failed write into dir when its file system is (nearly)
+// full, which tools such as apt and dpkg-deb do not always say.
+func diskHint(dir string) string {
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) != nil {
+		return ""
+	}
+	free := st.Bavail * uint64(st.Bsize)
+	if free < 64<<20 {
+		return fmt.Sprintf(" (no space left: %d KiB free on the cache's file system)", free>>10)
+	}
+	return ""
 }

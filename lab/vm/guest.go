@@ -55,6 +55,9 @@ type guestArgsDoc struct {
 	ModuleLevels []int  `json:"module_levels,omitempty"`
 	Label        string `json:"label"`
 	Pcap         bool   `json:"pcap,omitempty"`
+	// Fault damages the result on purpose, for the tests of the host's
+	// handling: "cut" sends half the frame, "garble" flips its payload.
+	Fault string `json:"fault,omitempty"`
 }
 
 // IsGuest reports whether this process is the init of a twlab VM.
@@ -138,7 +141,24 @@ func GuestMain() {
 		sendError(out, err.Error())
 		return
 	}
-	sendFrame(out, doc)
+	switch args.Fault {
+	case "cut", "garble":
+		var buf bytes.Buffer
+		sendFrame(&buf, doc)
+		b := buf.Bytes()
+		if args.Fault == "cut" {
+			b = b[:len(b)/2]
+		} else {
+			for i := len(b) / 3; i < len(b)/2; i += 7 {
+				if b[i] >= 'A' && b[i] <= 'Z' {
+					b[i] = 'A' + (b[i]-'A'+13)%26
+				}
+			}
+		}
+		out.Write(b)
+	default:
+		sendFrame(out, doc)
+	}
 	say("results sent")
 }
 
@@ -307,22 +327,22 @@ func parseResult(b []byte) (doc []byte, final bool, err error) {
 	body := rest[nl+1:]
 	end := strings.Index(body, frameEnd)
 	if end < 0 {
-		return nil, false, errors.New("torn result: no end marker")
+		return nil, false, errors.New("torn result: the guest's result was cut off (no end marker)")
 	}
 	doc, err = base64.StdEncoding.DecodeString(strings.Join(strings.Fields(body[:end]), ""))
 	if err != nil {
-		return nil, false, fmt.Errorf("result encoding: %w", err)
+		return nil, false, fmt.Errorf("result damaged on the way (base64: %w)", err)
 	}
 	if gz {
 		zr, err := gzip.NewReader(bytes.NewReader(doc))
 		if err != nil {
-			return nil, false, fmt.Errorf("result compression: %w", err)
+			return nil, false, fmt.Errorf("result damaged on the way (gzip: %w)", err)
 		}
 		// Bounded: a damaged stream cannot make the host allocate more than
 		// the header promised.
 		doc, err = io.ReadAll(io.LimitReader(zr, int64(n)+1))
 		if err != nil {
-			return nil, false, fmt.Errorf("result compression: %w", err)
+			return nil, false, fmt.Errorf("result damaged on the way (gzip: %w)", err)
 		}
 	}
 	sum := sha256.Sum256(doc)

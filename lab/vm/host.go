@@ -54,9 +54,11 @@ type Result struct {
 	Timing *result.VMTiming `json:"timing,omitempty"`
 	// Host-side instants (since QEMU start) that Timing is made of.
 	readyS, scenarioEndS, resultS float64
-	Accel                         string `json:"accel"`
-	Boot                          string `json:"boot"` // pvh (uncompressed ELF) or bzImage
-	Err                           string `json:"error,omitempty"`
+	// panicLine is the guest kernel's panic message, if it printed one.
+	panicLine string
+	Accel     string `json:"accel"`
+	Boot      string `json:"boot"` // pvh (uncompressed ELF) or bzImage
+	Err       string `json:"error,omitempty"`
 }
 
 // CheckStatic refuses a dynamically linked binary: /init has no loader.
@@ -183,7 +185,7 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	qargs := append([]string{"-M", "pc", "-m", fmt.Sprint(o.MemMB), "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot",
 		"-serial", "stdio", "-serial", "file:" + resultFile,
 		"-kernel", img, "-initrd", initrd,
-		"-append", kernelArgs()}, accel...)
+		"-append", kernelArgs(k)}, accel...)
 	console, err := os.Create(filepath.Join(res.Dir, "console.log"))
 	if err != nil {
 		return fail(err)
@@ -255,7 +257,7 @@ func buildInitrd(o Options, k *Kernel, bin []byte) (path string, nmods int, err 
 	a.file("init", 0o755, bin)
 	a.file(strings.TrimPrefix(guestScenario, "/"), 0o644, o.Source)
 	a.file(strings.TrimPrefix(guestSeed, "/"), 0o600, seed)
-	args := guestArgsDoc{File: o.ScenarioFile, Set: o.Set, Only: o.Only, Label: k.Label, Pcap: o.Pcap}
+	args := guestArgsDoc{File: o.ScenarioFile, Set: o.Set, Only: o.Only, Label: k.Label, Pcap: o.Pcap, Fault: k.fault}
 	for _, m := range mods {
 		a.file(strings.TrimPrefix(guestModules, "/")+"/"+m.Name+".ko", 0o644, m.Data)
 		args.Modules = append(args.Modules, m.Name)
@@ -287,10 +289,13 @@ func buildInitrd(o Options, k *Kernel, bin []byte) (path string, nmods int, err 
 
 // kernelArgs is the guest's command line; $TWLAB_VM_APPEND adds to it (for
 // trying a kernel's options without rebuilding twlab).
-func kernelArgs() string {
+func kernelArgs(k *Kernel) string {
 	a := "console=ttyS0 panic=-1 loglevel=4 tsc=reliable rdinit=/init"
 	if x := os.Getenv("TWLAB_VM_APPEND"); x != "" {
 		a += " " + x
+	}
+	if k.Append != "" {
+		a += " " + k.Append
 	}
 	return a
 }
@@ -385,13 +390,16 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	case reason != "":
 		return nil, errors.New(reason)
 	}
+	if res.panicLine != "" {
+		return nil, fmt.Errorf("the guest kernel panicked: %s (console.log has the rest)", res.panicLine)
+	}
 	raw, err := os.ReadFile(resultFile)
 	if err != nil {
 		return nil, fmt.Errorf("read result port: %w", err)
 	}
 	_, _, perr := parseResult(raw)
 	if werr != nil {
-		perr = fmt.Errorf("%w (qemu: %v)", perr, werr)
+		perr = fmt.Errorf("QEMU ended (%v) without a result: %w", werr, perr)
 	}
 	return nil, perr
 }
@@ -404,6 +412,9 @@ func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Resu
 	for sc.Scan() {
 		line := sc.Text()
 		fmt.Fprintln(console, line)
+		if i := strings.Index(line, "Kernel panic - not syncing"); i >= 0 && res.panicLine == "" {
+			res.panicLine = strings.TrimSpace(line[i:])
+		}
 		msg, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), consolePrefix)
 		if !ok {
 			if i := strings.Index(line, consolePrefix); i >= 0 {

@@ -51,6 +51,10 @@ type Kernel struct {
 	ModulesDir string `json:"modules"` // /lib/modules/RELEASE tree, "" for a built-in kernel
 	Release    string `json:"release"` // from the image header when readable
 	Package    string `json:"package,omitempty"`
+	// Append is added to this kernel's command line.
+	Append string `json:"append,omitempty"`
+	// fault makes the guest damage its result (tests only).
+	fault string
 }
 
 // Resolve turns a --kernel argument into a Kernel. modulesDir applies to a
@@ -259,10 +263,12 @@ func fetchDeb(ctx context.Context, pkg, dest string) error {
 	tmp := dest + ".tmp"
 	os.RemoveAll(tmp)
 	if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", matches[0], tmp).CombinedOutput(); err != nil {
-		return fmt.Errorf("dpkg-deb -x %s: %w: %s", matches[0], err, strings.TrimSpace(string(out)))
+		os.RemoveAll(tmp) // no half-extracted kernel stays in the cache
+		return fmt.Errorf("dpkg-deb -x %s: %w: %s%s", matches[0], err, lastLine(string(out)), diskHint(filepath.Dir(dest)))
 	}
 	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
-		return err
+		os.RemoveAll(tmp)
+		return fmt.Errorf("kernel cache: %w%s", err, diskHint(filepath.Dir(dest)))
 	}
 	os.RemoveAll(dest)
 	return os.Rename(tmp, dest)

@@ -77,7 +77,7 @@ func pvhImage(ctx context.Context, image string) (string, error) {
 		return "", fmt.Errorf("kernel cache: %w", err)
 	}
 	if err := writeAtomic(cached, out); err != nil {
-		return "", fmt.Errorf("kernel cache: %w", err)
+		return "", fmt.Errorf("kernel cache: %w%s", err, diskHint(dir))
 	}
 	return cached, nil
 }

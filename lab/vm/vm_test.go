@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -542,4 +543,153 @@ func TestAccelProbe(t *testing.T) {
 		t.Errorf("auto chose %q", accel)
 	}
 	t.Logf("auto: %s (%s)", accel, why)
+}
+
+// qemusOf lists the QEMU processes whose command line mentions dir.
+func qemusOf(dir string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), "qemu-system") && strings.Contains(string(b), dir) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestFaultsStayWithTheirKernel boots one matrix of five kernels: four with
+// a fault each - the guest kernel panics, QEMU is killed, the result is cut
+// mid-frame, or garbled - and a fine one after them. Each fault must give a
+// clear error for its own kernel only, the fine kernel still runs, and no
+// QEMU process or temporary file is left.
+func TestFaultsStayWithTheirKernel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots VMs; skipped with -short")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed: make deps (apt-get install qemu-system-x86)")
+	}
+	base := *debianKernels(t)[0]
+	src, err := os.ReadFile("../../scenarios/nat-paws.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	faults := []struct {
+		label string
+		set   func(k *Kernel)
+		want  string // in the kernel's error
+	}{
+		{"panic", func(k *Kernel) { k.Append = "rdinit=/no/such/init" }, "the guest kernel panicked"},
+		{"killed", func(k *Kernel) {}, "QEMU ended (signal: killed)"},
+		{"cut", func(k *Kernel) { k.fault = "cut" }, "torn result"},
+		{"garbled", func(k *Kernel) { k.fault = "garble" }, "result damaged"},
+	}
+	var kernels []*Kernel
+	for _, f := range faults {
+		k := base
+		k.Label = f.label
+		f.set(&k)
+		kernels = append(kernels, &k)
+	}
+	fine := base
+	fine.Label = "fine"
+	kernels = append(kernels, &fine)
+	out := t.TempDir()
+	started := time.Now()
+	progress := func(k *Kernel, msg string) {
+		t.Logf("%s: %s", k.Label, msg)
+		if k.Label == "killed" && strings.HasPrefix(msg, "booted") {
+			for _, pid := range qemusOf(filepath.Join(out, "killed")) {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	res, err := Run(context.Background(), Options{Kernels: kernels, ScenarioFile: "nat-paws.yaml", Source: src,
+		Binary: staticTwlab(t), OutDir: out, Timeout: 3 * time.Minute, Jobs: 1, Progress: progress,
+		Set:  []string{"load.connections=10"},
+		Only: "server.net.ipv4.tcp_tw_recycle == 0 && clients.net.ipv4.tcp_timestamps == 2 && server.net.ipv4.tcp_rfc1337 == 0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != len(kernels) {
+		t.Fatalf("%d results for %d kernels", len(res), len(kernels))
+	}
+	for i, f := range faults {
+		if r := res[i]; r.Err == "" || !strings.Contains(r.Err, f.want) {
+			t.Errorf("%s: error %q, want one saying %q", f.label, r.Err, f.want)
+		} else {
+			t.Logf("%s: %s", f.label, r.Err)
+		}
+	}
+	if r := res[len(res)-1]; r.Err != "" || r.Run == nil || r.Run.Status != result.RunOK {
+		t.Errorf("the fine kernel after the faulty ones: err %q", r.Err)
+	}
+	if left := qemusOf(out); len(left) != 0 {
+		t.Errorf("QEMU processes left: %v", left)
+	}
+	tmps, _ := filepath.Glob(filepath.Join(os.TempDir(), "twlab-initrd-*"))
+	for _, tmp := range tmps {
+		if st, err := os.Stat(tmp); err == nil && st.ModTime().After(started) {
+			t.Errorf("initramfs left: %s", tmp)
+		}
+	}
+}
+
+// TestFullCache resolves and unpacks a kernel into a cache on a 4 MiB
+// tmpfs: a clear error naming the full disk, no half-written entry (the next
+// resolve in a roomy cache works), and a boot from the full cache falls back
+// to the bzImage instead of failing.
+func TestFullCache(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts a small tmpfs")
+	}
+	ks := debianKernels(t)
+	full := t.TempDir()
+	if err := syscall.Mount("tmpfs", full, "tmpfs", 0, "size=4m"); err != nil {
+		t.Fatalf("mount a small tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(full, syscall.MNT_DETACH) })
+	debs, _ := filepath.Glob(filepath.Join(CacheDir, "debs", ks[0].Package+"_*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("no cached .deb of %s", ks[0].Package)
+	}
+	old, oldSeed := CacheDir, SeedDir
+	defer func() { CacheDir, SeedDir = old, oldSeed }()
+	CacheDir, SeedDir = full, filepath.Dir(debs[0])
+	exact := "debian:" + strings.TrimSuffix(strings.TrimPrefix(ks[0].Package, "linux-image-"), "-amd64-unsigned")
+	_, err := Resolve(context.Background(), exact, "", nil)
+	if err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Errorf("resolve into a full cache: %v", err)
+	}
+	if _, err := pvhImage(context.Background(), ks[0].Image); err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Errorf("unpack into a full cache: %v", err)
+	}
+	var half []string
+	filepath.WalkDir(full, func(p string, d os.DirEntry, err error) error {
+		if err == nil && (strings.Contains(d.Name(), ".tmp") || d.Name() == ".complete" || strings.HasSuffix(d.Name(), ".elf")) {
+			half = append(half, p)
+		}
+		return nil
+	})
+	if len(half) != 0 {
+		t.Errorf("half-written cache entries left: %v", half)
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		return
+	}
+	src, _ := os.ReadFile("../../scenarios/nat-paws.yaml")
+	res, err := Run(context.Background(), Options{Kernels: []*Kernel{ks[0]}, ScenarioFile: "nat-paws.yaml", Source: src,
+		Binary: staticTwlab(t), OutDir: t.TempDir(), Timeout: 3 * time.Minute, Set: []string{"load.connections=10"},
+		Only: "server.net.ipv4.tcp_tw_recycle == 0 && clients.net.ipv4.tcp_timestamps == 2 && server.net.ipv4.tcp_rfc1337 == 0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res[0]; r.Err != "" || r.Boot != "bzImage" {
+		t.Errorf("boot with a full cache: err %q, boot %s (want the bzImage)", r.Err, r.Boot)
+	}
 }
