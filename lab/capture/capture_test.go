@@ -31,10 +31,11 @@ func TestCaptureSeesOnlyItsLink(t *testing.T) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	// Loopback traffic inside the box: the noise a badly bound socket sees.
-	flood := func(ns topo.Node, listen, dial string) {
+	// flood connects from one namespace to a listener in another (or the
+	// same) until the test ends.
+	flood := func(from, to *topo.Node, listen, dial string) {
 		var ln net.Listener
-		if err := netnsutil.Do(ns.NS, func() (err error) { ln, err = net.Listen("tcp4", listen); return err }); err != nil {
+		if err := netnsutil.Do(to.NS, func() (err error) { ln, err = net.Listen("tcp4", listen); return err }); err != nil {
 			t.Fatal(err)
 		}
 		go func() {
@@ -46,12 +47,10 @@ func TestCaptureSeesOnlyItsLink(t *testing.T) {
 				c.Close()
 			}
 		}()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			defer ln.Close()
 			for ctx.Err() == nil {
-				netnsutil.Do(ns.NS, func() error {
+				netnsutil.Do(from.NS, func() error {
 					for range 20 {
 						if c, err := net.DialTimeout("tcp4", dial, time.Second); err == nil {
 							c.Close()
@@ -60,39 +59,13 @@ func TestCaptureSeesOnlyItsLink(t *testing.T) {
 					return nil
 				})
 			}
-		}()
+		})
 	}
-	flood(*l.LVS, "127.0.0.1:9000", "127.0.0.1:9000")
+	// Loopback traffic inside the box: the noise a badly bound socket sees.
+	flood(l.LVS, l.LVS, "127.0.0.1:9000", "127.0.0.1:9000")
 	// Client to client across the box's bridge: frames on its ports and
 	// bridge, never on its back link.
-	var c2ln net.Listener
-	if err := netnsutil.Do(l.Clients[1].NS, func() (err error) { c2ln, err = net.Listen("tcp4", ":9001"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := c2ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer c2ln.Close()
-		for ctx.Err() == nil {
-			netnsutil.Do(l.Clients[0].NS, func() error {
-				for range 20 {
-					if c, err := net.DialTimeout("tcp4", fmt.Sprintf("%s:9001", topo.ClientAddr(2)), time.Second); err == nil {
-						c.Close()
-					}
-				}
-				return nil
-			})
-		}
-	}()
+	flood(l.Clients[0], l.Clients[1], ":9001", fmt.Sprintf("%s:9001", topo.ClientAddr(2)))
 	defer func() { stop(); wg.Wait() }()
 
 	dir := t.TempDir()
