@@ -67,6 +67,8 @@ type Run struct {
 	Cells          []*Cell    `json:"cells"`
 	// Timeseries describes timeseries.csv, the 10 Hz readings of every cell.
 	Timeseries *TimeseriesFile `json:"timeseries,omitempty"`
+	// Warnings says what ReadRun found odd and left out; never in run.json.
+	Warnings []string `json:"-"`
 }
 
 // Host describes where the run happened.
@@ -242,22 +244,6 @@ func (r *Run) WriteJSON(path string) error {
 		return fmt.Errorf("encode run: %w", err)
 	}
 	return WriteFileAtomic(path, append(b, '\n'))
-}
-
-// ReadRun loads a run.json.
-func ReadRun(path string) (*Run, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var r Run
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if r.Schema != Schema {
-		return nil, fmt.Errorf("%s: schema %q, want %q", path, r.Schema, Schema)
-	}
-	return &r, nil
 }
 
 // MkdirAll creates dir and its missing parents, each owned by the invoking
