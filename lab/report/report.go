@@ -203,13 +203,23 @@ func FailedExpectations(r *result.Run) []string {
 }
 
 // Markdown is summary.md: what ran, the table, what failed, and why.
-func Markdown(r *result.Run) string {
+func Markdown(r *result.Run) string { return markdown(r, r.Warnings) }
+
+// markdown is Markdown, listing problems (what could not be read of the
+// run folder) first.
+func markdown(r *result.Run, problems []string) string {
 	var b strings.Builder
 	name := r.ScenarioFile
 	fmt.Fprintf(&b, "# twlab run: %s\n\n", filepath.Base(name))
 	fmt.Fprintf(&b, "- status: **%s**\n- kernel: %s\n- started: %s\n- run id: %s\n", r.Status, r.Kernel, r.Started.Format("2006-01-02 15:04:05 UTC"), r.RunID)
 	if len(r.Overrides) > 0 {
 		fmt.Fprintf(&b, "- overrides: `%s`\n", strings.Join(r.Overrides, "`, `"))
+	}
+	if len(problems) > 0 {
+		b.WriteString("\n## What could not be read\n\nThis run folder is not as twlab writes it (damaged, edited or truncated): what follows leaves out what could not be read.\n\n")
+		for _, p := range problems {
+			fmt.Fprintf(&b, "- %s\n", p)
+		}
 	}
 	b.WriteString("\n## Cells\n\n| cell |")
 	for _, col := range columns {
@@ -277,8 +287,18 @@ func valueOrDash(v any) any {
 	return v
 }
 
+// maxKnobColumns bounds the knob columns of cells.csv: a scenario sets a
+// few dozen knobs, and every row has every column.
+const maxKnobColumns = 256
+
 // CSV is cells.csv: one row per cell, knobs first, then the figures.
 func CSV(r *result.Run) ([]byte, error) {
+	b, _, err := csvOf(r)
+	return b, err
+}
+
+// csvOf is CSV, saying what of the run it left out.
+func csvOf(r *result.Run) ([]byte, []string, error) {
 	knobSet := map[string]bool{}
 	for _, c := range r.Cells {
 		for k := range c.Knobs {
@@ -286,6 +306,11 @@ func CSV(r *result.Run) ([]byte, error) {
 		}
 	}
 	knobs := sortedKeys(knobSet)
+	var warnings []string
+	if len(knobs) > maxKnobColumns {
+		warnings = append(warnings, fmt.Sprintf("run.json: the cells have %d different knobs; cells.csv has columns for the first %d", len(knobs), maxKnobColumns))
+		knobs = knobs[:maxKnobColumns]
+	}
 	head := []string{"cell", "status", "reason"}
 	head = append(head, knobs...)
 	head = append(head, "attempts", "ok", "failed")
@@ -351,7 +376,7 @@ func CSV(r *result.Run) ([]byte, error) {
 		w.Write(row)
 	}
 	w.Flush()
-	return b.Bytes(), w.Error()
+	return b.Bytes(), warnings, w.Error()
 }
 
 func fmtF(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
@@ -368,15 +393,30 @@ func sortedKeys[V any](m map[string]V) []string {
 // WriteArtifacts writes cells.csv, summary.md and report.html next to
 // run.json (report.html also from the folder's timeseries.csv).
 func WriteArtifacts(dir string, r *result.Run) error {
-	c, err := CSV(r)
+	_, err := WriteReport(dir, r)
+	return err
+}
+
+// WriteReport is WriteArtifacts for a run folder that may come from
+// anywhere: it returns what could not be read or shown (also listed at the
+// top of summary.md and report.html). An error means a file could not be
+// written.
+func WriteReport(dir string, r *result.Run) ([]string, error) {
+	ts, problems := readSeries(dir, r)
+	page, warnings, err := renderHTML(r, ts, problems)
 	if err != nil {
-		return fmt.Errorf("cells.csv: %w", err)
+		return warnings, fmt.Errorf("%s: %w", ReportName, err)
 	}
+	c, cw, err := csvOf(r)
+	if err != nil {
+		return warnings, fmt.Errorf("cells.csv: %w", err)
+	}
+	warnings = append(warnings, cw...)
 	if err := result.WriteFileAtomic(filepath.Join(dir, "cells.csv"), c); err != nil {
-		return err
+		return warnings, err
 	}
-	if err := result.WriteFileAtomic(filepath.Join(dir, "summary.md"), []byte(Markdown(r))); err != nil {
-		return err
+	if err := result.WriteFileAtomic(filepath.Join(dir, "summary.md"), []byte(markdown(r, warnings))); err != nil {
+		return warnings, err
 	}
-	return WriteHTML(dir, r)
+	return warnings, result.WriteFileAtomic(filepath.Join(dir, ReportName), page)
 }
