@@ -289,7 +289,7 @@ func corrupt(t *testing.T, rng *rand.Rand, i int, runJSON, ts []byte) variant {
 			{[]any{-1, 5}, []any{2, 1}, []any{0.5, 3}},
 			{[]any{1}, []any{}, []any{1, 2, 3}},
 			{[]any{0.5, 5e-324}, []any{1, 5e-324}},
-			bigCDF(200_000),
+			bigCDF(120_000),
 		}
 		cdf := cdfs[rng.IntN(len(cdfs))]
 		for _, c := range cells(m) {
@@ -319,11 +319,11 @@ func corrupt(t *testing.T, rng *rand.Rand, i int, runJSON, ts []byte) variant {
 			}
 			c["matrix"], c["knobs"], what = mx, mx, "20 000 matrix keys and knobs"
 		case 3:
-			series := make([]any, 300_000)
+			series := make([]any, 120_000)
 			for j := range series {
 				series[j] = []any{j, j}
 			}
-			c["nodes"].(map[string]any)["server"].(map[string]any)["time_wait"].(map[string]any)["series"], what = series, "300 000 TIME_WAIT samples"
+			c["nodes"].(map[string]any)["server"].(map[string]any)["time_wait"].(map[string]any)["series"], what = series, "120 000 TIME_WAIT samples"
 		}
 		return variant{kind: "huge", what: what, runJSON: enc(m), ts: ts, mustRead: true}
 	case 9: // odd time series

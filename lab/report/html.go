@@ -113,6 +113,8 @@ type htmlCell struct {
 	Story, Other                    []htmlCounter
 	SYN                             []htmlCounter
 	Ran                             bool
+	// NotListed says what of the cell's lists was cut short.
+	NotListed []string
 }
 
 type htmlPage struct {
@@ -177,6 +179,7 @@ func HTML(r *result.Run, ts map[int][]*result.Series) ([]byte, error) {
 // pageState is what rendering one page has used up of its bounds.
 type pageState struct {
 	points, plotted int
+	rows            *rows
 	warnings        []string
 }
 
@@ -184,7 +187,7 @@ type pageState struct {
 // warnings, a damaged timeseries.csv) are shown at the top of the page, and
 // returned together with what the page itself could not show.
 func renderHTML(r *result.Run, ts map[int][]*result.Series, problems []string) ([]byte, []string, error) {
-	st := &pageState{warnings: slices.Concat(r.Warnings, problems)}
+	st := &pageState{rows: newRows(), warnings: slices.Concat(r.Warnings, problems)}
 	sc := scenarioOf(r)
 	pg := htmlPage{Title: "twlab: " + sc.Name, Scenario: sc.Name, ScenarioFile: r.ScenarioFile,
 		Status: r.Status, StatusClass: statusClass(r.Status), Kernel: r.Kernel, RunID: r.RunID,
@@ -218,7 +221,7 @@ func renderHTML(r *result.Run, ts map[int][]*result.Series, problems []string) (
 	if r.Timeseries != nil {
 		pg.Timeseries = r.Timeseries.Path
 	}
-	pg.Failed = FailedExpectations(r)
+	pg.Failed = failedExpectations(r, st.rows)
 	// A cell's rows in timeseries.csv are found by its index: an index
 	// that two cells claim, or a negative one, finds nobody's for sure.
 	claims := map[int]int{}
@@ -265,6 +268,7 @@ func renderHTML(r *result.Run, ts map[int][]*result.Series, problems []string) (
 	if len(badIndex) > 0 {
 		st.warnings = append(st.warnings, "run.json: cells with an index that is negative or not their own, whose time series are not shown: "+strings.Join(badIndex, ", "))
 	}
+	st.warnings = append(st.warnings, st.rows.warning()...)
 	if st.plotted > maxPlottedCells {
 		st.warnings = append(st.warnings, fmt.Sprintf("run.json: %d cells ran; plots are drawn for the first %d (a scenario has at most %d cells)", st.plotted, maxPlottedCells, maxPlottedCells))
 	}
@@ -315,10 +319,21 @@ func kernelFacts(kf any) []string {
 
 func htmlCellOf(c *result.Cell, cellNum int, anchor string, ss []*result.Series, noTS string, st *pageState) htmlCell {
 	hc := htmlCell{Num: cellNum, Anchor: anchor, ID: c.ID, Status: c.Status, StatusClass: statusClass(c.Status),
-		Reason: c.Reason, Notes: c.Notes, Expect: c.Expect, Ran: c.Load != nil}
+		Reason: c.Reason, Ran: c.Load != nil}
+	// Every list of the cell gets what is left of the page's rows.
+	list := func(what string, n int) int {
+		k := st.rows.take(n)
+		if k < n {
+			hc.NotListed = append(hc.NotListed, fmt.Sprintf("%s: %s", what, notListed(n-k)))
+		}
+		return k
+	}
+	hc.Notes = c.Notes[:list("notes", len(c.Notes))]
+	hc.Expect = c.Expect[:list("expectations", len(c.Expect))]
 	if len(c.KnobsActual) > 0 {
 		var kv []string
-		for _, k := range sortedKeys(c.KnobsActual) {
+		keys := sortedKeys(c.KnobsActual)
+		for _, k := range keys[:list("knobs", len(keys))] {
 			kv = append(kv, k+"="+c.KnobsActual[k])
 		}
 		hc.Knobs = strings.Join(kv, "  ")
@@ -339,6 +354,8 @@ func htmlCellOf(c *result.Cell, cellNum int, anchor string, ss []*result.Series,
 		}
 	}
 	hc.Story, hc.Other = movedCounters(c)
+	hc.Story = hc.Story[:list("counters", len(hc.Story))]
+	hc.Other = hc.Other[:list("other counters", len(hc.Other))]
 	if !hc.Ran {
 		return hc
 	}

@@ -288,3 +288,26 @@ func TestHTMLReportDamaged(t *testing.T) {
 		t.Errorf("%d CDF plots drawn, want 2", n)
 	}
 }
+
+// TestReportBoundedLists: millions of tiny elements (a damaged run.json
+// can hold them) do not become millions of rows: the lists end with what
+// was left out, and the page stays small.
+func TestReportBoundedLists(t *testing.T) {
+	r, ts := syntheticRun()
+	for _, c := range r.Cells[:2] {
+		c.Expect = make([]result.Expect, 120_000)
+		for i := range c.Expect {
+			c.Expect[i] = result.Expect{Expr: "x > 0", Value: i}
+		}
+	}
+	b, err := report.HTML(r, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "not listed (a report lists at most") || len(b) > 40<<20 {
+		t.Errorf("page of %d bytes; lists cut short: %v", len(b), strings.Contains(string(b), "not listed"))
+	}
+	if md := report.Markdown(r); !strings.Contains(md, "not listed") || len(md) > 20<<20 {
+		t.Errorf("summary.md of %d bytes", len(md))
+	}
+}

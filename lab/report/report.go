@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -175,16 +176,60 @@ func StatusLine(r *result.Run) string {
 	return s
 }
 
+// maxListed bounds the rows one page lists: failed expectations, and per
+// cell expectations, notes, counters and knobs. twlab's largest runs list
+// some 50 000; a damaged run.json may hold millions of tiny elements, each
+// of which would become a row.
+const maxListed = 100_000
+
+// rows hands out the rows of one page, up to a bound.
+type rows struct{ left, omitted int }
+
+func newRows() *rows { return &rows{left: maxListed} }
+
+// take says how many of n rows may still be listed.
+func (b *rows) take(n int) int {
+	k := min(n, b.left)
+	b.left -= k
+	b.omitted += n - k
+	return k
+}
+
+func (b *rows) warning() []string {
+	if b.omitted == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("%d rows (expectations, notes, counters, knobs) are not listed: a report lists at most %d", b.omitted, maxListed)}
+}
+
+// notListed is what stands at the end of a list cut short.
+func notListed(n int) string {
+	return fmt.Sprintf("… and %d more, not listed (a report lists at most %d rows)", n, maxListed)
+}
+
 // FailedExpectations lists each failed assertion with figure and bound, and
 // every cell that broke for another reason (an error, a refused knob).
 func FailedExpectations(r *result.Run) []string {
+	return failedExpectations(r, &rows{left: math.MaxInt})
+}
+
+func failedExpectations(r *result.Run, b *rows) []string {
 	var out []string
+	more := 0
 	for _, c := range r.Cells {
 		if c.Status == result.CellFailed && c.Reason != "" && !strings.HasPrefix(c.Reason, "expectation failed") {
+			if b.take(1) == 0 {
+				more++
+				continue
+			}
 			out = append(out, fmt.Sprintf("cell %s: %s", c.ID, c.Reason))
 		}
 		for _, e := range c.Expect {
 			if e.OK {
+				continue
+			}
+			if b.take(1) == 0 {
+				more++
 				continue
 			}
 			s := fmt.Sprintf("cell %s: %s", c.ID, e.Expr)
@@ -199,6 +244,9 @@ func FailedExpectations(r *result.Run) []string {
 			out = append(out, s)
 		}
 	}
+	if more > 0 {
+		out = append(out, notListed(more))
+	}
 	return out
 }
 
@@ -206,9 +254,10 @@ func FailedExpectations(r *result.Run) []string {
 func Markdown(r *result.Run) string { return markdown(r, r.Warnings) }
 
 // markdown is Markdown, listing problems (what could not be read of the
-// run folder) first.
+// run folder) first, and at most maxListed rows.
 func markdown(r *result.Run, problems []string) string {
 	var b strings.Builder
+	rows := newRows()
 	name := r.ScenarioFile
 	fmt.Fprintf(&b, "# twlab run: %s\n\n", filepath.Base(name))
 	fmt.Fprintf(&b, "- status: **%s**\n- kernel: %s\n- started: %s\n- run id: %s\n", r.Status, r.Kernel, r.Started.Format("2006-01-02 15:04:05 UTC"), r.RunID)
@@ -237,7 +286,7 @@ func markdown(r *result.Run, problems []string) string {
 		}
 		b.WriteString("\n")
 	}
-	if fe := FailedExpectations(r); len(fe) > 0 {
+	if fe := failedExpectations(r, rows); len(fe) > 0 {
 		b.WriteString("\n## Failed expectations\n\n")
 		for _, f := range fe {
 			fmt.Fprintf(&b, "- %s\n", f)
@@ -249,23 +298,35 @@ func markdown(r *result.Run, problems []string) string {
 		if c.Reason != "" {
 			fmt.Fprintf(&b, "%s\n\n", c.Reason)
 		}
-		for _, n := range c.Notes {
+		notes := c.Notes[:rows.take(len(c.Notes))]
+		for _, n := range notes {
 			fmt.Fprintf(&b, "- %s\n", n)
+		}
+		if len(notes) < len(c.Notes) {
+			fmt.Fprintf(&b, "- %s\n", notListed(len(c.Notes)-len(notes)))
 		}
 		if len(c.KnobsActual) > 0 {
 			keys := sortedKeys(c.KnobsActual)
+			if k := rows.take(len(keys)); k < len(keys) {
+				keys = append(keys[:k], notListed(len(keys)-k))
+			}
 			b.WriteString("\nKnobs in force: ")
 			for i, k := range keys {
 				if i > 0 {
 					b.WriteString(", ")
 				}
-				fmt.Fprintf(&b, "`%s=%s`", k, c.KnobsActual[k])
+				if v, ok := c.KnobsActual[k]; ok {
+					fmt.Fprintf(&b, "`%s=%s`", k, v)
+				} else {
+					b.WriteString(k)
+				}
 			}
 			b.WriteString("\n")
 		}
 		if len(c.Expect) > 0 {
 			b.WriteString("\n| expectation | measured | result |\n|---|---|---|\n")
-			for _, e := range c.Expect {
+			expect := c.Expect[:rows.take(len(c.Expect))]
+			for _, e := range expect {
 				res := "ok"
 				if !e.OK {
 					res = "**FAILED**"
@@ -275,7 +336,13 @@ func markdown(r *result.Run, problems []string) string {
 				}
 				fmt.Fprintf(&b, "| `%s` | %v | %s |\n", e.Expr, valueOrDash(e.Value), res)
 			}
+			if len(expect) < len(c.Expect) {
+				fmt.Fprintf(&b, "| %s | | |\n", notListed(len(c.Expect)-len(expect)))
+			}
 		}
+	}
+	for _, w := range rows.warning() {
+		fmt.Fprintf(&b, "\n%s\n", w)
 	}
 	return b.String()
 }

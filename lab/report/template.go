@@ -128,7 +128,7 @@ footer { color: var(--muted); font-size: 13px; margin-top: 32px; }
 <table class="counters"><thead><tr><th>counter</th><th>server</th><th>clients</th><th>lvs</th><th>meaning</th></tr></thead><tbody>
 {{range .Other}}<tr><td><code>{{.Name}}</code></td><td class="num">{{.Server}}</td><td class="num">{{.Clients}}</td><td class="num">{{.LVS}}</td><td class="meaning">{{.Meaning}}</td></tr>
 {{end}}</tbody></table></details>{{end}}
-{{if .Knobs}}<p class="knobs">Knobs in force: {{.Knobs}}</p>{{end}}
+{{if .Knobs}}<p class="knobs">Knobs in force: {{.Knobs}}</p>{{end}}{{range .NotListed}}<p class="knobs">{{.}}</p>{{end}}
 </section>
 {{end}}
 <footer>Written by {{if .Tool}}{{.Tool}}{{else}}twlab{{end}} from <code>run.json</code>{{if .Timeseries}} and <code>{{.Timeseries}}</code> (sampled every 100 ms){{end}}. Counters are deltas over each cell, read from the nodes' /proc/net/netstat and /proc/net/snmp; "clients" is the sum over all clients. <code>twlab report DIR</code> writes this page again from the run folder. It loads nothing from the network.</footer>

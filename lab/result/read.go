@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -25,11 +26,19 @@ const (
 	// MaxRunJSONValues bounds the JSON values (objects, arrays, keys,
 	// strings, numbers, literals) of run.json: decoded, none takes more
 	// than about 100 bytes, which bounds the memory a reader needs.
-	MaxRunJSONValues = 4 << 20
+	MaxRunJSONValues = 2 << 20
+	// MaxRunJSONElems bounds the values directly in one array or object
+	// (keys count too). twlab's longest array is a TIME_WAIT series of a
+	// 10-minute cell, 6064 samples; decoding one huge array takes long.
+	MaxRunJSONElems = 1 << 17
 	// MaxRunJSONDepth bounds the nesting of run.json (twlab writes 8).
 	MaxRunJSONDepth = 64
 	// MaxRunCells bounds the cells of a run (a scenario has at most 256).
 	MaxRunCells = 4096
+	// MaxRunString bounds a string of run.json (twlab writes at most a few
+	// hundred bytes): a report shows an id or a note several times, and a
+	// huge one would be copied into every place.
+	MaxRunString = 4096
 
 	// MaxTimeseriesBytes and MaxTimeseriesRows bound what is read of
 	// timeseries.csv; MaxTimeseriesSeries the distinct (cell, series,
@@ -178,7 +187,82 @@ func ParseRun(path string, b []byte) (*Run, error) {
 	if dropped > 0 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %d of %d cells are not objects and were left out", dropped, len(in.Cells)))
 	}
+	// Scenario and KernelFeatures are raw JSON ([]byte): not cut.
+	if n := clipStrings(reflect.ValueOf(r).Elem(), MaxRunString); n > 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %d strings longer than %d bytes were cut", n, MaxRunString))
+	}
 	return r, nil
+}
+
+// clipStrings cuts every string in v longer than max, map keys included,
+// and says how many it cut. v must be settable.
+func clipStrings(v reflect.Value, max int) int {
+	n := 0
+	switch v.Kind() {
+	case reflect.String:
+		if v.Len() > max && v.CanSet() {
+			v.SetString(clip(v.String(), max))
+			n++
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			n += clipStrings(v.Elem(), max)
+		}
+	case reflect.Interface:
+		// Expect.Value and Bound: a decoded JSON value, copied to be set.
+		if !v.IsNil() && v.CanSet() {
+			e := reflect.New(v.Elem().Type()).Elem()
+			e.Set(v.Elem())
+			if k := clipStrings(e, max); k > 0 {
+				v.Set(e)
+				n += k
+			}
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				n += clipStrings(v.Field(i), max)
+			}
+		}
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return 0 // raw JSON
+		}
+		for i := range v.Len() {
+			n += clipStrings(v.Index(i), max)
+		}
+	case reflect.Array:
+		for i := range v.Len() {
+			n += clipStrings(v.Index(i), max)
+		}
+	case reflect.Map:
+		if v.IsNil() {
+			return 0
+		}
+		kt, et := v.Type().Key(), v.Type().Elem()
+		type kv struct{ k, v reflect.Value }
+		var redo []kv
+		iter := v.MapRange()
+		for iter.Next() {
+			k := reflect.New(kt).Elem()
+			k.Set(iter.Key())
+			e := reflect.New(et).Elem()
+			e.Set(iter.Value())
+			kn, en := clipStrings(k, max), clipStrings(e, max)
+			if kn+en > 0 {
+				redo = append(redo, kv{iter.Key(), e})
+				if kn > 0 {
+					redo[len(redo)-1].k = k
+					v.SetMapIndex(iter.Key(), reflect.Value{}) // the long key goes
+				}
+				n += kn + en
+			}
+		}
+		for _, r := range redo {
+			v.SetMapIndex(r.k, r.v)
+		}
+	}
+	return n
 }
 
 // readTime decodes a time that may be anything; what is not a time is zero,
@@ -208,15 +292,17 @@ func clip(s string, n int) string {
 }
 
 // checkJSONShape bounds what decoding b can cost before anything is
-// decoded: at most MaxRunJSONValues values, nesting at most MaxRunJSONDepth,
-// and at most MaxRunCells elements in top-level "cells" arrays. It looks at
-// the structure only; the decoder checks the syntax.
+// decoded: at most MaxRunJSONValues values, MaxRunJSONElems in one array or
+// object, nesting at most MaxRunJSONDepth, and at most MaxRunCells
+// elements in top-level "cells" arrays. It looks at the structure only;
+// the decoder checks the syntax.
 func checkJSONShape(b []byte) error {
 	type frame struct {
 		array bool
 		cells bool // a top-level "cells" array
+		n     int  // values directly in it (an object's keys too)
 	}
-	var stack []frame
+	var stack []*frame
 	values, cells := 0, 0
 	var key []byte // the last string of the top-level object: before a '[', its key
 	for i := 0; i < len(b); i++ {
@@ -224,6 +310,28 @@ func checkJSONShape(b []byte) error {
 		switch ch {
 		case ' ', '\t', '\n', '\r', ',', ':':
 			continue
+		case '}', ']':
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		}
+		// A value starts here, in the container on top of the stack.
+		if values++; values > MaxRunJSONValues {
+			return fmt.Errorf("more than %d values", MaxRunJSONValues)
+		}
+		if len(stack) > 0 {
+			parent := stack[len(stack)-1]
+			if parent.n++; parent.n > MaxRunJSONElems {
+				return fmt.Errorf("more than %d values in one array or object", MaxRunJSONElems)
+			}
+			if parent.cells {
+				if cells++; cells > MaxRunCells {
+					return fmt.Errorf("more than %d cells", MaxRunCells)
+				}
+			}
+		}
+		switch ch {
 		case '"':
 			start := i
 			for i++; i < len(b) && b[i] != '"'; i++ {
@@ -235,7 +343,7 @@ func checkJSONShape(b []byte) error {
 				key = b[start:min(i+1, len(b))]
 			}
 		case '{', '[':
-			top := frame{array: ch == '['}
+			top := &frame{array: ch == '['}
 			if ch == '[' && len(stack) == 1 && !stack[0].array && isCellsKey(key) {
 				top.cells = true
 			}
@@ -243,27 +351,11 @@ func checkJSONShape(b []byte) error {
 			if len(stack) > MaxRunJSONDepth {
 				return fmt.Errorf("nested more than %d deep", MaxRunJSONDepth)
 			}
-		case '}', ']':
-			if len(stack) > 0 {
-				stack = stack[:len(stack)-1]
-			}
-			continue
 		default:
 			// A number or literal: skip to its end.
 			for i+1 < len(b) && !endsLiteral(b[i+1]) {
 				i++
 			}
-		}
-		values++
-		if values > MaxRunJSONValues {
-			return fmt.Errorf("more than %d values", MaxRunJSONValues)
-		}
-		// A value directly in a cells array is a cell.
-		if n := len(stack); n >= 2 && stack[n-2].cells && (ch == '{' || ch == '[') || n >= 1 && stack[n-1].cells && ch != '{' && ch != '[' {
-			cells++
-		}
-		if cells > MaxRunCells {
-			return fmt.Errorf("more than %d cells", MaxRunCells)
 		}
 	}
 	return nil

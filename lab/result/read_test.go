@@ -78,14 +78,17 @@ func TestReadRunUntrusted(t *testing.T) {
 		"many cells": []byte(`{"schema":"twlab.run/v1","cells":[` + strings.Repeat("{},", result.MaxRunCells) + `{}]}`),
 		// The decoder matches keys without regard to case or escapes.
 		"many Cells":   []byte(`{"schema":"twlab.run/v1","C\u0065LLS":[` + strings.Repeat("1,", result.MaxRunCells) + `1]}`),
-		"many values":  []byte(`{"schema":"twlab.run/v1","notes":[` + strings.Repeat(`"",`, result.MaxRunJSONValues) + `""]}`),
+		"many values":  []byte(`{"schema":"twlab.run/v1","x":[` + strings.Repeat(`[`+strings.Repeat(`0,`, result.MaxRunJSONElems-1)+`0],`, result.MaxRunJSONValues/result.MaxRunJSONElems) + `[]]}`),
+		"long array":   []byte(`{"schema":"twlab.run/v1","notes":[` + strings.Repeat(`"",`, result.MaxRunJSONElems) + `""]}`),
 		"wrong schema": edit(func(m map[string]any) { m["schema"] = 1 }),
 	}
+	why := map[string]string{"deep": "nested more than", "many cells": "more than 4096 cells", "many Cells": "more than 4096 cells",
+		"many values": "more than 2097152 values", "long array": "values in one array"}
 	for name, b := range notRun {
 		r, err := result.ParseRun("run.json", b)
 		var nr *result.NotRunError
-		if !errors.As(err, &nr) || r != nil {
-			t.Errorf("%s: run %v, error %v; want a *NotRunError", name, r != nil, err)
+		if !errors.As(err, &nr) || r != nil || !strings.Contains(err.Error(), why[name]) {
+			t.Errorf("%s: run %v, error %v; want a *NotRunError (%s)", name, r != nil, err, why[name])
 		}
 	}
 	damaged := map[string]struct {
@@ -107,6 +110,21 @@ func TestReadRunUntrusted(t *testing.T) {
 			func(r *result.Run) bool { return len(r.Cells) == 3 }},
 		"cells object": {edit(func(m map[string]any) { m["cells"] = map[string]any{"a": 1} }), "cells",
 			func(r *result.Run) bool { return len(r.Cells) == 0 }},
+		"long strings": {edit(func(m map[string]any) {
+			c := cell(m, 0)
+			c["id"] = strings.Repeat("é", 1<<20)
+			c["nodes"].(map[string]any)["server"].(map[string]any)["counters"].(map[string]any)[strings.Repeat("k", 5000)] = 1
+			c["expect"].([]any)[0].(map[string]any)["value"] = []any{strings.Repeat("v", 5000)}
+		}), "3 strings longer than 4096 bytes were cut",
+			func(r *result.Run) bool {
+				c := r.Cells[0]
+				v, _ := c.Expect[0].Value.([]any)
+				cut := false
+				for k := range c.Nodes["server"].Counters {
+					cut = cut || strings.HasPrefix(k, "kkkk") && len(k) <= result.MaxRunString+3
+				}
+				return cut && len(c.ID) <= result.MaxRunString+3 && len(v) == 1 && len(v[0].(string)) <= result.MaxRunString+3
+			}},
 		"null nodes": {edit(func(m map[string]any) { cell(m, 0)["nodes"] = map[string]any{"server": nil, "x": 1} }), "cells[].nodes",
 			func(r *result.Run) bool { return r.Cells[0].Nodes["server"] == nil }},
 	}
