@@ -914,7 +914,7 @@ func chaosKill(t *testing.T, env *chaosEnv, n int) {
 	t.Logf("SIGKILL: %d kills tried, phases hit: %s; %d runs had finished before the kill; %v",
 		tried, phaseCounts(hits), completed, time.Since(begin).Round(time.Millisecond))
 	if len(tmpLeft) > 0 {
-		t.Logf("SIGKILL: %d temporary files of the atomic writer left in result folders (e.g. %s)", len(tmpLeft), filepath.Base(tmpLeft[0]))
+		t.Logf("SIGKILL: %d temporary files of the atomic writer left in result folders before cleanup (e.g. %s), none after", len(tmpLeft), filepath.Base(tmpLeft[0]))
 	}
 	for _, p := range required {
 		if hits[p] == 0 && !t.Failed() {
@@ -1041,6 +1041,11 @@ func killOnce(t *testing.T, env *chaosEnv, i int, plan killPlan) (phase string, 
 
 	when := fmt.Sprintf("kill %d (%s, %s) after cleanup", i, plan, phase)
 	cleanup(t, env, id, when)
+	// The registry names the results folder: cleanup removes what the
+	// killed writer left there.
+	if tm := tmpFiles(out); len(tm) > 0 && id != "" {
+		t.Errorf("%s: temporary files left: %v", when, tm)
+	}
 	if id == "" && killed {
 		// Killed before it registered, so it cannot have built anything.
 		// Should it have, its namespaces carry an id that was not there

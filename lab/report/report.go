@@ -16,6 +16,7 @@ import (
 
 	"github.com/twlab/twlab/lab/load"
 	"github.com/twlab/twlab/lab/result"
+	"github.com/twlab/twlab/lab/tmpfile"
 )
 
 // column is one figure of the cell table.
@@ -469,6 +470,9 @@ func WriteArtifacts(dir string, r *result.Run) error {
 // top of summary.md and report.html). An error means a file could not be
 // written.
 func WriteReport(dir string, r *result.Run) ([]string, error) {
+	// A folder copied from a run that was killed may hold the temporary
+	// file of a write it never finished.
+	tmpfile.Sweep(dir, "")
 	ts, problems := readSeries(dir, r)
 	page, warnings, err := renderHTML(r, ts, problems)
 	if err != nil {

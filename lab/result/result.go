@@ -15,6 +15,7 @@ import (
 
 	"github.com/twlab/twlab/lab/capture"
 	"github.com/twlab/twlab/lab/skew"
+	"github.com/twlab/twlab/lab/tmpfile"
 
 	"github.com/twlab/twlab/lab/load"
 )
@@ -207,10 +208,12 @@ func (n *Node) Summarize() {
 }
 
 // WriteFileAtomic writes data to path through a temporary file in the same
-// folder and a rename, so a reader never sees a torn file.
+// folder and a rename, so a reader never sees a torn file. A temporary file
+// of this path that a killed writer left is removed first.
 func WriteFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	tmpfile.Sweep(dir, filepath.Base(path))
+	f, err := tmpfile.Create(dir, filepath.Base(path))
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

@@ -87,17 +87,12 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	// starts; only namespaces of runs whose process is gone are touched.
 	if left, err := runstate.Leftovers(); err == nil && len(left) > 0 {
 		removed, cerr := runstate.Cleanup(false, log)
-		log.Warn("removed the leftovers of killed twlab runs", "runs", len(left), "namespaces", len(removed), "err", cerr)
+		log.Warn("removed the leftovers of killed twlab runs", "runs", len(left), "namespaces and files", len(removed), "err", cerr)
 	}
 	id, err := runstate.NewRunID()
 	if err != nil {
 		return nil, "", err
 	}
-	if err := runstate.Register(id, plan.File); err != nil {
-		return nil, "", err
-	}
-	defer runstate.Unregister(id)
-
 	started := time.Now().UTC()
 	dir := opt.OutDir
 	if dir == "" {
@@ -107,6 +102,18 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		}
 		dir = filepath.Join(root, plan.Scenario.Name, started.Format("20060102T150405Z"))
 	}
+	// The registry names the results folder: should this process be
+	// killed while writing a file there, the next run or `twlab cleanup`
+	// removes the temporary file it leaves.
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, "", fmt.Errorf("results folder: %w", err)
+	}
+	if err := runstate.RegisterRun(id, plan.File, abs); err != nil {
+		return nil, "", err
+	}
+	defer runstate.Unregister(id)
+
 	if err := result.MkdirAll(dir); err != nil {
 		return nil, "", fmt.Errorf("results folder: %w", err)
 	}
