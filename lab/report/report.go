@@ -128,7 +128,7 @@ func CellLine(done, total int, c *result.Cell) string {
 		s += fmt.Sprintf(", server PAWS %d", n.Summary["paws"])
 	}
 	s += fmt.Sprintf(", expect %s (%.1fs)", expectCol(c), c.DurationS)
-	if c.Status == result.CellFailed && c.Reason != "" {
+	if (c.Status == result.CellFailed || c.Status == result.CellInterrupted) && c.Reason != "" {
 		s += "\n        " + c.Reason
 	}
 	return s

@@ -45,6 +45,10 @@ const (
 	CellOK     = "ok"
 	CellNA     = "n/a"
 	CellFailed = "failed"
+	// CellInterrupted: the run was interrupted during the cell's teardown,
+	// after every figure was read; the figures and expectations are
+	// complete, the reason says how they came out.
+	CellInterrupted = "interrupted"
 )
 
 // Run is one twlab run.
