@@ -85,6 +85,9 @@ func (c *chart) points() int {
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
+// maxCoord bounds a coordinate on a linear axis.
+const maxCoord = 1e300
+
 func (c *chart) plot() (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = c.title
@@ -115,6 +118,12 @@ func (c *chart) plot() (*plot.Plot, error) {
 		for i := range min(len(l.xs), len(l.ys)) {
 			x, y := l.xs[i], l.ys[i]
 			if !finite(x) || !finite(y) {
+				continue
+			}
+			// Beyond ±1e300 the span of a linear axis overflows (and the
+			// plotting library's tick search never ends): no reading of
+			// twlab's comes near (they are int64).
+			if (!c.logX && math.Abs(x) > maxCoord) || math.Abs(y) > maxCoord {
 				continue
 			}
 			// A log axis cannot show 0 or less: a connect that took less
@@ -197,7 +206,7 @@ func (c *chart) plot() (*plot.Plot, error) {
 			p.X.Min = p.X.Max / 16
 		}
 	}
-	if !finite(p.X.Min) || !finite(p.X.Max) || !finite(p.Y.Min) || !finite(p.Y.Max) || !(p.X.Max > p.X.Min) || !(p.Y.Max > p.Y.Min) {
+	if !finite(p.X.Max-p.X.Min) || !finite(p.Y.Max-p.Y.Min) || !(p.X.Max > p.X.Min) || !(p.Y.Max > p.Y.Min) {
 		return nil, fmt.Errorf("no drawable range (x %g…%g, y %g…%g)", p.X.Min, p.X.Max, p.Y.Min, p.Y.Max)
 	}
 	return p, nil
