@@ -21,7 +21,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -534,7 +536,7 @@ func (o *observer) readRunJSON() {
 	}
 	r, err := result.ReadRun(p)
 	if err != nil {
-		if !os.IsNotExist(err) {
+		if !errors.Is(err, fs.ErrNotExist) { // ReadRun wraps it in a *result.NotRunError
 			o.tornJSON = append(o.tornJSON, err.Error())
 		}
 		return
@@ -1034,7 +1036,7 @@ func killOnce(t *testing.T, env *chaosEnv, i int, plan killPlan) (phase string, 
 			t.Errorf("kill %d: killed run.json has status %q, want %q", i, r.Status, result.RunRunning)
 		}
 		checkCells(t, sc, fmt.Sprintf("kill %d", i), r)
-	} else if !os.IsNotExist(err) {
+	} else if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("kill %d: run.json: %v", i, err)
 	}
 	tmps = tmpFiles(out)
