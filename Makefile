@@ -44,10 +44,17 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 # Short fuzzing of the parsers (CI-sized); raise FUZZTIME for real hunts.
+# The run-folder fuzzers start from a real run (tens of KB): minimizing each
+# new input for the default 60 s would leave no time to fuzz.
 FUZZTIME ?= 20s
+FUZZRUN := -fuzztime $(FUZZTIME) -fuzzminimizetime 100x
 fuzz:
 	$(GO) test ./lab/expr -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./lab/scenario -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+	$(GO) test ./lab/result -run '^$$' -fuzz FuzzReadRun $(FUZZRUN)
+	$(GO) test ./lab/result -run '^$$' -fuzz FuzzTimeseries $(FUZZRUN)
+	$(GO) test ./lab/report -run '^$$' -fuzz FuzzReport $(FUZZRUN)
+	$(GO) test ./lab/report -run '^$$' -fuzz FuzzChart $(FUZZRUN)
 
 # Go benchmarks of the hot paths: the connection loop, the latency summary,
 # counter parsing and reads, nft counter reads, lab build. The ones that

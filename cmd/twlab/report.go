@@ -28,7 +28,10 @@ func readRunDir(arg string) (string, *result.Run, error) {
 }
 
 // cmdReport writes cells.csv, summary.md and report.html again from a run
-// folder's run.json and timeseries.csv. It needs no root.
+// folder's run.json and timeseries.csv. It needs no root. The folder may
+// come from anywhere: exit 0 when the report was written (what could not be
+// read is listed in it and on stderr), 2 for a folder that is not a run, 1
+// when a file could not be written.
 func cmdReport(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("twlab report", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -51,7 +54,11 @@ func cmdReport(args []string, stdout, stderr io.Writer) int {
 			code = max(code, exitUsage)
 			continue
 		}
-		if err := report.WriteArtifacts(dir, r); err != nil {
+		warnings, err := report.WriteReport(dir, r)
+		for _, w := range warnings {
+			fmt.Fprintf(stderr, "twlab report: %s: warning: %s\n", arg, w)
+		}
+		if err != nil {
 			fmt.Fprintln(stderr, "twlab report:", err)
 			code = max(code, exitFailed)
 			continue

@@ -27,6 +27,7 @@ import (
 	"unsafe"
 
 	"github.com/twlab/twlab/lab/netnsutil"
+	"github.com/twlab/twlab/lab/tmpfile"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -106,7 +107,10 @@ func Start(ns netns.NsHandle, link, path string, lim Limits) (*Capture, error) {
 	}
 	c := &Capture{f: os.NewFile(uintptr(fd), "packet:"+link), lim: lim, done: make(chan struct{}), start: time.Now()}
 	c.st.Path, c.st.Link = path, link
-	c.out, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	// Written under a temporary name, renamed when the capture stops; one
+	// that a killed run left for this path goes first.
+	tmpfile.Sweep(filepath.Dir(path), filepath.Base(path))
+	c.out, err = tmpfile.Create(filepath.Dir(path), filepath.Base(path))
 	if err != nil {
 		c.f.Close()
 		return nil, fmt.Errorf("capture: %w", err)

@@ -156,6 +156,13 @@ func Compare(runs []CompareRun) *Comparison {
 		}
 		cmp.Warnings = append(cmp.Warnings, "the runs are of different scenarios ("+strings.Join(ns, ", ")+"): cells are matched by id only")
 	}
+	// What could not be read of a run is part of the comparison: a figure
+	// left out of a damaged run.json would otherwise pass for a change.
+	for _, cr := range runs {
+		for _, w := range cr.Run.Warnings {
+			cmp.Warnings = append(cmp.Warnings, clip(cr.Dir, 200)+": "+w)
+		}
+	}
 	index := map[string]int{}
 	for i, cr := range runs {
 		for _, c := range cr.Run.Cells {

@@ -43,23 +43,43 @@ func scenarioOf(r *result.Run) scenarioText {
 	return s
 }
 
+// Bounds of one report, whatever run.json and timeseries.csv hold: what is
+// beyond them says so in its place. twlab's largest runs stay within them.
+const (
+	// maxPlottedCells: a scenario has at most 256 cells.
+	maxPlottedCells = 256
+	// maxReportPoints: a run of 1 h of load draws about 500 000.
+	maxReportPoints = 2_000_000
+	// maxMatrixKeys: columns of the matrix (a scenario has a few axes).
+	maxMatrixKeys = 64
+)
+
 // matrixKeys are the run's matrix keys: the scenario's axes in order, then
-// keys only some cells have (include entries), sorted.
-func matrixKeys(r *result.Run) []string {
-	var keys []string
+// keys only some cells have (include entries), sorted; at most
+// maxMatrixKeys, and how many more there were.
+func matrixKeys(r *result.Run) (keys []string, more int) {
+	seen := map[string]bool{}
 	for _, a := range scenarioOf(r).Matrix {
-		keys = append(keys, a.Key)
+		if !seen[a.Key] {
+			seen[a.Key] = true
+			keys = append(keys, a.Key)
+		}
 	}
 	var extra []string
 	for _, c := range r.Cells {
 		for k := range c.Matrix {
-			if !slices.Contains(keys, k) && !slices.Contains(extra, k) {
+			if !seen[k] {
+				seen[k] = true
 				extra = append(extra, k)
 			}
 		}
 	}
 	slices.Sort(extra)
-	return append(keys, extra...)
+	keys = append(keys, extra...)
+	if len(keys) > maxMatrixKeys {
+		return keys[:maxMatrixKeys], len(keys) - maxMatrixKeys
+	}
+	return keys, 0
 }
 
 type htmlKey struct{ Short, Role, Full string }
@@ -93,6 +113,8 @@ type htmlCell struct {
 	Story, Other                    []htmlCounter
 	SYN                             []htmlCounter
 	Ran                             bool
+	// NotListed says what of the cell's lists was cut short.
+	NotListed []string
 }
 
 type htmlPage struct {
@@ -105,6 +127,7 @@ type htmlPage struct {
 	Keys                          []htmlKey
 	Rows                          []htmlRow
 	Failed                        []string
+	Problems                      []string
 	Cells                         []htmlCell
 	Timeseries                    string
 	Tool                          string
@@ -149,6 +172,22 @@ func nonzero(v int64) string {
 // with their meaning. ts holds timeseries.csv per cell index (nil: none).
 // The page needs no network: CSS and SVG are inline.
 func HTML(r *result.Run, ts map[int][]*result.Series) ([]byte, error) {
+	b, _, err := renderHTML(r, ts, nil)
+	return b, err
+}
+
+// pageState is what rendering one page has used up of its bounds.
+type pageState struct {
+	points, plotted int
+	rows            *rows
+	warnings        []string
+}
+
+// renderHTML is HTML for a run read from a folder: problems (run.json's
+// warnings, a damaged timeseries.csv) are shown at the top of the page, and
+// returned together with what the page itself could not show.
+func renderHTML(r *result.Run, ts map[int][]*result.Series, problems []string) ([]byte, []string, error) {
+	st := &pageState{rows: newRows(), warnings: slices.Concat(r.Warnings, problems)}
 	sc := scenarioOf(r)
 	pg := htmlPage{Title: "twlab: " + sc.Name, Scenario: sc.Name, ScenarioFile: r.ScenarioFile,
 		Status: r.Status, StatusClass: statusClass(r.Status), Kernel: r.Kernel, RunID: r.RunID,
@@ -167,7 +206,10 @@ func HTML(r *result.Run, ts map[int][]*result.Series) ([]byte, error) {
 	}
 	pg.Overrides = strings.Join(r.Overrides, " ")
 	pg.Facts = kernelFacts(r.KernelFeatures)
-	keys := matrixKeys(r)
+	keys, moreKeys := matrixKeys(r)
+	if moreKeys > 0 {
+		st.warnings = append(st.warnings, fmt.Sprintf("run.json: the cells have %d matrix keys; the matrix shows the first %d", len(keys)+moreKeys, len(keys)))
+	}
 	for _, k := range keys {
 		role, _, _ := strings.Cut(k, ".")
 		short := k[strings.LastIndex(k, ".")+1:]
@@ -179,10 +221,27 @@ func HTML(r *result.Run, ts map[int][]*result.Series) ([]byte, error) {
 	if r.Timeseries != nil {
 		pg.Timeseries = r.Timeseries.Path
 	}
-	pg.Failed = FailedExpectations(r)
+	pg.Failed = failedExpectations(r, st.rows)
+	// A cell's rows in timeseries.csv are found by its index: an index
+	// that two cells claim, or a negative one, finds nobody's for sure.
+	claims := map[int]int{}
 	for _, c := range r.Cells {
-		anchor := fmt.Sprintf("cell-%d", c.Index+1)
-		row := htmlRow{Num: c.Index + 1, Anchor: anchor, ID: c.ID, Status: c.Status, StatusClass: statusClass(c.Status), Expect: expectCol(c)}
+		claims[c.Index]++
+	}
+	var badIndex []string
+	for pos, c := range r.Cells {
+		cellNum, anchor := c.Index+1, fmt.Sprintf("cell-%d", c.Index+1)
+		series, noTS := ts[c.Index], ""
+		if c.Index < 0 || claims[c.Index] > 1 {
+			cellNum, anchor = pos+1, fmt.Sprintf("cell-at-%d", pos+1)
+			series = nil
+			noTS = fmt.Sprintf("time series not shown: run.json gives this cell index %d, which %s, so its rows in timeseries.csv cannot be told apart", c.Index,
+				map[bool]string{true: "is negative", false: "another cell has too"}[c.Index < 0])
+			if len(badIndex) < 5 {
+				badIndex = append(badIndex, fmt.Sprintf("%q (index %d)", clip(c.ID, 60), c.Index))
+			}
+		}
+		row := htmlRow{Num: cellNum, Anchor: anchor, ID: c.ID, Status: c.Status, StatusClass: statusClass(c.Status), Expect: expectCol(c)}
 		for _, k := range keys {
 			v, ok := c.Matrix[k]
 			if !ok {
@@ -204,17 +263,21 @@ func HTML(r *result.Run, ts map[int][]*result.Series) ([]byte, error) {
 			row.TWMax = num(int64(n.TimeWait.Max))
 		}
 		pg.Rows = append(pg.Rows, row)
-		hc, err := htmlCellOf(c, anchor, ts[c.Index])
-		if err != nil {
-			return nil, fmt.Errorf("cell %s: %w", c.ID, err)
-		}
-		pg.Cells = append(pg.Cells, hc)
+		pg.Cells = append(pg.Cells, htmlCellOf(c, cellNum, anchor, series, noTS, st))
 	}
+	if len(badIndex) > 0 {
+		st.warnings = append(st.warnings, "run.json: cells with an index that is negative or not their own, whose time series are not shown: "+strings.Join(badIndex, ", "))
+	}
+	st.warnings = append(st.warnings, st.rows.warning()...)
+	if st.plotted > maxPlottedCells {
+		st.warnings = append(st.warnings, fmt.Sprintf("run.json: %d cells ran; plots are drawn for the first %d (a scenario has at most %d cells)", st.plotted, maxPlottedCells, maxPlottedCells))
+	}
+	pg.Problems = st.warnings
 	var b bytes.Buffer
 	if err := pageTmpl.Execute(&b, pg); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return b.Bytes(), nil
+	return b.Bytes(), st.warnings, nil
 }
 
 // kernelFacts picks the detected facts a reader of the report needs.
@@ -254,12 +317,23 @@ func kernelFacts(kf any) []string {
 	return out
 }
 
-func htmlCellOf(c *result.Cell, anchor string, ss []*result.Series) (htmlCell, error) {
-	hc := htmlCell{Num: c.Index + 1, Anchor: anchor, ID: c.ID, Status: c.Status, StatusClass: statusClass(c.Status),
-		Reason: c.Reason, Notes: c.Notes, Expect: c.Expect, Ran: c.Load != nil}
+func htmlCellOf(c *result.Cell, cellNum int, anchor string, ss []*result.Series, noTS string, st *pageState) htmlCell {
+	hc := htmlCell{Num: cellNum, Anchor: anchor, ID: c.ID, Status: c.Status, StatusClass: statusClass(c.Status),
+		Reason: c.Reason, Ran: c.Load != nil}
+	// Every list of the cell gets what is left of the page's rows.
+	list := func(what string, n int) int {
+		k := st.rows.take(n)
+		if k < n {
+			hc.NotListed = append(hc.NotListed, fmt.Sprintf("%s: %s", what, notListed(n-k)))
+		}
+		return k
+	}
+	hc.Notes = c.Notes[:list("notes", len(c.Notes))]
+	hc.Expect = c.Expect[:list("expectations", len(c.Expect))]
 	if len(c.KnobsActual) > 0 {
 		var kv []string
-		for _, k := range sortedKeys(c.KnobsActual) {
+		keys := sortedKeys(c.KnobsActual)
+		for _, k := range keys[:list("knobs", len(keys))] {
 			kv = append(kv, k+"="+c.KnobsActual[k])
 		}
 		hc.Knobs = strings.Join(kv, "  ")
@@ -280,17 +354,24 @@ func htmlCellOf(c *result.Cell, anchor string, ss []*result.Series) (htmlCell, e
 		}
 	}
 	hc.Story, hc.Other = movedCounters(c)
+	hc.Story = hc.Story[:list("counters", len(hc.Story))]
+	hc.Other = hc.Other[:list("other counters", len(hc.Other))]
 	if !hc.Ran {
-		return hc, nil
+		return hc
 	}
-	for _, ch := range cellCharts(c, ss) {
-		h, err := ch.svg()
-		if err != nil {
-			return hc, err
+	st.plotted++
+	for _, ch := range cellCharts(c, ss, noTS) {
+		switch n := ch.points(); {
+		case st.plotted > maxPlottedCells:
+			hc.Plots = append(hc.Plots, ch.note(fmt.Sprintf("not drawn: this report draws the plots of the first %d cells that ran (a scenario has at most %d)", maxPlottedCells, maxPlottedCells)))
+		case st.points+n > maxReportPoints:
+			hc.Plots = append(hc.Plots, ch.note(fmt.Sprintf("not drawn: %d points, and this report already draws %d of the %d it draws at most", n, st.points, maxReportPoints)))
+		default:
+			st.points += n
+			hc.Plots = append(hc.Plots, ch.svg())
 		}
-		hc.Plots = append(hc.Plots, h)
 	}
-	return hc, nil
+	return hc
 }
 
 func connectText(l *load.Result) string {
@@ -348,10 +429,13 @@ func seriesMap(ss []*result.Series) map[string]*result.Series {
 	return m
 }
 
-// cellCharts are a cell's four plots, in PlotKinds order.
-func cellCharts(c *result.Cell, ss []*result.Series) []*chart {
+// cellCharts are a cell's four plots, in PlotKinds order. noTS says why
+// the time plots are empty when the cell has no series ("": none recorded).
+func cellCharts(c *result.Cell, ss []*result.Series, noTS string) []*chart {
 	m := seriesMap(ss)
-	noTS := "no time series recorded for this cell (a run made before timeseries.csv existed, or the file is missing)"
+	if noTS == "" {
+		noTS = "no time series recorded for this cell (a run made before timeseries.csv existed, or the file is missing)"
+	}
 	tw := &chart{kind: "timewait", title: "TIME_WAIT sockets", xLabel: "seconds since the load started", yLabel: "sockets",
 		intY: true, legend: true, xMin0: true, emptyMessage: noTS}
 	tw.lines = append(tw.lines, seriesLine(m["time_wait@server"], "server", colServer, false),
@@ -430,17 +514,45 @@ func seriesLine(s *result.Series, name string, c color.Color, dashed bool) line 
 // WriteHTML writes report.html into dir from run.json's document and the
 // folder's timeseries.csv (if any).
 func WriteHTML(dir string, r *result.Run) error {
-	name := result.TimeseriesName
-	if r.Timeseries != nil && r.Timeseries.Path != "" {
-		name = r.Timeseries.Path
-	}
-	ts, err := result.ReadTimeseries(filepath.Join(dir, filepath.Clean("/" + name)[1:]))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	b, err := HTML(r, ts)
+	ts, problems := readSeries(dir, r)
+	b, _, err := renderHTML(r, ts, problems)
 	if err != nil {
 		return fmt.Errorf("%s: %w", ReportName, err)
 	}
 	return result.WriteFileAtomic(filepath.Join(dir, ReportName), b)
+}
+
+// readSeries reads the folder's timeseries.csv for the plots. The file may
+// be missing (a run made before it existed) or damaged: problems says what
+// could not be used, and the plots say so in their place.
+func readSeries(dir string, r *result.Run) (map[int][]*result.Series, []string) {
+	name := result.TimeseriesName
+	if r.Timeseries != nil && r.Timeseries.Path != "" {
+		name = r.Timeseries.Path
+	}
+	// run.json names the file; it cannot name one outside the folder.
+	rel := filepath.Clean("/" + name)[1:]
+	ts, problems, err := result.ReadTimeseriesTolerant(filepath.Join(dir, rel))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, []string{fmt.Sprintf("%s cannot be read, so the time plots are empty: %v", clip(rel, 100), err)}
+	}
+	for i, p := range problems {
+		problems[i] = clip(rel, 100) + ": " + p
+	}
+	return ts, problems
+}
+
+// clip shortens what a run folder says before it is quoted back.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + "…"
 }

@@ -253,3 +253,61 @@ func TestHTMLReportWithoutTimeseries(t *testing.T) {
 		t.Errorf("%d CDF plots, want 2 (they come from run.json)", n)
 	}
 }
+
+// TestHTMLReportDamaged: data a plot cannot be drawn from says so in the
+// plot's place, and what could not be read is listed at the top; every
+// cell is still in the page.
+func TestHTMLReportDamaged(t *testing.T) {
+	r, ts := syntheticRun()
+	r.Warnings = []string{"run.json: cells[].load.ok holds string where int belongs; such values were left out"}
+	s := ts[0][0]
+	for k := 0; k < 40_000; k++ {
+		s.T, s.V = append(s.T, int64(k)), append(s.V, 1)
+	}
+	r.Cells[1].Load.ConnectCDF = [][2]float64{{0.5, 1e308}, {1, 1e308}} // once a panic of the log scale
+	r.Cells[2].Index = 1                                                // two cells claim index 1
+	b, err := report.HTML(r, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := html.Parse(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := text(doc)
+	for _, frag := range []string{"What could not be read", r.Warnings[0], "could not be drawn from this data", "40021 points",
+		"time series not shown: run.json gives this cell index 1, which another cell has too"} {
+		if !strings.Contains(page, frag) {
+			t.Errorf("page lacks %q", frag)
+		}
+	}
+	if n := strings.Count(string(b), `<section class="cell`); n != len(r.Cells) {
+		t.Errorf("%d cell sections, want %d", n, len(r.Cells))
+	}
+	if n := strings.Count(string(b), `data-plot="cdf" role="img"`); n != 2 {
+		t.Errorf("%d CDF plots drawn, want 2", n)
+	}
+}
+
+// TestReportBoundedLists: millions of tiny elements (a damaged run.json
+// can hold them) do not become millions of rows: the lists end with what
+// was left out, and the page stays small.
+func TestReportBoundedLists(t *testing.T) {
+	r, ts := syntheticRun()
+	for _, c := range r.Cells[:2] {
+		c.Expect = make([]result.Expect, 120_000)
+		for i := range c.Expect {
+			c.Expect[i] = result.Expect{Expr: "x > 0", Value: i}
+		}
+	}
+	b, err := report.HTML(r, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "not listed (a report lists at most") || len(b) > 40<<20 {
+		t.Errorf("page of %d bytes; lists cut short: %v", len(b), strings.Contains(string(b), "not listed"))
+	}
+	if md := report.Markdown(r); !strings.Contains(md, "not listed") || len(md) > 20<<20 {
+		t.Errorf("summary.md of %d bytes", len(md))
+	}
+}

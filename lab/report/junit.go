@@ -94,7 +94,9 @@ func JUnit(runs []*result.Run) ([]byte, error) {
 			case result.CellNA:
 				tc.Skipped = &junitMessage{Message: c.Reason}
 				s.Skipped++
-			case result.CellFailed:
+			case result.CellFailed, result.CellInterrupted:
+				// An interrupted cell's figures are complete: it fails on
+				// its expectations like any other.
 				var b strings.Builder
 				for _, e := range c.Expect {
 					if !e.OK {
@@ -104,6 +106,9 @@ func JUnit(runs []*result.Run) ([]byte, error) {
 							fmt.Fprintf(&b, "%s: measured %v, wanted %v\n", e.Expr, e.Value, e.Bound)
 						}
 					}
+				}
+				if c.Status == result.CellInterrupted && b.Len() == 0 {
+					break
 				}
 				tc.Failure = &junitMessage{Message: c.Reason, Type: "twlab.expectation", Body: b.String()}
 				s.Failures++

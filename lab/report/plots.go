@@ -68,6 +68,26 @@ func sansFont(size vg.Length) font.Font {
 // logFloor is the smallest value a log-scale axis shows (1 µs in ms).
 const logFloor = 1e-3
 
+// maxLinePoints bounds a line: twlab records at most 10 min at 10 Hz plus
+// 64 readings of a series per cell, and a few hundred points of a latency
+// CDF. A longer line comes from a file twlab did not write, and drawing it
+// would take long.
+const maxLinePoints = 1 << 15
+
+// points counts the points a chart would draw.
+func (c *chart) points() int {
+	n := 0
+	for _, l := range c.lines {
+		n += min(len(l.xs), len(l.ys))
+	}
+	return n
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// maxCoord bounds a coordinate on a linear axis.
+const maxCoord = 1e300
+
 func (c *chart) plot() (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = c.title
@@ -91,10 +111,19 @@ func (c *chart) plot() (*plot.Plot, error) {
 		if len(l.xs) == 0 {
 			continue
 		}
+		if n := min(len(l.xs), len(l.ys)); n > maxLinePoints {
+			return nil, fmt.Errorf("%s: %d points, more than twlab records for a cell (%d at most)", l.name, n, maxLinePoints)
+		}
 		xys := make(plotter.XYs, 0, len(l.xs))
 		for i := range min(len(l.xs), len(l.ys)) {
 			x, y := l.xs[i], l.ys[i]
-			if math.IsNaN(x) || math.IsInf(x, 0) || math.IsNaN(y) || math.IsInf(y, 0) {
+			if !finite(x) || !finite(y) {
+				continue
+			}
+			// Beyond ±1e300 the span of a linear axis overflows (and the
+			// plotting library's tick search never ends): no reading of
+			// twlab's comes near (they are int64).
+			if (!c.logX && math.Abs(x) > maxCoord) || math.Abs(y) > maxCoord {
 				continue
 			}
 			// A log axis cannot show 0 or less: a connect that took less
@@ -138,7 +167,14 @@ func (c *chart) plot() (*plot.Plot, error) {
 		return nil, nil
 	}
 	if c.xMin0 {
+		// Time since the load started: the axis always shows 0, also for
+		// readings a damaged file puts all before or all after it, so that
+		// the ticks step through a range that includes 0.
 		p.X.Min = math.Min(0, p.X.Min)
+		p.X.Max = math.Max(0, p.X.Max)
+		if p.X.Max == p.X.Min {
+			p.X.Max = p.X.Min + 1
+		}
 		p.X.Tick.Marker = timeTicks{}
 	}
 	if c.intY {
@@ -158,22 +194,58 @@ func (c *chart) plot() (*plot.Plot, error) {
 	if c.logX {
 		p.X.Scale = plot.LogScale{}
 		p.X.Tick.Marker = logTicks{}
-		if p.X.Min < logFloor {
-			p.X.Min = logFloor
+		// LogScale panics on a bound <= 0 and breaks on an infinite one:
+		// the range stays within [logFloor/4, MaxFloat64] whatever the data.
+		lo, hi := math.Max(p.X.Min, logFloor), math.Max(p.X.Max, logFloor)
+		if hi/lo < 10 {
+			mid := math.Sqrt(lo) * math.Sqrt(hi) // the product may overflow
+			lo, hi = mid/4, mid*4
 		}
-		if p.X.Max/p.X.Min < 10 {
-			mid := math.Sqrt(p.X.Max * p.X.Min)
-			p.X.Min, p.X.Max = mid/4, mid*4
+		p.X.Min, p.X.Max = lo, math.Min(hi, math.MaxFloat64)
+		if !(p.X.Max > p.X.Min) {
+			p.X.Min = p.X.Max / 16
 		}
+	}
+	if !finite(p.X.Max-p.X.Min) || !finite(p.Y.Max-p.Y.Min) || !(p.X.Max > p.X.Min) || !(p.Y.Max > p.Y.Min) {
+		return nil, fmt.Errorf("no drawable range (x %g…%g, y %g…%g)", p.X.Min, p.X.Max, p.Y.Min, p.Y.Max)
 	}
 	return p, nil
 }
 
 var svgHead = regexp.MustCompile(`(?s)^.*?<svg width="[^"]*" height="[^"]*"`)
 
-// svg renders the chart as an inline SVG element (no XML prolog, sized by
-// CSS through its viewBox), or a note when there is nothing to draw.
-func (c *chart) svg() (template.HTML, error) {
+// strictPlots is set by tests: a panic of the plotting library is then
+// raised, not turned into a note, so that fuzzing finds the data behind it.
+var strictPlots bool
+
+// svg renders the chart as an inline SVG element, or in its place a note
+// that says why there is none: nothing to draw, or data it cannot be drawn
+// from (run folders come from anywhere; the rest of the report stands).
+func (c *chart) svg() (h template.HTML) {
+	defer func() {
+		if p := recover(); p != nil {
+			if strictPlots {
+				panic(p)
+			}
+			h = c.note(fmt.Sprintf("could not be drawn from this data: the plotting library failed (%v)", p))
+		}
+	}()
+	h, err := c.render()
+	if err != nil {
+		return c.note("could not be drawn from this data: " + err.Error())
+	}
+	return h
+}
+
+// note is what stands in a chart's place.
+func (c *chart) note(msg string) template.HTML {
+	return template.HTML(`<div class="noplot" data-plot="` + c.kind + `"><b>` + template.HTMLEscapeString(c.title) + `</b><br>` + template.HTMLEscapeString(msg) + `</div>`)
+}
+
+// render draws the chart as an inline SVG element (no XML prolog, sized by
+// CSS through its viewBox), or the chart's empty message when there is
+// nothing to draw.
+func (c *chart) render() (template.HTML, error) {
 	p, err := c.plot()
 	if err != nil {
 		return "", err
@@ -183,7 +255,7 @@ func (c *chart) svg() (template.HTML, error) {
 		if msg == "" {
 			msg = "nothing recorded"
 		}
-		return template.HTML(`<div class="noplot" data-plot="` + c.kind + `"><b>` + template.HTMLEscapeString(c.title) + `</b><br>` + template.HTMLEscapeString(msg) + `</div>`), nil
+		return c.note(msg), nil
 	}
 	cv := vgsvg.New(plotW, plotH)
 	p.Draw(draw.New(cv))
@@ -208,13 +280,20 @@ func (c *chart) svg() (template.HTML, error) {
 // intTicks marks counts: whole numbers only, at 1, 2 or 5 × 10^k steps.
 type intTicks struct{}
 
+// maxTicks bounds every ticker's loop: with odd bounds (huge, far from 0)
+// a step can vanish next to the value it is added to.
+const maxTicks = 1000
+
 func (intTicks) Ticks(min, max float64) []plot.Tick {
+	if !finite(min) || !finite(max) {
+		return nil
+	}
 	span := max - min
-	if span <= 0 {
+	if !(span > 0) || !finite(span) {
 		span = 1
 	}
 	step := 1.0
-	for k := 1.0; ; k *= 10 {
+	for k := 1.0; finite(k); k *= 10 {
 		found := false
 		for _, m := range []float64{1, 2, 5} {
 			if span/(m*k) <= 6 {
@@ -227,7 +306,7 @@ func (intTicks) Ticks(min, max float64) []plot.Tick {
 		}
 	}
 	var out []plot.Tick
-	for v := math.Ceil(min/step) * step; v <= max+1e-9; v += step {
+	for v := math.Ceil(min/step) * step; v <= max+1e-9 && len(out) < maxTicks; v += step {
 		out = append(out, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', 0, 64)})
 	}
 	return out
@@ -239,6 +318,9 @@ type timeTicks struct{}
 
 func (timeTicks) Ticks(min, max float64) []plot.Tick {
 	span := max - min
+	if !finite(min) || !finite(max) || !finite(span) {
+		return nil
+	}
 	if span <= 0 {
 		return []plot.Tick{{Value: min, Label: trimFloat(min)}}
 	}
@@ -251,7 +333,7 @@ func (timeTicks) Ticks(min, max float64) []plot.Tick {
 		}
 	}
 	var out []plot.Tick
-	for i := math.Ceil(min / step * 2); i*step/2 <= max+1e-9; i++ {
+	for i := math.Ceil(min / step * 2); i*step/2 <= max+1e-9 && len(out) < maxTicks; i++ {
 		v := i * step / 2
 		label := ""
 		if int64(i)%2 == 0 {
@@ -268,12 +350,15 @@ type logTicks struct{}
 
 func (logTicks) Ticks(min, max float64) []plot.Tick {
 	var out []plot.Tick
-	if min <= 0 || max <= min {
+	if !(min > 0) || !(max > min) || !finite(max) {
 		return nil
 	}
 	lo := math.Floor(math.Log10(min))
 	hi := math.Ceil(math.Log10(max))
 	decades := math.Log10(max / min)
+	// Over many decades (a damaged file) only every n-th power of ten is
+	// labelled, so that the labels do not overlap.
+	every := math.Max(1, math.Ceil(decades/12))
 	for e := lo; e <= hi; e++ {
 		base := math.Pow(10, e)
 		for m := 1.0; m < 10; m++ {
@@ -282,7 +367,7 @@ func (logTicks) Ticks(min, max float64) []plot.Tick {
 				continue
 			}
 			label := ""
-			if m == 1 || (decades <= 3 && (m == 2 || m == 5)) {
+			if (m == 1 && math.Mod(e, every) == 0) || (decades <= 3 && (m == 2 || m == 5)) {
 				label = trimFloat(v)
 			}
 			out = append(out, plot.Tick{Value: v, Label: label})
@@ -292,6 +377,9 @@ func (logTicks) Ticks(min, max float64) []plot.Tick {
 }
 
 func trimFloat(v float64) string {
+	if a := math.Abs(v); a >= 1e9 || (a > 0 && a < 1e-6) {
+		return strconv.FormatFloat(v, 'g', 3, 64)
+	}
 	s := strconv.FormatFloat(v, 'f', 6, 64)
 	s = strings.TrimRight(s, "0")
 	return strings.TrimSuffix(s, ".")

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/twlab/twlab/lab/load"
 	"github.com/twlab/twlab/lab/result"
+	"github.com/twlab/twlab/lab/tmpfile"
 )
 
 // column is one figure of the cell table.
@@ -126,7 +128,7 @@ func CellLine(done, total int, c *result.Cell) string {
 		s += fmt.Sprintf(", server PAWS %d", n.Summary["paws"])
 	}
 	s += fmt.Sprintf(", expect %s (%.1fs)", expectCol(c), c.DurationS)
-	if c.Status == result.CellFailed && c.Reason != "" {
+	if (c.Status == result.CellFailed || c.Status == result.CellInterrupted) && c.Reason != "" {
 		s += "\n        " + c.Reason
 	}
 	return s
@@ -175,16 +177,60 @@ func StatusLine(r *result.Run) string {
 	return s
 }
 
+// maxListed bounds the rows one page lists: failed expectations, and per
+// cell expectations, notes, counters and knobs. twlab's largest runs list
+// some 50 000; a damaged run.json may hold millions of tiny elements, each
+// of which would become a row.
+const maxListed = 100_000
+
+// rows hands out the rows of one page, up to a bound.
+type rows struct{ left, omitted int }
+
+func newRows() *rows { return &rows{left: maxListed} }
+
+// take says how many of n rows may still be listed.
+func (b *rows) take(n int) int {
+	k := min(n, b.left)
+	b.left -= k
+	b.omitted += n - k
+	return k
+}
+
+func (b *rows) warning() []string {
+	if b.omitted == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("%d rows (expectations, notes, counters, knobs) are not listed: a report lists at most %d", b.omitted, maxListed)}
+}
+
+// notListed is what stands at the end of a list cut short.
+func notListed(n int) string {
+	return fmt.Sprintf("… and %d more, not listed (a report lists at most %d rows)", n, maxListed)
+}
+
 // FailedExpectations lists each failed assertion with figure and bound, and
 // every cell that broke for another reason (an error, a refused knob).
 func FailedExpectations(r *result.Run) []string {
+	return failedExpectations(r, &rows{left: math.MaxInt})
+}
+
+func failedExpectations(r *result.Run, b *rows) []string {
 	var out []string
+	more := 0
 	for _, c := range r.Cells {
 		if c.Status == result.CellFailed && c.Reason != "" && !strings.HasPrefix(c.Reason, "expectation failed") {
+			if b.take(1) == 0 {
+				more++
+				continue
+			}
 			out = append(out, fmt.Sprintf("cell %s: %s", c.ID, c.Reason))
 		}
 		for _, e := range c.Expect {
 			if e.OK {
+				continue
+			}
+			if b.take(1) == 0 {
+				more++
 				continue
 			}
 			s := fmt.Sprintf("cell %s: %s", c.ID, e.Expr)
@@ -199,17 +245,31 @@ func FailedExpectations(r *result.Run) []string {
 			out = append(out, s)
 		}
 	}
+	if more > 0 {
+		out = append(out, notListed(more))
+	}
 	return out
 }
 
 // Markdown is summary.md: what ran, the table, what failed, and why.
-func Markdown(r *result.Run) string {
+func Markdown(r *result.Run) string { return markdown(r, r.Warnings) }
+
+// markdown is Markdown, listing problems (what could not be read of the
+// run folder) first, and at most maxListed rows.
+func markdown(r *result.Run, problems []string) string {
 	var b strings.Builder
+	rows := newRows()
 	name := r.ScenarioFile
 	fmt.Fprintf(&b, "# twlab run: %s\n\n", filepath.Base(name))
 	fmt.Fprintf(&b, "- status: **%s**\n- kernel: %s\n- started: %s\n- run id: %s\n", r.Status, r.Kernel, r.Started.Format("2006-01-02 15:04:05 UTC"), r.RunID)
 	if len(r.Overrides) > 0 {
 		fmt.Fprintf(&b, "- overrides: `%s`\n", strings.Join(r.Overrides, "`, `"))
+	}
+	if len(problems) > 0 {
+		b.WriteString("\n## What could not be read\n\nThis run folder is not as twlab writes it (damaged, edited or truncated): what follows leaves out what could not be read.\n\n")
+		for _, p := range problems {
+			fmt.Fprintf(&b, "- %s\n", p)
+		}
 	}
 	b.WriteString("\n## Cells\n\n| cell |")
 	for _, col := range columns {
@@ -227,7 +287,7 @@ func Markdown(r *result.Run) string {
 		}
 		b.WriteString("\n")
 	}
-	if fe := FailedExpectations(r); len(fe) > 0 {
+	if fe := failedExpectations(r, rows); len(fe) > 0 {
 		b.WriteString("\n## Failed expectations\n\n")
 		for _, f := range fe {
 			fmt.Fprintf(&b, "- %s\n", f)
@@ -239,23 +299,35 @@ func Markdown(r *result.Run) string {
 		if c.Reason != "" {
 			fmt.Fprintf(&b, "%s\n\n", c.Reason)
 		}
-		for _, n := range c.Notes {
+		notes := c.Notes[:rows.take(len(c.Notes))]
+		for _, n := range notes {
 			fmt.Fprintf(&b, "- %s\n", n)
+		}
+		if len(notes) < len(c.Notes) {
+			fmt.Fprintf(&b, "- %s\n", notListed(len(c.Notes)-len(notes)))
 		}
 		if len(c.KnobsActual) > 0 {
 			keys := sortedKeys(c.KnobsActual)
+			if k := rows.take(len(keys)); k < len(keys) {
+				keys = append(keys[:k], notListed(len(keys)-k))
+			}
 			b.WriteString("\nKnobs in force: ")
 			for i, k := range keys {
 				if i > 0 {
 					b.WriteString(", ")
 				}
-				fmt.Fprintf(&b, "`%s=%s`", k, c.KnobsActual[k])
+				if v, ok := c.KnobsActual[k]; ok {
+					fmt.Fprintf(&b, "`%s=%s`", k, v)
+				} else {
+					b.WriteString(k)
+				}
 			}
 			b.WriteString("\n")
 		}
 		if len(c.Expect) > 0 {
 			b.WriteString("\n| expectation | measured | result |\n|---|---|---|\n")
-			for _, e := range c.Expect {
+			expect := c.Expect[:rows.take(len(c.Expect))]
+			for _, e := range expect {
 				res := "ok"
 				if !e.OK {
 					res = "**FAILED**"
@@ -265,7 +337,13 @@ func Markdown(r *result.Run) string {
 				}
 				fmt.Fprintf(&b, "| `%s` | %v | %s |\n", e.Expr, valueOrDash(e.Value), res)
 			}
+			if len(expect) < len(c.Expect) {
+				fmt.Fprintf(&b, "| %s | | |\n", notListed(len(c.Expect)-len(expect)))
+			}
 		}
+	}
+	for _, w := range rows.warning() {
+		fmt.Fprintf(&b, "\n%s\n", w)
 	}
 	return b.String()
 }
@@ -277,8 +355,18 @@ func valueOrDash(v any) any {
 	return v
 }
 
+// maxKnobColumns bounds the knob columns of cells.csv: a scenario sets a
+// few dozen knobs, and every row has every column.
+const maxKnobColumns = 256
+
 // CSV is cells.csv: one row per cell, knobs first, then the figures.
 func CSV(r *result.Run) ([]byte, error) {
+	b, _, err := csvOf(r)
+	return b, err
+}
+
+// csvOf is CSV, saying what of the run it left out.
+func csvOf(r *result.Run) ([]byte, []string, error) {
 	knobSet := map[string]bool{}
 	for _, c := range r.Cells {
 		for k := range c.Knobs {
@@ -286,6 +374,11 @@ func CSV(r *result.Run) ([]byte, error) {
 		}
 	}
 	knobs := sortedKeys(knobSet)
+	var warnings []string
+	if len(knobs) > maxKnobColumns {
+		warnings = append(warnings, fmt.Sprintf("run.json: the cells have %d different knobs; cells.csv has columns for the first %d", len(knobs), maxKnobColumns))
+		knobs = knobs[:maxKnobColumns]
+	}
 	head := []string{"cell", "status", "reason"}
 	head = append(head, knobs...)
 	head = append(head, "attempts", "ok", "failed")
@@ -351,7 +444,7 @@ func CSV(r *result.Run) ([]byte, error) {
 		w.Write(row)
 	}
 	w.Flush()
-	return b.Bytes(), w.Error()
+	return b.Bytes(), warnings, w.Error()
 }
 
 func fmtF(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
@@ -368,15 +461,33 @@ func sortedKeys[V any](m map[string]V) []string {
 // WriteArtifacts writes cells.csv, summary.md and report.html next to
 // run.json (report.html also from the folder's timeseries.csv).
 func WriteArtifacts(dir string, r *result.Run) error {
-	c, err := CSV(r)
+	_, err := WriteReport(dir, r)
+	return err
+}
+
+// WriteReport is WriteArtifacts for a run folder that may come from
+// anywhere: it returns what could not be read or shown (also listed at the
+// top of summary.md and report.html). An error means a file could not be
+// written.
+func WriteReport(dir string, r *result.Run) ([]string, error) {
+	// A folder copied from a run that was killed may hold the temporary
+	// file of a write it never finished.
+	tmpfile.Sweep(dir, "")
+	ts, problems := readSeries(dir, r)
+	page, warnings, err := renderHTML(r, ts, problems)
 	if err != nil {
-		return fmt.Errorf("cells.csv: %w", err)
+		return warnings, fmt.Errorf("%s: %w", ReportName, err)
 	}
+	c, cw, err := csvOf(r)
+	if err != nil {
+		return warnings, fmt.Errorf("cells.csv: %w", err)
+	}
+	warnings = append(warnings, cw...)
 	if err := result.WriteFileAtomic(filepath.Join(dir, "cells.csv"), c); err != nil {
-		return err
+		return warnings, err
 	}
-	if err := result.WriteFileAtomic(filepath.Join(dir, "summary.md"), []byte(Markdown(r))); err != nil {
-		return err
+	if err := result.WriteFileAtomic(filepath.Join(dir, "summary.md"), []byte(markdown(r, warnings))); err != nil {
+		return warnings, err
 	}
-	return WriteHTML(dir, r)
+	return warnings, result.WriteFileAtomic(filepath.Join(dir, ReportName), page)
 }

@@ -68,6 +68,7 @@ details { margin: 8px 0; }
 summary { cursor: pointer; color: var(--muted); }
 .knobs { font-size: 12px; color: var(--muted); word-break: break-all; }
 footer { color: var(--muted); font-size: 13px; margin-top: 32px; }
+.problems { background: var(--warn); border: 1px solid #e0b84c; border-radius: 4px; padding: 4px 18px; margin-top: 16px; }
 </style>
 </head>
 <body>
@@ -76,7 +77,12 @@ footer { color: var(--muted); font-size: 13px; margin-top: 32px; }
 <h1>{{.Scenario}} <span class="badge {{.StatusClass}}">{{.Status}}</span></h1>
 <p class="meta">kernel <b>{{.Kernel}}</b> · run {{.RunID}} · started {{.Started}}{{if .Duration}} · took {{.Duration}}{{end}} · {{.Host}} · scenario file <code>{{.ScenarioFile}}</code>{{if .Overrides}} · overrides <code>{{.Overrides}}</code>{{end}}{{if .Only}} · only <code>{{.Only}}</code>{{end}}</p>
 </header>
-
+{{if .Problems}}<section id="problems" class="problems">
+<h2>What could not be read</h2>
+<p>This run folder is not as twlab writes it (damaged, edited or truncated): what follows leaves out what could not be read.</p>
+<ul>{{range .Problems}}<li>{{.}}</li>{{end}}</ul>
+</section>
+{{end}}
 <section id="about">
 <h2>What this scenario demonstrates</h2>
 <div class="about">
@@ -122,7 +128,7 @@ footer { color: var(--muted); font-size: 13px; margin-top: 32px; }
 <table class="counters"><thead><tr><th>counter</th><th>server</th><th>clients</th><th>lvs</th><th>meaning</th></tr></thead><tbody>
 {{range .Other}}<tr><td><code>{{.Name}}</code></td><td class="num">{{.Server}}</td><td class="num">{{.Clients}}</td><td class="num">{{.LVS}}</td><td class="meaning">{{.Meaning}}</td></tr>
 {{end}}</tbody></table></details>{{end}}
-{{if .Knobs}}<p class="knobs">Knobs in force: {{.Knobs}}</p>{{end}}
+{{if .Knobs}}<p class="knobs">Knobs in force: {{.Knobs}}</p>{{end}}{{range .NotListed}}<p class="knobs">{{.}}</p>{{end}}
 </section>
 {{end}}
 <footer>Written by {{if .Tool}}{{.Tool}}{{else}}twlab{{end}} from <code>run.json</code>{{if .Timeseries}} and <code>{{.Timeseries}}</code> (sampled every 100 ms){{end}}. Counters are deltas over each cell, read from the nodes' /proc/net/netstat and /proc/net/snmp; "clients" is the sum over all clients. <code>twlab report DIR</code> writes this page again from the run folder. It loads nothing from the network.</footer>

@@ -15,6 +15,7 @@ import (
 
 	"github.com/twlab/twlab/lab/capture"
 	"github.com/twlab/twlab/lab/skew"
+	"github.com/twlab/twlab/lab/tmpfile"
 
 	"github.com/twlab/twlab/lab/load"
 )
@@ -44,6 +45,10 @@ const (
 	CellOK     = "ok"
 	CellNA     = "n/a"
 	CellFailed = "failed"
+	// CellInterrupted: the run was interrupted during the cell's teardown,
+	// after every figure was read; the figures and expectations are
+	// complete, the reason says how they came out.
+	CellInterrupted = "interrupted"
 )
 
 // Run is one twlab run.
@@ -70,6 +75,8 @@ type Run struct {
 	Cells    []*Cell    `json:"cells"`
 	// Timeseries describes timeseries.csv, the 10 Hz readings of every cell.
 	Timeseries *TimeseriesFile `json:"timeseries,omitempty"`
+	// Warnings says what ReadRun found odd and left out; never in run.json.
+	Warnings []string `json:"-"`
 }
 
 // Host describes where the run happened.
@@ -223,10 +230,12 @@ func (n *Node) Summarize() {
 }
 
 // WriteFileAtomic writes data to path through a temporary file in the same
-// folder and a rename, so a reader never sees a torn file.
+// folder and a rename, so a reader never sees a torn file. A temporary file
+// of this path that a killed writer left is removed first.
 func WriteFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	tmpfile.Sweep(dir, filepath.Base(path))
+	f, err := tmpfile.Create(dir, filepath.Base(path))
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -260,22 +269,6 @@ func (r *Run) WriteJSON(path string) error {
 		return fmt.Errorf("encode run: %w", err)
 	}
 	return WriteFileAtomic(path, append(b, '\n'))
-}
-
-// ReadRun loads a run.json.
-func ReadRun(path string) (*Run, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var r Run
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if r.Schema != Schema {
-		return nil, fmt.Errorf("%s: schema %q, want %q", path, r.Schema, Schema)
-	}
-	return &r, nil
 }
 
 // MkdirAll creates dir and its missing parents, each owned by the invoking

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 )
 
 // TimeseriesName is the time-series file of a run folder.
@@ -106,9 +107,10 @@ func AppendTimeseries(path string, cell int, ss []*Series) (int, error) {
 }
 
 // ReadTimeseries reads timeseries.csv into series per cell index, in file
-// order. A torn last line (a run killed while appending) is ignored.
+// order. A torn last line (a run killed while appending) is ignored; any
+// other line that cannot be read is an error.
 func ReadTimeseries(path string) (map[int][]*Series, error) {
-	f, err := os.Open(path)
+	f, _, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
@@ -116,49 +118,174 @@ func ReadTimeseries(path string) (map[int][]*Series, error) {
 	return ParseTimeseries(bufio.NewReader(f))
 }
 
-// ParseTimeseries parses the CSV text of timeseries.csv.
+// ParseTimeseries parses the CSV text of timeseries.csv, strictly as
+// ReadTimeseries does.
 func ParseTimeseries(r io.Reader) (map[int][]*Series, error) {
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = true
-	head, err := cr.Read()
+	tr, err := parseTimeseries(r)
+	if err != nil {
+		return nil, err
+	}
+	if tr.nbad > 0 {
+		return nil, tr.bad[0]
+	}
+	if tr.stopped != "" {
+		return nil, errors.New("timeseries: " + tr.stopped)
+	}
+	return tr.cells, nil
+}
+
+// ReadTimeseriesTolerant reads a timeseries.csv that may come from
+// anywhere: lines that cannot be read are left out and said so in
+// problems, and reading stops at MaxTimeseriesBytes, MaxTimeseriesRows or
+// MaxTimeseriesSeries. The error is for a file that holds no time series
+// at all (missing, not a regular file, no header).
+func ReadTimeseriesTolerant(path string) (map[int][]*Series, []string, error) {
+	f, size, err := openRegular(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	ts, problems, err := ParseTimeseriesTolerant(io.LimitReader(f, MaxTimeseriesBytes))
+	if err == nil && size > MaxTimeseriesBytes {
+		problems = append(problems, fmt.Sprintf("read only the first %d of %d bytes, the most a run writes", MaxTimeseriesBytes, size))
+	}
+	return ts, problems, err
+}
+
+// ParseTimeseriesTolerant parses timeseries.csv's text like
+// ReadTimeseriesTolerant.
+func ParseTimeseriesTolerant(r io.Reader) (map[int][]*Series, []string, error) {
+	tr, err := parseTimeseries(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	var problems []string
+	if tr.nbad > 0 {
+		var first []string
+		for _, e := range tr.bad {
+			first = append(first, strings.TrimPrefix(e.Error(), "timeseries: "))
+		}
+		more := ""
+		if tr.nbad > len(tr.bad) {
+			more = "; …"
+		}
+		problems = append(problems, fmt.Sprintf("%d lines could not be read and were left out (%s%s)", tr.nbad, strings.Join(first, "; "), more))
+	}
+	if tr.stopped != "" {
+		problems = append(problems, tr.stopped)
+	}
+	return tr.cells, problems, nil
+}
+
+type timeseriesRead struct {
+	cells   map[int][]*Series
+	nbad    int     // lines that could not be read, but for a torn last line
+	bad     []error // the first few of them
+	stopped string  // why reading stopped before the end
+}
+
+// maxTimeseriesLine bounds a line of timeseries.csv (twlab writes about 30
+// bytes); a longer one is skipped as unreadable.
+const maxTimeseriesLine = 64 << 10
+
+// parseTimeseries reads timeseries.csv line by line. It splits on commas
+// without CSV quoting: twlab's names never need quotes, and in a damaged
+// file a stray quote would otherwise swallow every line after it.
+func parseTimeseries(r io.Reader) (*timeseriesRead, error) {
+	br := bufio.NewReaderSize(r, maxTimeseriesLine)
+	var ioErr error // reading failed: the reader would fail again
+	// next returns the next non-empty line; eof says it was the last one
+	// and had no newline (a torn line, if it does not parse).
+	next := func() (fields []string, eof bool, err error) {
+		for {
+			b, err := br.ReadSlice('\n')
+			if errors.Is(err, bufio.ErrBufferFull) {
+				for errors.Is(err, bufio.ErrBufferFull) {
+					_, err = br.ReadSlice('\n')
+				}
+				return nil, errors.Is(err, io.EOF), fmt.Errorf("longer than %d bytes", maxTimeseriesLine)
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
+				ioErr = err
+				return nil, true, io.EOF
+			}
+			eof = errors.Is(err, io.EOF)
+			line := strings.TrimRight(string(b), "\r\n")
+			if line == "" {
+				if eof {
+					return nil, true, io.EOF
+				}
+				continue
+			}
+			fields = strings.Split(line, ",")
+			for i, f := range fields {
+				if len(f) >= 2 && f[0] == '"' && f[len(f)-1] == '"' {
+					fields[i] = strings.ReplaceAll(f[1:len(f)-1], `""`, `"`)
+				}
+			}
+			return fields, eof, nil
+		}
+	}
+	head, _, err := next()
+	if ioErr != nil {
+		err = ioErr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("timeseries: header: %w", err)
 	}
 	col := map[string]int{}
 	for i, h := range head {
-		col[h] = i
+		if _, dup := col[h]; !dup {
+			col[h] = i
+		}
 	}
 	for _, c := range TimeseriesColumns {
 		if _, ok := col[c]; !ok {
 			return nil, fmt.Errorf("timeseries: no column %q", c)
 		}
 	}
-	out := map[int][]*Series{}
+	width := len(head)
+	tr := &timeseriesRead{cells: map[int][]*Series{}}
 	idx := map[int]map[string]*Series{}
-	var bad error
+	rows, nseries, overSeries := 0, 0, 0
+	bad := func(err error) {
+		if tr.nbad++; len(tr.bad) < 3 {
+			tr.bad = append(tr.bad, err)
+		}
+	}
 	for line := 2; ; line++ {
-		rec, err := cr.Read()
+		rec, eof, err := next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		if bad != nil {
-			return nil, bad // a bad line that was not the last one
+		// A bad last line without a newline is a run killed while
+		// appending: not a problem of the file.
+		if err == nil && len(rec) != width {
+			err = fmt.Errorf("%d fields, want %d", len(rec), width)
+		}
+		var cell int
+		var t, v int64
+		if err == nil {
+			var e1, e2, e3 error
+			cell, e1 = strconv.Atoi(rec[col["cell"]])
+			t, e2 = strconv.ParseInt(rec[col["t_ms"]], 10, 64)
+			v, e3 = strconv.ParseInt(rec[col["value"]], 10, 64)
+			if err = errors.Join(e1, e2, e3); err != nil {
+				err = errors.New(clip(strings.ReplaceAll(err.Error(), "\n", "; "), 120))
+			}
 		}
 		if err != nil {
-			bad = fmt.Errorf("timeseries: line %d: %w", line, err)
+			if !eof {
+				bad(fmt.Errorf("timeseries: line %d: %w", line, err))
+			}
+			if eof {
+				break
+			}
 			continue
 		}
-		if len(rec) != len(head) {
-			bad = fmt.Errorf("timeseries: line %d: %d fields, want %d", line, len(rec), len(head))
-			continue
-		}
-		cell, e1 := strconv.Atoi(rec[col["cell"]])
-		t, e2 := strconv.ParseInt(rec[col["t_ms"]], 10, 64)
-		v, e3 := strconv.ParseInt(rec[col["value"]], 10, 64)
-		if err := errors.Join(e1, e2, e3); err != nil {
-			bad = fmt.Errorf("timeseries: line %d: %w", line, err)
-			continue
+		if rows++; rows > MaxTimeseriesRows {
+			tr.stopped = fmt.Sprintf("read only the first %d rows, the most a run writes", MaxTimeseriesRows)
+			break
 		}
 		name, node := rec[col["series"]], rec[col["node"]]
 		m := idx[cell]
@@ -169,12 +296,26 @@ func ParseTimeseries(r io.Reader) (map[int][]*Series, error) {
 		k := name + "@" + node
 		s := m[k]
 		if s == nil {
+			if nseries >= MaxTimeseriesSeries {
+				overSeries++
+				continue
+			}
+			nseries++
 			s = &Series{Name: name, Node: node}
 			m[k] = s
-			out[cell] = append(out[cell], s)
+			tr.cells[cell] = append(tr.cells[cell], s)
 		}
 		s.T = append(s.T, t)
 		s.V = append(s.V, v)
+		if eof {
+			break
+		}
 	}
-	return out, nil
+	if ioErr != nil {
+		tr.stopped = "stopped reading: " + ioErr.Error()
+	}
+	if overSeries > 0 && tr.stopped == "" {
+		tr.stopped = fmt.Sprintf("%d rows of series beyond the first %d were left out (a run writes at most 19 per cell)", overSeries, MaxTimeseriesSeries)
+	}
+	return tr, nil
 }

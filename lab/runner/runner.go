@@ -87,17 +87,12 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	// starts; only namespaces of runs whose process is gone are touched.
 	if left, err := runstate.Leftovers(); err == nil && len(left) > 0 {
 		removed, cerr := runstate.Cleanup(false, log)
-		log.Warn("removed the leftovers of killed twlab runs", "runs", len(left), "namespaces", len(removed), "err", cerr)
+		log.Warn("removed the leftovers of killed twlab runs", "runs", len(left), "namespaces and files", len(removed), "err", cerr)
 	}
 	id, err := runstate.NewRunID()
 	if err != nil {
 		return nil, "", err
 	}
-	if err := runstate.Register(id, plan.File); err != nil {
-		return nil, "", err
-	}
-	defer runstate.Unregister(id)
-
 	started := time.Now().UTC()
 	dir := opt.OutDir
 	if dir == "" {
@@ -107,6 +102,18 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		}
 		dir = filepath.Join(root, plan.Scenario.Name, started.Format("20060102T150405Z"))
 	}
+	// The registry names the results folder: should this process be
+	// killed while writing a file there, the next run or `twlab cleanup`
+	// removes the temporary file it leaves.
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, "", fmt.Errorf("results folder: %w", err)
+	}
+	if err := runstate.RegisterRun(id, plan.File, abs); err != nil {
+		return nil, "", err
+	}
+	defer runstate.Unregister(id)
+
 	if err := result.MkdirAll(dir); err != nil {
 		return nil, "", fmt.Errorf("results folder: %w", err)
 	}
@@ -157,12 +164,24 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		if opt.OnCellStart != nil {
 			opt.OnCellStart(len(run.Cells), len(plan.Cells), c.ID)
 		}
-		rc := runCell(ctx, id, c, log, cellOpts{dir: dir, pcap: opt.Pcap, pcapClients: opt.PcapClients, facts: facts, kernelVars: kvars, vm: opt.VM})
-		if ctx.Err() != nil && rc.Status != result.CellNA {
+		rc, end := runCell(ctx, id, c, log, cellOpts{dir: dir, pcap: opt.Pcap, pcapClients: opt.PcapClients, facts: facts, kernelVars: kvars, vm: opt.VM})
+		if end == endCutShort && rc.Status != result.CellNA {
 			// A cell cut short measured nothing meaningful; run.json keeps
 			// the finished cells only, and the run's status says why.
-			log.Warn("cell interrupted; not recorded", "cell", c.ID)
+			log.Warn("cell interrupted before its figures were complete; not recorded", "cell", c.ID)
 			break
+		}
+		if end == endInTeardown && rc.Status != result.CellNA {
+			// Every figure was read before the interrupt; only the
+			// teardown was under way (and finished, as it always does).
+			// The figures are kept, and the status says the cell did not
+			// end as usual.
+			outcome := "every expectation held"
+			if rc.Status == result.CellFailed {
+				outcome = rc.Reason
+			}
+			rc.Status, rc.Reason = result.CellInterrupted, "interrupted during teardown; the figures are complete ("+outcome+")"
+			log.Warn("cell interrupted during teardown; its figures are recorded", "cell", c.ID)
 		}
 		run.Cells = append(run.Cells, rc)
 		recordSeries(dir, rc, log)
@@ -243,9 +262,23 @@ type cellRun struct {
 	// globals holds the values that knobs global on this kernel had before
 	// the cell wrote them (VM only); teardown puts them back.
 	globals map[string]string
+	// measured: every figure was read and evaluated before any interrupt.
+	measured bool
 }
 
-func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logger, opt cellOpts) (rc *result.Cell) {
+// cellEnd says when, if at all, an interrupt of the run came to a cell.
+type cellEnd int
+
+const (
+	endNormal     cellEnd = iota // the cell ended before any interrupt
+	endInTeardown                // after its figures were read: during teardown
+	endCutShort                  // before its figures were complete
+)
+
+// onTeardown is called as a cell's teardown begins (tests interrupt there).
+var onTeardown func()
+
+func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logger, opt cellOpts) (rc *result.Cell, end cellEnd) {
 	s := c.S
 	rc = &result.Cell{ID: c.ID, Index: c.Index, Started: time.Now().UTC(),
 		Knobs: map[string]string{}, Matrix: map[string]string{}, Expect: []result.Expect{}}
@@ -265,12 +298,23 @@ func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logg
 	defer func() { rc.DurationS = round3(time.Since(start).Seconds()) }()
 	// Teardown is registered first so that it runs last, after recover.
 	defer func() {
+		if onTeardown != nil {
+			onTeardown()
+		}
 		if err := cr.teardown(); err != nil {
 			cr.log.Error("teardown", "err", err)
 			rc.Notes = append(rc.Notes, "teardown: "+err.Error())
 			if rc.Status == result.CellOK {
 				rc.Status, rc.Reason = result.CellFailed, "teardown failed: "+err.Error()
 			}
+		}
+		switch {
+		case ctx.Err() == nil:
+			end = endNormal
+		case cr.measured:
+			end = endInTeardown
+		default:
+			end = endCutShort
 		}
 	}()
 	defer func() {
@@ -287,7 +331,7 @@ func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logg
 		}
 		cr.log.Error("cell failed", "err", err)
 	}
-	return rc
+	return rc, end
 }
 
 func (cr *cellRun) teardown() error {
@@ -547,6 +591,9 @@ func (cr *cellRun) measure(ctx context.Context) error {
 		}
 	}
 	rc.Notes = append(rc.Notes, Explain(cr.c, rc)...)
+	// An interrupt cuts the load short and the settling pause; one that
+	// comes now finds the figures complete.
+	cr.measured = ctx.Err() == nil
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twlab/twlab/lab/tmpfile"
 	"github.com/twlab/twlab/lab/topo"
 	"golang.org/x/sys/unix"
 )
@@ -31,6 +32,9 @@ type State struct {
 	Scenario string    `json:"scenario"`
 	// ProcStart guards against a PID reused by another process.
 	ProcStart uint64 `json:"proc_start"`
+	// Results is the run's results folder (absolute): the temporary files
+	// a killed run was writing there are removed with its other leftovers.
+	Results string `json:"results,omitempty"`
 }
 
 // NewRunID picks a 4-hex-digit id that no namespace or live run uses. Link
@@ -66,11 +70,15 @@ func InUse(id string) bool {
 
 // Register records this process as the owner of id. Registering with an id
 // already in use fails (O_EXCL), which is the lock between concurrent runs.
-func Register(id, scenario string) error {
+func Register(id, scenario string) error { return RegisterRun(id, scenario, "") }
+
+// RegisterRun is Register for a run that writes into the results folder
+// results.
+func RegisterRun(id, scenario, results string) error {
 	if err := os.MkdirAll(Dir, 0o755); err != nil {
 		return fmt.Errorf("run state: %w", err)
 	}
-	st := State{RunID: id, PID: os.Getpid(), Started: time.Now().UTC(), Scenario: scenario, ProcStart: procStart(os.Getpid())}
+	st := State{RunID: id, PID: os.Getpid(), Started: time.Now().UTC(), Scenario: scenario, ProcStart: procStart(os.Getpid()), Results: results}
 	b, _ := json.Marshal(st)
 	// Write the whole file under a private name, then link(2) it into place:
 	// the link fails if the id is taken, and nobody ever sees the state file
@@ -111,6 +119,12 @@ func Alive(id string) bool {
 		return false
 	}
 	return st.ProcStart == 0 || procStart(st.PID) == st.ProcStart
+}
+
+// exists says whether process pid is there (EPERM: someone else's).
+func exists(pid int) bool {
+	err := unix.Kill(pid, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
 }
 
 // procStart is the process start time in clock ticks (field 22 of stat).
@@ -158,10 +172,59 @@ func Leftovers() (map[string][]string, error) {
 	return out, nil
 }
 
-// Cleanup removes the leftovers of dead runs (all runs' when force is set,
-// for a machine where no twlab should be running) and returns what it removed.
-func Cleanup(force bool, log *slog.Logger) ([]string, error) {
+// RemoveTemps removes the temporary files a run left in its results folder
+// (and pcap/ in it) when their writer is gone: a SIGKILL between writing a
+// file and renaming it into place leaves one. A live writer's files stay.
+func RemoveTemps(id string) []string {
+	b, err := os.ReadFile(filepath.Join(Dir, id+".json"))
+	if err != nil {
+		return nil
+	}
+	var st State
+	if json.Unmarshal(b, &st) != nil || st.Results == "" || !filepath.IsAbs(st.Results) {
+		return nil
+	}
+	return append(tmpfile.Sweep(st.Results, ""), tmpfile.Sweep(filepath.Join(st.Results, "pcap"), "")...)
+}
+
+// removeStateTemps removes what a kill leaves of the state files' own
+// writes: Register's .ID.PID.tmp of a dead PID, SaveLab's .ID.tmp of a
+// lab whose run is not alive.
+func removeStateTemps() []string {
 	var removed []string
+	ents, _ := os.ReadDir(Dir)
+	for _, e := range ents {
+		rest, ok := strings.CutSuffix(strings.TrimPrefix(e.Name(), "."), ".tmp")
+		i := strings.LastIndexByte(rest, '.')
+		if !ok || !strings.HasPrefix(e.Name(), ".") || i < 0 {
+			continue
+		}
+		pid, err := strconv.Atoi(rest[i+1:])
+		if err != nil || pid <= 0 || exists(pid) {
+			continue
+		}
+		if p := filepath.Join(Dir, e.Name()); os.Remove(p) == nil {
+			removed = append(removed, p)
+		}
+	}
+	ents, _ = os.ReadDir(LabsDir)
+	for _, e := range ents {
+		id, ok := strings.CutSuffix(strings.TrimPrefix(e.Name(), "."), ".tmp")
+		if !ok || !strings.HasPrefix(e.Name(), ".") || id == "" || Alive(id) {
+			continue
+		}
+		if p := filepath.Join(LabsDir, e.Name()); os.Remove(p) == nil {
+			removed = append(removed, p)
+		}
+	}
+	return removed
+}
+
+// Cleanup removes the leftovers of dead runs (all runs' when force is set,
+// for a machine where no twlab should be running) and returns what it
+// removed: namespaces, and temporary files of writers that are gone.
+func Cleanup(force bool, log *slog.Logger) ([]string, error) {
+	removed := removeStateTemps()
 	var errs []error
 	if force {
 		names, err := topo.ListNamespaces()
@@ -177,6 +240,9 @@ func Cleanup(force bool, log *slog.Logger) ([]string, error) {
 		}
 		ents, _ := os.ReadDir(Dir)
 		for _, e := range ents {
+			if id, ok := strings.CutSuffix(e.Name(), ".json"); ok {
+				removed = append(removed, RemoveTemps(id)...)
+			}
 			os.Remove(filepath.Join(Dir, e.Name()))
 		}
 		return removed, errors.Join(errs...)
@@ -186,6 +252,7 @@ func Cleanup(force bool, log *slog.Logger) ([]string, error) {
 		return nil, err
 	}
 	for id, nss := range left {
+		removed = append(removed, RemoveTemps(id)...)
 		for _, n := range nss {
 			if err := topo.DeleteNamespace(n); err != nil {
 				errs = append(errs, err)

@@ -1,0 +1,107 @@
+package result_test
+
+import (
+	"bufio"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twlab/twlab/lab/result"
+	"github.com/twlab/twlab/lab/tmpfile"
+)
+
+// writerEnv makes the test binary the child of TestKilledWritersLeaveNoTemp:
+// it writes run.json into the folder it names, in a loop, until killed.
+const writerEnv = "TWLAB_TEST_ATOMIC_WRITER"
+
+func TestAtomicWriterChild(t *testing.T) {
+	dir := os.Getenv(writerEnv)
+	if dir == "" {
+		return // not a skip: CI fails on skips it does not know
+	}
+	b := readReal(t, "run.json")
+	p := filepath.Join(dir, "run.json")
+	for i := 0; ; i++ {
+		if err := result.WriteFileAtomic(p, b); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			os.Stdout.WriteString("ready\n")
+		}
+	}
+}
+
+// TestKilledWritersLeaveNoTemp kills a process that writes run.json through
+// the atomic writer, many times, at random moments. After every kill
+// run.json must be whole, and once the next writer of the file, or a sweep
+// of the folder (what `twlab report`, the next run and `twlab cleanup` do),
+// has been by, no temporary file may be left.
+func TestKilledWritersLeaveNoTemp(t *testing.T) {
+	n := 100
+	if testing.Short() {
+		n = 25
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "run.json")
+	real := readReal(t, "run.json")
+	temps := func() []string {
+		m, _ := filepath.Glob(filepath.Join(dir, ".*.tmp*"))
+		return m
+	}
+	left := 0
+	begin := time.Now()
+	for i := 0; i < n; i++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestAtomicWriterChild$")
+		cmd.Env = append(os.Environ(), writerEnv+"="+dir)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ready := make(chan bool, 1)
+		go func() {
+			line, _ := bufio.NewReader(out).ReadString('\n')
+			ready <- line == "ready\n"
+		}()
+		select {
+		case ok := <-ready:
+			if !ok {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatal("the writer did not start")
+			}
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatal("the writer did not start within 30 s")
+		}
+		time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+		if _, err := result.ReadRun(p); err != nil {
+			t.Fatalf("kill %d: run.json not whole: %v", i, err)
+		}
+		if len(temps()) > 0 {
+			left++
+		}
+		if i%2 == 0 {
+			if err := result.WriteFileAtomic(p, real); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			tmpfile.Sweep(dir, "")
+		}
+		if m := temps(); len(m) > 0 {
+			t.Fatalf("kill %d: temporary files left after the next write or a sweep: %v", i, m)
+		}
+	}
+	t.Logf("%d kills in %v; %d left a temporary file, none survived the next write or sweep", n, time.Since(begin).Round(time.Millisecond), left)
+	if left == 0 && n >= 100 {
+		t.Errorf("no kill out of %d landed during a write: the test did not test anything", n)
+	}
+}

@@ -1,0 +1,380 @@
+package result
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// A run folder is untrusted input: CI jobs pass it around as an artifact,
+// people mail it, and `twlab report` and `twlab compare` must neither crash
+// nor run out of memory or time on whatever it holds. These limits bound
+// what a reader takes in. twlab's own files stay far below them: nat-paws
+// writes about 350 KB of run.json (some 10 000 JSON values) and 60 KB of
+// timeseries.csv; the largest run a scenario allows (256 cells, 1 h of
+// load) writes about 1 million rows of time series.
+const (
+	// MaxRunJSONBytes bounds the size of run.json.
+	MaxRunJSONBytes = 128 << 20
+	// MaxRunJSONValues bounds the JSON values (objects, arrays, keys,
+	// strings, numbers, literals) of run.json: decoded, none takes more
+	// than about 100 bytes, which bounds the memory a reader needs.
+	MaxRunJSONValues = 2 << 20
+	// MaxRunJSONElems bounds the values directly in one array or object
+	// (keys count too). twlab's longest array is a TIME_WAIT series of a
+	// 10-minute cell, 6064 samples; decoding one huge array takes long.
+	MaxRunJSONElems = 1 << 17
+	// MaxRunJSONDepth bounds the nesting of run.json (twlab writes 8).
+	MaxRunJSONDepth = 64
+	// MaxRunCells bounds the cells of a run (a scenario has at most 256).
+	MaxRunCells = 4096
+	// MaxRunString bounds a string of run.json (twlab writes at most a few
+	// hundred bytes): a report shows an id or a note several times, and a
+	// huge one would be copied into every place.
+	MaxRunString = 4096
+
+	// MaxTimeseriesBytes and MaxTimeseriesRows bound what is read of
+	// timeseries.csv; MaxTimeseriesSeries the distinct (cell, series,
+	// node) triples (a cell writes at most 19).
+	MaxTimeseriesBytes  = 256 << 20
+	MaxTimeseriesRows   = 4 << 20
+	MaxTimeseriesSeries = 1 << 16
+)
+
+// NotRunError says that a file is not a run.json twlab can read: missing,
+// not a regular file, too large, not JSON, or of another schema.
+type NotRunError struct {
+	Path   string
+	Reason string
+	Err    error
+}
+
+func (e *NotRunError) Error() string {
+	if e.Err != nil {
+		return e.Path + ": " + e.Reason + ": " + e.Err.Error()
+	}
+	return e.Path + ": " + e.Reason
+}
+
+func (e *NotRunError) Unwrap() error { return e.Err }
+
+// openRegular opens path for reading, refusing anything but a regular file:
+// a FIFO named run.json would block the reader for ever, a device would
+// never end. O_NONBLOCK makes the open itself return at once on a FIFO.
+func openRegular(path string) (*os.File, int64, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, fmt.Errorf("%s: not a regular file (%s)", path, st.Mode().Type())
+	}
+	return f, st.Size(), nil
+}
+
+// readCapped reads a whole file of at most max bytes.
+func readCapped(path string, max int64) ([]byte, error) {
+	f, size, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if size > max {
+		return nil, fmt.Errorf("%d bytes, more than the %d a twlab run holds", size, max)
+	}
+	// The size can change under the reader (a run still writing, /proc):
+	// the limit holds whatever stat said.
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("more than the %d bytes a twlab run holds", max)
+	}
+	return b, nil
+}
+
+// ReadRun loads a run.json, which may come from anywhere. It returns a
+// *NotRunError when the file cannot be taken for a run at all; otherwise the
+// run, with what was odd about it in Warnings. Fields of the wrong type, bad
+// times and cells that are not objects are dropped and reported there, so
+// that one damaged figure does not cost the whole report.
+func ReadRun(path string) (*Run, error) {
+	b, err := readCapped(path, MaxRunJSONBytes)
+	if err != nil {
+		return nil, &NotRunError{Path: path, Reason: "cannot read", Err: err}
+	}
+	return ParseRun(path, b)
+}
+
+// ParseRun decodes run.json's bytes like ReadRun; path names it in errors.
+func ParseRun(path string, b []byte) (*Run, error) {
+	if len(b) > MaxRunJSONBytes {
+		return nil, &NotRunError{Path: path, Reason: fmt.Sprintf("%d bytes, more than the %d a twlab run holds", len(b), MaxRunJSONBytes)}
+	}
+	if err := checkJSONShape(b); err != nil {
+		return nil, &NotRunError{Path: path, Reason: "not a run.json twlab wrote", Err: err}
+	}
+	// The embedded *Run takes every field; the fields declared here hide
+	// the ones that would need trust to decode: times (a bad one would end
+	// decoding), the free-form scenario and kernel features (kept as the
+	// raw JSON they are, never expanded), and cells one by one.
+	var in struct {
+		*Run
+		Started        json.RawMessage `json:"started"`
+		Finished       json.RawMessage `json:"finished"`
+		Scenario       json.RawMessage `json:"scenario"`
+		KernelFeatures json.RawMessage `json:"kernel_features"`
+		Cells          []*struct {
+			*Cell
+			Started json.RawMessage `json:"started"`
+		} `json:"cells"`
+	}
+	in.Run = &Run{}
+	err := json.Unmarshal(b, &in)
+	var typeErr *json.UnmarshalTypeError
+	if err != nil && !errors.As(err, &typeErr) {
+		return nil, &NotRunError{Path: path, Reason: "not JSON", Err: err}
+	}
+	r := in.Run
+	if r.Schema != Schema {
+		return nil, &NotRunError{Path: path, Reason: fmt.Sprintf("schema %q, want %q", clip(r.Schema, 80), Schema)}
+	}
+	if typeErr != nil {
+		// The path names the embedded structs this reader decodes through.
+		field := strings.TrimPrefix(strings.ReplaceAll(typeErr.Field, "cells.Cell.", "cells[]."), "Run.")
+		if field == "" {
+			field = "(top level)"
+		}
+		r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %s holds %s where %s belongs; such values were left out",
+			clip(field, 120), clip(typeErr.Value, 40), typeErr.Type))
+	}
+	r.Started = readTime(r, "started", in.Started)
+	if len(in.Finished) > 0 && string(in.Finished) != "null" {
+		if t := readTime(r, "finished", in.Finished); !t.IsZero() {
+			r.Finished = &t
+		}
+	}
+	if len(in.Scenario) > 0 && string(in.Scenario) != "null" {
+		r.Scenario = in.Scenario
+	}
+	if len(in.KernelFeatures) > 0 && string(in.KernelFeatures) != "null" {
+		r.KernelFeatures = in.KernelFeatures
+	}
+	r.Cells = make([]*Cell, 0, len(in.Cells))
+	dropped := 0
+	for i, c := range in.Cells {
+		if c == nil || c.Cell == nil {
+			dropped++
+			continue
+		}
+		c.Cell.Started = readTime(r, fmt.Sprintf("cells[%d].started", i), c.Started)
+		r.Cells = append(r.Cells, c.Cell)
+	}
+	if dropped > 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %d of %d cells are not objects and were left out", dropped, len(in.Cells)))
+	}
+	// Scenario and KernelFeatures are raw JSON ([]byte): not cut.
+	if n := clipStrings(reflect.ValueOf(r).Elem(), MaxRunString); n > 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %d strings longer than %d bytes were cut", n, MaxRunString))
+	}
+	return r, nil
+}
+
+// clipStrings cuts every string in v longer than max, map keys included,
+// and says how many it cut. v must be settable.
+func clipStrings(v reflect.Value, max int) int {
+	n := 0
+	switch v.Kind() {
+	case reflect.String:
+		if v.Len() > max && v.CanSet() {
+			v.SetString(clip(v.String(), max))
+			n++
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			n += clipStrings(v.Elem(), max)
+		}
+	case reflect.Interface:
+		// Expect.Value and Bound: a decoded JSON value, copied to be set.
+		if !v.IsNil() && v.CanSet() {
+			e := reflect.New(v.Elem().Type()).Elem()
+			e.Set(v.Elem())
+			if k := clipStrings(e, max); k > 0 {
+				v.Set(e)
+				n += k
+			}
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				n += clipStrings(v.Field(i), max)
+			}
+		}
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return 0 // raw JSON
+		}
+		for i := range v.Len() {
+			n += clipStrings(v.Index(i), max)
+		}
+	case reflect.Array:
+		for i := range v.Len() {
+			n += clipStrings(v.Index(i), max)
+		}
+	case reflect.Map:
+		if v.IsNil() {
+			return 0
+		}
+		kt, et := v.Type().Key(), v.Type().Elem()
+		type kv struct{ k, v reflect.Value }
+		var redo []kv
+		iter := v.MapRange()
+		for iter.Next() {
+			k := reflect.New(kt).Elem()
+			k.Set(iter.Key())
+			e := reflect.New(et).Elem()
+			e.Set(iter.Value())
+			kn, en := clipStrings(k, max), clipStrings(e, max)
+			if kn+en > 0 {
+				redo = append(redo, kv{iter.Key(), e})
+				if kn > 0 {
+					redo[len(redo)-1].k = k
+					v.SetMapIndex(iter.Key(), reflect.Value{}) // the long key goes
+				}
+				n += kn + en
+			}
+		}
+		for _, r := range redo {
+			v.SetMapIndex(r.k, r.v)
+		}
+	}
+	return n
+}
+
+// readTime decodes a time that may be anything; what is not a time is zero,
+// with a warning.
+func readTime(r *Run, field string, raw json.RawMessage) time.Time {
+	var t time.Time
+	if len(raw) == 0 || string(raw) == "null" {
+		return t
+	}
+	if err := json.Unmarshal(raw, &t); err != nil {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %s is not a time (%s); left out", field, clip(string(raw), 40)))
+		return time.Time{}
+	}
+	return t
+}
+
+// clip shortens what an untrusted file says before it is quoted back.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut-- // not inside a UTF-8 sequence
+	}
+	return s[:cut] + "…"
+}
+
+// checkJSONShape bounds what decoding b can cost before anything is
+// decoded: at most MaxRunJSONValues values, MaxRunJSONElems in one array or
+// object, nesting at most MaxRunJSONDepth, and at most MaxRunCells
+// elements in top-level "cells" arrays. It looks at the structure only;
+// the decoder checks the syntax.
+func checkJSONShape(b []byte) error {
+	type frame struct {
+		array bool
+		cells bool // a top-level "cells" array
+		n     int  // values directly in it (an object's keys too)
+	}
+	var stack []*frame
+	values, cells := 0, 0
+	var key []byte // the last string of the top-level object: before a '[', its key
+	for i := 0; i < len(b); i++ {
+		ch := b[i]
+		switch ch {
+		case ' ', '\t', '\n', '\r', ',', ':':
+			continue
+		case '}', ']':
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		}
+		// A value starts here, in the container on top of the stack.
+		if values++; values > MaxRunJSONValues {
+			return fmt.Errorf("more than %d values", MaxRunJSONValues)
+		}
+		if len(stack) > 0 {
+			parent := stack[len(stack)-1]
+			if parent.n++; parent.n > MaxRunJSONElems {
+				return fmt.Errorf("more than %d values in one array or object", MaxRunJSONElems)
+			}
+			if parent.cells {
+				if cells++; cells > MaxRunCells {
+					return fmt.Errorf("more than %d cells", MaxRunCells)
+				}
+			}
+		}
+		switch ch {
+		case '"':
+			start := i
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if len(stack) == 1 && !stack[0].array {
+				key = b[start:min(i+1, len(b))]
+			}
+		case '{', '[':
+			top := &frame{array: ch == '['}
+			if ch == '[' && len(stack) == 1 && !stack[0].array && isCellsKey(key) {
+				top.cells = true
+			}
+			stack = append(stack, top)
+			if len(stack) > MaxRunJSONDepth {
+				return fmt.Errorf("nested more than %d deep", MaxRunJSONDepth)
+			}
+		default:
+			// A number or literal: skip to its end.
+			for i+1 < len(b) && !endsLiteral(b[i+1]) {
+				i++
+			}
+		}
+	}
+	return nil
+}
+
+func endsLiteral(c byte) bool {
+	switch c {
+	case ' ', '\t', '\n', '\r', ',', ':', ']', '}', '"', '[', '{':
+		return true
+	}
+	return false
+}
+
+// isCellsKey says whether a quoted key decodes to a name the decoder
+// matches with "cells" (it ignores case and undoes escapes).
+func isCellsKey(quoted []byte) bool {
+	if !bytes.ContainsRune(quoted, '\\') {
+		return len(quoted) >= 2 && strings.EqualFold(string(quoted[1:len(quoted)-1]), "cells")
+	}
+	var s string
+	return json.Unmarshal(quoted, &s) == nil && strings.EqualFold(s, "cells")
+}

@@ -1,0 +1,236 @@
+package result_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twlab/twlab/lab/result"
+)
+
+// realRun is a trimmed run folder of nat-paws as twlab wrote it (two cells
+// that ran, one n/a; counters that stayed 0 and long series cut).
+const realRun = "../../testdata/nat-paws-run"
+
+func readReal(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(realRun, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestReadRunReal(t *testing.T) {
+	r, err := result.ReadRun(filepath.Join(realRun, "run.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Warnings) > 0 || len(r.Cells) != 3 || r.Cells[2].Index != 4 || r.Started.IsZero() || r.Finished == nil {
+		t.Fatalf("warnings %v, %d cells, started %v", r.Warnings, len(r.Cells), r.Started)
+	}
+	if c := r.Cells[0]; c.Load == nil || len(c.Load.ConnectCDF) == 0 || c.Nodes["server"].Summary["paws"] == 0 || c.Started.IsZero() {
+		t.Errorf("cell 0 lost figures: %+v", c)
+	}
+	// The free-form objects stay what they were and encode again.
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		Scenario struct{ Name string } `json:"scenario"`
+	}
+	if json.Unmarshal(b, &back); back.Scenario.Name != "nat-paws" {
+		t.Errorf("scenario after a round trip: %q", back.Scenario.Name)
+	}
+}
+
+// TestReadRunUntrusted: what cannot be a run is a *NotRunError, quickly;
+// what is a run with damage is read with the damage left out and said.
+func TestReadRunUntrusted(t *testing.T) {
+	real := readReal(t, "run.json")
+	edit := func(f func(m map[string]any)) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(real, &m); err != nil {
+			t.Fatal(err)
+		}
+		f(m)
+		b, _ := json.Marshal(m)
+		return b
+	}
+	cell := func(m map[string]any, i int) map[string]any { return m["cells"].([]any)[i].(map[string]any) }
+	notRun := map[string][]byte{
+		"empty":      nil,
+		"truncated":  real[:len(real)/2],
+		"array":      []byte(`[1, 2]`),
+		"null":       []byte(`null`),
+		"schema v2":  bytes.Replace(real, []byte(result.Schema), []byte("twlab.run/v2"), 1),
+		"no schema":  edit(func(m map[string]any) { delete(m, "schema") }),
+		"deep":       []byte(`{"schema":"twlab.run/v1","x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`),
+		"many cells": []byte(`{"schema":"twlab.run/v1","cells":[` + strings.Repeat("{},", result.MaxRunCells) + `{}]}`),
+		// The decoder matches keys without regard to case or escapes.
+		"many Cells":   []byte(`{"schema":"twlab.run/v1","C\u0065LLS":[` + strings.Repeat("1,", result.MaxRunCells) + `1]}`),
+		"many values":  []byte(`{"schema":"twlab.run/v1","x":[` + strings.Repeat(`[`+strings.Repeat(`0,`, result.MaxRunJSONElems-1)+`0],`, result.MaxRunJSONValues/result.MaxRunJSONElems) + `[]]}`),
+		"long array":   []byte(`{"schema":"twlab.run/v1","notes":[` + strings.Repeat(`"",`, result.MaxRunJSONElems) + `""]}`),
+		"wrong schema": edit(func(m map[string]any) { m["schema"] = 1 }),
+	}
+	why := map[string]string{"deep": "nested more than", "many cells": "more than 4096 cells", "many Cells": "more than 4096 cells",
+		"many values": "more than 2097152 values", "long array": "values in one array"}
+	for name, b := range notRun {
+		r, err := result.ParseRun("run.json", b)
+		var nr *result.NotRunError
+		if !errors.As(err, &nr) || r != nil || !strings.Contains(err.Error(), why[name]) {
+			t.Errorf("%s: run %v, error %v; want a *NotRunError (%s)", name, r != nil, err, why[name])
+		}
+	}
+	damaged := map[string]struct {
+		b     []byte
+		warn  string
+		check func(r *result.Run) bool
+	}{
+		"string count": {edit(func(m map[string]any) { cell(m, 0)["load"].(map[string]any)["ok"] = "NaN" }), "cells[].load.ok",
+			func(r *result.Run) bool { return r.Cells[0].Load.Attempts > 0 && r.Cells[0].Load.OK == 0 }},
+		"huge number": {bytes.Replace(real, []byte(`"p99": `), []byte(`"p99": 1e999, "x": `), 1), "number 1e999",
+			func(r *result.Run) bool { return len(r.Cells) == 3 }},
+		"bad time": {edit(func(m map[string]any) { m["started"] = "yesterday"; cell(m, 1)["started"] = 12 }), "not a time",
+			func(r *result.Run) bool {
+				return r.Started.IsZero() && r.Cells[1].Started.IsZero() && !r.Cells[0].Started.IsZero()
+			}},
+		"negative time": {edit(func(m map[string]any) { m["finished"] = "-0001-01-01T00:00:00Z" }), "finished is not a time",
+			func(r *result.Run) bool { return r.Finished == nil }},
+		"null cell": {edit(func(m map[string]any) { m["cells"] = append(m["cells"].([]any), nil, "x", 3) }), "3 of 6 cells",
+			func(r *result.Run) bool { return len(r.Cells) == 3 }},
+		"cells object": {edit(func(m map[string]any) { m["cells"] = map[string]any{"a": 1} }), "cells",
+			func(r *result.Run) bool { return len(r.Cells) == 0 }},
+		"long strings": {edit(func(m map[string]any) {
+			c := cell(m, 0)
+			c["id"] = strings.Repeat("é", 1<<20)
+			c["nodes"].(map[string]any)["server"].(map[string]any)["counters"].(map[string]any)[strings.Repeat("k", 5000)] = 1
+			c["expect"].([]any)[0].(map[string]any)["value"] = []any{strings.Repeat("v", 5000)}
+		}), "3 strings longer than 4096 bytes were cut",
+			func(r *result.Run) bool {
+				c := r.Cells[0]
+				v, _ := c.Expect[0].Value.([]any)
+				cut := false
+				for k := range c.Nodes["server"].Counters {
+					cut = cut || strings.HasPrefix(k, "kkkk") && len(k) <= result.MaxRunString+3
+				}
+				return cut && len(c.ID) <= result.MaxRunString+3 && len(v) == 1 && len(v[0].(string)) <= result.MaxRunString+3
+			}},
+		"null nodes": {edit(func(m map[string]any) { cell(m, 0)["nodes"] = map[string]any{"server": nil, "x": 1} }), "cells[].nodes",
+			func(r *result.Run) bool { return r.Cells[0].Nodes["server"] == nil }},
+	}
+	for name, tc := range damaged {
+		r, err := result.ParseRun("run.json", tc.b)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if !strings.Contains(strings.Join(r.Warnings, "\n"), tc.warn) || !tc.check(r) {
+			t.Errorf("%s: warnings %q (want one about %q), cells %d", name, r.Warnings, tc.warn, len(r.Cells))
+		}
+		if _, err := json.Marshal(r); err != nil {
+			t.Errorf("%s: the run read does not encode again: %v", name, err)
+		}
+	}
+}
+
+// TestReadRunNotAFile: a FIFO or a folder named run.json is refused at once
+// (a plain read of a FIFO waits for a writer for ever), and a file larger
+// than any run is refused before it is read.
+func TestReadRunNotAFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo", "run.json")
+	os.MkdirAll(filepath.Dir(fifo), 0o755)
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "folder", "run.json"), 0o755)
+	big := filepath.Join(dir, "big", "run.json")
+	os.MkdirAll(filepath.Dir(big), 0o755)
+	if err := os.WriteFile(big, readReal(t, "run.json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, result.MaxRunJSONBytes+1); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, filepath.Join(dir, "folder", "run.json"), big} {
+		done := make(chan error, 1)
+		go func() { _, err := result.ReadRun(p); done <- err }()
+		select {
+		case err := <-done:
+			var nr *result.NotRunError
+			if !errors.As(err, &nr) {
+				t.Errorf("%s: %v, want a *NotRunError", p, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: ReadRun still reading after 5 s", p)
+		}
+		done2 := make(chan error, 1)
+		go func() { _, _, err := result.ReadTimeseriesTolerant(p); done2 <- err }()
+		select {
+		case err := <-done2:
+			if err == nil && p != big {
+				t.Errorf("%s: timeseries read without an error", p)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: ReadTimeseriesTolerant still reading after 5 s", p)
+		}
+	}
+}
+
+func TestTimeseriesTolerant(t *testing.T) {
+	real := readReal(t, result.TimeseriesName)
+	lines := strings.Split(strings.TrimSuffix(string(real), "\n"), "\n")
+	bad := slices.Clone(lines)
+	bad[5] = "0,x,ok,clients,1"
+	bad[9] = `0,"100,ok`
+	bad[12] = "1,2,3"
+	p := filepath.Join(t.TempDir(), result.TimeseriesName)
+	os.WriteFile(p, []byte(strings.Join(bad, "\n")+"\n"), 0o644)
+	ts, problems, err := result.ReadTimeseriesTolerant(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) != 1 || !strings.Contains(problems[0], "lines could not be read") || !strings.Contains(problems[0], "line 6") {
+		t.Errorf("problems %q", problems)
+	}
+	if len(ts[0]) == 0 || len(ts[1]) == 0 {
+		t.Errorf("series of the good lines lost: %d, %d", len(ts[0]), len(ts[1]))
+	}
+	if _, err := result.ReadTimeseries(p); err == nil {
+		t.Error("the strict reader took a file with bad lines")
+	}
+	// More distinct series than any run writes: the first are kept.
+	var b strings.Builder
+	b.WriteString("cell,t_ms,series,node,value\n")
+	for i := 0; i <= result.MaxTimeseriesSeries; i++ {
+		b.WriteString("0,0,s,n" + strconv.Itoa(i) + ",1\n")
+	}
+	ts, problems, err = result.ReadTimeseriesTolerant(write(t, b.String()))
+	if err != nil || len(ts[0]) != result.MaxTimeseriesSeries || len(problems) != 1 {
+		t.Errorf("%d series, problems %q, %v", len(ts[0]), problems, err)
+	}
+	for _, s := range []string{"", "a,b\n", "cell,t_ms,series,node\n0,0,a,b\n"} {
+		if _, _, err := result.ReadTimeseriesTolerant(write(t, s)); err == nil {
+			t.Errorf("%q: no error for a file without the columns", s)
+		}
+	}
+}
+
+func write(t *testing.T, s string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), result.TimeseriesName)
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

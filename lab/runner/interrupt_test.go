@@ -1,0 +1,78 @@
+package runner
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/twlab/twlab/lab/internal/roottest"
+	"github.com/twlab/twlab/lab/result"
+	"github.com/twlab/twlab/lab/scenario"
+	"github.com/twlab/twlab/lab/topo"
+)
+
+// twoCells is a short scenario of two cells.
+const twoCells = `name: two-cells
+description: Two short cells.
+clients:
+  count: 2
+lvs:
+  mode: snat
+server:
+  port: 8080
+  close: server
+load:
+  connections: 20
+  duration: 5s
+matrix:
+  server.net.ipv4.tcp_rfc1337: [0, 1]
+expect:
+  - assert:
+      - load.attempts > 0
+`
+
+// TestInterruptDuringTeardown interrupts the run as the first cell's
+// teardown begins: its figures were all read, so run.json keeps the cell
+// with them (status interrupted, the outcome in the reason) and its time
+// series; the lab is gone all the same and the second cell never starts.
+func TestInterruptDuringTeardown(t *testing.T) {
+	roottest.Skip(t)
+	plan, err := scenario.Load("two-cells.yaml", []byte(twoCells), scenario.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	onTeardown = cancel
+	defer func() { onTeardown = nil }()
+	out := t.TempDir()
+	r, _, err := Run(ctx, plan, Options{OutDir: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != result.RunInterrupted || len(r.Cells) != 1 {
+		t.Fatalf("run %s with %d cells, want interrupted with 1", r.Status, len(r.Cells))
+	}
+	c := r.Cells[0]
+	if c.Status != result.CellInterrupted || !strings.Contains(c.Reason, "interrupted during teardown") || !strings.Contains(c.Reason, "every expectation held") {
+		t.Errorf("cell %s: %s", c.Status, c.Reason)
+	}
+	if c.Load == nil || c.Load.Attempts == 0 || c.SYN == nil || c.Nodes["server"] == nil || len(c.Expect) != 1 || !c.Expect[0].OK || c.Timeseries == nil {
+		t.Errorf("the interrupted cell lost figures: load %+v, syn %v, nodes %d, expect %v, timeseries %v", c.Load, c.SYN != nil, len(c.Nodes), c.Expect, c.Timeseries)
+	}
+	disk, err := result.ReadRun(filepath.Join(out, "run.json"))
+	if err != nil || len(disk.Cells) != 1 || disk.Cells[0].Status != result.CellInterrupted || disk.Status != result.RunInterrupted {
+		t.Fatalf("run.json: %v", err)
+	}
+	ts, err := result.ReadTimeseries(filepath.Join(out, result.TimeseriesName))
+	if err != nil || len(ts[0]) == 0 {
+		t.Errorf("timeseries.csv: %d series of the cell, %v", len(ts[0]), err)
+	}
+	names, _ := topo.ListNamespaces()
+	for _, n := range names {
+		if id, _ := topo.RunIDOf(n); id == r.RunID {
+			t.Errorf("namespace %s left", n)
+		}
+	}
+}
