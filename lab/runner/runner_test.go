@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twlab/twlab/lab/capture"
 	"github.com/twlab/twlab/lab/internal/roottest"
@@ -218,17 +219,22 @@ func TestFixedSkewExactHandoffs(t *testing.T) {
 	// round-robin order tells them apart: the first SYN is c1's, the second
 	// c2's, sent a fraction of a millisecond later.
 	var tsvals []uint32
+	var times []time.Time
 	for _, f := range frames {
 		s, ok := capture.ParseTCP(f.Data)
 		if ok && s.Flags&(capture.FlagSYN|capture.FlagACK) == capture.FlagSYN && s.HasTS {
 			tsvals = append(tsvals, s.TSval)
+			times = append(times, f.Time)
 		}
 	}
 	if len(tsvals) < 3 {
 		t.Fatalf("only %d SYNs captured", len(tsvals))
 	}
-	if gap := int64(int32(tsvals[0] - tsvals[1])); gap < 59990 || gap > 60010 {
-		t.Errorf("TSval of c1's first SYN minus c2's = %d ticks, want 60000 (±10)", gap)
+	// c2's SYN comes a few ms after c1's (the scenario pauses 20 ms between
+	// connections): its clock moved on by that much, 1 tick per ms here.
+	elapsed := int64(times[1].Sub(times[0]) / time.Millisecond)
+	if gap := int64(int32(tsvals[0]-tsvals[1])) + elapsed; gap < 59997 || gap > 60003 {
+		t.Errorf("TSval of c1's first SYN minus c2's, with the %d ms between them = %d ticks, want 60000 (±3)", elapsed, gap)
 	}
 }
 
