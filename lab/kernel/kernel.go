@@ -90,10 +90,12 @@ type Facts struct {
 	// TWReuseLoopback: tcp_tw_reuse=2 means "loopback only" (Linux 4.18+,
 	// where the knob refuses 3); before, any non-zero value is plain reuse.
 	TWReuseLoopback bool `json:"tw_reuse_loopback"`
-	// DetectS is how long detection took (seconds).
-	DetectS float64 `json:"detect_s"`
-	QEMU    string  `json:"qemu"` // path or ""
-	KVM     bool    `json:"kvm"`
+	// DetectS is how long detection took (seconds), and PartsMS how long
+	// each of its parts (they run side by side).
+	DetectS float64            `json:"detect_s"`
+	PartsMS map[string]float64 `json:"detect_parts_ms,omitempty"`
+	QEMU    string             `json:"qemu"` // path or ""
+	KVM     bool               `json:"kvm"`
 }
 
 // TIME_WAIT accounting.
@@ -203,18 +205,28 @@ func Detect(ctx context.Context, opt Options) (*Facts, error) {
 	// eBPF program), so they run side by side: inside a VM detection is part
 	// of every kernel's overhead.
 	var wg sync.WaitGroup
-	wg.Go(func() { detectNATAndKnobs(f, ns) })
-	wg.Go(func() {
+	var mu sync.Mutex
+	f.PartsMS = map[string]float64{}
+	part := func(name string, fn func()) {
+		wg.Go(func() {
+			t := time.Now()
+			fn()
+			mu.Lock()
+			f.PartsMS[name] = float64(time.Since(t).Microseconds()) / 1000
+			mu.Unlock()
+		})
+	}
+	f.PartsMS["scratch"] = float64(time.Since(began).Microseconds()) / 1000
+	part("nat+knobs", func() { detectNATAndKnobs(f, ns) })
+	part("ebpf", func() {
 		f.EBPF = "ok"
-		if a, err := skew.Attach(ns, "lo", 0); err != nil {
+		if err := skew.Probe(ns, "lo"); err != nil {
 			f.EBPF = err.Error()
-		} else if err := a.Close(); err != nil {
-			f.EBPF = "detach: " + err.Error()
 		}
 		f.PAWSCounters = pawsCounters(ns)
 	})
-	wg.Go(func() { f.TWReuseLoopback = detectTWReuseRange(ns, opt) })
-	wg.Go(func() {
+	part("tw_reuse", func() { f.TWReuseLoopback = detectTWReuseRange(ns, opt) })
+	part("timestamps+tw", func() {
 		f.TSOffsets, f.TSDetail, f.TSHz, f.TSHzDetail, f.SocketSkew = detectTimestamps(ctx, ns, opt)
 		f.TWCount, f.TWCountDetail, f.TWCounter = detectTWCount(ns)
 	})
@@ -400,7 +412,7 @@ func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offs
 	}
 	srcs := []src{{"127.0.0.1", 41001}, {"127.0.0.1", 41002}, {"127.0.0.2", 41001}}
 	ts := make([]uint32, len(srcs))
-	var ticks [2]uint32
+	var ticks uint32
 	var elapsed time.Duration
 	err = netnsutil.Do(ns, func() error {
 		ln, err := net.Listen("tcp4", "127.0.0.9:7")
@@ -442,17 +454,7 @@ func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offs
 			return err
 		}
 		defer c.Close()
-		t0 := time.Now()
-		if ticks[0], err = tcpTimestamp(c); err != nil {
-			return err
-		}
-		select {
-		case <-time.After(200 * time.Millisecond):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		ticks[1], err = tcpTimestamp(c)
-		elapsed = time.Since(t0)
+		ticks, elapsed, err = tickEdges(c, 5, 300*time.Millisecond)
 		return err
 	})
 	if err != nil {
@@ -472,7 +474,7 @@ func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offs
 	default:
 		offsets = OffsetsNone
 	}
-	hz, hzDetail = clockRate(ticks[1]-ticks[0], elapsed)
+	hz, hzDetail = clockRate(ticks, elapsed)
 	return offsets, detail, hz, hzDetail, socketSkew
 }
 
@@ -501,6 +503,43 @@ func offsetSurvivesConnect(ref uint32) bool {
 	}
 	d := int32(uint32(v) - ref - off)
 	return d > -offsetThreshold && d < offsetThreshold
+}
+
+// tickEdges watches the connection's timestamp clock tick: from one change of
+// its value to n changes later, it returns the ticks and the time between
+// them. Timing from edge to edge measures a whole number of ticks exactly,
+// so a few ticks (5 ms at 1000 Hz, 50 ms at 100 Hz) give the rate that a
+// fixed interval would need hundreds of milliseconds for.
+func tickEdges(c *net.TCPConn, n int, limit time.Duration) (ticks uint32, elapsed time.Duration, err error) {
+	deadline := time.Now().Add(limit)
+	prev, err := tcpTimestamp(c)
+	if err != nil {
+		return 0, 0, err
+	}
+	var first uint32
+	var start time.Time
+	for edges := 0; edges <= n; {
+		if time.Now().After(deadline) {
+			return 0, 0, fmt.Errorf("the timestamp clock changed %d times in %s", edges, limit)
+		}
+		v, err := tcpTimestamp(c)
+		if err != nil {
+			return 0, 0, err
+		}
+		if v == prev {
+			continue
+		}
+		now := time.Now()
+		if edges == 0 {
+			first, start = v, now
+		}
+		prev = v
+		edges++
+		if edges > n {
+			return v - first, now.Sub(start), nil
+		}
+	}
+	return 0, 0, nil
 }
 
 // clockRate turns ticks counted over elapsed into the kernel's timestamp

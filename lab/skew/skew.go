@@ -210,3 +210,48 @@ func Filters(ns netns.NsHandle, link string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// Probe finds out whether fixed skew can work in ns: it loads the egress
+// program (the verifier sees the real code) and attaches it, on a clsact
+// qdisc, to link, then removes both. Loading one of the two programs halves
+// what the verifier costs (it dominates detection inside an emulated VM);
+// the ingress program is the same walk over the options.
+func Probe(ns netns.NsHandle, link string) error {
+	raiseMemlock()
+	spec, err := loadSkew()
+	if err != nil {
+		return fmt.Errorf("skew program: %w", err)
+	}
+	delete(spec.Programs, skewProgSkewIngress)
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("load skew program: the verifier refused it: %v", ve)
+		}
+		return fmt.Errorf("load skew program: %w%s", err, memlockHint(err))
+	}
+	defer coll.Close()
+	nl, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer nl.Close()
+	l, err := nl.LinkByName(link)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", link, err)
+	}
+	q := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: l.Attrs().Index,
+		Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}
+	if err := nl.QdiscAdd(q); err != nil {
+		return fmt.Errorf("add clsact qdisc on %s (needs sch_ingress/clsact, Linux 4.5+): %w", link, err)
+	}
+	defer nl.QdiscDel(q)
+	bf := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: l.Attrs().Index, Parent: netlink.HANDLE_MIN_EGRESS,
+		Handle: netlink.MakeHandle(0, 1), Priority: 1, Protocol: unix.ETH_P_ALL},
+		Fd: coll.Programs[skewProgSkewEgress].FD(), Name: nameEgress, DirectAction: true}
+	if err := nl.FilterAdd(bf); err != nil {
+		return fmt.Errorf("attach %s on %s (needs cls_bpf): %w", nameEgress, link, err)
+	}
+	return nl.FilterDel(bf)
+}
