@@ -454,8 +454,19 @@ func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offs
 			return err
 		}
 		defer c.Close()
-		ticks, elapsed, err = tickEdges(c, 5, 300*time.Millisecond)
-		return err
+		// Under software emulation the guest loses the CPU for milliseconds
+		// at a time; a span of 60 ms keeps such a hiccup under a few percent,
+		// and a second or third look catches the rare worse one.
+		for try := 0; try < 3; try++ {
+			ticks, elapsed, err = tickEdges(c, 5, 60*time.Millisecond, 500*time.Millisecond)
+			if err != nil {
+				return err
+			}
+			if hz, _ := clockRate(ticks, elapsed); hz != 0 {
+				break
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return OffsetsUnknown, err.Error(), 0, err.Error(), false
@@ -506,11 +517,11 @@ func offsetSurvivesConnect(ref uint32) bool {
 }
 
 // tickEdges watches the connection's timestamp clock tick: from one change of
-// its value to n changes later, it returns the ticks and the time between
-// them. Timing from edge to edge measures a whole number of ticks exactly,
-// so a few ticks (5 ms at 1000 Hz, 50 ms at 100 Hz) give the rate that a
-// fixed interval would need hundreds of milliseconds for.
-func tickEdges(c *net.TCPConn, n int, limit time.Duration) (ticks uint32, elapsed time.Duration, err error) {
+// its value to the first change at least minTicks ticks and minSpan later, it
+// returns the ticks and the time between them. Timing from edge to edge
+// measures a whole number of ticks exactly, so the rate comes out of tens of
+// milliseconds where a fixed interval would need hundreds.
+func tickEdges(c *net.TCPConn, minTicks uint32, minSpan, limit time.Duration) (ticks uint32, elapsed time.Duration, err error) {
 	deadline := time.Now().Add(limit)
 	prev, err := tcpTimestamp(c)
 	if err != nil {
@@ -518,7 +529,8 @@ func tickEdges(c *net.TCPConn, n int, limit time.Duration) (ticks uint32, elapse
 	}
 	var first uint32
 	var start time.Time
-	for edges := 0; edges <= n; {
+	edges := 0
+	for {
 		if time.Now().After(deadline) {
 			return 0, 0, fmt.Errorf("the timestamp clock changed %d times in %s", edges, limit)
 		}
@@ -530,16 +542,16 @@ func tickEdges(c *net.TCPConn, n int, limit time.Duration) (ticks uint32, elapse
 			continue
 		}
 		now := time.Now()
-		if edges == 0 {
-			first, start = v, now
-		}
 		prev = v
 		edges++
-		if edges > n {
+		if edges == 1 {
+			first, start = v, now
+			continue
+		}
+		if v-first >= minTicks && now.Sub(start) >= minSpan {
 			return v - first, now.Sub(start), nil
 		}
 	}
-	return 0, 0, nil
 }
 
 // clockRate turns ticks counted over elapsed into the kernel's timestamp

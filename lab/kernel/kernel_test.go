@@ -40,6 +40,10 @@ func TestDetect(t *testing.T) {
 	if f.TSOffsets == kernel.OffsetsUnknown {
 		t.Errorf("timestamp offsets not detected: %s", f.TSDetail)
 	}
+	// Since 4.13 the timestamp clock counts milliseconds, whatever HZ is.
+	if (f.Major > 4 || f.Major == 4 && f.Minor >= 13) && f.TSHz != 1000 {
+		t.Errorf("timestamp clock rate %d, want 1000 on %s: %s", f.TSHz, f.Release, f.TSHzDetail)
+	}
 	if f.NAT != "ok" {
 		t.Errorf("NAT: %s", f.NAT)
 	}

@@ -89,16 +89,19 @@ type Host struct {
 // VMTiming splits a kernel's time in twlab vm: everything but Cells is the
 // VM's overhead. Seconds.
 type VMTiming struct {
-	Accel    string  `json:"accel"`      // tcg or kvm
-	BootFrom string  `json:"boot_from"`  // pvh (the unpacked ELF) or bzImage
-	Boot     float64 `json:"boot_s"`     // QEMU start until /init speaks
-	Modules  float64 `json:"modules_s"`  // seeding the random pool and loading modules
-	Detect   float64 `json:"detect_s"`   // kernel feature detection
-	Cells    float64 `json:"cells_s"`    // the scenario's cells
-	Transfer float64 `json:"transfer_s"` // the last cell's end until the result is on the host
-	Exit     float64 `json:"exit_s"`     // the result on the host until QEMU has exited
-	Total    float64 `json:"total_s"`    // QEMU start until QEMU exit
-	Overhead float64 `json:"overhead_s"` // Total - Cells
+	Accel    string `json:"accel"`             // tcg or kvm
+	BootFrom string `json:"boot_from"`         // pvh (the unpacked ELF) or bzImage
+	Machine  string `json:"machine,omitempty"` // QEMU's machine: microvm or pc
+	// BootAttempts is 2 when the first boot hung silent and was redone.
+	BootAttempts int     `json:"boot_attempts,omitempty"`
+	Boot         float64 `json:"boot_s"`     // QEMU start until /init speaks
+	Modules      float64 `json:"modules_s"`  // seeding the random pool and loading modules
+	Detect       float64 `json:"detect_s"`   // kernel feature detection
+	Cells        float64 `json:"cells_s"`    // the scenario's cells
+	Transfer     float64 `json:"transfer_s"` // the last cell's end until the result is on the host
+	Exit         float64 `json:"exit_s"`     // the result on the host until QEMU has exited
+	Total        float64 `json:"total_s"`    // QEMU start until QEMU exit
+	Overhead     float64 `json:"overhead_s"` // Total - Cells
 }
 
 // Cell is one matrix cell.

@@ -81,6 +81,17 @@ func GuestMain() {
 		}
 	}()
 	start := time.Now()
+	var args guestArgsDoc
+	b, argsErr := os.ReadFile(guestArgs)
+	if argsErr == nil {
+		argsErr = json.Unmarshal(b, &args)
+	}
+	if args.Fault == "silent" {
+		// Tests: a guest that hangs before its console speaks.
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
 	say("init")
 	if err := guestSetup(); err != nil {
 		sendError(out, err.Error())
@@ -96,13 +107,8 @@ func GuestMain() {
 		sendError(out, "entropy: "+err.Error())
 		return
 	}
-	var args guestArgsDoc
-	b, err := os.ReadFile(guestArgs)
-	if err == nil {
-		err = json.Unmarshal(b, &args)
-	}
-	if err != nil {
-		sendError(out, "read args: "+err.Error())
+	if argsErr != nil {
+		sendError(out, "read args: "+argsErr.Error())
 		return
 	}
 	loaded, failed := loadModules(args.Modules, args.ModuleLevels)

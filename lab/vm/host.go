@@ -33,9 +33,12 @@ type Options struct {
 	Pcap         bool
 	OutDir       string        // one folder per kernel below it
 	Timeout      time.Duration // per kernel, hard: QEMU is killed after it
-	MemMB        int
-	Binary       string // the static twlab to use as /init; "" = this executable
-	Accel        string // "tcg" (default) or "kvm"; resolve "auto" with ChooseAccel first
+	// BootLimit is how long a guest may stay silent before it counts as
+	// hung at boot and is booted once more; 0 = 60 s.
+	BootLimit time.Duration
+	MemMB     int
+	Binary    string // the static twlab to use as /init; "" = this executable
+	Accel     string // "tcg" (default) or "kvm"; resolve "auto" with ChooseAccel first
 	// Jobs is how many VMs run at once; 0 = what the cores allow (each
 	// guest has two virtual CPUs).
 	Jobs int
@@ -59,8 +62,11 @@ type Result struct {
 	// panicLine is the guest kernel's panic message, if it printed one.
 	panicLine string
 	Accel     string `json:"accel"`
-	Boot      string `json:"boot"` // pvh (uncompressed ELF) or bzImage
-	Err       string `json:"error,omitempty"`
+	Boot      string `json:"boot"`    // pvh (uncompressed ELF) or bzImage
+	Machine   string `json:"machine"` // QEMU's machine: microvm or pc
+	// BootAttempts is 2 when the first boot showed no sign of life.
+	BootAttempts int    `json:"boot_attempts"`
+	Err          string `json:"error,omitempty"`
 }
 
 // CheckStatic refuses a dynamically linked binary: /init has no loader.
@@ -110,6 +116,9 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Minute
+	}
+	if o.BootLimit == 0 {
+		o.BootLimit = time.Minute
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -184,20 +193,42 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	}
 	accel := accelArgs(o.Accel)
 	res.Accel = accel[1]
-	machine, tscArg := machineFor()
-	qargs := append([]string{"-M", machine, "-m", fmt.Sprint(o.MemMB), "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot",
-		"-serial", "stdio", "-serial", "file:" + resultFile,
-		"-kernel", img, "-initrd", initrd,
-		"-append", kernelArgs(k, tscArg)}, accel...)
+	machine, tscArg := machineFor(k)
 	console, err := os.Create(filepath.Join(res.Dir, "console.log"))
 	if err != nil {
 		return fail(err)
 	}
 	defer console.Close()
-	start := time.Now()
-	o.progress(k, fmt.Sprintf("booting (%s, %s, %d modules, %s)", res.Accel, res.Boot, nmods, filepath.Base(k.Image)))
-	doc, err := boot(ctx, o, k, res, qargs, console, resultFile, start)
-	res.TotalS = round2(time.Since(start).Seconds())
+	var doc []byte
+	var start time.Time
+	// A guest that prints nothing at all for bootLimit hung before its
+	// console came up (seen rarely under emulation, e.g. calibrating the
+	// timer); a second boot, on the plain pc machine, costs less than
+	// waiting out the timeout.
+	for attempt := 1; ; attempt++ {
+		// The result goes out on a second UART to a file of its own: no
+		// kernel message can interleave with it, as on a shared console.
+		qargs := append([]string{"-M", machine, "-m", fmt.Sprint(o.MemMB), "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot",
+			"-serial", "stdio", "-chardev", "file,id=twlabresult,path=" + resultFile,
+			"-device", "isa-serial,chardev=twlabresult,index=1,iobase=0x2f8,irq=3",
+			"-kernel", img, "-initrd", initrd,
+			"-append", kernelArgs(k, tscArg)}, accel...)
+		res.Machine, res.BootAttempts = strings.SplitN(machine, ",", 2)[0], attempt
+		start = time.Now()
+		o.progress(k, fmt.Sprintf("booting (%s, %s, %s, %d modules, %s)", res.Accel, res.Machine, res.Boot, nmods, filepath.Base(k.Image)))
+		doc, err = boot(ctx, o, k, res, qargs, console, resultFile, start)
+		res.TotalS = round2(time.Since(start).Seconds())
+		if errors.Is(err, errNoLife) && attempt == 1 {
+			o.progress(k, err.Error()+": booting again on the pc machine")
+			fmt.Fprintf(console, "\n--- twlab: %s; boot attempt 2 on the pc machine ---\n", err)
+			os.Remove(resultFile)
+			if os.Getenv("TWLAB_VM_MACHINE") == "" {
+				machine, tscArg = "pc", ""
+			}
+			continue
+		}
+		break
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -220,7 +251,7 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 // timing splits a kernel's time from the host's instants and the guest's
 // own figures (the detection's duration is in run.json).
 func timing(res *Result, run *result.Run) *result.VMTiming {
-	t := &result.VMTiming{Accel: res.Accel, BootFrom: res.Boot, Boot: res.BootS, Total: res.TotalS}
+	t := &result.VMTiming{Accel: res.Accel, BootFrom: res.Boot, Machine: res.Machine, BootAttempts: res.BootAttempts, Boot: res.BootS, Total: res.TotalS}
 	if res.readyS > res.BootS {
 		t.Modules = round3(res.readyS - res.BootS)
 	}
@@ -306,20 +337,39 @@ func kernelArgs(k *Kernel, extra string) string {
 	return a
 }
 
-// machineFor picks QEMU's machine. The microvm machine (no PCI, no
+// machineFor picks QEMU's machine for k. The microvm machine (no PCI, no
 // firmware to run) boots a few tenths of a second faster under emulation
 // than pc, but its guests may hang calibrating the timer unless told the
-// TSC's frequency (tsc_early_khz), so it is used only when the host's is
-// known; pc otherwise. $TWLAB_VM_MACHINE overrides both. microvm has one
-// serial port: the guest then sends its result on the console.
-func machineFor() (machine, kernelArg string) {
+// TSC's frequency (tsc_early_khz, Linux 5.6 and later), so it is used only
+// for such kernels and when the host's frequency is known; pc otherwise.
+// $TWLAB_VM_MACHINE overrides both. The result goes out on a second serial
+// port that both machines get (see runKernel).
+func machineFor(k *Kernel) (machine, kernelArg string) {
 	if m := os.Getenv("TWLAB_VM_MACHINE"); m != "" {
 		return m, ""
+	}
+	if major, minor, ok := releaseVersion(k.Release); !ok || major < 5 || major == 5 && minor < 6 {
+		return "pc", ""
 	}
 	if khz := hostTSCkHz(); khz > 0 {
 		return "microvm,x-option-roms=off,rtc=on", fmt.Sprintf("tsc_early_khz=%d", khz)
 	}
 	return "pc", ""
+}
+
+// releaseVersion reads major and minor from a release such as
+// "6.1.0-57-amd64" or "4.10.17".
+func releaseVersion(rel string) (major, minor int, ok bool) {
+	a, rest, ok1 := strings.Cut(rel, ".")
+	b, _, _ := strings.Cut(rest, ".")
+	b = strings.TrimRightFunc(b, func(r rune) bool { return r < '0' || r > '9' })
+	if i := strings.IndexFunc(b, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		b = b[:i]
+	}
+	var err1, err2 error
+	major, err1 = strconv.Atoi(a)
+	minor, err2 = strconv.Atoi(b)
+	return major, minor, ok1 && err1 == nil && err2 == nil
 }
 
 // hostTSCkHz reads the host CPU's clock from /proc/cpuinfo (x86 only; 0
@@ -341,6 +391,9 @@ func hostTSCkHz() int {
 	return 0
 }
 
+// errNoLife is a guest whose /init never spoke.
+var errNoLife = errors.New("the guest showed no sign of life")
+
 // resultGrace is how long QEMU may take to exit by itself once the guest's
 // result is complete; then it is ended.
 const resultGrace = 200 * time.Millisecond
@@ -358,12 +411,15 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
 	sent := make(chan struct{}, 1)
+	booted := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		readConsole(pr, console, o, k, res, start, sent)
+		readConsole(pr, console, o, k, res, start, sent, booted)
 	}()
+	silent := time.NewTimer(min(o.BootLimit, o.Timeout))
+	defer silent.Stop()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	deadline := time.NewTimer(o.Timeout)
@@ -376,6 +432,7 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 		grace   <-chan time.Time
 		werr    error
 		reason  string
+		noLife  bool
 		running = true
 	)
 	check := func() {
@@ -409,6 +466,16 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 		case <-grace:
 			cmd.Process.Kill()
 			werr, running = <-exited, false
+		case <-booted:
+			booted = nil
+			silent.Stop()
+		case <-silent.C:
+			if booted == nil || o.BootLimit >= o.Timeout {
+				continue
+			}
+			noLife = true
+			cmd.Process.Kill()
+			werr, running = <-exited, false
 		case <-deadline.C:
 			reason = fmt.Sprintf("no result within %s; QEMU killed (console.log has the guest's console)", o.Timeout)
 			cmd.Process.Kill()
@@ -430,6 +497,8 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 		return nil, gotErr
 	case reason != "":
 		return nil, errors.New(reason)
+	case noLife && res.panicLine == "":
+		return nil, fmt.Errorf("%w for %s (console.log has what it printed)", errNoLife, min(o.BootLimit, o.Timeout))
 	}
 	if res.panicLine != "" {
 		return nil, fmt.Errorf("the guest kernel panicked: %s (console.log has the rest)", res.panicLine)
@@ -462,7 +531,7 @@ func readResult(resultFile, dir string) ([]byte, error) {
 
 // readConsole copies the guest's console to console.log and turns its
 // "twlab-guest:" lines into progress and timings.
-func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Result, start time.Time, sent chan<- struct{}) {
+func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Result, start time.Time, sent, booted chan<- struct{}) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -483,6 +552,10 @@ func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Resu
 		switch {
 		case msg == "init":
 			res.BootS = round2(time.Since(start).Seconds())
+			if booted != nil {
+				close(booted)
+				booted = nil
+			}
 			o.progress(k, fmt.Sprintf("booted in %.1fs", res.BootS))
 		case strings.HasPrefix(msg, "ready after "):
 			res.readyS = time.Since(start).Seconds()

@@ -562,9 +562,10 @@ func qemusOf(dir string) []int {
 	return pids
 }
 
-// TestFaultsStayWithTheirKernel boots one matrix of five kernels: four with
+// TestFaultsStayWithTheirKernel boots one matrix of six kernels: five with
 // a fault each - the guest kernel panics, QEMU is killed, the result is cut
-// mid-frame, or garbled - and a fine one after them. Each fault must give a
+// mid-frame or garbled, the guest hangs before it speaks - and a fine one
+// after them. Each fault must give a
 // clear error for its own kernel only, the fine kernel still runs, and no
 // QEMU process or temporary file is left.
 func TestFaultsStayWithTheirKernel(t *testing.T) {
@@ -588,6 +589,7 @@ func TestFaultsStayWithTheirKernel(t *testing.T) {
 		{"killed", func(k *Kernel) {}, "QEMU ended (signal: killed)"},
 		{"cut", func(k *Kernel) { k.fault = "cut" }, "torn result"},
 		{"garbled", func(k *Kernel) { k.fault = "garble" }, "result damaged"},
+		{"silent", func(k *Kernel) { k.fault = "silent" }, "the guest showed no sign of life for 15s"},
 	}
 	var kernels []*Kernel
 	for _, f := range faults {
@@ -610,7 +612,7 @@ func TestFaultsStayWithTheirKernel(t *testing.T) {
 		}
 	}
 	res, err := Run(context.Background(), Options{Kernels: kernels, ScenarioFile: "nat-paws.yaml", Source: src,
-		Binary: staticTwlab(t), OutDir: out, Timeout: 3 * time.Minute, Jobs: 1, Progress: progress,
+		Binary: staticTwlab(t), OutDir: out, Timeout: 3 * time.Minute, BootLimit: 15 * time.Second, Jobs: 1, Progress: progress,
 		Set:  []string{"load.connections=10"},
 		Only: "server.net.ipv4.tcp_tw_recycle == 0 && clients.net.ipv4.tcp_timestamps == 2 && server.net.ipv4.tcp_rfc1337 == 0"})
 	if err != nil {
@@ -625,6 +627,10 @@ func TestFaultsStayWithTheirKernel(t *testing.T) {
 		} else {
 			t.Logf("%s: %s", f.label, r.Err)
 		}
+	}
+	// The silent guest is booted twice, the second time on the pc machine.
+	if r := res[len(faults)-1]; r.BootAttempts != 2 || r.Machine != "pc" {
+		t.Errorf("silent: %d boot attempts, last on %q; want 2, the last on pc", r.BootAttempts, r.Machine)
 	}
 	if r := res[len(res)-1]; r.Err != "" || r.Run == nil || r.Run.Status != result.RunOK {
 		t.Errorf("the fine kernel after the faulty ones: err %q", r.Err)
@@ -691,5 +697,25 @@ func TestFullCache(t *testing.T) {
 	}
 	if r := res[0]; r.Err != "" || r.Boot != "bzImage" {
 		t.Errorf("boot with a full cache: err %q, boot %s (want the bzImage)", r.Err, r.Boot)
+	}
+}
+
+// TestMachineFor: microvm only for kernels that take the TSC's frequency
+// on the command line (5.6 and later); older ones may hang calibrating.
+func TestMachineFor(t *testing.T) {
+	if os.Getenv("TWLAB_VM_MACHINE") != "" {
+		t.Skip("TWLAB_VM_MACHINE overrides the choice")
+	}
+	for _, c := range []struct {
+		release string
+		old     bool
+	}{{"4.10.17", true}, {"4.4.121", true}, {"5.5.0-rc1", true}, {"", true}, {"5.10.0-46-amd64", false}, {"6.12.117+deb13-amd64", false}} {
+		m, arg := machineFor(&Kernel{Release: c.release})
+		switch {
+		case c.old && m != "pc":
+			t.Errorf("%q: machine %s, want pc", c.release, m)
+		case !c.old && hostTSCkHz() > 0 && (!strings.HasPrefix(m, "microvm") || !strings.HasPrefix(arg, "tsc_early_khz=")):
+			t.Errorf("%q: machine %s %q, want microvm with tsc_early_khz", c.release, m, arg)
+		}
 	}
 }
