@@ -192,10 +192,37 @@ func (e *RefusedError) Error() string {
 
 func (e *RefusedError) Unwrap() error { return e.Err }
 
-// InitialNS opens the network namespace of PID 1. Only a twlab VM writes
-// there: inside the VM, PID 1 is twlab and the whole machine is the lab. On
-// a host, PID 1's namespace is the host's, which twlab never writes.
+// initialNS is the namespace RememberInitialNS saw, or -1.
+var initialNS = netns.None()
+
+// RememberInitialNS keeps a handle on the calling thread's network
+// namespace as the initial one. A twlab VM's /init calls it first thing,
+// before any thread has switched: /proc/1/ns/net names the namespace of
+// PID 1's main thread, which Go may be running inside a lab namespace at
+// that very moment (seen on 4.10: a global knob written "in the initial
+// namespace" failed with ENOENT because it was written in a lab's).
+func RememberInitialNS() error {
+	h, err := netns.Get()
+	if err != nil {
+		return fmt.Errorf("initial network namespace: %w", err)
+	}
+	initialNS = h
+	return nil
+}
+
+// InitialNS opens the initial network namespace: the one remembered by
+// RememberInitialNS, else PID 1's. Only a twlab VM writes there: inside the
+// VM, PID 1 is twlab and the whole machine is the lab. On a host, PID 1's
+// namespace is the host's, which twlab never writes. The caller closes the
+// handle.
 func InitialNS() (netns.NsHandle, error) {
+	if initialNS.IsOpen() {
+		fd, err := unix.FcntlInt(uintptr(initialNS), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return netns.None(), fmt.Errorf("initial network namespace: %w", err)
+		}
+		return netns.NsHandle(fd), nil
+	}
 	h, err := netns.GetFromPath("/proc/1/ns/net")
 	if err != nil {
 		return netns.None(), fmt.Errorf("initial network namespace: %w", err)

@@ -24,6 +24,7 @@ import (
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/runner"
 	"github.com/twlab/twlab/lab/scenario"
+	"github.com/twlab/twlab/lab/sysctl"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,6 +82,8 @@ func GuestMain() {
 		}
 	}()
 	start := time.Now()
+	// Before any goroutine enters a lab namespace.
+	rememberErr := sysctl.RememberInitialNS()
 	var args guestArgsDoc
 	b, argsErr := os.ReadFile(guestArgs)
 	if argsErr == nil {
@@ -109,6 +112,10 @@ func GuestMain() {
 	}
 	if argsErr != nil {
 		sendError(out, "read args: "+argsErr.Error())
+		return
+	}
+	if rememberErr != nil {
+		sendError(out, rememberErr.Error())
 		return
 	}
 	loaded, failed := loadModules(args.Modules, args.ModuleLevels)
