@@ -1,0 +1,290 @@
+package load
+
+// The generator's side of one connection: sockets made in the client's
+// namespace, bind, a connect that never blocks a locked thread, and the
+// outcome class of whatever failed.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/twlab/twlab/lab/netnsutil"
+	"golang.org/x/sys/unix"
+)
+
+// sockMaker creates a client's sockets inside its namespace. A socket
+// keeps the namespace it was created in, and everything after socket(2)
+// (bind, connect, I/O) may happen on any thread, so sockets are made in
+// batches on the namespace's pinned thread and handed out from a pool: one
+// thread switch per batch instead of one per connection (the switch, a
+// futex wake-up of the locked thread and back, cost about a quarter of the
+// generator's CPU when it was done per connection).
+type sockMaker struct {
+	th    *netnsutil.Thread
+	batch int
+	mu    sync.Mutex
+	fds   []int
+}
+
+// socket returns a fresh non-blocking TCP socket of the maker's namespace.
+func (m *sockMaker) socket() (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.fds) == 0 {
+		err := m.th.Run(func() error {
+			for len(m.fds) < m.batch {
+				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					if len(m.fds) > 0 {
+						return nil // out of descriptors: use what there is
+					}
+					return fmt.Errorf("socket: %w", err)
+				}
+				m.fds = append(m.fds, fd)
+			}
+			return nil
+		})
+		if err != nil {
+			return -1, err
+		}
+	}
+	fd := m.fds[len(m.fds)-1]
+	m.fds = m.fds[:len(m.fds)-1]
+	return fd, nil
+}
+
+// close closes the unused sockets and stops the thread.
+func (m *sockMaker) close() {
+	m.mu.Lock()
+	for _, fd := range m.fds {
+		unix.Close(fd)
+	}
+	m.fds = nil
+	m.mu.Unlock()
+	if m.th != nil {
+		m.th.Close()
+	}
+}
+
+// sockBatch is how many sockets a client's maker creates at once: enough to
+// make the thread switch rare, few enough that 64 clients hold at most 512
+// unused descriptors.
+func sockBatch(clients int) int { return min(32, max(8, 512/max(clients, 1))) }
+
+type outcome struct {
+	// cutShort: the cell's end (its time bound or an interrupt) stopped
+	// this connection; it is counted apart, never as a failure.
+	cutShort   bool
+	class      string
+	connect    time.Duration
+	synRetrans int // SYNs sent again before the handshake completed
+	requests   int
+	err        error
+}
+
+// TCP states as TCP_INFO reports them (include/net/tcp_states.h).
+const (
+	tcpSynSent = 2
+	tcpClose   = 7
+)
+
+var errClosedInHandshake = errors.New("socket closed during the handshake")
+
+// dialer is one chain's connection maker: its target, its bind port and the
+// buffers every connection of the chain reuses.
+type dialer struct {
+	cfg    *Config
+	target unix.SockaddrInet4
+	local  unix.SockaddrInet4
+	bind   int
+	buf    []byte // response bytes read so far
+	rd     []byte // read buffer
+}
+
+func newDialer(cfg *Config, port int) *dialer {
+	d := &dialer{cfg: cfg, target: unix.SockaddrInet4{Port: port}, buf: make([]byte, 0, 512), rd: make([]byte, 512)}
+	copy(d.target.Addr[:], cfg.Target.To4())
+	return d
+}
+
+// dialOnce makes one connection: a socket of the client's namespace (and a
+// bind), then a non-blocking connect completed through Go's poller so that
+// no goroutine sits on a locked thread while the handshake runs.
+func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client, ci int) outcome {
+	cfg := d.cfg
+	fd, err := m.socket()
+	if err != nil {
+		return outcome{class: classify(err), err: err}
+	}
+	if cfg.SocketOffsets != nil {
+		if err := SetSocketOffset(fd, cfg.SocketOffsets[ci]); err != nil {
+			unix.Close(fd)
+			return outcome{class: Other, err: err}
+		}
+	}
+	if d.bind > 0 {
+		// SO_REUSEADDR lets a bound port be reused while its TIME_WAIT
+		// proves (by timestamps) that the new connection is newer. A
+		// socket's namespace is fixed at creation, so bind needs no switch.
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		d.local.Port = d.bind
+		copy(d.local.Addr[:], c.Addr.To4())
+		if err := unix.Bind(fd, &d.local); err != nil {
+			unix.Close(fd)
+			err = fmt.Errorf("bind %s:%d: %w", c.Addr, d.bind, err)
+			return outcome{class: classify(err), err: err}
+		}
+	}
+	f := os.NewFile(uintptr(fd), "tcp")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return outcome{class: Other, err: err}
+	}
+	start := time.Now()
+	// Ctrl-C must not wait out connect_timeout (up to 60 s) or io_timeout:
+	// cancelling the run expires this socket's deadlines at once, and a
+	// deadline set after that stays expired (setDeadline).
+	var ended atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		ended.Store(true)
+		f.SetDeadline(time.Now())
+	})
+	defer stop()
+	setDeadline := func(set func(time.Time) error, t time.Time) {
+		set(t)
+		if ended.Load() {
+			f.SetDeadline(time.Now())
+		}
+	}
+	// cut tells a deadline that the cell's end set from a network timeout.
+	cut := func(err error) bool {
+		return errors.Is(err, os.ErrDeadlineExceeded) && (ended.Load() || expired(ctx))
+	}
+	deadline := start.Add(cfg.ConnectTimeout)
+	// boundFirst: the cell's time bound comes before connect_timeout, so a
+	// timeout means the cell ended, not that the network failed. (ctx.Err()
+	// cannot tell: the poller's deadline may fire before the context's own
+	// timer has cancelled it.)
+	boundFirst := false
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline, boundFirst = dl, true
+	}
+	var cerr error
+	rc.Control(func(fd uintptr) { cerr = unix.Connect(int(fd), &d.target) })
+	if cerr != nil && !errors.Is(cerr, unix.EINPROGRESS) {
+		return outcome{class: classify(cerr), err: fmt.Errorf("connect: %w", cerr)}
+	}
+	// One TCP_INFO read per check tells both whether the handshake is done
+	// and how many SYNs it took (right after the handshake only the SYN can
+	// have been retransmitted); SO_ERROR is read only when it failed. Through
+	// veth the handshake has usually completed within connect(2) itself, so
+	// the first check, before any wait, succeeds.
+	var soErr error
+	synRetrans := 0
+	check := func(fd uintptr) bool {
+		info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			soErr = err
+			return true
+		}
+		switch info.State {
+		case tcpSynSent:
+			return false // still in the handshake
+		case tcpClose:
+			v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+			switch {
+			case err != nil:
+				soErr = err
+			case v != 0:
+				soErr = unix.Errno(v)
+			default:
+				soErr = errClosedInHandshake
+			}
+			return true
+		}
+		synRetrans = int(info.Total_retrans)
+		return true
+	}
+	if cerr == nil {
+		rc.Control(func(fd uintptr) { check(fd) })
+	} else {
+		setDeadline(f.SetWriteDeadline, deadline)
+		werr := rc.Write(check)
+		if werr != nil {
+			if errors.Is(werr, os.ErrDeadlineExceeded) {
+				if boundFirst || cut(werr) && time.Now().Before(start.Add(cfg.ConnectTimeout)) {
+					return outcome{cutShort: true, class: Timeout, err: context.DeadlineExceeded}
+				}
+				return outcome{class: Timeout, err: fmt.Errorf("connect: no answer within %s", cfg.ConnectTimeout)}
+			}
+			return outcome{class: Other, err: werr}
+		}
+	}
+	if soErr != nil {
+		return outcome{class: classify(soErr), err: fmt.Errorf("connect: %w", soErr)}
+	}
+	o := outcome{class: OK, connect: time.Since(start), synRetrans: synRetrans}
+	o.requests, err = d.exchange(f, setDeadline)
+	if err != nil && cut(err) {
+		// Connected, and the cell ended before the exchange did: the
+		// server was not too slow, the cell was over.
+		o.cutShort, o.err = true, nil
+		return o
+	}
+	if err != nil {
+		o.class = classify(err)
+		if o.class == Timeout {
+			o.class = Response // the handshake completed; the answer did not come
+		}
+		o.err = err
+	} else if d.bind > 0 && cfg.Close == CloseServer {
+		finishClose(rc)
+	}
+	return o
+}
+
+// finishClose sends the client's FIN and waits (up to 3 s) until the server
+// has acknowledged it, i.e. the socket reached CLOSED. A chain that binds a
+// fixed port is the reuse experiment: the next client's SYN must find the
+// server's TIME_WAIT and the box's conntrack entry of this connection gone
+// (TIME_WAIT with timeout 0). A plain close returns while that last ACK may
+// still be on its way through the box, and a SYN that overtakes it meets a
+// live entry: the NAT then picks another port (no reuse) or, with a one-port
+// range, drops the SYN on the box. SO_LINGER would wait too, but its wait
+// ends early on any signal, which a busy VM makes likely.
+func finishClose(rc syscall.RawConn) {
+	rc.Control(func(fd uintptr) {
+		if unix.Shutdown(int(fd), unix.SHUT_WR) != nil {
+			return
+		}
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Microsecond) {
+			info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+			if err != nil || info.State == tcpClose {
+				return
+			}
+		}
+	})
+}
+
+func classify(err error) string {
+	switch {
+	case err == nil:
+		return OK
+	case errors.Is(err, unix.ETIMEDOUT), errors.Is(err, os.ErrDeadlineExceeded):
+		return Timeout
+	case errors.Is(err, unix.ECONNREFUSED):
+		return Refused
+	case errors.Is(err, unix.ECONNRESET), errors.Is(err, unix.EPIPE):
+		return Reset
+	case errors.Is(err, unix.EADDRNOTAVAIL), errors.Is(err, unix.EADDRINUSE):
+		return AddrFail
+	}
+	return Other
+}

@@ -1,0 +1,94 @@
+package load
+
+// The HTTP/1.1 a connection speaks once connected: the requests, reading
+// the responses, and ending it as the close mode says.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+)
+
+var request = []byte("GET / HTTP/1.1\r\nHost: twlab\r\nUser-Agent: twlab\r\n\r\n")
+var requestClose = []byte("GET / HTTP/1.1\r\nHost: twlab\r\nUser-Agent: twlab\r\nConnection: close\r\n\r\n")
+
+// exchange sends the requests of one connection and ends it the way the
+// close mode says: in server mode it reads to EOF first, so that the server's
+// FIN is the first one and TIME_WAIT lands there.
+func (d *dialer) exchange(f *os.File, setDeadline func(func(time.Time) error, time.Time)) (int, error) {
+	cfg := d.cfg
+	setDeadline(f.SetDeadline, time.Now().Add(cfg.IOTimeout))
+	done := 0
+	for i := 1; i <= cfg.KeepaliveRequests; i++ {
+		req := request
+		if i == cfg.KeepaliveRequests && cfg.Close == CloseServer {
+			req = requestClose
+		}
+		if _, err := f.Write(req); err != nil {
+			return done, fmt.Errorf("write request: %w", err)
+		}
+		// Requests are not pipelined: nothing follows a response, so every
+		// read starts at the front of the chain's buffer.
+		_, err := readResponse(f, d.buf[:0], d.rd)
+		if err != nil {
+			if cfg.Close == CloseReset && i == cfg.KeepaliveRequests && isReset(err) {
+				return done + 1, nil
+			}
+			return done, fmt.Errorf("read response: %w", err)
+		}
+		done++
+	}
+	switch cfg.Close {
+	case CloseServer, CloseReset:
+		// Wait for the server's FIN (or RST) before closing.
+		for {
+			_, err := f.Read(d.rd)
+			if err != nil {
+				if errors.Is(err, io.EOF) || isReset(err) {
+					return done, nil
+				}
+				return done, fmt.Errorf("wait for server close: %w", err)
+			}
+		}
+	}
+	return done, nil
+}
+
+// readResponse reads one response with a Content-Length body.
+func readResponse(f *os.File, buf, rd []byte) ([]byte, error) {
+	for {
+		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
+			cl := contentLength(buf[:i])
+			if len(buf) >= i+4+cl {
+				return buf[i+4+cl:], nil
+			}
+		}
+		if len(buf) > 16<<10 {
+			return nil, errors.New("response too large")
+		}
+		n, err := f.Read(rd)
+		buf = append(buf, rd[:n]...)
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+func contentLength(head []byte) int {
+	for len(head) > 0 {
+		var line []byte
+		line, head, _ = bytes.Cut(head, []byte("\r\n"))
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if ok && bytes.EqualFold(bytes.TrimSpace(k), []byte("content-length")) {
+			n, err := strconv.Atoi(string(bytes.TrimSpace(v)))
+			if err == nil && n >= 0 {
+				return n
+			}
+		}
+	}
+	return 0
+}

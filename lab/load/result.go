@@ -1,0 +1,78 @@
+package load
+
+import "time"
+
+// Outcome classes of one connection.
+const (
+	OK       = "ok"
+	Timeout  = "timeout"
+	Refused  = "refused"
+	Reset    = "reset"
+	AddrFail = "addr" // EADDRNOTAVAIL / EADDRINUSE: no local port to use
+	// Response: connected, but no complete response within io_timeout
+	// (e.g. the connection waits in a full accept queue).
+	Response = "response"
+	Other    = "other"
+)
+
+// FailureClasses lists every failure class, in report order.
+var FailureClasses = []string{Timeout, Refused, Reset, AddrFail, Response, Other}
+
+// ClientStats counts one client's outcomes.
+type ClientStats struct {
+	Attempts int            `json:"attempts"`
+	OK       int            `json:"ok"`
+	Failures map[string]int `json:"failures"`
+	CutShort int            `json:"cut_short"`
+}
+
+// Result is what the load measured.
+type Result struct {
+	Attempts int            `json:"attempts"`
+	OK       int            `json:"ok"`
+	Failed   int            `json:"failed"`
+	Failures map[string]int `json:"failures"`
+	// CutShort are connections still in progress (connecting, or
+	// exchanging after the handshake) when the cell's time bound or an
+	// interrupt ended the load: neither attempts that failed nor successes.
+	CutShort  int                     `json:"cut_short"`
+	Requests  int                     `json:"requests"`
+	ConnectMS Percentiles             `json:"connect_ms"`
+	ConnPerS  float64                 `json:"conn_per_s"`
+	Elapsed   float64                 `json:"elapsed_s"`
+	PerClient map[string]*ClientStats `json:"per_client"`
+	// Handoffs count connections by the client that used the chain before:
+	// "c1_to_c2" is c2 connecting right after c1 on the same chain, i.e. onto
+	// the 4-tuple c1 just left in TIME_WAIT when the NAT maps both alike.
+	Handoffs map[string]*Handoff `json:"handoffs"`
+	// Errors keeps the first few distinct error texts for the reader.
+	Errors []string `json:"errors,omitempty"`
+	// ConnectCDF is the distribution of successful connect latencies as
+	// [quantile, ms] points (every connect up to CDFPoints of them, else
+	// quantiles with a finer grid in the tail), so reports can draw it.
+	ConnectCDF [][2]float64 `json:"connect_cdf,omitempty"`
+	// latencies of successful connects, ns; not serialised.
+	lat []int64
+}
+
+// Handoff counts one (previous client, next client) pair on a chain.
+type Handoff struct {
+	Attempts int `json:"attempts"`
+	// Retried: the connection succeeded but its SYN had to be sent again
+	// (TCP_INFO total_retrans at connect time), i.e. the first SYN was
+	// rejected or lost.
+	Retried int `json:"retried"`
+	Failed  int `json:"failed"`
+}
+
+// HandoffKey names the pair prev→next.
+func HandoffKey(prev, next string) string { return prev + "_to_" + next }
+
+// Latencies returns the connect latencies of successful connections.
+func (r *Result) Latencies() []time.Duration {
+	out := make([]time.Duration, len(r.lat))
+	for i, v := range r.lat {
+		out[i] = time.Duration(v)
+	}
+	return out
+}
