@@ -281,10 +281,15 @@ func classify(err error) string {
 		return Timeout
 	case errors.Is(err, unix.ECONNREFUSED):
 		return Refused
-	case errors.Is(err, unix.ECONNRESET), errors.Is(err, unix.EPIPE):
+	case isReset(err):
 		return Reset
 	case errors.Is(err, unix.EADDRNOTAVAIL), errors.Is(err, unix.EADDRINUSE):
 		return AddrFail
 	}
 	return Other
+}
+
+// isReset reports whether err is a connection reset or broken pipe.
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }

@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/twlab/twlab/lab/netnsutil"
@@ -304,9 +303,4 @@ func (s *Server) Close() error {
 		}
 	})
 	return errors.Join(errs...)
-}
-
-// isReset reports whether err is a connection reset or broken pipe.
-func isReset(err error) bool {
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
