@@ -118,13 +118,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	var budget atomic.Int64
 	budget.Store(int64(cfg.Connections))
-	res := &Result{Failures: map[string]int{}, PerClient: map[string]*ClientStats{}, Handoffs: map[string]*Handoff{}}
-	for _, c := range cfg.Clients {
-		res.PerClient[c.Name] = &ClientStats{Failures: map[string]int{}}
-	}
-	for _, f := range FailureClasses {
-		res.Failures[f] = 0
-	}
+	res := newResult(cfg.Clients)
 	// errMu guards the error texts only: the failure path, not every
 	// connection.
 	var errMu sync.Mutex

@@ -77,6 +77,19 @@ func (st *chainStats) record(prev, ci int, o *outcome) {
 	}
 }
 
+// newResult is the empty Result merge adds into: a ClientStats for every
+// client, and every failure class present (at 0) so reports list them all.
+func newResult(clients []Client) *Result {
+	res := &Result{Failures: map[string]int{}, PerClient: map[string]*ClientStats{}, Handoffs: map[string]*Handoff{}}
+	for _, c := range clients {
+		res.PerClient[c.Name] = &ClientStats{Failures: map[string]int{}}
+	}
+	for _, f := range FailureClasses {
+		res.Failures[f] = 0
+	}
+	return res
+}
+
 // merge adds the chains' counts into res.
 func merge(res *Result, clients []Client, chains []*chainStats) {
 	n := len(clients)

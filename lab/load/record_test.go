@@ -50,10 +50,7 @@ func TestMergeChains(t *testing.T) {
 	b.record(-1, 1, &outcome{class: Timeout})
 	b.record(1, 0, &outcome{class: Reset})
 	b.record(0, 1, &outcome{class: OK, connect: 3, requests: 1})
-	res := &Result{Failures: map[string]int{}, PerClient: map[string]*ClientStats{}, Handoffs: map[string]*Handoff{}}
-	for _, c := range clients {
-		res.PerClient[c.Name] = &ClientStats{Failures: map[string]int{}}
-	}
+	res := newResult(clients)
 	merge(res, clients, []*chainStats{a, b})
 	if res.Attempts != 5 || res.OK != 3 || res.Failed != 2 || res.Requests != 3 {
 		t.Errorf("attempts %d ok %d failed %d requests %d", res.Attempts, res.OK, res.Failed, res.Requests)
