@@ -74,3 +74,19 @@ func TestMergeChains(t *testing.T) {
 		t.Errorf("latencies %v", res.lat)
 	}
 }
+
+// The chain counters (classNames) and the report (FailureClasses) list the
+// classes apart; merge writes one into the other's map.
+func TestClassOrder(t *testing.T) {
+	if !slices.Equal(classNames[1:], FailureClasses) || classNames[0] != OK {
+		t.Fatalf("classNames %v, FailureClasses %v", classNames, FailureClasses)
+	}
+	for i, c := range classNames {
+		if classIndex(c) != i {
+			t.Errorf("classIndex(%q) = %d, want %d", c, classIndex(c), i)
+		}
+	}
+	if classIndex("bogus") != classIndex(Other) {
+		t.Error("an unknown class does not count as other")
+	}
+}
