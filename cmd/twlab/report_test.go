@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twlab/twlab/lab/load"
 	"github.com/twlab/twlab/lab/result"
 )
 
@@ -21,13 +20,13 @@ func writeRun(t *testing.T, kernel, id string, paws int64) string {
 		t.Fatal(err)
 	}
 	ran := &result.Cell{ID: "timestamps=1", Status: result.CellOK, Matrix: map[string]string{"clients.net.ipv4.tcp_timestamps": "1"},
-		Load:  &load.Result{Attempts: 100, OK: 100, Failures: map[string]int{}, ConnectMS: load.Percentiles{P50: 0.1, P99: 12}, ConnectCDF: [][2]float64{{0.5, 0.1}, {1, 12}}},
+		Load:  &result.Load{Attempts: 100, OK: 100, Failures: map[string]int{}, ConnectMS: result.Percentiles{P50: 0.1, P99: 12}, ConnectCDF: [][2]float64{{0.5, 0.1}, {1, 12}}},
 		SYN:   &result.SYN{In: 100 + paws, SynAckOut: 100, Unanswered: paws},
 		Nodes: map[string]*result.Node{"server": {Counters: map[string]int64{"TcpExt.PAWSTimewait": paws}}}}
 	ran.Nodes["server"].Summarize()
 	na := &result.Cell{ID: "tw_recycle=1", Index: 1, Status: result.CellNA, Reason: "n/a: no such knob"}
 	r := &result.Run{Schema: result.Schema, Tool: "twlab", RunID: id, ScenarioFile: "nat-paws.yaml",
-		Scenario: map[string]any{"name": "nat-paws", "description": "The classic case."}, Kernel: kernel,
+		Scenario: json.RawMessage(`{"name": "nat-paws", "description": "The classic case."}`), Kernel: kernel,
 		Status: result.RunOK, Started: time.Date(2026, 11, 25, 13, 0, 0, 0, time.UTC), Cells: []*result.Cell{ran, na}}
 	if err := r.WriteJSON(filepath.Join(dir, "run.json")); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twlab/twlab/lab/load"
 	"github.com/twlab/twlab/lab/result"
 )
 
@@ -146,7 +145,7 @@ func statusClass(s string) string {
 }
 
 // loadClass colours a cell's connections by how many failed.
-func loadClass(l *load.Result) string {
+func loadClass(l *result.Load) string {
 	switch {
 	case l == nil || l.Attempts == 0:
 		return ""
@@ -374,7 +373,7 @@ func htmlCellOf(c *result.Cell, cellNum int, anchor string, ss []*result.Series,
 	return hc
 }
 
-func connectText(l *load.Result) string {
+func connectText(l *result.Load) string {
 	if l.OK == 0 {
 		return "no successful connect"
 	}

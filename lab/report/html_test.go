@@ -2,6 +2,7 @@ package report_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,8 +21,8 @@ import (
 // recovered from PAWS rejects, one whose client was locked out, one n/a;
 // with the time series of the two that ran.
 func syntheticRun() (*result.Run, map[int][]*result.Series) {
-	scen := map[string]any{"name": "demo", "description": "Two clients behind one SNAT port.\n\nThe server closes first & holds <TIME_WAIT>.",
-		"matrix": []map[string]any{{"key": "server.net.ipv4.tcp_rfc1337", "values": []string{"0", "1"}}}}
+	scen := json.RawMessage(`{"name": "demo", "description": "Two clients behind one SNAT port.\n\nThe server closes first & holds <TIME_WAIT>.",
+		"matrix": [{"key": "server.net.ipv4.tcp_rfc1337", "values": ["0", "1"]}]}`)
 	mk := func(i int, id, rfc string, ok, failed int, paws int64) *result.Cell {
 		var lat []int64
 		for j := 0; j < ok; j++ {
@@ -30,8 +31,8 @@ func syntheticRun() (*result.Run, map[int][]*result.Series) {
 		c := &result.Cell{ID: id, Index: i, Status: result.CellOK, DurationS: 2,
 			Knobs: map[string]string{"server.net.ipv4.tcp_rfc1337": rfc}, Matrix: map[string]string{"server.net.ipv4.tcp_rfc1337": rfc},
 			KnobsActual: map[string]string{"server.net.ipv4.tcp_rfc1337": rfc},
-			Load: &load.Result{Attempts: ok + failed, OK: ok, Failed: failed, Failures: map[string]int{load.Timeout: failed},
-				ConnectMS: load.ComputePercentiles(lat), ConnectCDF: load.ComputeCDF(lat), ConnPerS: 100, Elapsed: 2},
+			Load: &result.Load{Attempts: ok + failed, OK: ok, Failed: failed, Failures: map[string]int{result.FailTimeout: failed},
+				ConnectMS: result.Percentiles(load.ComputePercentiles(lat)), ConnectCDF: load.ComputeCDF(lat), ConnPerS: 100, Elapsed: 2},
 			SYN: &result.SYN{In: int64(ok) + paws, SynAckOut: int64(ok), Unanswered: paws, RSTIn: paws},
 			Nodes: map[string]*result.Node{
 				"server":  {Counters: map[string]int64{"TcpExt.PAWSTimewait": paws, "TcpExt.TW": int64(ok), "Tcp.PassiveOpens": int64(ok), "Tcp.InSegs": 600}, TimeWait: result.TimeWait{Max: 1, Final: 1}},

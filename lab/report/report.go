@@ -14,7 +14,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/twlab/twlab/lab/load"
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/tmpfile"
 )
@@ -43,7 +42,7 @@ func counter(node, key string) func(c *result.Cell) string {
 	}
 }
 
-func loadCol(f func(l *load.Result) string) func(c *result.Cell) string {
+func loadCol(f func(l *result.Load) string) func(c *result.Cell) string {
 	return func(c *result.Cell) string {
 		if c.Load == nil {
 			return ""
@@ -63,12 +62,12 @@ func synCol(f func(s *result.SYN) int64) func(c *result.Cell) string {
 
 var columns = []column{
 	{"status", func(c *result.Cell) string { return c.Status }},
-	{"conns", loadCol(func(l *load.Result) string { return num(int64(l.Attempts)) })},
-	{"ok", loadCol(func(l *load.Result) string { return num(int64(l.OK)) })},
-	{"fail", loadCol(func(l *load.Result) string { return failures(l) })},
-	{"p50ms", loadCol(func(l *load.Result) string { return ms(l.ConnectMS.P50) })},
-	{"p99ms", loadCol(func(l *load.Result) string { return ms(l.ConnectMS.P99) })},
-	{"conn/s", loadCol(func(l *load.Result) string { return strconv.FormatFloat(l.ConnPerS, 'f', 0, 64) })},
+	{"conns", loadCol(func(l *result.Load) string { return num(int64(l.Attempts)) })},
+	{"ok", loadCol(func(l *result.Load) string { return num(int64(l.OK)) })},
+	{"fail", loadCol(func(l *result.Load) string { return failures(l) })},
+	{"p50ms", loadCol(func(l *result.Load) string { return ms(l.ConnectMS.P50) })},
+	{"p99ms", loadCol(func(l *result.Load) string { return ms(l.ConnectMS.P99) })},
+	{"conn/s", loadCol(func(l *result.Load) string { return strconv.FormatFloat(l.ConnPerS, 'f', 0, 64) })},
 	{"syn_in", synCol(func(s *result.SYN) int64 { return s.In })},
 	{"unanswered", synCol(func(s *result.SYN) int64 { return s.Unanswered })},
 	{"srv_paws", counter("server", "paws")},
@@ -83,12 +82,12 @@ var columns = []column{
 	{"expect", expectCol},
 }
 
-func failures(l *load.Result) string {
+func failures(l *result.Load) string {
 	if l.Failed == 0 {
 		return "0"
 	}
 	var parts []string
-	for _, k := range load.FailureClasses {
+	for _, k := range result.FailureClasses {
 		if v := l.Failures[k]; v > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", k, v))
 		}
@@ -382,7 +381,7 @@ func csvOf(r *result.Run) ([]byte, []string, error) {
 	head := []string{"cell", "status", "reason"}
 	head = append(head, knobs...)
 	head = append(head, "attempts", "ok", "failed")
-	for _, f := range load.FailureClasses {
+	for _, f := range result.FailureClasses {
 		head = append(head, "fail_"+f)
 	}
 	head = append(head, "connect_p50_ms", "connect_p90_ms", "connect_p99_ms", "connect_max_ms", "conn_per_s",
@@ -405,12 +404,12 @@ func csvOf(r *result.Run) ([]byte, []string, error) {
 		}
 		if l := c.Load; l != nil {
 			row = append(row, num(int64(l.Attempts)), num(int64(l.OK)), num(int64(l.Failed)))
-			for _, f := range load.FailureClasses {
+			for _, f := range result.FailureClasses {
 				row = append(row, num(int64(l.Failures[f])))
 			}
 			row = append(row, fmtF(l.ConnectMS.P50), fmtF(l.ConnectMS.P90), fmtF(l.ConnectMS.P99), fmtF(l.ConnectMS.Max), fmtF(l.ConnPerS))
 		} else {
-			row = append(row, make([]string, 3+len(load.FailureClasses)+5)...)
+			row = append(row, make([]string, 3+len(result.FailureClasses)+5)...)
 		}
 		if s := c.SYN; s != nil {
 			row = append(row, num(s.In), num(s.SynAckOut), num(s.Unanswered), num(s.RSTIn), num(s.RSTOut))

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twlab/twlab/lab/load"
 	"github.com/twlab/twlab/lab/report"
 	"github.com/twlab/twlab/lab/result"
 )
@@ -16,14 +15,14 @@ import (
 func sampleRun() *result.Run {
 	ok := &result.Cell{ID: "timestamps=1", Status: result.CellOK, DurationS: 1.5,
 		Knobs:  map[string]string{"clients.net.ipv4.tcp_timestamps": "1"},
-		Load:   &load.Result{Attempts: 10, OK: 10, Failures: map[string]int{}, ConnectMS: load.Percentiles{P50: 0.2, P99: 15}},
+		Load:   &result.Load{Attempts: 10, OK: 10, Failures: map[string]int{}, ConnectMS: result.Percentiles{P50: 0.2, P99: 15}},
 		SYN:    &result.SYN{In: 15, SynAckOut: 10, Unanswered: 5},
 		Nodes:  map[string]*result.Node{"server": {Counters: map[string]int64{"TcpExt.PAWSTimewait": 5}}},
 		Expect: []result.Expect{{Expr: "server.paws > 0", OK: true, Value: 5.0, Bound: "> 0"}}}
 	ok.Nodes["server"].Summarize()
 	failed := &result.Cell{ID: "timestamps=0", Status: result.CellFailed, Reason: "expectation failed: load.failed == 0",
 		Knobs:  map[string]string{"clients.net.ipv4.tcp_timestamps": "0"},
-		Load:   &load.Result{Attempts: 10, OK: 7, Failed: 3, Failures: map[string]int{load.Timeout: 3}},
+		Load:   &result.Load{Attempts: 10, OK: 7, Failed: 3, Failures: map[string]int{result.FailTimeout: 3}},
 		Expect: []result.Expect{{Expr: "load.failed == 0", OK: false, Value: 3.0, Bound: "== 0"}}}
 	na := &result.Cell{ID: "tw_recycle=1", Status: result.CellNA, Reason: "n/a: net.ipv4.tcp_tw_recycle does not exist <here> & \"there\""}
 	return &result.Run{Schema: result.Schema, ScenarioFile: "scenarios/demo.yaml", Kernel: "6.18", Status: result.RunFailed,

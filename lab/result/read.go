@@ -128,17 +128,15 @@ func ParseRun(path string, b []byte) (*Run, error) {
 	if err := checkJSONShape(b); err != nil {
 		return nil, &NotRunError{Path: path, Reason: "not a run.json twlab wrote", Err: err}
 	}
-	// The embedded *Run takes every field; the fields declared here hide
-	// the ones that would need trust to decode: times (a bad one would end
-	// decoding), the free-form scenario and kernel features (kept as the
-	// raw JSON they are, never expanded), and cells one by one.
+	// The embedded *Run takes every field (the scenario as the raw JSON it
+	// is, never expanded); the fields declared here hide the ones that
+	// would need trust to decode: times (a bad one would end decoding) and
+	// cells one by one.
 	var in struct {
 		*Run
-		Started        json.RawMessage `json:"started"`
-		Finished       json.RawMessage `json:"finished"`
-		Scenario       json.RawMessage `json:"scenario"`
-		KernelFeatures json.RawMessage `json:"kernel_features"`
-		Cells          []*struct {
+		Started  json.RawMessage `json:"started"`
+		Finished json.RawMessage `json:"finished"`
+		Cells    []*struct {
 			*Cell
 			Started json.RawMessage `json:"started"`
 		} `json:"cells"`
@@ -168,11 +166,8 @@ func ParseRun(path string, b []byte) (*Run, error) {
 			r.Finished = &t
 		}
 	}
-	if len(in.Scenario) > 0 && string(in.Scenario) != "null" {
-		r.Scenario = in.Scenario
-	}
-	if len(in.KernelFeatures) > 0 && string(in.KernelFeatures) != "null" {
-		r.KernelFeatures = in.KernelFeatures
+	if string(r.Scenario) == "null" {
+		r.Scenario = nil
 	}
 	r.Cells = make([]*Cell, 0, len(in.Cells))
 	dropped := 0
@@ -187,7 +182,7 @@ func ParseRun(path string, b []byte) (*Run, error) {
 	if dropped > 0 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %d of %d cells are not objects and were left out", dropped, len(in.Cells)))
 	}
-	// Scenario and KernelFeatures are raw JSON ([]byte): not cut.
+	// Scenario is raw JSON ([]byte), which clipStrings leaves alone.
 	if n := clipStrings(reflect.ValueOf(r).Elem(), MaxRunString); n > 0 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %d strings longer than %d bytes were cut", n, MaxRunString))
 	}

@@ -2,7 +2,10 @@
 // and writes it atomically.
 //
 // Other tools read run.json; the names below are a contract. Add fields,
-// never rename or repurpose one within v1.
+// never rename or repurpose one within v1. Every type of the document is
+// declared in this package (testdata/v1 holds it to the bytes v1 has always
+// had); the packages that measure return plain values, copied in by the
+// runner.
 package result
 
 import (
@@ -13,11 +16,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/twlab/twlab/lab/capture"
-	"github.com/twlab/twlab/lab/skew"
 	"github.com/twlab/twlab/lab/tmpfile"
-
-	"github.com/twlab/twlab/lab/load"
 )
 
 // Schema names this document's version.
@@ -53,18 +52,20 @@ const (
 
 // Run is one twlab run.
 type Run struct {
-	Schema       string   `json:"schema"`
-	Tool         string   `json:"tool"`
-	RunID        string   `json:"run_id"`
-	ScenarioFile string   `json:"scenario_file"`
-	Scenario     any      `json:"scenario"` // *scenario.Scenario when written; decoded as a generic object
-	Overrides    []string `json:"overrides,omitempty"`
-	Only         string   `json:"only,omitempty"`
-	Kernel       string   `json:"kernel"`
-	// KernelFeatures is what detection found (lab/kernel.Facts): knobs per
-	// namespace or global, NAT, eBPF, PAWS counters, timestamp offsets.
-	KernelFeatures any  `json:"kernel_features,omitempty"`
-	Host           Host `json:"host"`
+	Schema       string `json:"schema"`
+	Tool         string `json:"tool"`
+	RunID        string `json:"run_id"`
+	ScenarioFile string `json:"scenario_file"`
+	// Scenario is the scenario as lab/scenario encodes it, kept as raw JSON:
+	// it is the scenario file's own format, and a reader takes what it
+	// needs through ScenarioView.
+	Scenario  json.RawMessage `json:"scenario"`
+	Overrides []string        `json:"overrides,omitempty"`
+	Only      string          `json:"only,omitempty"`
+	Kernel    string          `json:"kernel"`
+	// KernelFeatures is what detection found.
+	KernelFeatures *KernelFeatures `json:"kernel_features,omitempty"`
+	Host           Host            `json:"host"`
 	// VM is what a twlab VM cost beyond the cells (twlab vm only; written by
 	// the host).
 	VM       *VMTiming  `json:"vm,omitempty"`
@@ -123,7 +124,7 @@ type Cell struct {
 	Matrix      map[string]string `json:"matrix"`
 	Started     time.Time         `json:"started"`
 	DurationS   float64           `json:"duration_s"`
-	Load        *load.Result      `json:"load,omitempty"`
+	Load        *Load             `json:"load,omitempty"`
 	SYN         *SYN              `json:"syn,omitempty"`
 	Nodes       map[string]*Node  `json:"nodes,omitempty"`
 	Expect      []Expect          `json:"expect"`
@@ -132,7 +133,7 @@ type Cell struct {
 	// them with the program's rewrite counters.
 	Skew *Skew `json:"skew,omitempty"`
 	// Pcap lists the captures written for this cell (--pcap).
-	Pcap []capture.Stats `json:"pcap,omitempty"`
+	Pcap []Capture `json:"pcap,omitempty"`
 	// Timeseries says what the cell wrote to timeseries.csv.
 	Timeseries *CellTimeseries `json:"timeseries,omitempty"`
 	// Series holds the cell's readings until they are appended to
@@ -165,7 +166,9 @@ type SkewClient struct {
 	OffsetMS int64 `json:"offset_ms"`
 	// Sockets: connections whose socket got the offset (method socket).
 	Sockets int64 `json:"sockets,omitempty"`
-	skew.Stats
+	// SkewStats: what the eBPF program did (method ebpf); embedded, so its
+	// counters are fields of the client in run.json.
+	SkewStats
 }
 
 // SYN is what the server's nftables counters saw during the cell.

@@ -118,8 +118,12 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		return nil, "", fmt.Errorf("results folder: %w", err)
 	}
 	host, _ := os.Hostname()
+	scen, err := recordScenario(plan.Scenario)
+	if err != nil {
+		return nil, "", err
+	}
 	run := &result.Run{
-		Schema: result.Schema, Tool: "twlab", RunID: id, ScenarioFile: plan.File, Scenario: plan.Scenario,
+		Schema: result.Schema, Tool: "twlab", RunID: id, ScenarioFile: plan.File, Scenario: scen,
 		Overrides: opt.Overrides, Only: opt.Only, Kernel: kernel.Release(),
 		Host:    result.Host{Hostname: host, CPUs: runtime.NumCPU(), VM: opt.VM},
 		Started: started, Status: result.RunRunning, Cells: []*result.Cell{},
@@ -130,7 +134,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	if ferr != nil {
 		log.Warn("kernel detection incomplete", "err", ferr)
 	}
-	run.KernelFeatures = facts
+	run.KernelFeatures = recordKernel(facts)
 	kvars := facts.Vars()
 	if facts.NAT != "ok" {
 		if facts.NAT == "" && ferr != nil {
@@ -498,7 +502,7 @@ func (cr *cellRun) measure(ctx context.Context) error {
 		sampler.Stop()
 		return err
 	}
-	rc.Load = lres
+	rc.Load = recordLoad(lres)
 	select {
 	case <-time.After(settle):
 	case <-ctx.Done():
@@ -513,7 +517,7 @@ func (cr *cellRun) measure(ctx context.Context) error {
 		if rel, err := filepath.Rel(cr.opt.dir, st.Path); err == nil {
 			st.Path = rel
 		}
-		rc.Pcap = append(rc.Pcap, st)
+		rc.Pcap = append(rc.Pcap, recordCapture(st))
 	}
 	cr.caps = nil
 	if cr.socketOffsets != nil {
@@ -528,7 +532,7 @@ func (cr *cellRun) measure(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		rc.Skew.Clients[name].Stats = st
+		rc.Skew.Clients[name].SkewStats = recordSkew(st)
 	}
 	if serr != nil {
 		cr.log.Warn("time_wait sampling", "err", serr)

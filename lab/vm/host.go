@@ -255,10 +255,8 @@ func timing(res *Result, run *result.Run) *result.VMTiming {
 	if res.readyS > res.BootS {
 		t.Modules = round3(res.readyS - res.BootS)
 	}
-	if kf, ok := run.KernelFeatures.(map[string]any); ok {
-		if d, ok := kf["detect_s"].(float64); ok {
-			t.Detect = round3(d)
-		}
+	if kf := run.KernelFeatures; kf != nil {
+		t.Detect = round3(kf.DetectS)
 	}
 	t.Cells = round3(max(0, res.ScenarioS-t.Detect))
 	if res.resultS > res.scenarioEndS && res.scenarioEndS > 0 {
