@@ -2,7 +2,6 @@ package report
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -22,20 +21,10 @@ const ReportName = "report.html"
 // Plot kinds, in the order each cell shows them (data-plot attributes).
 var PlotKinds = []string{"timewait", "outcomes", "server", "cdf"}
 
-// scenarioText is what the report needs of run.json's scenario object.
-type scenarioText struct {
-	Name        string `json:"name"`
-	Description string `json:"description"`
-	Matrix      []struct {
-		Key string `json:"key"`
-	} `json:"matrix"`
-}
-
-func scenarioOf(r *result.Run) scenarioText {
-	var s scenarioText
-	if b, err := json.Marshal(r.Scenario); err == nil {
-		json.Unmarshal(b, &s)
-	}
+// scenarioOf is the run's scenario as the report names it: a run.json
+// without a name takes the scenario file's.
+func scenarioOf(r *result.Run) result.ScenarioView {
+	s := r.ScenarioView()
 	if s.Name == "" {
 		s.Name = strings.TrimSuffix(filepath.Base(r.ScenarioFile), ".yaml")
 	}
@@ -280,18 +269,8 @@ func renderHTML(r *result.Run, ts map[int][]*result.Series, problems []string) (
 }
 
 // kernelFacts picks the detected facts a reader of the report needs.
-func kernelFacts(kf any) []string {
-	var f struct {
-		TSOffsets    string   `json:"ts_offsets"`
-		PAWSCounters []string `json:"paws_counters"`
-		EBPF         string   `json:"ebpf"`
-		Knobs        []struct {
-			Name  string `json:"name"`
-			State string `json:"state"`
-		} `json:"knobs"`
-	}
-	b, err := json.Marshal(kf)
-	if err != nil || json.Unmarshal(b, &f) != nil {
+func kernelFacts(f *result.KernelFeatures) []string {
+	if f == nil {
 		return nil
 	}
 	var out []string
@@ -303,7 +282,7 @@ func kernelFacts(kf any) []string {
 	}
 	var missing []string
 	for _, k := range f.Knobs {
-		if k.State == "missing" {
+		if k.State == result.KnobMissing {
 			missing = append(missing, k.Name)
 		}
 	}
