@@ -42,17 +42,18 @@ type Limits struct {
 // DefaultLimits keep headers with room for TCP options and cap a file at 16 MiB.
 var DefaultLimits = Limits{Snaplen: 160, MaxPackets: 200_000, MaxBytes: 16 << 20}
 
-// Stats describe a finished capture.
+// Stats describe a finished capture (run.json records them as
+// result.Capture).
 type Stats struct {
-	Path      string `json:"path"`
-	Link      string `json:"link"`
-	Packets   int    `json:"packets"`
-	Bytes     int64  `json:"bytes"`
-	Truncated bool   `json:"truncated"` // a limit was reached; later frames were not written
+	Path      string
+	Link      string
+	Packets   int
+	Bytes     int64
+	Truncated bool // a limit was reached; later frames were not written
 	// KernelDrops are frames the kernel could not queue to the capture
 	// (PACKET_STATISTICS): they are in no file, and a count that should be
 	// exact is not.
-	KernelDrops uint64 `json:"kernel_drops"`
+	KernelDrops uint64
 }
 
 // Capture is a running capture.

@@ -55,7 +55,9 @@ const (
 	offsetThreshold = 5000 // ticks: clock drift between probes is a few ms
 )
 
-// Facts are the detected capabilities.
+// Facts are the detected capabilities. The JSON names are twlab doctor
+// --json's; run.json records the facts as result.KernelFeatures, with the
+// same names.
 type Facts struct {
 	Release      string   `json:"release"`
 	Major        int      `json:"major"`

@@ -15,54 +15,56 @@ const (
 	Other    = "other"
 )
 
-// FailureClasses lists every failure class, in report order.
+// FailureClasses lists every failure class, in report order. The names are
+// run.json's (result.FailureClasses).
 var FailureClasses = []string{Timeout, Refused, Reset, AddrFail, Response, Other}
 
 // ClientStats counts one client's outcomes.
 type ClientStats struct {
-	Attempts int            `json:"attempts"`
-	OK       int            `json:"ok"`
-	Failures map[string]int `json:"failures"`
-	CutShort int            `json:"cut_short"`
+	Attempts int
+	OK       int
+	Failures map[string]int
+	CutShort int
 }
 
-// Result is what the load measured.
+// Result is what the load measured. run.json records it as result.Load
+// (the runner copies it), so its fields are free to change.
 type Result struct {
-	Attempts int            `json:"attempts"`
-	OK       int            `json:"ok"`
-	Failed   int            `json:"failed"`
-	Failures map[string]int `json:"failures"`
+	Attempts int
+	OK       int
+	Failed   int
+	Failures map[string]int
 	// CutShort are connections still in progress (connecting, or
 	// exchanging after the handshake) when the cell's time bound or an
 	// interrupt ended the load: neither attempts that failed nor successes.
-	CutShort  int                     `json:"cut_short"`
-	Requests  int                     `json:"requests"`
-	ConnectMS Percentiles             `json:"connect_ms"`
-	ConnPerS  float64                 `json:"conn_per_s"`
-	Elapsed   float64                 `json:"elapsed_s"`
-	PerClient map[string]*ClientStats `json:"per_client"`
+	CutShort  int
+	Requests  int
+	ConnectMS Percentiles
+	ConnPerS  float64
+	Elapsed   float64
+	PerClient map[string]*ClientStats
 	// Handoffs count connections by the client that used the chain before:
 	// "c1_to_c2" is c2 connecting right after c1 on the same chain, i.e. onto
 	// the 4-tuple c1 just left in TIME_WAIT when the NAT maps both alike.
-	Handoffs map[string]*Handoff `json:"handoffs"`
+	Handoffs map[string]*Handoff
 	// Errors keeps the first few distinct error texts for the reader.
-	Errors []string `json:"errors,omitempty"`
+	Errors []string
 	// ConnectCDF is the distribution of successful connect latencies as
 	// [quantile, ms] points (every connect up to CDFPoints of them, else
 	// quantiles with a finer grid in the tail), so reports can draw it.
-	ConnectCDF [][2]float64 `json:"connect_cdf,omitempty"`
-	// latencies of successful connects, ns; not serialised.
+	ConnectCDF [][2]float64
+	// latencies of successful connects, ns, for Latencies.
 	lat []int64
 }
 
 // Handoff counts one (previous client, next client) pair on a chain.
 type Handoff struct {
-	Attempts int `json:"attempts"`
+	Attempts int
 	// Retried: the connection succeeded but its SYN had to be sent again
 	// (TCP_INFO total_retrans at connect time), i.e. the first SYN was
 	// rejected or lost.
-	Retried int `json:"retried"`
-	Failed  int `json:"failed"`
+	Retried int
+	Failed  int
 }
 
 // HandoffKey names the pair prev→next.

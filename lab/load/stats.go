@@ -7,10 +7,10 @@ import (
 
 // Percentiles of connect latency in milliseconds.
 type Percentiles struct {
-	P50 float64 `json:"p50"`
-	P90 float64 `json:"p90"`
-	P99 float64 `json:"p99"`
-	Max float64 `json:"max"`
+	P50 float64
+	P90 float64
+	P99 float64
+	Max float64
 }
 
 // ComputePercentiles uses the nearest-rank method on a sorted copy.

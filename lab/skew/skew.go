@@ -29,12 +29,13 @@ const (
 	nameIngress = "twlab_skew_ingress"
 )
 
-// Stats counts what the program did on one link.
+// Stats counts what the program did on one link (run.json records it as
+// result.SkewStats).
 type Stats struct {
-	EgressRewritten  uint64 `json:"egress_rewritten"`  // TSval rewritten on packets leaving the client
-	IngressRewritten uint64 `json:"ingress_rewritten"` // TSecr restored on packets reaching it
-	NoTimestamp      uint64 `json:"no_timestamp"`      // TCP packets without a timestamp option
-	Malformed        uint64 `json:"malformed"`         // option lists the program refused to touch
+	EgressRewritten  uint64 // TSval rewritten on packets leaving the client
+	IngressRewritten uint64 // TSecr restored on packets reaching it
+	NoTimestamp      uint64 // TCP packets without a timestamp option
+	Malformed        uint64 // option lists the program refused to touch
 }
 
 // Attachment is the program attached to one link.
