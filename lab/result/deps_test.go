@@ -1,0 +1,36 @@
+package result_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestReadersNeedNoRootPackages: reading run.json (lab/result) and
+// reporting on it (lab/report) link neither eBPF nor netlink, nor the
+// packages that measure, so that twlab report and compare stay light and
+// the run document cannot be shaped by a generator's fields.
+func TestReadersNeedNoRootPackages(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go tool is not on PATH: cannot list the packages' dependencies")
+	}
+	banned := []string{
+		"github.com/cilium/ebpf", "github.com/vishvananda/netlink",
+		"github.com/twlab/twlab/lab/load", "github.com/twlab/twlab/lab/skew", "github.com/twlab/twlab/lab/capture",
+		"github.com/twlab/twlab/lab/kernel", "github.com/twlab/twlab/lab/scenario",
+	}
+	for _, pkg := range []string{"github.com/twlab/twlab/lab/result", "github.com/twlab/twlab/lab/report"} {
+		out, err := exec.Command(goTool, "list", "-deps", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		for dep := range strings.FieldsSeq(string(out)) {
+			for _, b := range banned {
+				if dep == b || strings.HasPrefix(dep, b+"/") {
+					t.Errorf("%s depends on %s", pkg, dep)
+				}
+			}
+		}
+	}
+}
