@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/twlab/twlab/lab/sysctl"
-	"gopkg.in/yaml.v3"
+	yaml "go.yaml.in/yaml/v3"
 )
 
 // checkKey says whether a matrix or --set key names something settable.

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/twlab/twlab/lab/sysctl"
-	"gopkg.in/yaml.v3"
+	yaml "go.yaml.in/yaml/v3"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
