@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
+	"reflect"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -43,7 +43,7 @@ func unwrap(err error) error {
 }
 
 // parseTree parses YAML text into a node tree with the basic checks.
-func parseTree(file string, src []byte) (*yaml.Node, error) {
+func parseTree(file string, src []byte) (*node, error) {
 	if len(src) > MaxFileSize {
 		return nil, &Error{File: file, Msg: fmt.Sprintf("scenario is %d bytes; the limit is %d", len(src), MaxFileSize)}
 	}
@@ -79,7 +79,25 @@ func parseTree(file string, src []byte) (*yaml.Node, error) {
 	if err := checkAliases(file, doc.Content[0], 0); err != nil {
 		return nil, err
 	}
-	return doc.Content[0], nil
+	return fromYAML(doc.Content[0]), nil
+}
+
+// fromYAML copies the library's tree; aliases were refused before.
+func fromYAML(y *yaml.Node) *node {
+	n := &node{Value: y.Value, Line: y.Line, Column: y.Column,
+		Quoted: y.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) != 0 || y.Style&yaml.TaggedStyle != 0 && y.ShortTag() == "!!str"}
+	switch y.Kind {
+	case yaml.MappingNode:
+		n.Kind = mappingNode
+	case yaml.SequenceNode:
+		n.Kind = sequenceNode
+	default:
+		n.Kind = scalarNode
+	}
+	for _, c := range y.Content {
+		n.Content = append(n.Content, fromYAML(c))
+	}
+	return n
 }
 
 // checkAliases refuses anchors/aliases (billion-laughs) and absurd nesting.
@@ -125,123 +143,46 @@ func yamlSyntaxError(file string, err error) error {
 }
 
 // decode turns a tree into a validated Scenario with defaults.
-func decode(file string, root *yaml.Node) (*Scenario, Errors) {
+func decode(file string, root *node) (*Scenario, Errors) {
 	var s Scenario
-	if err := root.Decode(&s); err != nil {
-		return nil, Errors{decodeError(file, root, err)}
+	if err := decodeNode(root, reflect.ValueOf(&s).Elem(), ""); err != nil {
+		var pe *posError
+		if errors.As(err, &pe) {
+			return nil, Errors{{File: file, Line: pe.line, Col: pe.col, Field: pe.field, Msg: pe.msg}}
+		}
+		return nil, Errors{{File: file, Msg: err.Error()}}
 	}
 	// A field written as 0 (or "") is validated, not replaced by its default.
 	given := map[string]bool{}
 	for p, n := range indexTree(root) {
-		given[p] = n.ShortTag() != "!!null"
+		given[p] = !n.null()
 	}
 	defaults(&s, given)
 	return &s, validate(file, root, &s)
 }
 
-func decodeError(file string, root *yaml.Node, err error) *Error {
-	var pe *posError
-	if errors.As(err, &pe) {
-		field, _ := fieldAt(root, pe.line, func(n *yaml.Node) bool { return n.Column == pe.col })
-		return &Error{File: file, Line: pe.line, Col: pe.col, Field: field, Msg: pe.msg}
+// pathAt is the dotted path of the node at line:col under n (at path), for
+// an error a self-decoding type raises about a part of its node.
+func pathAt(n *node, path string, line, col int) (string, bool) {
+	if n.Line == line && n.Column == col {
+		return path, true
 	}
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		at := func(line int, match func(*yaml.Node) bool, msg string) *Error {
-			e := &Error{File: file, Line: line, Msg: msg}
-			var n *yaml.Node
-			if e.Field, n = fieldAt(root, line, match); n != nil {
-				e.Col = n.Column
-			}
-			return e
-		}
-		if m := typeErrRE.FindStringSubmatch(te.Errors[0]); m != nil {
-			line, _ := strconv.Atoi(m[1])
-			// yaml.v3 quotes long values as "1234567..."
-			val, cut := strings.CutSuffix(m[3], "...")
-			match := func(n *yaml.Node) bool {
-				return n.Kind == yaml.ScalarNode && (n.Value == val || cut && strings.HasPrefix(n.Value, val))
-			}
-			return at(line, match, fmt.Sprintf("%q is not valid here: want %s", m[3], kindWord(m[4])))
-		}
-		if m := lineErrRE.FindStringSubmatch(te.Errors[0]); m != nil {
-			line, _ := strconv.Atoi(m[1])
-			return at(line, nil, m[2])
-		}
-		return &Error{File: file, Msg: te.Errors[0]}
-	}
-	return &Error{File: file, Msg: err.Error()}
-}
-
-var (
-	typeErrRE = regexp.MustCompile("^line (\\d+): cannot unmarshal (!!\\w+) `(.*)` into (.+)$")
-	lineErrRE = regexp.MustCompile(`^line (\d+): (.*)$`)
-)
-
-func kindWord(goType string) string {
-	switch {
-	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
-		return "an integer"
-	case strings.HasPrefix(goType, "float"):
-		return "a number"
-	case goType == "bool":
-		return "true or false"
-	case goType == "string":
-		return "a string"
-	case strings.HasPrefix(goType, "map"), strings.HasPrefix(goType, "scenario."):
-		return "a mapping"
-	case strings.HasPrefix(goType, "[]"):
-		return "a list"
-	}
-	return goType
-}
-
-// fieldAt finds the dotted path of a node on line, and the node (for its
-// column): the first value node on line that match accepts, else (or with a
-// nil match) the first scalar value or key on line.
-func fieldAt(root *yaml.Node, line int, match func(*yaml.Node) bool) (string, *yaml.Node) {
-	var walk func(n *yaml.Node, path string, exact bool) (string, *yaml.Node)
-	walk = func(n *yaml.Node, path string, exact bool) (string, *yaml.Node) {
-		hit := func(v *yaml.Node) bool {
-			if exact {
-				return v.Line == line && match(v)
-			}
-			return v.Kind == yaml.ScalarNode && v.Line == line
-		}
-		switch n.Kind {
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, v := n.Content[i], n.Content[i+1]
-				p := join(path, k.Value)
-				if hit(v) {
-					return p, v
-				}
-				if !exact && k.Line == line {
-					return p, k
-				}
-				if r, rn := walk(v, p, exact); rn != nil {
-					return r, rn
-				}
-			}
-		case yaml.SequenceNode:
-			for i, e := range n.Content {
-				p := fmt.Sprintf("%s[%d]", path, i)
-				if hit(e) {
-					return p, e
-				}
-				if r, rn := walk(e, p, exact); rn != nil {
-					return r, rn
-				}
+	switch n.Kind {
+	case mappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if p, ok := pathAt(n.Content[i+1], join(path, k.Value), line, col); ok {
+				return p, true
 			}
 		}
-		return "", nil
-	}
-	if match != nil {
-		if p, n := walk(root, "", true); n != nil {
-			return p, n
+	case sequenceNode:
+		for i, e := range n.Content {
+			if p, ok := pathAt(e, fmt.Sprintf("%s[%d]", path, i), line, col); ok {
+				return p, true
+			}
 		}
 	}
-	return walk(root, "", false)
+	return "", false
 }
 
 func join(a, b string) string {
@@ -252,18 +193,18 @@ func join(a, b string) string {
 }
 
 // indexTree maps dotted paths to their value nodes (key nodes for positions).
-func indexTree(root *yaml.Node) map[string]*yaml.Node {
-	out := map[string]*yaml.Node{}
-	var walk func(n *yaml.Node, path string)
-	walk = func(n *yaml.Node, path string) {
-		if n.Kind != yaml.MappingNode {
+func indexTree(root *node) map[string]*node {
+	out := map[string]*node{}
+	var walk func(n *node, path string)
+	walk = func(n *node, path string) {
+		if n.Kind != mappingNode {
 			return
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			p := join(path, k.Value)
 			pos := v
-			if v.Kind != yaml.ScalarNode || v.Line == 0 {
+			if v.Kind != scalarNode || v.Line == 0 {
 				pos = k
 			}
 			out[p] = pos

@@ -8,6 +8,7 @@ import (
 // posError carries a position out of UnmarshalYAML.
 type posError struct {
 	line, col int
+	field     string // "" until decodeNode names it
 	msg       string
 }
 

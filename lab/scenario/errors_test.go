@@ -86,7 +86,7 @@ var loadErrorCases = []struct {
 	{"matrix nested value", name + "matrix:\n  lvs.snat_ports: [[1]]\n", Options{}, "s.yaml:3:20", "values must be scalars"},
 	{"matrix not a mapping", name + "matrix: [1]\n", Options{}, "s.yaml:2:9", "want a mapping of keys to lists of values"},
 	{"matrix bad value", name + "matrix:\n  lvs.snat_ports: [1, lots]\n", Options{}, "s.yaml:3:23", `matrix.lvs.snat_ports[1]: "lots" is not valid here: want an integer`},
-	{"matrix value out of range", name + "matrix:\n  clients.count: [1, 0]\n", Options{}, "s.yaml:3:3", "clients.count: 0 is out of range; want 1..64"},
+	{"matrix value out of range", name + "matrix:\n  clients.count: [1, 0]\n", Options{}, "s.yaml:3:22", "clients.count: 0 is out of range; want 1..64"}, // at the value, not its key
 	{"too many cells", name + "matrix:\n" +
 		"  server.net.ipv4.a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" +
 		"  server.net.ipv4.b: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" +

@@ -69,7 +69,7 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 		if !ok || strings.TrimSpace(k) == "" {
 			return nil, &Error{File: "--set", Msg: fmt.Sprintf("%q: want path=value, e.g. load.connections=50 or server.net.ipv4.tcp_rfc1337=1", kv)}
 		}
-		if err := setPath(root, strings.TrimSpace(k), strings.TrimSpace(v), 0, 0); err != nil {
+		if err := setPath(root, strings.TrimSpace(k), strings.TrimSpace(v), 0, 0, ""); err != nil {
 			return nil, &Error{File: "--set", Field: k, Msg: err.Error()}
 		}
 	}
@@ -84,6 +84,7 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 		for i := range base.Matrix {
 			if base.Matrix[i].Key == strings.TrimSpace(k) {
 				base.Matrix[i].Values = []string{strings.TrimSpace(v)}
+				base.Matrix[i].at = nil
 			}
 		}
 	}
@@ -106,9 +107,10 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 	for _, combo := range combos {
 		t := cloneNode(root)
 		var idParts []string
-		for _, kv := range combo.kvs {
-			if err := setPath(t, kv.Key, kv.Value, combo.line, combo.col); err != nil {
-				return nil, &Error{File: file, Line: combo.line, Field: kv.Key, Msg: err.Error()}
+		for i, kv := range combo.kvs {
+			at := combo.at[i]
+			if err := setPath(t, kv.Key, kv.Value, at.line, at.col, at.field); err != nil {
+				return nil, &Error{File: file, Line: at.line, Field: kv.Key, Msg: err.Error()}
 			}
 			label, ok := ids[kv.Key]
 			if !ok {

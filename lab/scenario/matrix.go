@@ -9,8 +9,8 @@ import (
 )
 
 type combo struct {
-	kvs       []KV
-	line, col int
+	kvs []KV
+	at  []valueAt // where each of kvs was written
 }
 
 // expand builds the cartesian product of the axes (first axis slowest),
@@ -38,9 +38,9 @@ func expand(file string, s *Scenario) ([]combo, error) {
 	for _, a := range s.Matrix {
 		var next []combo
 		for _, c := range out {
-			for _, v := range a.Values {
+			for j, v := range a.Values {
 				kvs := append(slices.Clone(c.kvs), KV{a.Key, v})
-				next = append(next, combo{kvs: kvs, line: a.Line, col: a.Col})
+				next = append(next, combo{kvs: kvs, at: append(slices.Clone(c.at), a.valueAt(j))})
 			}
 		}
 		out = next
@@ -91,7 +91,7 @@ func expand(file string, s *Scenario) ([]combo, error) {
 				kvs = append(kvs, KV{k, string(inc[k])})
 			}
 		}
-		kept = append(kept, combo{kvs: kvs})
+		kept = append(kept, combo{kvs: kvs, at: make([]valueAt, len(kvs))})
 		if len(kept) > MaxCells { // before each cell costs a decode
 			return nil, &Error{File: file, Field: fmt.Sprintf("include[%d]", i), Msg: fmt.Sprintf("more than %d cells with the includes; split the scenario or use exclude/--only", MaxCells)}
 		}

@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	yaml "go.yaml.in/yaml/v3"
 )
 
 // Limits that keep a scenario bounded; documented in the README.
@@ -83,10 +81,10 @@ func (o TSOffset) TicksAt(hz int) int32 {
 	return int32(int64(o.Ticks) * int64(hz) / 1000)
 }
 
-// UnmarshalYAML accepts a duration or an integer.
-func (o *TSOffset) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return &posError{n.Line, n.Column, "want a clock offset such as -60s, +250ms or raw ticks (an integer)"}
+// unmarshalNode accepts a duration or an integer.
+func (o *TSOffset) unmarshalNode(n *node) error {
+	if n.Kind != scalarNode {
+		return &posError{n.Line, n.Column, "", "want a clock offset such as -60s, +250ms or raw ticks (an integer)"}
 	}
 	v := strings.TrimSpace(n.Value)
 	var ticks int64
@@ -96,15 +94,15 @@ func (o *TSOffset) UnmarshalYAML(n *yaml.Node) error {
 	} else {
 		d, err := time.ParseDuration(strings.TrimPrefix(v, "+"))
 		if err != nil {
-			return &posError{n.Line, n.Column, fmt.Sprintf("%q is not a clock offset: want e.g. -60s, +250ms or raw ticks (an integer)", n.Value)}
+			return &posError{n.Line, n.Column, "", fmt.Sprintf("%q is not a clock offset: want e.g. -60s, +250ms or raw ticks (an integer)", n.Value)}
 		}
 		if d%time.Millisecond != 0 {
-			return &posError{n.Line, n.Column, fmt.Sprintf("%q: timestamp ticks are 1 ms; use whole milliseconds", n.Value)}
+			return &posError{n.Line, n.Column, "", fmt.Sprintf("%q: timestamp ticks are 1 ms; use whole milliseconds", n.Value)}
 		}
 		ticks = int64(d / time.Millisecond)
 	}
 	if ticks > MaxTSOffset || ticks < -MaxTSOffset {
-		return &posError{n.Line, n.Column, fmt.Sprintf("%q is out of range; offsets are limited to ±%d ticks (about 12 days)", n.Value, MaxTSOffset)}
+		return &posError{n.Line, n.Column, "", fmt.Sprintf("%q is out of range; offsets are limited to ±%d ticks (about 12 days)", n.Value, MaxTSOffset)}
 	}
 	*o = TSOffset{Ticks: int32(ticks), Text: v, Raw: raw}
 	return nil
@@ -179,15 +177,15 @@ type Knob struct {
 	Col   int    `json:"-"`
 }
 
-// UnmarshalYAML keeps file order and positions.
-func (k *KnobSet) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.MappingNode {
-		return &posError{n.Line, n.Column, "want a mapping of sysctl names to values"}
+// unmarshalNode keeps file order and positions.
+func (k *KnobSet) unmarshalNode(n *node) error {
+	if n.Kind != mappingNode {
+		return &posError{n.Line, n.Column, "", "want a mapping of sysctl names to values"}
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		kn, vn := n.Content[i], n.Content[i+1]
-		if vn.Kind != yaml.ScalarNode {
-			return &posError{vn.Line, vn.Column, fmt.Sprintf("sysctl %s: want a scalar value", kn.Value)}
+		if vn.Kind != scalarNode {
+			return &posError{vn.Line, vn.Column, "", fmt.Sprintf("sysctl %s: want a scalar value", kn.Value)}
 		}
 		*k = append(*k, Knob{Name: kn.Value, Value: vn.Value, Line: kn.Line, Col: kn.Column})
 	}
@@ -217,28 +215,46 @@ type Axis struct {
 	Values []string `json:"values"`
 	Line   int      `json:"-"`
 	Col    int      `json:"-"`
+	at     []valueAt
 }
 
-// UnmarshalYAML keeps axis order: the first axis varies slowest.
-func (m *Matrix) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.MappingNode {
-		return &posError{n.Line, n.Column, "matrix: want a mapping of keys to lists of values"}
+// valueAt is where a matrix value was written and how errors name it.
+type valueAt struct {
+	line, col int
+	field     string
+}
+
+// valueAt is where the j-th value was written; a value given by --set
+// instead points at the axis.
+func (a Axis) valueAt(j int) valueAt {
+	if j < len(a.at) {
+		return a.at[j]
+	}
+	return valueAt{a.Line, a.Col, ""}
+}
+
+// unmarshalNode keeps axis order: the first axis varies slowest.
+func (m *Matrix) unmarshalNode(n *node) error {
+	if n.Kind != mappingNode {
+		return &posError{n.Line, n.Column, "", "matrix: want a mapping of keys to lists of values"}
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		kn, vn := n.Content[i], n.Content[i+1]
 		a := Axis{Key: kn.Value, Line: kn.Line, Col: kn.Column}
 		switch vn.Kind {
-		case yaml.SequenceNode:
-			for _, e := range vn.Content {
-				if e.Kind != yaml.ScalarNode {
-					return &posError{e.Line, e.Column, fmt.Sprintf("matrix %s: values must be scalars", kn.Value)}
+		case sequenceNode:
+			for j, e := range vn.Content {
+				if e.Kind != scalarNode {
+					return &posError{e.Line, e.Column, "", fmt.Sprintf("matrix %s: values must be scalars", kn.Value)}
 				}
 				a.Values = append(a.Values, e.Value)
+				a.at = append(a.at, valueAt{e.Line, e.Column, fmt.Sprintf("matrix.%s[%d]", kn.Value, j)})
 			}
-		case yaml.ScalarNode:
+		case scalarNode:
 			a.Values = []string{vn.Value}
+			a.at = []valueAt{{vn.Line, vn.Column, "matrix." + kn.Value}}
 		default:
-			return &posError{vn.Line, vn.Column, fmt.Sprintf("matrix %s: want a list of values", kn.Value)}
+			return &posError{vn.Line, vn.Column, "", fmt.Sprintf("matrix %s: want a list of values", kn.Value)}
 		}
 		*m = append(*m, a)
 	}
@@ -248,10 +264,10 @@ func (m *Matrix) UnmarshalYAML(n *yaml.Node) error {
 // Scalar is a YAML scalar kept as text (knob values are text to the kernel).
 type Scalar string
 
-// UnmarshalYAML accepts any scalar.
-func (s *Scalar) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return &posError{n.Line, n.Column, "want a scalar value"}
+// unmarshalNode accepts any scalar.
+func (s *Scalar) unmarshalNode(n *node) error {
+	if n.Kind != scalarNode {
+		return &posError{n.Line, n.Column, "", "want a scalar value"}
 	}
 	*s = Scalar(n.Value)
 	return nil
@@ -271,10 +287,10 @@ type Text struct {
 	Line, Col int
 }
 
-// UnmarshalYAML accepts a scalar.
-func (t *Text) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return &posError{n.Line, n.Column, "want a string"}
+// unmarshalNode accepts a scalar.
+func (t *Text) unmarshalNode(n *node) error {
+	if n.Kind != scalarNode {
+		return &posError{n.Line, n.Column, "", "want a string"}
 	}
 	*t = Text{n.Value, n.Line, n.Column}
 	return nil
@@ -294,23 +310,23 @@ type StringList struct {
 	Pos   []pos
 }
 
-// UnmarshalYAML accepts a scalar or a sequence of scalars.
-func (s *StringList) UnmarshalYAML(n *yaml.Node) error {
+// unmarshalNode accepts a scalar or a sequence of scalars.
+func (s *StringList) unmarshalNode(n *node) error {
 	switch n.Kind {
-	case yaml.ScalarNode:
+	case scalarNode:
 		s.Items, s.Pos = []string{n.Value}, []pos{{n.Line, n.Column}}
 		return nil
-	case yaml.SequenceNode:
+	case sequenceNode:
 		for _, e := range n.Content {
-			if e.Kind != yaml.ScalarNode {
-				return &posError{e.Line, e.Column, "want a string"}
+			if e.Kind != scalarNode {
+				return &posError{e.Line, e.Column, "", "want a string"}
 			}
 			s.Items = append(s.Items, e.Value)
 			s.Pos = append(s.Pos, pos{e.Line, e.Column})
 		}
 		return nil
 	}
-	return &posError{n.Line, n.Column, "want a string or a list of strings"}
+	return &posError{n.Line, n.Column, "", "want a string or a list of strings"}
 }
 
 // MarshalJSON writes the items.
@@ -331,21 +347,21 @@ func (s StringList) MarshalJSON() ([]byte, error) {
 // seconds).
 type Duration time.Duration
 
-// UnmarshalYAML parses Go duration syntax.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return &posError{n.Line, n.Column, "want a duration such as 500ms or 8s"}
+// unmarshalNode parses Go duration syntax.
+func (d *Duration) unmarshalNode(n *node) error {
+	if n.Kind != scalarNode {
+		return &posError{n.Line, n.Column, "", "want a duration such as 500ms or 8s"}
 	}
 	if f, err := strconv.ParseFloat(n.Value, 64); err == nil {
 		if f < 0 || f > 1e6 {
-			return &posError{n.Line, n.Column, fmt.Sprintf("duration %s out of range", n.Value)}
+			return &posError{n.Line, n.Column, "", fmt.Sprintf("duration %s out of range", n.Value)}
 		}
 		*d = Duration(f * float64(time.Second))
 		return nil
 	}
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return &posError{n.Line, n.Column, fmt.Sprintf("%q is not a duration: want e.g. 500ms, 8s, 2m", n.Value)}
+		return &posError{n.Line, n.Column, "", fmt.Sprintf("%q is not a duration: want e.g. 500ms, 8s, 2m", n.Value)}
 	}
 	*d = Duration(v)
 	return nil

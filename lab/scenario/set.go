@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/twlab/twlab/lab/sysctl"
-	yaml "go.yaml.in/yaml/v3"
 )
 
 // checkKey says whether a matrix or --set key names something settable.
@@ -43,8 +42,9 @@ func checkKey(key string) error {
 
 // setPath sets key to value in the tree: sysctls of a role go under
 // sysctl.ROLE, fields under their section. New nodes carry line/col so that
-// errors in an overridden value point at the override.
-func setPath(root *yaml.Node, key, value string, line, col int) error {
+// errors in an overridden value point at the override; field, if set, names
+// the value in decoding errors (a matrix value is not written at its key).
+func setPath(root *node, key, value string, line, col int, field string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
@@ -58,38 +58,29 @@ func setPath(root *yaml.Node, key, value string, line, col int) error {
 	n := root
 	for i, seg := range segs {
 		last := i == len(segs)-1
-		var found *yaml.Node
+		var found *node
 		for j := 0; j+1 < len(n.Content); j += 2 {
 			if n.Content[j].Value == seg {
 				found = n.Content[j+1]
 			}
 		}
 		if last {
-			v := &yaml.Node{Kind: yaml.ScalarNode, Value: value, Line: line, Column: col}
+			v := &node{Kind: scalarNode, Value: value, Line: line, Column: col, Field: field}
 			if found != nil {
 				*found = *v
 			} else {
-				n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: seg, Line: line, Column: col}, v)
+				n.Content = append(n.Content, &node{Kind: scalarNode, Value: seg, Line: line, Column: col}, v)
 			}
 			return nil
 		}
 		if found == nil {
-			found = &yaml.Node{Kind: yaml.MappingNode, Line: line, Column: col}
-			n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: seg, Line: line, Column: col}, found)
+			found = &node{Kind: mappingNode, Line: line, Column: col}
+			n.Content = append(n.Content, &node{Kind: scalarNode, Value: seg, Line: line, Column: col}, found)
 		}
-		if found.Kind != yaml.MappingNode {
+		if found.Kind != mappingNode {
 			return fmt.Errorf("%s is not a mapping", strings.Join(segs[:i+1], "."))
 		}
 		n = found
 	}
 	return nil
-}
-
-func cloneNode(n *yaml.Node) *yaml.Node {
-	c := *n
-	c.Content = make([]*yaml.Node, len(n.Content))
-	for i, k := range n.Content {
-		c.Content[i] = cloneNode(k)
-	}
-	return &c
 }

@@ -4,22 +4,20 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
-
-	yaml "go.yaml.in/yaml/v3"
 )
 
 // checkFields reports every unknown key, with the valid ones, before decoding.
-func checkFields(file string, n *yaml.Node, t reflect.Type, path string) Errors {
+func checkFields(file string, n *node, t reflect.Type, path string) Errors {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if reflect.PointerTo(t).Implements(reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()) {
-		return nil // validates itself
+	if selfDecoding(t) {
+		return nil // validates itself, with its position, when decoded
 	}
 	var errs Errors
 	switch t.Kind() {
 	case reflect.Struct:
-		if n.Kind != yaml.MappingNode {
+		if n.Kind != mappingNode {
 			return Errors{{File: file, Line: n.Line, Col: n.Column, Field: path, Msg: "want a mapping with fields " + strings.Join(fieldNames(t), ", ")}}
 		}
 		seen := map[string]bool{}
@@ -39,7 +37,7 @@ func checkFields(file string, n *yaml.Node, t reflect.Type, path string) Errors 
 			errs = append(errs, checkFields(file, v, f.Type, join(path, k.Value))...)
 		}
 	case reflect.Map:
-		if n.Kind != yaml.MappingNode {
+		if n.Kind != mappingNode {
 			return Errors{{File: file, Line: n.Line, Col: n.Column, Field: path, Msg: "want a mapping"}}
 		}
 		seen := map[string]bool{}
@@ -53,28 +51,18 @@ func checkFields(file string, n *yaml.Node, t reflect.Type, path string) Errors 
 			errs = append(errs, checkFields(file, n.Content[i+1], t.Elem(), join(path, k.Value))...)
 		}
 	case reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
+		if n.Kind != sequenceNode {
 			return Errors{{File: file, Line: n.Line, Col: n.Column, Field: path, Msg: "want a list"}}
 		}
 		for i, e := range n.Content {
 			errs = append(errs, checkFields(file, e, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
 		}
 	default:
-		if n.Kind != yaml.ScalarNode {
-			return Errors{{File: file, Line: n.Line, Col: n.Column, Field: path, Msg: "want a single value, not a " + kindName(n.Kind)}}
+		if n.Kind != scalarNode {
+			return Errors{{File: file, Line: n.Line, Col: n.Column, Field: path, Msg: "want a single value, not a " + n.Kind.String()}}
 		}
 	}
 	return errs
-}
-
-func kindName(k yaml.Kind) string {
-	switch k {
-	case yaml.MappingNode:
-		return "mapping"
-	case yaml.SequenceNode:
-		return "list"
-	}
-	return "value"
 }
 
 func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {

@@ -9,13 +9,12 @@ import (
 	"time"
 
 	"github.com/twlab/twlab/lab/sysctl"
-	yaml "go.yaml.in/yaml/v3"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
 // validate checks ranges and cross-field rules; positions come from the tree.
-func validate(file string, root *yaml.Node, s *Scenario) Errors {
+func validate(file string, root *node, s *Scenario) Errors {
 	idx := indexTree(root)
 	var errs Errors
 	bad := func(field, format string, a ...any) {
