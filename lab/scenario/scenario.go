@@ -13,6 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/twlab/twlab/lab/load"
+	"github.com/twlab/twlab/lab/nat"
+	"github.com/twlab/twlab/lab/skew"
 )
 
 // Limits that keep a scenario bounded; documented in the README.
@@ -47,10 +51,8 @@ type Scenario struct {
 
 // Clients configures the client namespaces.
 type Clients struct {
-	Count int `yaml:"count" json:"count"`
-	// TSSkew is "kernel" (the kernel's own random offset per address pair or
-	// 4-tuple) or "fixed" (tcp_timestamps=2 and exact offsets added by eBPF).
-	TSSkew string `yaml:"ts_skew" json:"ts_skew"`
+	Count  int       `yaml:"count" json:"count"`
+	TSSkew skew.Mode `yaml:"ts_skew" json:"ts_skew"`
 	// TSOffsets are the fixed offsets of c1, c2, … (missing ones are 0).
 	TSOffsets []TSOffset `yaml:"ts_offsets" json:"ts_offsets,omitempty"`
 	// TSOffsetStep spreads clients evenly: client i gets (i-1)*step, unless
@@ -128,7 +130,7 @@ func (c Clients) Offsets(hz int) []int32 {
 
 // LVS configures the NAT box.
 type LVS struct {
-	Mode               string    `yaml:"mode" json:"mode"`             // snat | fullnat | route
+	Mode               nat.Mode  `yaml:"mode" json:"mode"`
 	SNATPorts          int       `yaml:"snat_ports" json:"snat_ports"` // size of the SNAT port range; 0 = kernel's choice
 	SNATPortBase       int       `yaml:"snat_port_base" json:"snat_port_base"`
 	Random             bool      `yaml:"random" json:"random"`                                       // fully-random port selection
@@ -138,28 +140,28 @@ type LVS struct {
 
 // Server configures the responder.
 type Server struct {
-	Port              int    `yaml:"port" json:"port"`
-	Ports             int    `yaml:"ports" json:"ports"`
-	Close             string `yaml:"close" json:"close"` // server | client | reset
-	KeepaliveRequests int    `yaml:"keepalive_requests" json:"keepalive_requests"`
+	Port              int            `yaml:"port" json:"port"`
+	Ports             int            `yaml:"ports" json:"ports"`
+	Close             load.CloseMode `yaml:"close" json:"close"`
+	KeepaliveRequests int            `yaml:"keepalive_requests" json:"keepalive_requests"`
 	// Backlog is the listen backlog (capped by the server's net.core.somaxconn).
 	Backlog int `yaml:"backlog" json:"backlog"`
-	// Accept is "normal" or "stalled" (never accept during the load, so the
-	// accept queue fills: the other way a SYN goes unanswered).
-	Accept string `yaml:"accept" json:"accept"`
+	// Accept stalled never accepts during the load, so the accept queue
+	// fills: the other way a SYN goes unanswered.
+	Accept load.AcceptMode `yaml:"accept" json:"accept"`
 }
 
 // LoadConfig bounds and shapes the short-connection load of one cell.
 type LoadConfig struct {
-	Connections    int      `yaml:"connections" json:"connections"`
-	Duration       Duration `yaml:"duration" json:"duration"`
-	Rate           float64  `yaml:"rate" json:"rate"`
-	Concurrency    int      `yaml:"concurrency" json:"concurrency"`
-	Order          string   `yaml:"order" json:"order"`
-	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout"`
-	IOTimeout      Duration `yaml:"io_timeout" json:"io_timeout"`
-	BindPort       int      `yaml:"bind_port" json:"bind_port"`
-	Gap            Duration `yaml:"gap" json:"gap"`
+	Connections    int        `yaml:"connections" json:"connections"`
+	Duration       Duration   `yaml:"duration" json:"duration"`
+	Rate           float64    `yaml:"rate" json:"rate"`
+	Concurrency    int        `yaml:"concurrency" json:"concurrency"`
+	Order          load.Order `yaml:"order" json:"order"`
+	ConnectTimeout Duration   `yaml:"connect_timeout" json:"connect_timeout"`
+	IOTimeout      Duration   `yaml:"io_timeout" json:"io_timeout"`
+	BindPort       int        `yaml:"bind_port" json:"bind_port"`
+	Gap            Duration   `yaml:"gap" json:"gap"`
 	// NeedsRate: the scenario's mechanism shows only from this many new
 	// connections per second on; a cell whose load stays below it (e.g. in
 	// a VM under software emulation) is n/a, its figures kept. 0: no need.

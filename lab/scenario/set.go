@@ -58,15 +58,18 @@ func setPath(root *node, key, value string, line, col int, field string) error {
 	n := root
 	for i, seg := range segs {
 		last := i == len(segs)-1
-		var found *node
+		var found, key *node
 		for j := 0; j+1 < len(n.Content); j += 2 {
 			if n.Content[j].Value == seg {
-				found = n.Content[j+1]
+				key, found = n.Content[j], n.Content[j+1]
 			}
 		}
 		if last {
 			v := &node{Kind: scalarNode, Value: value, Line: line, Column: col, Field: field}
 			if found != nil {
+				if line == 0 { // --set: point at what it overrides
+					v.Line, v.Column = key.Line, key.Column
+				}
 				*found = *v
 			} else {
 				n.Content = append(n.Content, &node{Kind: scalarNode, Value: seg, Line: line, Column: col}, v)

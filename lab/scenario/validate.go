@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twlab/twlab/lab/nat"
+	"github.com/twlab/twlab/lab/skew"
 	"github.com/twlab/twlab/lab/sysctl"
 )
 
@@ -35,14 +37,8 @@ func validate(file string, root *node, s *Scenario) Errors {
 		}
 	}
 	rng("clients.count", s.Clients.Count, 1, MaxClients)
-	switch s.Clients.TSSkew {
-	case "kernel":
-		if len(s.Clients.TSOffsets) > 0 || s.Clients.TSOffsetStep != nil {
-			bad("clients.ts_skew", "offsets are given but ts_skew is kernel; set ts_skew: fixed to apply them")
-		}
-	case "fixed":
-	default:
-		bad("clients.ts_skew", "%q: want kernel (the kernel's own random offsets) or fixed (exact offsets by eBPF on tcp_timestamps=2)", s.Clients.TSSkew)
+	if s.Clients.TSSkew == skew.ModeKernel && (len(s.Clients.TSOffsets) > 0 || s.Clients.TSOffsetStep != nil) {
+		bad("clients.ts_skew", "offsets are given but ts_skew is kernel; set ts_skew: fixed to apply them")
 	}
 	if len(s.Clients.TSOffsets) > s.Clients.Count && s.Clients.Count > 0 {
 		bad("clients.ts_offsets", "%d offsets for %d clients", len(s.Clients.TSOffsets), s.Clients.Count)
@@ -51,11 +47,6 @@ func validate(file string, root *node, s *Scenario) Errors {
 		if span := int64(st.Ticks) * int64(max(s.Clients.Count-1, 0)); span > MaxTSOffset || span < -MaxTSOffset {
 			bad("clients.ts_offset_step", "%s × %d clients passes ±%d ticks", st.Text, s.Clients.Count-1, MaxTSOffset)
 		}
-	}
-	switch s.LVS.Mode {
-	case "snat", "fullnat", "route":
-	default:
-		bad("lvs.mode", "%q: want snat, fullnat or route", s.LVS.Mode)
 	}
 	rng("lvs.snat_ports", s.LVS.SNATPorts, 0, 64512)
 	if s.LVS.SNATPorts > 0 {
@@ -81,18 +72,8 @@ func validate(file string, root *node, s *Scenario) Errors {
 	if s.Server.Port+s.Server.Ports-1 > 65535 {
 		bad("server.ports", "ports %d..%d pass 65535", s.Server.Port, s.Server.Port+s.Server.Ports-1)
 	}
-	switch s.Server.Close {
-	case "server", "client", "reset":
-	default:
-		bad("server.close", "%q: want server, client or reset", s.Server.Close)
-	}
 	rng("server.keepalive_requests", s.Server.KeepaliveRequests, 1, MaxKeepalive)
 	rng("server.backlog", s.Server.Backlog, 1, 65535)
-	switch s.Server.Accept {
-	case "normal", "stalled":
-	default:
-		bad("server.accept", "%q: want normal or stalled (never accept during the load)", s.Server.Accept)
-	}
 	rng("load.connections", s.Load.Connections, 1, MaxConnections)
 	durRange := func(field string, d Duration, lo, hi time.Duration) {
 		if d.D() < lo || d.D() > hi {
@@ -110,15 +91,10 @@ func validate(file string, root *node, s *Scenario) Errors {
 		bad("load.needs_rate", "%g is out of range; want 0 (no need) to 1000000 connections/s", s.Load.NeedsRate)
 	}
 	rng("load.concurrency", s.Load.Concurrency, 1, MaxConcurrency)
-	switch s.Load.Order {
-	case "round-robin", "random":
-	default:
-		bad("load.order", "%q: want round-robin or random", s.Load.Order)
-	}
 	if s.Load.BindPort != 0 {
 		rng("load.bind_port", s.Load.BindPort, 1024, 65535-MaxConcurrency)
 	}
-	if s.LVS.Mode != "route" && s.LVS.SNATPorts > 0 && s.LVS.SNATPorts < s.Load.Concurrency && s.Server.Ports < s.Load.Concurrency {
+	if s.LVS.Mode != nat.ModeRoute && s.LVS.SNATPorts > 0 && s.LVS.SNATPorts < s.Load.Concurrency && s.Server.Ports < s.Load.Concurrency {
 		bad("load.concurrency", "%d chains share %d SNAT port(s) and %d server port(s): concurrent connections would collide in conntrack; give server.ports >= load.concurrency", s.Load.Concurrency, s.LVS.SNATPorts, s.Server.Ports)
 	}
 	for role, ks := range s.Sysctl {
