@@ -36,15 +36,6 @@ const (
 	CloseReset CloseMode = "reset"
 )
 
-// ParseCloseMode validates a close mode name.
-func ParseCloseMode(s string) (CloseMode, error) {
-	switch m := CloseMode(s); m {
-	case CloseServer, CloseClient, CloseReset:
-		return m, nil
-	}
-	return "", fmt.Errorf("close mode %q: want server, client or reset", s)
-}
-
 // ServerConfig configures the responder.
 type ServerConfig struct {
 	Addr              net.IP

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/scenario"
+	"github.com/twlab/twlab/lab/skew"
 	"github.com/twlab/twlab/lab/sysctl"
 	"github.com/twlab/twlab/lab/topo"
 )
@@ -41,7 +42,7 @@ func (cr *cellRun) knobPlan() []*plannedKnob {
 			name: "net.netfilter.nf_conntrack_tcp_timeout_time_wait", value: fmt.Sprint(int(t.D().Seconds())), nodes: nodesOf("lvs"),
 			implied: "lvs.conntrack_tw_timeout"})
 	}
-	if s.Clients.TSSkew == "fixed" && !slices.ContainsFunc(s.Sysctl["clients"], func(k scenario.Knob) bool { return k.Name == "net.ipv4.tcp_timestamps" }) {
+	if s.Clients.TSSkew == skew.ModeFixed && !slices.ContainsFunc(s.Sysctl["clients"], func(k scenario.Knob) bool { return k.Name == "net.ipv4.tcp_timestamps" }) {
 		// Fixed skew sits on top of timestamps without the kernel's own
 		// random offset; an explicit clients sysctl wins.
 		out = append(out, &plannedKnob{key: "clients.net.ipv4.tcp_timestamps", name: "net.ipv4.tcp_timestamps", value: "2", nodes: nodesOf("clients"),

@@ -376,7 +376,7 @@ func (cr *cellRun) run(ctx context.Context) error {
 func (cr *cellRun) setup(ctx context.Context) error {
 	s, rc := cr.s, cr.rc
 	var vip net.IP
-	if s.LVS.Mode == string(nat.ModeFullNAT) {
+	if s.LVS.Mode == nat.ModeFullNAT {
 		vip = net.ParseIP(s.LVS.VIP).To4()
 	}
 	var err error
@@ -385,7 +385,7 @@ func (cr *cellRun) setup(ctx context.Context) error {
 		return fmt.Errorf("build lab: %w", err)
 	}
 	lab := cr.lab
-	ncfg := nat.Config{Mode: nat.Mode(s.LVS.Mode), OutLink: lab.BackLink, SNATAddr: topo.LVSBack,
+	ncfg := nat.Config{Mode: s.LVS.Mode, OutLink: lab.BackLink, SNATAddr: topo.LVSBack,
 		Random: s.LVS.Random, VIP: vip, Server: topo.ServerAddr,
 		PortsFrom: uint16(s.Server.Port), PortsTo: uint16(s.Server.Port + s.Server.Ports - 1)}
 	if s.LVS.SNATPorts > 0 {
@@ -400,8 +400,8 @@ func (cr *cellRun) setup(ctx context.Context) error {
 		return err
 	}
 
-	if s.Clients.TSSkew == "fixed" {
-		rc.Skew = &result.Skew{Mode: "fixed", Clients: map[string]*result.SkewClient{}}
+	if s.Clients.TSSkew == skew.ModeFixed {
+		rc.Skew = &result.Skew{Mode: s.Clients.TSSkew.String(), Clients: map[string]*result.SkewClient{}}
 		cr.skews = map[string]*skew.Attachment{}
 		// Offsets given as durations become ticks of this kernel's
 		// timestamp clock: milliseconds since 4.13, jiffies before.
@@ -437,16 +437,15 @@ func (cr *cellRun) setup(ctx context.Context) error {
 			break
 		}
 	} else {
-		rc.Skew = &result.Skew{Mode: "kernel"}
+		rc.Skew = &result.Skew{Mode: s.Clients.TSSkew.String()}
 	}
 
 	if err := nat.InstallSYNCounters(lab.Server.NS); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	closeMode, _ := load.ParseCloseMode(s.Server.Close)
 	cr.srv, err = load.StartServer(lab.Server.NS, load.ServerConfig{Addr: topo.ServerAddr, Port: s.Server.Port,
-		Ports: s.Server.Ports, Close: closeMode, KeepaliveRequests: s.Server.KeepaliveRequests,
-		IdleTimeout: s.Load.IOTimeout.D() + time.Second, Backlog: s.Server.Backlog, Stalled: s.Server.Accept == "stalled"}, cr.log)
+		Ports: s.Server.Ports, Close: s.Server.Close, KeepaliveRequests: s.Server.KeepaliveRequests,
+		IdleTimeout: s.Load.IOTimeout.D() + time.Second, Backlog: s.Server.Backlog, Stalled: s.Server.Accept == load.AcceptStalled}, cr.log)
 	return err
 }
 
@@ -454,7 +453,6 @@ func (cr *cellRun) setup(ctx context.Context) error {
 func (cr *cellRun) measure(ctx context.Context) error {
 	s, rc, lab := cr.s, cr.rc, cr.lab
 	var err error
-	closeMode, _ := load.ParseCloseMode(s.Server.Close)
 	for _, n := range lab.Nodes() {
 		p, err := probe.Open(n.Name, n.NS, probe.Options{Link: n.Link, TimeWaitByDiag: cr.opt.twByDiag()})
 		if err != nil {
@@ -489,14 +487,13 @@ func (cr *cellRun) measure(ctx context.Context) error {
 		clients = append(clients, load.Client{Name: c.Name, NS: c.NS, Addr: c.Addr})
 	}
 	target := topo.ServerAddr
-	if s.LVS.Mode == string(nat.ModeFullNAT) {
+	if s.LVS.Mode == nat.ModeFullNAT {
 		target = net.ParseIP(s.LVS.VIP).To4()
 	}
-	order, _ := load.ParseOrder(s.Load.Order)
 	lres, err := load.Run(ctx, load.Config{Clients: clients, Target: target, Port: s.Server.Port, Ports: s.Server.Ports,
 		Connections: s.Load.Connections, Duration: s.Load.Duration.D(), Rate: s.Load.Rate, Concurrency: s.Load.Concurrency,
-		Order: order, Seed: s.Seed, ConnectTimeout: s.Load.ConnectTimeout.D(), IOTimeout: s.Load.IOTimeout.D(),
-		BindPort: s.Load.BindPort, Gap: s.Load.Gap.D(), KeepaliveRequests: s.Server.KeepaliveRequests, Close: closeMode, Live: live,
+		Order: s.Load.Order, Seed: s.Seed, ConnectTimeout: s.Load.ConnectTimeout.D(), IOTimeout: s.Load.IOTimeout.D(),
+		BindPort: s.Load.BindPort, Gap: s.Load.Gap.D(), KeepaliveRequests: s.Server.KeepaliveRequests, Close: s.Server.Close, Live: live,
 		SocketOffsets: cr.socketOffsets})
 	if err != nil {
 		sampler.Stop()

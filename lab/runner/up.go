@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twlab/twlab/lab/kernel"
+	"github.com/twlab/twlab/lab/nat"
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/runstate"
 	"github.com/twlab/twlab/lab/scenario"
@@ -54,7 +55,7 @@ func Up(ctx context.Context, file string, c *scenario.Cell, log *slog.Logger, re
 		return &EnvError{fmt.Sprintf("cell %s cannot run on this kernel: %s", c.ID, rc.Reason)}
 	}
 	target := net.JoinHostPort(topo.ServerAddr.String(), strconv.Itoa(c.S.Server.Port))
-	if c.S.LVS.Mode == "fullnat" {
+	if c.S.LVS.Mode == nat.ModeFullNAT {
 		target = net.JoinHostPort(c.S.LVS.VIP, strconv.Itoa(c.S.Server.Port))
 	}
 	info := &runstate.Lab{RunID: id, Scenario: file, Cell: c.ID, Target: target, Started: time.Now().UTC(), Knobs: rc.KnobsActual}

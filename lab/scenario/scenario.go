@@ -9,16 +9,14 @@ package scenario
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
-	"gopkg.in/yaml.v3"
+	"github.com/twlab/twlab/lab/load"
+	"github.com/twlab/twlab/lab/nat"
+	"github.com/twlab/twlab/lab/skew"
 )
 
 // Limits that keep a scenario bounded; documented in the README.
@@ -53,10 +51,8 @@ type Scenario struct {
 
 // Clients configures the client namespaces.
 type Clients struct {
-	Count int `yaml:"count" json:"count"`
-	// TSSkew is "kernel" (the kernel's own random offset per address pair or
-	// 4-tuple) or "fixed" (tcp_timestamps=2 and exact offsets added by eBPF).
-	TSSkew string `yaml:"ts_skew" json:"ts_skew"`
+	Count  int       `yaml:"count" json:"count"`
+	TSSkew skew.Mode `yaml:"ts_skew" json:"ts_skew"`
 	// TSOffsets are the fixed offsets of c1, c2, … (missing ones are 0).
 	TSOffsets []TSOffset `yaml:"ts_offsets" json:"ts_offsets,omitempty"`
 	// TSOffsetStep spreads clients evenly: client i gets (i-1)*step, unless
@@ -87,10 +83,10 @@ func (o TSOffset) TicksAt(hz int) int32 {
 	return int32(int64(o.Ticks) * int64(hz) / 1000)
 }
 
-// UnmarshalYAML accepts a duration or an integer.
-func (o *TSOffset) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return &posError{n.Line, n.Column, "want a clock offset such as -60s, +250ms or raw ticks (an integer)"}
+// unmarshalNode accepts a duration or an integer.
+func (o *TSOffset) unmarshalNode(n *node) error {
+	if n.Kind != scalarNode {
+		return &posError{n.Line, n.Column, "", "want a clock offset such as -60s, +250ms or raw ticks (an integer)"}
 	}
 	v := strings.TrimSpace(n.Value)
 	var ticks int64
@@ -100,15 +96,15 @@ func (o *TSOffset) UnmarshalYAML(n *yaml.Node) error {
 	} else {
 		d, err := time.ParseDuration(strings.TrimPrefix(v, "+"))
 		if err != nil {
-			return &posError{n.Line, n.Column, fmt.Sprintf("%q is not a clock offset: want e.g. -60s, +250ms or raw ticks (an integer)", n.Value)}
+			return &posError{n.Line, n.Column, "", fmt.Sprintf("%q is not a clock offset: want e.g. -60s, +250ms or raw ticks (an integer)", n.Value)}
 		}
 		if d%time.Millisecond != 0 {
-			return &posError{n.Line, n.Column, fmt.Sprintf("%q: timestamp ticks are 1 ms; use whole milliseconds", n.Value)}
+			return &posError{n.Line, n.Column, "", fmt.Sprintf("%q: timestamp ticks are 1 ms; use whole milliseconds", n.Value)}
 		}
 		ticks = int64(d / time.Millisecond)
 	}
 	if ticks > MaxTSOffset || ticks < -MaxTSOffset {
-		return &posError{n.Line, n.Column, fmt.Sprintf("%q is out of range; offsets are limited to ±%d ticks (about 12 days)", n.Value, MaxTSOffset)}
+		return &posError{n.Line, n.Column, "", fmt.Sprintf("%q is out of range; offsets are limited to ±%d ticks (about 12 days)", n.Value, MaxTSOffset)}
 	}
 	*o = TSOffset{Ticks: int32(ticks), Text: v, Raw: raw}
 	return nil
@@ -134,7 +130,7 @@ func (c Clients) Offsets(hz int) []int32 {
 
 // LVS configures the NAT box.
 type LVS struct {
-	Mode               string    `yaml:"mode" json:"mode"`             // snat | fullnat | route
+	Mode               nat.Mode  `yaml:"mode" json:"mode"`
 	SNATPorts          int       `yaml:"snat_ports" json:"snat_ports"` // size of the SNAT port range; 0 = kernel's choice
 	SNATPortBase       int       `yaml:"snat_port_base" json:"snat_port_base"`
 	Random             bool      `yaml:"random" json:"random"`                                       // fully-random port selection
@@ -144,28 +140,28 @@ type LVS struct {
 
 // Server configures the responder.
 type Server struct {
-	Port              int    `yaml:"port" json:"port"`
-	Ports             int    `yaml:"ports" json:"ports"`
-	Close             string `yaml:"close" json:"close"` // server | client | reset
-	KeepaliveRequests int    `yaml:"keepalive_requests" json:"keepalive_requests"`
+	Port              int            `yaml:"port" json:"port"`
+	Ports             int            `yaml:"ports" json:"ports"`
+	Close             load.CloseMode `yaml:"close" json:"close"`
+	KeepaliveRequests int            `yaml:"keepalive_requests" json:"keepalive_requests"`
 	// Backlog is the listen backlog (capped by the server's net.core.somaxconn).
 	Backlog int `yaml:"backlog" json:"backlog"`
-	// Accept is "normal" or "stalled" (never accept during the load, so the
-	// accept queue fills: the other way a SYN goes unanswered).
-	Accept string `yaml:"accept" json:"accept"`
+	// Accept stalled never accepts during the load, so the accept queue
+	// fills: the other way a SYN goes unanswered.
+	Accept load.AcceptMode `yaml:"accept" json:"accept"`
 }
 
 // LoadConfig bounds and shapes the short-connection load of one cell.
 type LoadConfig struct {
-	Connections    int      `yaml:"connections" json:"connections"`
-	Duration       Duration `yaml:"duration" json:"duration"`
-	Rate           float64  `yaml:"rate" json:"rate"`
-	Concurrency    int      `yaml:"concurrency" json:"concurrency"`
-	Order          string   `yaml:"order" json:"order"`
-	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout"`
-	IOTimeout      Duration `yaml:"io_timeout" json:"io_timeout"`
-	BindPort       int      `yaml:"bind_port" json:"bind_port"`
-	Gap            Duration `yaml:"gap" json:"gap"`
+	Connections    int        `yaml:"connections" json:"connections"`
+	Duration       Duration   `yaml:"duration" json:"duration"`
+	Rate           float64    `yaml:"rate" json:"rate"`
+	Concurrency    int        `yaml:"concurrency" json:"concurrency"`
+	Order          load.Order `yaml:"order" json:"order"`
+	ConnectTimeout Duration   `yaml:"connect_timeout" json:"connect_timeout"`
+	IOTimeout      Duration   `yaml:"io_timeout" json:"io_timeout"`
+	BindPort       int        `yaml:"bind_port" json:"bind_port"`
+	Gap            Duration   `yaml:"gap" json:"gap"`
 	// NeedsRate: the scenario's mechanism shows only from this many new
 	// connections per second on; a cell whose load stays below it (e.g. in
 	// a VM under software emulation) is n/a, its figures kept. 0: no need.
@@ -183,15 +179,15 @@ type Knob struct {
 	Col   int    `json:"-"`
 }
 
-// UnmarshalYAML keeps file order and positions.
-func (k *KnobSet) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.MappingNode {
-		return &posError{n.Line, n.Column, "want a mapping of sysctl names to values"}
+// unmarshalNode keeps file order and positions.
+func (k *KnobSet) unmarshalNode(n *node) error {
+	if n.Kind != mappingNode {
+		return &posError{n.Line, n.Column, "", "want a mapping of sysctl names to values"}
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		kn, vn := n.Content[i], n.Content[i+1]
-		if vn.Kind != yaml.ScalarNode {
-			return &posError{vn.Line, vn.Column, fmt.Sprintf("sysctl %s: want a scalar value", kn.Value)}
+		if vn.Kind != scalarNode {
+			return &posError{vn.Line, vn.Column, "", fmt.Sprintf("sysctl %s: want a scalar value", kn.Value)}
 		}
 		*k = append(*k, Knob{Name: kn.Value, Value: vn.Value, Line: kn.Line, Col: kn.Column})
 	}
@@ -221,28 +217,46 @@ type Axis struct {
 	Values []string `json:"values"`
 	Line   int      `json:"-"`
 	Col    int      `json:"-"`
+	at     []valueAt
 }
 
-// UnmarshalYAML keeps axis order: the first axis varies slowest.
-func (m *Matrix) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.MappingNode {
-		return &posError{n.Line, n.Column, "matrix: want a mapping of keys to lists of values"}
+// valueAt is where a matrix value was written and how errors name it.
+type valueAt struct {
+	line, col int
+	field     string
+}
+
+// valueAt is where the j-th value was written; a value given by --set
+// instead points at the axis.
+func (a Axis) valueAt(j int) valueAt {
+	if j < len(a.at) {
+		return a.at[j]
+	}
+	return valueAt{a.Line, a.Col, ""}
+}
+
+// unmarshalNode keeps axis order: the first axis varies slowest.
+func (m *Matrix) unmarshalNode(n *node) error {
+	if n.Kind != mappingNode {
+		return &posError{n.Line, n.Column, "", "matrix: want a mapping of keys to lists of values"}
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		kn, vn := n.Content[i], n.Content[i+1]
 		a := Axis{Key: kn.Value, Line: kn.Line, Col: kn.Column}
 		switch vn.Kind {
-		case yaml.SequenceNode:
-			for _, e := range vn.Content {
-				if e.Kind != yaml.ScalarNode {
-					return &posError{e.Line, e.Column, fmt.Sprintf("matrix %s: values must be scalars", kn.Value)}
+		case sequenceNode:
+			for j, e := range vn.Content {
+				if e.Kind != scalarNode {
+					return &posError{e.Line, e.Column, "", fmt.Sprintf("matrix %s: values must be scalars", kn.Value)}
 				}
 				a.Values = append(a.Values, e.Value)
+				a.at = append(a.at, valueAt{e.Line, e.Column, fmt.Sprintf("matrix.%s[%d]", kn.Value, j)})
 			}
-		case yaml.ScalarNode:
+		case scalarNode:
 			a.Values = []string{vn.Value}
+			a.at = []valueAt{{vn.Line, vn.Column, "matrix." + kn.Value}}
 		default:
-			return &posError{vn.Line, vn.Column, fmt.Sprintf("matrix %s: want a list of values", kn.Value)}
+			return &posError{vn.Line, vn.Column, "", fmt.Sprintf("matrix %s: want a list of values", kn.Value)}
 		}
 		*m = append(*m, a)
 	}
@@ -252,10 +266,10 @@ func (m *Matrix) UnmarshalYAML(n *yaml.Node) error {
 // Scalar is a YAML scalar kept as text (knob values are text to the kernel).
 type Scalar string
 
-// UnmarshalYAML accepts any scalar.
-func (s *Scalar) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return &posError{n.Line, n.Column, "want a scalar value"}
+// unmarshalNode accepts any scalar.
+func (s *Scalar) unmarshalNode(n *node) error {
+	if n.Kind != scalarNode {
+		return &posError{n.Line, n.Column, "", "want a scalar value"}
 	}
 	*s = Scalar(n.Value)
 	return nil
@@ -275,10 +289,10 @@ type Text struct {
 	Line, Col int
 }
 
-// UnmarshalYAML accepts a scalar.
-func (t *Text) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return &posError{n.Line, n.Column, "want a string"}
+// unmarshalNode accepts a scalar.
+func (t *Text) unmarshalNode(n *node) error {
+	if n.Kind != scalarNode {
+		return &posError{n.Line, n.Column, "", "want a string"}
 	}
 	*t = Text{n.Value, n.Line, n.Column}
 	return nil
@@ -298,23 +312,23 @@ type StringList struct {
 	Pos   []pos
 }
 
-// UnmarshalYAML accepts a scalar or a sequence of scalars.
-func (s *StringList) UnmarshalYAML(n *yaml.Node) error {
+// unmarshalNode accepts a scalar or a sequence of scalars.
+func (s *StringList) unmarshalNode(n *node) error {
 	switch n.Kind {
-	case yaml.ScalarNode:
+	case scalarNode:
 		s.Items, s.Pos = []string{n.Value}, []pos{{n.Line, n.Column}}
 		return nil
-	case yaml.SequenceNode:
+	case sequenceNode:
 		for _, e := range n.Content {
-			if e.Kind != yaml.ScalarNode {
-				return &posError{e.Line, e.Column, "want a string"}
+			if e.Kind != scalarNode {
+				return &posError{e.Line, e.Column, "", "want a string"}
 			}
 			s.Items = append(s.Items, e.Value)
 			s.Pos = append(s.Pos, pos{e.Line, e.Column})
 		}
 		return nil
 	}
-	return &posError{n.Line, n.Column, "want a string or a list of strings"}
+	return &posError{n.Line, n.Column, "", "want a string or a list of strings"}
 }
 
 // MarshalJSON writes the items.
@@ -335,21 +349,21 @@ func (s StringList) MarshalJSON() ([]byte, error) {
 // seconds).
 type Duration time.Duration
 
-// UnmarshalYAML parses Go duration syntax.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return &posError{n.Line, n.Column, "want a duration such as 500ms or 8s"}
+// unmarshalNode parses Go duration syntax.
+func (d *Duration) unmarshalNode(n *node) error {
+	if n.Kind != scalarNode {
+		return &posError{n.Line, n.Column, "", "want a duration such as 500ms or 8s"}
 	}
 	if f, err := strconv.ParseFloat(n.Value, 64); err == nil {
 		if f < 0 || f > 1e6 {
-			return &posError{n.Line, n.Column, fmt.Sprintf("duration %s out of range", n.Value)}
+			return &posError{n.Line, n.Column, "", fmt.Sprintf("duration %s out of range", n.Value)}
 		}
 		*d = Duration(f * float64(time.Second))
 		return nil
 	}
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return &posError{n.Line, n.Column, fmt.Sprintf("%q is not a duration: want e.g. 500ms, 8s, 2m", n.Value)}
+		return &posError{n.Line, n.Column, "", fmt.Sprintf("%q is not a duration: want e.g. 500ms, 8s, 2m", n.Value)}
 	}
 	*d = Duration(v)
 	return nil
@@ -361,159 +375,4 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // MarshalJSON writes the duration in Go syntax.
 func (d Duration) MarshalJSON() ([]byte, error) {
 	return []byte(strconv.Quote(time.Duration(d).String())), nil
-}
-
-// posError carries a position out of UnmarshalYAML.
-type posError struct {
-	line, col int
-	msg       string
-}
-
-func (e *posError) Error() string { return e.msg }
-
-// Error is one problem in a scenario file, with where it is.
-type Error struct {
-	File  string
-	Line  int
-	Col   int
-	Field string
-	Msg   string
-}
-
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-		if e.Col > 0 {
-			fmt.Fprintf(&b, ":%d", e.Col)
-		}
-	}
-	b.WriteString(": ")
-	if e.Field != "" {
-		b.WriteString(e.Field + ": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
-
-// Errors is every problem found, so a user fixes them in one go.
-type Errors []*Error
-
-func (es Errors) Error() string {
-	s := make([]string, len(es))
-	for i, e := range es {
-		s[i] = e.Error()
-	}
-	return strings.Join(s, "\n")
-}
-
-// ReadFile reads a scenario file with the size and encoding checks applied
-// before any parsing.
-func ReadFile(path string) ([]byte, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, &Error{File: path, Msg: "cannot read scenario: " + unwrap(err).Error()}
-	}
-	if st.IsDir() {
-		return nil, &Error{File: path, Msg: "is a directory, want a scenario YAML file"}
-	}
-	if st.Size() > MaxFileSize {
-		return nil, &Error{File: path, Msg: fmt.Sprintf("file is %d bytes; scenarios are limited to %d", st.Size(), MaxFileSize)}
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, &Error{File: path, Msg: "cannot read scenario: " + unwrap(err).Error()}
-	}
-	return b, nil
-}
-
-func unwrap(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
-// parseTree parses YAML text into a node tree with the basic checks.
-func parseTree(file string, src []byte) (*yaml.Node, error) {
-	if len(src) > MaxFileSize {
-		return nil, &Error{File: file, Msg: fmt.Sprintf("scenario is %d bytes; the limit is %d", len(src), MaxFileSize)}
-	}
-	if !utf8.Valid(src) {
-		bad := firstInvalid(src)
-		line := 1 + bytes.Count(src[:bad], []byte("\n"))
-		col := 1 + utf8.RuneCount(src[bytes.LastIndexByte(src[:bad], '\n')+1:bad])
-		return nil, &Error{File: file, Line: line, Col: col, Msg: "not valid UTF-8; scenarios are UTF-8 text"}
-	}
-	if len(bytes.TrimSpace(src)) == 0 {
-		return nil, &Error{File: file, Msg: "empty scenario; want at least name, clients and load (see `twlab list` for examples)"}
-	}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(src))
-	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
-		return nil, &Error{File: file, Msg: "no YAML content (only comments); want at least name, clients and load"}
-	} else if err != nil {
-		return nil, yamlSyntaxError(file, err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, &Error{File: file, Line: extra.Line, Col: extra.Column, Msg: "more than one YAML document; a scenario is one document"}
-	} else if !errors.Is(err, io.EOF) {
-		return nil, yamlSyntaxError(file, err) // a broken second document is still broken
-	}
-	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
-		n := &doc
-		if len(doc.Content) == 1 {
-			n = doc.Content[0]
-		}
-		return nil, &Error{File: file, Line: n.Line, Col: n.Column, Msg: "the top level must be a mapping (name:, clients:, load:, …)"}
-	}
-	if err := checkAliases(file, doc.Content[0], 0); err != nil {
-		return nil, err
-	}
-	return doc.Content[0], nil
-}
-
-// checkAliases refuses anchors/aliases (billion-laughs) and absurd nesting.
-func checkAliases(file string, n *yaml.Node, depth int) error {
-	if depth > 32 {
-		return &Error{File: file, Line: n.Line, Col: n.Column, Msg: "nesting deeper than 32 levels"}
-	}
-	if n.Kind == yaml.AliasNode || n.Anchor != "" {
-		return &Error{File: file, Line: n.Line, Col: n.Column, Msg: "YAML anchors and aliases are not supported in scenarios"}
-	}
-	for _, c := range n.Content {
-		if err := checkAliases(file, c, depth+1); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func firstInvalid(b []byte) int {
-	for i := 0; i < len(b); {
-		r, n := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && n <= 1 {
-			return i
-		}
-		i += n
-	}
-	return len(b)
-}
-
-func yamlSyntaxError(file string, err error) error {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	line := 0
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if i := strings.Index(rest, ":"); i > 0 {
-			if n, err := strconv.Atoi(rest[:i]); err == nil {
-				line = n
-				msg = strings.TrimSpace(rest[i+1:])
-			}
-		}
-	}
-	return &Error{File: file, Line: line, Msg: "YAML syntax: " + msg}
 }

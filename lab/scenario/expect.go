@@ -1,0 +1,62 @@
+package scenario
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/twlab/twlab/lab/expr"
+)
+
+func parseExpect(file string, s *Scenario) ([]*Expectation, Errors) {
+	var out []*Expectation
+	var errs Errors
+	for i, e := range s.Expect {
+		x := &Expectation{Name: e.Name, Line: e.When.Line}
+		field := fmt.Sprintf("expect[%d]", i)
+		if e.When.S != "" {
+			w, err := expr.Parse(e.When.S)
+			if err != nil {
+				errs = append(errs, exprError(file, field+".when", e.When.Line, e.When.Col, err))
+			}
+			x.When = w
+			if w != nil {
+				for _, n := range w.Names() {
+					if strings.HasPrefix(n, "kernel.") {
+						x.NeedsKernel = true
+					}
+				}
+			}
+		}
+		if len(e.Assert.Items) == 0 {
+			errs = append(errs, &Error{File: file, Field: field + ".assert", Msg: "no assertions; want e.g. `server.TcpExt.PAWSTimewait > 0`"})
+		}
+		for j, a := range e.Assert.Items {
+			p, err := expr.Parse(a)
+			if err != nil {
+				var line, col int
+				if j < len(e.Assert.Pos) {
+					line, col = e.Assert.Pos[j].line, e.Assert.Pos[j].col
+				}
+				errs = append(errs, exprError(file, fmt.Sprintf("%s.assert[%d]", field, j), line, col, err))
+				continue
+			}
+			x.Asserts = append(x.Asserts, p)
+		}
+		if x.Line == 0 && len(e.Assert.Pos) > 0 {
+			x.Line = e.Assert.Pos[0].line
+		}
+		out = append(out, x)
+	}
+	return out, errs
+}
+
+// exprError places an expression's syntax error at its column in the file
+// (exact for plain one-line scalars, the common case).
+func exprError(file, field string, line, col int, err error) *Error {
+	var se *expr.SyntaxError
+	if errors.As(err, &se) && col > 0 {
+		return &Error{File: file, Line: line, Col: col + se.Col - 1, Field: field, Msg: se.Msg}
+	}
+	return &Error{File: file, Line: line, Col: col, Field: field, Msg: err.Error()}
+}
