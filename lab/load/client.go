@@ -16,23 +16,6 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// Order is how clients take turns on a chain.
-type Order string
-
-const (
-	OrderRoundRobin Order = "round-robin"
-	OrderRandom     Order = "random"
-)
-
-// ParseOrder validates an order name.
-func ParseOrder(s string) (Order, error) {
-	switch o := Order(s); o {
-	case OrderRoundRobin, OrderRandom:
-		return o, nil
-	}
-	return "", fmt.Errorf("order %q: want round-robin or random", s)
-}
-
 // Client is one client namespace the generator dials from.
 type Client struct {
 	Name string

@@ -21,6 +21,14 @@ func (m *CloseMode) UnmarshalText(b []byte) error {
 	return fmt.Errorf("%q: want server, client or reset", b)
 }
 
+// Order is how clients take turns on a chain.
+type Order string
+
+const (
+	OrderRoundRobin Order = "round-robin"
+	OrderRandom     Order = "random"
+)
+
 func (o Order) String() string { return string(o) }
 
 // MarshalText keeps the order the plain string it is in run.json.
