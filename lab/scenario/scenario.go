@@ -19,7 +19,7 @@ import (
 	"github.com/twlab/twlab/lab/skew"
 )
 
-// Limits that keep a scenario bounded; documented in the README.
+// Limits that keep a scenario bounded; documented in scenarios/README.md.
 const (
 	MaxFileSize       = 256 << 10
 	MaxClients        = 64
