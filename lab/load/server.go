@@ -18,22 +18,19 @@ import (
 	"time"
 
 	"github.com/twlab/twlab/lab/netnsutil"
+	"github.com/twlab/twlab/lab/spec"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
-// CloseMode says which side ends a connection, and so where TIME_WAIT lands.
-type CloseMode string
+// CloseMode says which side ends a connection, and so where TIME_WAIT lands
+// (see spec.CloseMode).
+type CloseMode = spec.CloseMode
 
 const (
-	// CloseServer: the server closes right after its last response; TIME_WAIT
-	// sits on the server, where PAWS rejects a reused 4-tuple's SYN.
-	CloseServer CloseMode = "server"
-	// CloseClient: the server waits for the client to close; TIME_WAIT sits on
-	// the clients (the nginx-to-upstream case).
-	CloseClient CloseMode = "client"
-	// CloseReset: the server aborts with RST (SO_LINGER 0); no TIME_WAIT.
-	CloseReset CloseMode = "reset"
+	CloseServer = spec.CloseServer
+	CloseClient = spec.CloseClient
+	CloseReset  = spec.CloseReset
 )
 
 // ServerConfig configures the responder.

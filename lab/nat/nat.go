@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/twlab/twlab/lab/spec"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -17,19 +18,14 @@ import (
 // TableName is the nftables table twlab owns inside a lab namespace.
 const TableName = "twlab"
 
-// Mode is how clients reach the server.
-type Mode string
+// Mode is how clients reach the server (defined in spec, which the
+// scenario decoder shares).
+type Mode = spec.LVSMode
 
 const (
-	// ModeSNAT: clients dial the server's address; the box rewrites their
-	// source to one address (and a port from the range).
-	ModeSNAT Mode = "snat"
-	// ModeFullNAT: clients dial a VIP on the box; the box rewrites the
-	// destination to the server and the source to its own address, as LVS
-	// full-NAT does.
-	ModeFullNAT Mode = "fullnat"
-	// ModeRoute: no NAT at all; the server sees every client's own address.
-	ModeRoute Mode = "route"
+	ModeSNAT    = spec.LVSSNAT
+	ModeFullNAT = spec.LVSFullNAT
+	ModeRoute   = spec.LVSRoute
 )
 
 // Config is the NAT to apply on the box.

@@ -14,9 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twlab/twlab/lab/load"
-	"github.com/twlab/twlab/lab/nat"
-	"github.com/twlab/twlab/lab/skew"
+	"github.com/twlab/twlab/lab/spec"
 )
 
 // Limits that keep a scenario bounded; documented in scenarios/README.md.
@@ -51,8 +49,8 @@ type Scenario struct {
 
 // Clients configures the client namespaces.
 type Clients struct {
-	Count  int       `yaml:"count" json:"count"`
-	TSSkew skew.Mode `yaml:"ts_skew" json:"ts_skew"`
+	Count  int         `yaml:"count" json:"count"`
+	TSSkew spec.TSSkew `yaml:"ts_skew" json:"ts_skew"`
 	// TSOffsets are the fixed offsets of c1, c2, … (missing ones are 0).
 	TSOffsets []TSOffset `yaml:"ts_offsets" json:"ts_offsets,omitempty"`
 	// TSOffsetStep spreads clients evenly: client i gets (i-1)*step, unless
@@ -130,25 +128,25 @@ func (c Clients) Offsets(hz int) []int32 {
 
 // LVS configures the NAT box.
 type LVS struct {
-	Mode               nat.Mode  `yaml:"mode" json:"mode"`
-	SNATPorts          int       `yaml:"snat_ports" json:"snat_ports"` // size of the SNAT port range; 0 = kernel's choice
-	SNATPortBase       int       `yaml:"snat_port_base" json:"snat_port_base"`
-	Random             bool      `yaml:"random" json:"random"`                                       // fully-random port selection
-	ConntrackTWTimeout *Duration `yaml:"conntrack_tw_timeout" json:"conntrack_tw_timeout,omitempty"` // nil = leave the kernel default
-	VIP                string    `yaml:"vip" json:"vip"`
+	Mode               spec.LVSMode `yaml:"mode" json:"mode"`
+	SNATPorts          int          `yaml:"snat_ports" json:"snat_ports"` // size of the SNAT port range; 0 = kernel's choice
+	SNATPortBase       int          `yaml:"snat_port_base" json:"snat_port_base"`
+	Random             bool         `yaml:"random" json:"random"`                                       // fully-random port selection
+	ConntrackTWTimeout *Duration    `yaml:"conntrack_tw_timeout" json:"conntrack_tw_timeout,omitempty"` // nil = leave the kernel default
+	VIP                string       `yaml:"vip" json:"vip"`
 }
 
 // Server configures the responder.
 type Server struct {
 	Port              int            `yaml:"port" json:"port"`
 	Ports             int            `yaml:"ports" json:"ports"`
-	Close             load.CloseMode `yaml:"close" json:"close"`
+	Close             spec.CloseMode `yaml:"close" json:"close"`
 	KeepaliveRequests int            `yaml:"keepalive_requests" json:"keepalive_requests"`
 	// Backlog is the listen backlog (capped by the server's net.core.somaxconn).
 	Backlog int `yaml:"backlog" json:"backlog"`
 	// Accept stalled never accepts during the load, so the accept queue
 	// fills: the other way a SYN goes unanswered.
-	Accept load.AcceptMode `yaml:"accept" json:"accept"`
+	Accept spec.AcceptMode `yaml:"accept" json:"accept"`
 }
 
 // LoadConfig bounds and shapes the short-connection load of one cell.
@@ -157,7 +155,7 @@ type LoadConfig struct {
 	Duration       Duration   `yaml:"duration" json:"duration"`
 	Rate           float64    `yaml:"rate" json:"rate"`
 	Concurrency    int        `yaml:"concurrency" json:"concurrency"`
-	Order          load.Order `yaml:"order" json:"order"`
+	Order          spec.Order `yaml:"order" json:"order"`
 	ConnectTimeout Duration   `yaml:"connect_timeout" json:"connect_timeout"`
 	IOTimeout      Duration   `yaml:"io_timeout" json:"io_timeout"`
 	BindPort       int        `yaml:"bind_port" json:"bind_port"`

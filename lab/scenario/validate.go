@@ -8,8 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twlab/twlab/lab/nat"
-	"github.com/twlab/twlab/lab/skew"
+	"github.com/twlab/twlab/lab/spec"
 	"github.com/twlab/twlab/lab/sysctl"
 )
 
@@ -37,7 +36,7 @@ func validate(file string, root *node, s *Scenario) Errors {
 		}
 	}
 	rng("clients.count", s.Clients.Count, 1, MaxClients)
-	if s.Clients.TSSkew == skew.ModeKernel && (len(s.Clients.TSOffsets) > 0 || s.Clients.TSOffsetStep != nil) {
+	if s.Clients.TSSkew == spec.TSSkewKernel && (len(s.Clients.TSOffsets) > 0 || s.Clients.TSOffsetStep != nil) {
 		bad("clients.ts_skew", "offsets are given but ts_skew is kernel; set ts_skew: fixed to apply them")
 	}
 	if len(s.Clients.TSOffsets) > s.Clients.Count && s.Clients.Count > 0 {
@@ -94,7 +93,7 @@ func validate(file string, root *node, s *Scenario) Errors {
 	if s.Load.BindPort != 0 {
 		rng("load.bind_port", s.Load.BindPort, 1024, 65535-MaxConcurrency)
 	}
-	if s.LVS.Mode != nat.ModeRoute && s.LVS.SNATPorts > 0 && s.LVS.SNATPorts < s.Load.Concurrency && s.Server.Ports < s.Load.Concurrency {
+	if s.LVS.Mode != spec.LVSRoute && s.LVS.SNATPorts > 0 && s.LVS.SNATPorts < s.Load.Concurrency && s.Server.Ports < s.Load.Concurrency {
 		bad("load.concurrency", "%d chains share %d SNAT port(s) and %d server port(s): concurrent connections would collide in conntrack; give server.ports >= load.concurrency", s.Load.Concurrency, s.LVS.SNATPorts, s.Server.Ports)
 	}
 	for role, ks := range s.Sysctl {
