@@ -24,7 +24,7 @@ type plannedKnob struct {
 // knobPlan lists the cell's sysctls with the nodes they go to, plus the
 // knobs the lab itself needs on the box.
 func (cr *cellRun) knobPlan() []*plannedKnob {
-	lab, s := cr.lab, cr.s
+	lab, s := cr.lab.topo, cr.s
 	nodesOf := func(role string) []*topo.Node {
 		switch role {
 		case "clients":
@@ -99,50 +99,21 @@ func conflicts(plan []*plannedKnob) []string {
 }
 
 // applyGlobal writes a knob that is global on this kernel in the VM's
-// initial namespace, remembering the value it had so that teardown puts it
-// back: the next cell must not inherit it.
+// initial namespace, the lab first remembering the value it had so that
+// Close puts it back: the next cell must not inherit it.
 func (cr *cellRun) applyGlobal(pk *plannedKnob) error {
 	init, err := sysctl.InitialNS()
 	if err != nil {
 		return err
 	}
 	defer init.Close()
-	if _, saved := cr.globals[pk.name]; !saved {
-		old, err := sysctl.Read(init, []string{pk.name})
-		if err != nil {
-			return fmt.Errorf("%s (global): %w", pk.key, err)
-		}
-		if v, ok := old[pk.name]; ok {
-			if cr.globals == nil {
-				cr.globals = map[string]string{}
-			}
-			cr.globals[pk.name] = v
-		}
+	if err := cr.lab.saveGlobal(init, pk.name); err != nil {
+		return fmt.Errorf("%s (global): %w", pk.key, err)
 	}
 	if _, err := sysctl.Apply(init, []sysctl.Setting{{Name: pk.name, Requested: pk.value}}); err != nil {
 		return fmt.Errorf("%s (global): %w", pk.key, err)
 	}
 	return nil
-}
-
-// restoreGlobals puts back every global knob the cell changed.
-func (cr *cellRun) restoreGlobals() error {
-	if len(cr.globals) == 0 {
-		return nil
-	}
-	init, err := sysctl.InitialNS()
-	if err != nil {
-		return err
-	}
-	defer init.Close()
-	var set []sysctl.Setting
-	for name, v := range cr.globals {
-		set = append(set, sysctl.Setting{Name: name, Requested: v})
-	}
-	sort.Slice(set, func(i, j int) bool { return set[i].Name < set[j].Name })
-	_, err = sysctl.Apply(init, set)
-	cr.globals = nil
-	return err
 }
 
 // readBack records what the kernel holds for every planned knob right

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twlab/twlab/lab/capture"
 	"github.com/twlab/twlab/lab/kernel"
 	"github.com/twlab/twlab/lab/load"
 	"github.com/twlab/twlab/lab/nat"
@@ -248,24 +247,18 @@ func (o cellOpts) twByDiag() bool { return o.facts == nil || o.facts.TWCount != 
 
 // cellRun holds one cell's live state.
 type cellRun struct {
-	id    string // the run id, part of every name
-	c     *scenario.Cell
-	s     *scenario.Scenario
-	rc    *result.Cell
-	opt   cellOpts
-	lab   *topo.Lab
-	log   *slog.Logger
-	srv   *load.Server
-	prbs  []*probe.Node
-	skews map[string]*skew.Attachment
+	id  string // the run id, part of every name
+	c   *scenario.Cell
+	s   *scenario.Scenario
+	rc  *result.Cell
+	opt cellOpts
+	log *slog.Logger
+	// lab holds everything the cell acquires; its Close is the teardown.
+	lab *cellLab
 	// socketOffsets: fixed skew set on each socket by the generator
 	// (kernels before 4.10 without eBPF), by client index.
 	socketOffsets []int32
-	caps          []*capture.Capture
 	knobs         []*plannedKnob
-	// globals holds the values that knobs global on this kernel had before
-	// the cell wrote them (VM only); teardown puts them back.
-	globals map[string]string
 	// measured: every figure was read and evaluated before any interrupt.
 	measured bool
 }
@@ -297,7 +290,7 @@ func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logg
 			rc.Knobs[role+"."+k.Name] = sysctl.Normalize(k.Value)
 		}
 	}
-	cr := &cellRun{id: runID, c: c, s: s, rc: rc, opt: opt, log: log.With("cell", c.ID)}
+	cr := &cellRun{id: runID, c: c, s: s, rc: rc, opt: opt, log: log.With("cell", c.ID), lab: &cellLab{}}
 	start := time.Now()
 	defer func() { rc.DurationS = round3(time.Since(start).Seconds()) }()
 	// Teardown is registered first so that it runs last, after recover.
@@ -305,7 +298,7 @@ func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logg
 		if onTeardown != nil {
 			onTeardown()
 		}
-		if err := cr.teardown(); err != nil {
+		if err := cr.lab.Close(); err != nil {
 			cr.log.Error("teardown", "err", err)
 			rc.Notes = append(rc.Notes, "teardown: "+err.Error())
 			if rc.Status == result.CellOK {
@@ -338,27 +331,6 @@ func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logg
 	return rc, end
 }
 
-func (cr *cellRun) teardown() error {
-	var errs []error
-	for _, c := range cr.caps {
-		if _, err := c.Stop(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if cr.srv != nil {
-		errs = append(errs, cr.srv.Close())
-	}
-	for _, a := range cr.skews {
-		errs = append(errs, a.Close())
-	}
-	for _, p := range cr.prbs {
-		p.Close()
-	}
-	errs = append(errs, cr.lab.Destroy())
-	errs = append(errs, cr.restoreGlobals())
-	return errors.Join(errs...)
-}
-
 func isSysctlKey(k string) bool {
 	role, rest, _ := strings.Cut(k, ".")
 	return slices.Contains(scenario.Roles, role) && strings.HasPrefix(rest, "net.")
@@ -380,11 +352,12 @@ func (cr *cellRun) setup(ctx context.Context) error {
 		vip = net.ParseIP(s.LVS.VIP).To4()
 	}
 	var err error
-	cr.lab, err = topo.Build(ctx, topo.Spec{RunID: cr.id, Clients: s.Clients.Count, VIP: vip}, cr.log)
+	// A partly built lab is kept: Destroy removes the namespaces it has.
+	cr.lab.topo, err = topo.Build(ctx, topo.Spec{RunID: cr.id, Clients: s.Clients.Count, VIP: vip}, cr.log)
 	if err != nil {
 		return fmt.Errorf("build lab: %w", err)
 	}
-	lab := cr.lab
+	lab := cr.lab.topo
 	ncfg := nat.Config{Mode: s.LVS.Mode, OutLink: lab.BackLink, SNATAddr: topo.LVSBack,
 		Random: s.LVS.Random, VIP: vip, Server: topo.ServerAddr,
 		PortsFrom: uint16(s.Server.Port), PortsTo: uint16(s.Server.Port + s.Server.Ports - 1)}
@@ -402,7 +375,6 @@ func (cr *cellRun) setup(ctx context.Context) error {
 
 	if s.Clients.TSSkew == skew.ModeFixed {
 		rc.Skew = &result.Skew{Mode: s.Clients.TSSkew.String(), Clients: map[string]*result.SkewClient{}}
-		cr.skews = map[string]*skew.Attachment{}
 		// Offsets given as durations become ticks of this kernel's
 		// timestamp clock: milliseconds since 4.13, jiffies before.
 		hz := cr.opt.tsHz()
@@ -415,26 +387,20 @@ func (cr *cellRun) setup(ctx context.Context) error {
 		for i, c := range lab.Clients {
 			rc.Skew.Clients[c.Name] = &result.SkewClient{OffsetTicks: offs[i], TSHz: hz, OffsetMS: int64(offs[i]) * 1000 / int64(hz)}
 		}
-		for i, c := range lab.Clients {
-			a, err := skew.Attach(c.NS, c.Link, offs[i])
-			if err == nil {
-				cr.skews[c.Name] = a
-				continue
-			}
+		if err := cr.lab.attachSkews(offs); err != nil {
 			if !cr.opt.socketSkew() {
 				rc.Status, rc.Reason = result.CellNA, "n/a: fixed clock skew needs eBPF on tc (clsact, cls_bpf; Linux 4.5+) or a kernel that keeps a socket's timestamp offset through connect (before 4.10): "+err.Error()
 				return nil
 			}
 			// 4.4: no clsact, but the socket's own offset survives
-			// connect: the generator sets it on every socket.
-			for _, a := range cr.skews {
-				a.Close()
+			// connect: the generator sets it on every socket. An
+			// attachment left behind would add its offset on top.
+			if cerr := cr.lab.dropSkews(); cerr != nil {
+				return fmt.Errorf("skew: detach before falling back to socket offsets: %w", cerr)
 			}
-			cr.skews = map[string]*skew.Attachment{}
 			cr.socketOffsets = offs
 			rc.Skew.Method = result.SkewSocket
 			rc.Notes = append(rc.Notes, "Fixed clock skew by the sockets' own timestamp offset (TCP_REPAIR, TCP_TIMESTAMP before connect), since eBPF on tc cannot run here: "+err.Error())
-			break
 		}
 	} else {
 		rc.Skew = &result.Skew{Mode: s.Clients.TSSkew.String()}
@@ -443,7 +409,7 @@ func (cr *cellRun) setup(ctx context.Context) error {
 	if err := nat.InstallSYNCounters(lab.Server.NS); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	cr.srv, err = load.StartServer(lab.Server.NS, load.ServerConfig{Addr: topo.ServerAddr, Port: s.Server.Port,
+	cr.lab.srv, err = load.StartServer(lab.Server.NS, load.ServerConfig{Addr: topo.ServerAddr, Port: s.Server.Port,
 		Ports: s.Server.Ports, Close: s.Server.Close, KeepaliveRequests: s.Server.KeepaliveRequests,
 		IdleTimeout: s.Load.IOTimeout.D() + time.Second, Backlog: s.Server.Backlog, Stalled: s.Server.Accept == load.AcceptStalled}, cr.log)
 	return err
@@ -451,21 +417,17 @@ func (cr *cellRun) setup(ctx context.Context) error {
 
 // measure fires the load on a set-up lab and fills the cell's figures.
 func (cr *cellRun) measure(ctx context.Context) error {
-	s, rc, lab := cr.s, cr.rc, cr.lab
+	s, rc, lab := cr.s, cr.rc, cr.lab.topo
 	var err error
-	for _, n := range lab.Nodes() {
-		p, err := probe.Open(n.Name, n.NS, probe.Options{Link: n.Link, TimeWaitByDiag: cr.opt.twByDiag()})
-		if err != nil {
-			return err
-		}
-		cr.prbs = append(cr.prbs, p)
+	if err := cr.lab.openProbes(cr.opt.twByDiag()); err != nil {
+		return err
 	}
 	// What the kernel holds as the load starts, read back in every node.
 	if rc.KnobsActual, err = cr.readBack(cr.knobs); err != nil {
 		return err
 	}
 	before := map[string]map[string]int64{}
-	for _, p := range cr.prbs {
+	for _, p := range cr.lab.probes {
 		if before[p.Name], err = p.Counters(); err != nil {
 			return err
 		}
@@ -474,13 +436,20 @@ func (cr *cellRun) measure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if cr.opt.pcap || cr.opt.pcapClients {
-		if err := cr.startCaptures(); err != nil {
+	var pcapNodes []*topo.Node
+	if cr.opt.pcap {
+		pcapNodes = append(pcapNodes, lab.Server)
+	}
+	if cr.opt.pcapClients {
+		pcapNodes = append(pcapNodes, lab.Clients...)
+	}
+	if len(pcapNodes) > 0 {
+		if err := cr.lab.startCaptures(cr.opt.dir, cr.c.Index, pcapNodes); err != nil {
 			return err
 		}
 	}
 	live := &load.Live{}
-	sampler := probe.StartSampler(ctx, cr.prbs, sampleEvery, maxSamples(s), cr.seriesSources(live, synBefore, before)...)
+	cr.lab.startSampler(ctx, sampleEvery, maxSamples(s), cr.seriesSources(live, synBefore, before)...)
 
 	var clients []load.Client
 	for _, c := range lab.Clients {
@@ -496,7 +465,7 @@ func (cr *cellRun) measure(ctx context.Context) error {
 		BindPort: s.Load.BindPort, Gap: s.Load.Gap.D(), KeepaliveRequests: s.Server.KeepaliveRequests, Close: s.Server.Close, Live: live,
 		SocketOffsets: cr.socketOffsets})
 	if err != nil {
-		sampler.Stop()
+		// Close stops the sampler, before anything it reads goes.
 		return err
 	}
 	rc.Load = recordLoad(lres)
@@ -504,19 +473,15 @@ func (cr *cellRun) measure(ctx context.Context) error {
 	case <-time.After(settle):
 	case <-ctx.Done():
 	}
-	tw, serr := sampler.Stop()
-	rc.Series = cr.cellSeries(tw, sampler.Extra())
-	for _, c := range cr.caps {
-		st, err := c.Stop()
-		if err != nil {
-			return err
-		}
-		if rel, err := filepath.Rel(cr.opt.dir, st.Path); err == nil {
-			st.Path = rel
-		}
+	tw, extra, serr := cr.lab.stopSampler()
+	rc.Series = cr.cellSeries(tw, extra)
+	caps, err := cr.lab.stopCaptures(cr.opt.dir)
+	for _, st := range caps {
 		rc.Pcap = append(rc.Pcap, recordCapture(st))
 	}
-	cr.caps = nil
+	if err != nil {
+		return err
+	}
 	if cr.socketOffsets != nil {
 		for name, pc := range lres.PerClient {
 			if sc := rc.Skew.Clients[name]; sc != nil {
@@ -524,7 +489,7 @@ func (cr *cellRun) measure(ctx context.Context) error {
 			}
 		}
 	}
-	for name, a := range cr.skews {
+	for name, a := range cr.lab.skews {
 		st, err := a.Stats()
 		if err != nil {
 			return err
@@ -547,7 +512,7 @@ func (cr *cellRun) measure(ctx context.Context) error {
 	rc.SYN.Unanswered = max(0, rc.SYN.In-rc.SYN.SynAckOut)
 	rc.Nodes = map[string]*result.Node{}
 	clientsSum := &result.Node{Counters: map[string]int64{}}
-	for _, p := range cr.prbs {
+	for _, p := range cr.lab.probes {
 		after, err := p.Counters()
 		if err != nil {
 			return err
@@ -595,30 +560,6 @@ func (cr *cellRun) measure(ctx context.Context) error {
 	// An interrupt cuts the load short and the settling pause; one that
 	// comes now finds the figures complete.
 	cr.measured = ctx.Err() == nil
-	return nil
-}
-
-// startCaptures begins the cell's pcaps: DIR/pcap/cell-NN-NODE.pcap.
-func (cr *cellRun) startCaptures() error {
-	pdir := filepath.Join(cr.opt.dir, "pcap")
-	if err := result.MkdirAll(pdir); err != nil {
-		return fmt.Errorf("pcap folder: %w", err)
-	}
-	nodes := []*topo.Node{}
-	if cr.opt.pcap {
-		nodes = append(nodes, cr.lab.Server)
-	}
-	if cr.opt.pcapClients {
-		nodes = append(nodes, cr.lab.Clients...)
-	}
-	for _, n := range nodes {
-		path := filepath.Join(pdir, fmt.Sprintf("cell-%02d-%s.pcap", cr.c.Index+1, n.Name))
-		c, err := capture.Start(n.NS, n.Link, path, capture.DefaultLimits)
-		if err != nil {
-			return err
-		}
-		cr.caps = append(cr.caps, c)
-	}
 	return nil
 }
 

@@ -35,12 +35,13 @@ func timeseriesFile(plan *scenario.Plan) *result.TimeseriesFile {
 
 // seriesSources are read by the sampler at every tick besides TIME_WAIT.
 func (cr *cellRun) seriesSources(live *load.Live, synBefore map[string]uint64, before map[string]map[string]int64) []probe.Source {
-	for _, p := range cr.prbs {
-		if p.Name == cr.lab.Server.Name {
-			return SeriesSources(live, cr.lab.Server.NS, synBefore, p, before[p.Name])
+	srv := cr.lab.topo.Server
+	for _, p := range cr.lab.probes {
+		if p.Name == srv.Name {
+			return SeriesSources(live, srv.NS, synBefore, p, before[p.Name])
 		}
 	}
-	return SeriesSources(live, cr.lab.Server.NS, synBefore, nil, nil)
+	return SeriesSources(live, srv.NS, synBefore, nil, nil)
 }
 
 // SeriesSources are the readings taken at every sampling tick besides
@@ -97,7 +98,7 @@ func (cr *cellRun) cellSeries(tw map[string]*probe.TWStats, extra []*probe.Serie
 		}
 		return s
 	}
-	for _, n := range []*topo.Node{cr.lab.Server, cr.lab.LVS} {
+	for _, n := range []*topo.Node{cr.lab.topo.Server, cr.lab.topo.LVS} {
 		if st := tw[n.Name]; st != nil {
 			out = append(out, twSeries(n.Name, st))
 		}
@@ -109,7 +110,7 @@ func (cr *cellRun) cellSeries(tw map[string]*probe.TWStats, extra []*probe.Serie
 	}
 	sums := map[time.Duration]*acc{}
 	var ticks []time.Duration
-	for _, c := range cr.lab.Clients {
+	for _, c := range cr.lab.topo.Clients {
 		st := tw[c.Name]
 		if st == nil {
 			continue
@@ -128,14 +129,14 @@ func (cr *cellRun) cellSeries(tw map[string]*probe.TWStats, extra []*probe.Serie
 	slices.Sort(ticks)
 	sum := &result.Series{Name: result.SeriesTimeWait, Node: "clients"}
 	for _, t := range ticks {
-		if a := sums[t]; a.n == len(cr.lab.Clients) {
+		if a := sums[t]; a.n == len(cr.lab.topo.Clients) {
 			sum.T = append(sum.T, t.Milliseconds())
 			sum.V = append(sum.V, a.sum)
 		}
 	}
 	out = append(out, sum)
-	if len(cr.lab.Clients) <= maxClientSeries {
-		for _, c := range cr.lab.Clients {
+	if len(cr.lab.topo.Clients) <= maxClientSeries {
+		for _, c := range cr.lab.topo.Clients {
 			if st := tw[c.Name]; st != nil {
 				out = append(out, twSeries(c.Name, st))
 			}

@@ -42,9 +42,9 @@ func Up(ctx context.Context, file string, c *scenario.Cell, log *slog.Logger, re
 	if ferr != nil {
 		log.Warn("kernel detection incomplete", "err", ferr)
 	}
-	cr := &cellRun{id: id, c: c, s: c.S, rc: rc, log: log.With("cell", c.ID), opt: cellOpts{facts: facts}}
+	cr := &cellRun{id: id, c: c, s: c.S, rc: rc, log: log.With("cell", c.ID), opt: cellOpts{facts: facts}, lab: &cellLab{}}
 	defer func() {
-		if terr := cr.teardown(); terr != nil {
+		if terr := cr.lab.Close(); terr != nil {
 			err = errors.Join(err, fmt.Errorf("teardown: %w", terr))
 		}
 	}()
@@ -59,7 +59,7 @@ func Up(ctx context.Context, file string, c *scenario.Cell, log *slog.Logger, re
 		target = net.JoinHostPort(c.S.LVS.VIP, strconv.Itoa(c.S.Server.Port))
 	}
 	info := &runstate.Lab{RunID: id, Scenario: file, Cell: c.ID, Target: target, Started: time.Now().UTC(), Knobs: rc.KnobsActual}
-	for _, n := range cr.lab.Nodes() {
+	for _, n := range cr.lab.topo.Nodes() {
 		info.Nodes = append(info.Nodes, runstate.LabNode{Name: n.Name, Netns: n.NSName, Addr: n.Addr.String(), Link: n.Link})
 	}
 	if err := runstate.SaveLab(info); err != nil {
