@@ -105,7 +105,43 @@ func Matrix(results []*Result) string {
 	if anyDiff {
 		b.WriteString("* the kernels disagree on this cell (status, or whether PAWS moved)\n")
 	}
+	writeReasons(&b, results, ids, byKernel)
 	return b.String()
+}
+
+// writeReasons says why cells did not run or failed, per kernel: a matrix
+// column that reads "n/a" is a question until its reason is on screen.
+// Cells sharing a reason share a line, so a whole scenario n/a for one
+// cause (a global knob, a missing sysctl) stays one line.
+func writeReasons(b *bytes.Buffer, results []*Result, ids []string, byKernel []map[string]*result.Cell) {
+	header := false
+	for i, r := range results {
+		var order []string
+		cells := map[string][]string{}
+		for _, id := range ids {
+			c := byKernel[i][id]
+			if c == nil || (c.Status != result.CellNA && c.Status != result.CellFailed) || c.Reason == "" {
+				continue
+			}
+			why := c.Reason
+			if c.Status == result.CellNA {
+				why = "n/a: " + strings.TrimPrefix(why, "n/a: ")
+			} else {
+				why = c.Status + ": " + why
+			}
+			if cells[why] == nil {
+				order = append(order, why)
+			}
+			cells[why] = append(cells[why], id)
+		}
+		for _, why := range order {
+			if !header {
+				b.WriteString("\nwhy:\n")
+				header = true
+			}
+			fmt.Fprintf(b, "  %s  %s\n      %s\n", r.Kernel.Label, strings.Join(cells[why], "; "), why)
+		}
+	}
 }
 
 // differs reports whether the outcomes differ in status or in whether PAWS
