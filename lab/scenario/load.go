@@ -69,7 +69,10 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 		if !ok || strings.TrimSpace(k) == "" {
 			return nil, &Error{File: "--set", Msg: fmt.Sprintf("%q: want path=value, e.g. load.connections=50 or server.net.ipv4.tcp_rfc1337=1", kv)}
 		}
-		if err := setPath(root, strings.TrimSpace(k), strings.TrimSpace(v), 0, 0, ""); err != nil {
+		// The value is named as the override it came from: the position
+		// points at what it overrides in the file, which the user did not
+		// write wrong.
+		if err := setPath(root, strings.TrimSpace(k), strings.TrimSpace(v), 0, 0, "--set "+strings.TrimSpace(k)); err != nil {
 			return nil, &Error{File: "--set", Field: k, Msg: err.Error()}
 		}
 	}
