@@ -81,6 +81,10 @@ func (o TSOffset) TicksAt(hz int) int32 {
 	return int32(int64(o.Ticks) * int64(hz) / 1000)
 }
 
+// scalarStruct marks a struct written as one scalar, so that --set and the
+// matrix may set it like any single value.
+func (TSOffset) scalarStruct() {}
+
 // unmarshalNode accepts a duration or an integer.
 func (o *TSOffset) unmarshalNode(n *node) error {
 	if n.Kind != scalarNode {

@@ -210,6 +210,21 @@ func TestSetOverrides(t *testing.T) {
 	}
 }
 
+// TestSetClockStep: ts_offset_step is a struct written as one scalar;
+// --set must take it like any single value (it was refused as a section),
+// and still refuse the list ts_offsets.
+func TestSetClockStep(t *testing.T) {
+	src := readShipped(t, "nat-paws-fixed-skew.yaml")
+	p := mustLoad(t, "nat-paws-fixed-skew.yaml", src, Options{Set: []string{"clients.ts_offset_step=-30s"}})
+	if st := p.Scenario.Clients.TSOffsetStep; st == nil || st.TicksAt(1000) != -30000 {
+		t.Fatalf("ts_offset_step = %+v, want -30 s", st)
+	}
+	_, err := Load("nat-paws-fixed-skew.yaml", src, Options{Set: []string{"clients.ts_offsets=0s"}})
+	if err == nil || !strings.Contains(err.Error(), "is a list, not a single value") {
+		t.Errorf("--set of the list ts_offsets: %v", err)
+	}
+}
+
 // small is a valid scenario to vary in tests.
 const small = `name: small
 lvs:

@@ -9,6 +9,11 @@ import (
 	"github.com/twlab/twlab/lab/sysctl"
 )
 
+// scalarStruct is implemented by structs written as one scalar (TSOffset).
+type scalarStruct interface{ scalarStruct() }
+
+var scalarStructType = reflect.TypeFor[scalarStruct]()
+
 // checkKey says whether a matrix or --set key names something settable.
 func checkKey(key string) error {
 	role, rest, _ := strings.Cut(key, ".")
@@ -26,13 +31,17 @@ func checkKey(key string) error {
 		for t.Kind() == reflect.Pointer {
 			t = t.Elem()
 		}
-		if i < len(segs)-1 && t.Kind() != reflect.Struct {
+		if i < len(segs)-1 && (t.Kind() != reflect.Struct || t.Implements(scalarStructType)) {
 			return fmt.Errorf("%s is not a section", strings.Join(segs[:i+1], "."))
 		}
 	}
 	switch t.Kind() {
-	case reflect.Struct, reflect.Slice, reflect.Map:
-		return fmt.Errorf("%s is a section, not a single value", key)
+	case reflect.Slice:
+		return fmt.Errorf("%s is a list, not a single value", key)
+	case reflect.Struct, reflect.Map:
+		if !t.Implements(scalarStructType) {
+			return fmt.Errorf("%s is a section, not a single value", key)
+		}
 	}
 	if key == "name" || key == "description" {
 		return fmt.Errorf("%s cannot vary", key)
