@@ -138,6 +138,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}()
 			st := chains[k]
 			d := newDialer(&cfg, cfg.Port+k%cfg.Ports)
+			defer d.watch(ctx)()
 			if cfg.BindPort > 0 {
 				d.bind = cfg.BindPort + k
 			}

@@ -105,6 +105,24 @@ type dialer struct {
 	bind   int
 	buf    []byte // response bytes read so far
 	rd     []byte // read buffer
+	// ended is set when the run's context ends; cur is the socket of the
+	// connection in progress, whose deadlines the watch then expires.
+	ended atomic.Bool
+	cur   atomic.Pointer[os.File]
+}
+
+// watch arms, once per chain, what cancelling the run does to the
+// connection in progress: its deadlines expire at once. One registration
+// per chain instead of one per connection keeps the context's bookkeeping
+// (an allocation and a map insert and delete) out of the connection loop.
+// The returned function disarms it.
+func (d *dialer) watch(ctx context.Context) func() bool {
+	return context.AfterFunc(ctx, func() {
+		d.ended.Store(true)
+		if f := d.cur.Load(); f != nil {
+			f.SetDeadline(time.Now()) // a file closed meanwhile only returns an error
+		}
+	})
 }
 
 func newDialer(cfg *Config, port int) *dialer {
@@ -149,23 +167,20 @@ func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client, ci int) 
 	}
 	start := time.Now()
 	// Ctrl-C must not wait out connect_timeout (up to 60 s) or io_timeout:
-	// cancelling the run expires this socket's deadlines at once, and a
-	// deadline set after that stays expired (setDeadline).
-	var ended atomic.Bool
-	stop := context.AfterFunc(ctx, func() {
-		ended.Store(true)
-		f.SetDeadline(time.Now())
-	})
-	defer stop()
+	// the chain's watch (see watch) expires this socket's deadlines at once
+	// when the run is cancelled, and a deadline set after that stays expired
+	// (setDeadline).
+	d.cur.Store(f)
+	defer d.cur.Store(nil)
 	setDeadline := func(set func(time.Time) error, t time.Time) {
 		set(t)
-		if ended.Load() {
+		if d.ended.Load() {
 			f.SetDeadline(time.Now())
 		}
 	}
 	// cut tells a deadline that the cell's end set from a network timeout.
 	cut := func(err error) bool {
-		return errors.Is(err, os.ErrDeadlineExceeded) && (ended.Load() || expired(ctx))
+		return errors.Is(err, os.ErrDeadlineExceeded) && (d.ended.Load() || expired(ctx))
 	}
 	deadline := start.Add(cfg.ConnectTimeout)
 	// boundFirst: the cell's time bound comes before connect_timeout, so a
