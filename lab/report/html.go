@@ -190,7 +190,12 @@ func renderHTML(r *result.Run, ts map[int][]*result.Series, problems []string) (
 	}
 	pg.Host = fmt.Sprintf("%s, %d CPUs", r.Host.Hostname, r.Host.CPUs)
 	if r.Host.VM {
-		pg.Host += ", VM guest"
+		// A twlab guest has no hostname of its own ("(none)"); the machine
+		// is what matters there.
+		pg.Host = fmt.Sprintf("VM guest, %d CPUs", r.Host.CPUs)
+		if v := r.VM; v != nil && v.Machine != "" {
+			pg.Host += fmt.Sprintf(" (%s, %s)", v.Accel, v.Machine)
+		}
 	}
 	pg.Overrides = strings.Join(r.Overrides, " ")
 	pg.Facts = kernelFacts(r.KernelFeatures)

@@ -43,6 +43,10 @@ const (
 	// maxResult bounds the run document the host accepts (256 cells of
 	// figures and series stay far below it).
 	maxResult = 256 << 20
+	// timeseriesFile is the one attachment that travels with run.json;
+	// maxAttachment bounds it (the runner bounds the series far below).
+	timeseriesFile = "timeseries.csv"
+	maxAttachment  = 64 << 20
 )
 
 // guestArgsDoc is what the host tells the guest.
@@ -153,6 +157,13 @@ func GuestMain() {
 	if err != nil {
 		sendError(out, err.Error())
 		return
+	}
+	// The time series travels too, so that the host's report has its plots;
+	// without it the report says the series is missing.
+	if r.Timeseries != nil && filepath.Base(r.Timeseries.Path) == timeseriesFile {
+		if ts, err := os.ReadFile(filepath.Join(dir, timeseriesFile)); err == nil && len(ts) <= maxAttachment {
+			sendNamedFrame(out, timeseriesFile, ts)
+		}
 	}
 	switch args.Fault {
 	case "cut", "garble":
@@ -275,14 +286,24 @@ func secondUART() bool {
 // gzipped and base64 in short lines, so the host can tell a complete result
 // from a torn one. A serial port under software emulation carries some
 // hundred KB/s; run.json compresses about tenfold.
-func sendFrame(w io.Writer, doc []byte) {
+func sendFrame(w io.Writer, doc []byte) { sendNamedFrame(w, "", doc) }
+
+// sendNamedFrame is sendFrame for a file that travels with run.json (its
+// name is the header's last field). Such frames go before run.json's own:
+// the host ends QEMU as soon as run.json is complete, and by then every
+// attachment has arrived too.
+func sendNamedFrame(w io.Writer, name string, doc []byte) {
 	sum := sha256.Sum256(doc)
 	var z bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&z, gzip.BestSpeed)
 	zw.Write(doc)
 	zw.Close()
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "\n%s %d %s gzip\n", frameBegin, len(doc), hex.EncodeToString(sum[:]))
+	if name == "" {
+		fmt.Fprintf(bw, "\n%s %d %s gzip\n", frameBegin, len(doc), hex.EncodeToString(sum[:]))
+	} else {
+		fmt.Fprintf(bw, "\n%s %d %s gzip %s\n", frameBegin, len(doc), hex.EncodeToString(sum[:]), name)
+	}
 	enc := base64.StdEncoding.EncodeToString(z.Bytes())
 	for len(enc) > 0 {
 		n := min(len(enc), 76)
@@ -324,7 +345,8 @@ func ParseFrame(b []byte) ([]byte, error) {
 // final is true when nothing more is needed: a verified document, or a
 // complete error line. A frame still arriving is not final, and neither is
 // a damaged one (the rest of the stream cannot mend it, but the caller keeps
-// waiting for QEMU rather than guessing).
+// waiting for QEMU rather than guessing). Named frames (attachments such as
+// timeseries.csv) are passed over: the result is the frame without a name.
 func parseResult(b []byte) (doc []byte, final bool, err error) {
 	s := string(b)
 	if i := strings.Index(s, frameError+" "); i >= 0 && !strings.Contains(s, frameBegin) {
@@ -335,51 +357,101 @@ func parseResult(b []byte) (doc []byte, final bool, err error) {
 		}
 		return nil, true, fmt.Errorf("guest: %s", strings.TrimSpace(msg[:j]))
 	}
-	i := strings.Index(s, frameBegin+" ")
-	if i < 0 {
-		return nil, false, errors.New("no result from the guest (it did not finish; see console.log)")
+	for {
+		i := strings.Index(s, frameBegin+" ")
+		if i < 0 {
+			return nil, false, errors.New("no result from the guest (it did not finish; see console.log)")
+		}
+		s = s[i+len(frameBegin)+1:]
+		name, doc, rest, complete, err := decodeFrame(s)
+		if name != "" && complete {
+			s = rest // an attachment, whole or damaged: not the result
+			continue
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if name == "" {
+			return doc, true, nil
+		}
+		s = rest
 	}
-	rest := s[i+len(frameBegin)+1:]
-	nl := strings.IndexByte(rest, '\n')
+}
+
+// attachments returns the verified named frames of what the guest sent,
+// limited to the names in allowed: a damaged or unexpected one is left out
+// (the run document alone is the result; an attachment only adds plots).
+func attachments(b []byte, allowed ...string) map[string][]byte {
+	out := map[string][]byte{}
+	s := string(b)
+	for {
+		i := strings.Index(s, frameBegin+" ")
+		if i < 0 {
+			return out
+		}
+		s = s[i+len(frameBegin)+1:]
+		name, doc, rest, complete, err := decodeFrame(s)
+		if !complete {
+			return out
+		}
+		if err == nil && name != "" && slices.Contains(allowed, name) {
+			out[name] = doc
+		}
+		s = rest
+	}
+}
+
+// decodeFrame decodes the frame whose header starts s (just after the
+// begin marker) and returns its name ("" for run.json), its verified
+// content and what follows its end marker. complete says the end marker
+// has arrived (rest is then valid even when the content is damaged).
+func decodeFrame(s string) (name string, doc []byte, rest string, complete bool, err error) {
+	nl := strings.IndexByte(s, '\n')
 	if nl < 0 {
-		return nil, false, errors.New("torn result header")
+		return "", nil, "", false, errors.New("torn result header")
 	}
-	var n int
-	var sumHex string
-	hdr := strings.Fields(rest[:nl])
-	if len(hdr) < 2 || len(hdr) > 3 {
-		return nil, false, fmt.Errorf("result header %q: want LENGTH SHA256 [gzip]", rest[:nl])
+	hdr := strings.Fields(s[:nl])
+	if len(hdr) < 2 || len(hdr) > 4 {
+		return "", nil, "", false, fmt.Errorf("result header %q: want LENGTH SHA256 [gzip [NAME]]", s[:nl])
 	}
-	n, err = strconv.Atoi(hdr[0])
-	if err != nil || n < 0 || n > maxResult {
-		return nil, false, fmt.Errorf("result header %q: bad length", rest[:nl])
+	if len(hdr) == 4 {
+		name = hdr[3]
 	}
-	sumHex = hdr[1]
-	gz := len(hdr) == 3 && hdr[2] == "gzip"
-	body := rest[nl+1:]
+	body := s[nl+1:]
 	end := strings.Index(body, frameEnd)
 	if end < 0 {
-		return nil, false, errors.New("torn result: the guest's result was cut off (no end marker)")
+		return name, nil, "", false, errors.New("torn result: the guest's result was cut off (no end marker)")
 	}
-	doc, err = base64.StdEncoding.DecodeString(strings.Join(strings.Fields(body[:end]), ""))
+	rest = body[end+len(frameEnd):]
+	doc, err = verifyFrame(hdr, body[:end])
+	return name, doc, rest, true, err
+}
+
+// verifyFrame decodes a frame's body and checks it against its header.
+func verifyFrame(hdr []string, body string) ([]byte, error) {
+	n, err := strconv.Atoi(hdr[0])
+	if err != nil || n < 0 || n > maxResult {
+		return nil, fmt.Errorf("result header %q: bad length", strings.Join(hdr, " "))
+	}
+	doc, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(body), ""))
 	if err != nil {
-		return nil, false, fmt.Errorf("result damaged on the way (base64: %w)", err)
+		return nil, fmt.Errorf("result damaged on the way (base64: %w)", err)
 	}
-	if gz {
+	if len(hdr) >= 3 && hdr[2] == "gzip" {
 		zr, err := gzip.NewReader(bytes.NewReader(doc))
 		if err != nil {
-			return nil, false, fmt.Errorf("result damaged on the way (gzip: %w)", err)
+			return nil, fmt.Errorf("result damaged on the way (gzip: %w)", err)
 		}
 		// Bounded: a damaged stream cannot make the host allocate more than
 		// the header promised.
 		doc, err = io.ReadAll(io.LimitReader(zr, int64(n)+1))
 		if err != nil {
-			return nil, false, fmt.Errorf("result damaged on the way (gzip: %w)", err)
+			return nil, fmt.Errorf("result damaged on the way (gzip: %w)", err)
 		}
 	}
 	sum := sha256.Sum256(doc)
-	if len(doc) != n || hex.EncodeToString(sum[:]) != sumHex {
-		return nil, false, fmt.Errorf("result damaged: %d bytes (want %d), checksum mismatch", len(doc), n)
+	if len(doc) != n || hex.EncodeToString(sum[:]) != hdr[1] {
+		return nil, fmt.Errorf("result damaged: %d bytes (want %d), checksum mismatch", len(doc), n)
 	}
-	return doc, true, nil
+	return doc, nil
 }

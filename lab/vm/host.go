@@ -239,6 +239,15 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	res.Run = &run
 	res.Timing = timing(res, &run)
 	run.VM = res.Timing
+	// The time series, when it arrived whole, goes next to run.json; the
+	// report draws its plots from it.
+	if raw, err := readResult(resultFile, res.Dir); err == nil {
+		for name, b := range attachments(raw, timeseriesFile) {
+			if err := result.WriteFileAtomic(filepath.Join(res.Dir, name), b); err != nil {
+				return fail(err)
+			}
+		}
+	}
 	if err := run.WriteJSON(filepath.Join(res.Dir, "run.json")); err != nil {
 		return fail(err)
 	}

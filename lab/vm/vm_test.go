@@ -97,6 +97,46 @@ func TestParseFrame(t *testing.T) {
 	}
 }
 
+// TestAttachments: the time series travels in a named frame before
+// run.json's. The result is still the unnamed frame; a damaged attachment
+// or one with a name the host does not expect is left out, and never
+// spoils the result; an attachment alone is no result.
+func TestAttachments(t *testing.T) {
+	doc := []byte(`{"schema":"twlab.run/v1"}`)
+	ts := []byte("cell,t_ms,series,node,value\n0,100,tw,server,3\n")
+	var buf bytes.Buffer
+	sendNamedFrame(&buf, timeseriesFile, ts)
+	sendNamedFrame(&buf, "../../etc/passwd", []byte("x"))
+	sendFrame(&buf, doc)
+	stream := append([]byte("console noise\n"), buf.Bytes()...)
+	got, err := ParseFrame(stream)
+	if err != nil || !bytes.Equal(got, doc) {
+		t.Fatalf("result with attachments before it: %q, %v", got, err)
+	}
+	at := attachments(stream, timeseriesFile)
+	if len(at) != 1 || !bytes.Equal(at[timeseriesFile], ts) {
+		t.Fatalf("attachments: %q", at)
+	}
+	var only bytes.Buffer
+	sendNamedFrame(&only, timeseriesFile, ts)
+	if _, err := ParseFrame(only.Bytes()); err == nil {
+		t.Error("an attachment alone was taken for the result")
+	}
+	// Damage the attachment's checksum: it is dropped, the result stands.
+	var dmg bytes.Buffer
+	sendNamedFrame(&dmg, timeseriesFile, ts)
+	bad := bytes.Replace(dmg.Bytes(), []byte(fmt.Sprintf("%s %d ", frameBegin, len(ts))), []byte(fmt.Sprintf("%s %d ", frameBegin, len(ts)+1)), 1)
+	var b2 bytes.Buffer
+	b2.Write(bad)
+	sendFrame(&b2, doc)
+	if got, err := ParseFrame(b2.Bytes()); err != nil || !bytes.Equal(got, doc) {
+		t.Errorf("a damaged attachment spoiled the result: %q, %v", got, err)
+	}
+	if at := attachments(b2.Bytes(), timeseriesFile); len(at) != 0 {
+		t.Errorf("damaged attachment kept: %q", at)
+	}
+}
+
 func TestNamesAndVersions(t *testing.T) {
 	if !versionLess("linux-image-6.1.0-9-amd64-unsigned", "linux-image-6.1.0-56-amd64-unsigned") {
 		t.Error("6.1.0-9 should sort before 6.1.0-56")
@@ -273,6 +313,10 @@ func TestScenarioInDebianVM(t *testing.T) {
 			if c.ID == "tw_recycle=0,timestamps=2,rfc1337=0" && (c.Nodes["server"] == nil || c.Nodes["server"].Summary["paws"] == 0) {
 				t.Errorf("%s: timestamps on, no PAWS reject in the VM", r.Kernel.Label)
 			}
+		}
+		// The time series came back with run.json: the report has plots.
+		if rows, err := result.ReadTimeseries(filepath.Join(r.Dir, "timeseries.csv")); err != nil || len(rows) == 0 {
+			t.Errorf("%s: timeseries.csv not brought back from the guest: %d rows, %v", r.Kernel.Label, len(rows), err)
 		}
 		t.Logf("%s: boot %.1fs scenario %.1fs total %.1fs", r.Kernel.Label, r.BootS, r.ScenarioS, r.TotalS)
 	}
