@@ -47,6 +47,9 @@ const (
 	// maxAttachment bounds it (the runner bounds the series far below).
 	timeseriesFile = "timeseries.csv"
 	maxAttachment  = 64 << 20
+	// maxPcapBytes bounds the captures sent back: the serial port carries a
+	// few hundred KB/s under emulation, and a capture file may hold 16 MiB.
+	maxPcapBytes = 8 << 20
 )
 
 // guestArgsDoc is what the host tells the guest.
@@ -159,10 +162,26 @@ func GuestMain() {
 		return
 	}
 	// The time series travels too, so that the host's report has its plots;
-	// without it the report says the series is missing.
+	// without it the report says the series is missing. So do the captures
+	// of --pcap, as far as the serial budget allows (the host names the
+	// ones that stayed behind).
 	if r.Timeseries != nil && filepath.Base(r.Timeseries.Path) == timeseriesFile {
 		if ts, err := os.ReadFile(filepath.Join(dir, timeseriesFile)); err == nil && len(ts) <= maxAttachment {
 			sendNamedFrame(out, timeseriesFile, ts)
+		}
+	}
+	budget := maxPcapBytes
+	for _, c := range r.Cells {
+		for _, p := range c.Pcap {
+			if !safePcapName(p.Path) {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(dir, p.Path))
+			if err != nil || len(b) > budget {
+				continue
+			}
+			budget -= len(b)
+			sendNamedFrame(out, p.Path, b)
 		}
 	}
 	switch args.Fault {
@@ -399,6 +418,22 @@ func attachments(b []byte, allowed ...string) map[string][]byte {
 		}
 		s = rest
 	}
+}
+
+// safePcapName accepts only what the runner names a capture
+// ("pcap/cell-01-server.pcap"): a name from the guest becomes a path on
+// the host, so nothing else may pass.
+func safePcapName(name string) bool {
+	dir, base, ok := strings.Cut(name, "/")
+	if !ok || dir != "pcap" || !strings.HasPrefix(base, "cell-") || !strings.HasSuffix(base, ".pcap") || len(base) > 64 {
+		return false
+	}
+	for _, r := range base {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return !strings.Contains(base, "..")
 }
 
 // decodeFrame decodes the frame whose header starts s (just after the

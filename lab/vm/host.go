@@ -239,13 +239,36 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	res.Run = &run
 	res.Timing = timing(res, &run)
 	run.VM = res.Timing
-	// The time series, when it arrived whole, goes next to run.json; the
-	// report draws its plots from it.
+	// The time series and the captures, when they arrived whole, go next
+	// to run.json, under the names run.json gives them; the report draws
+	// its plots from the series.
+	allowed := []string{timeseriesFile}
+	for _, c := range run.Cells {
+		for _, p := range c.Pcap {
+			if safePcapName(p.Path) {
+				allowed = append(allowed, p.Path)
+			}
+		}
+	}
 	if raw, err := readResult(resultFile, res.Dir); err == nil {
-		for name, b := range attachments(raw, timeseriesFile) {
+		got := attachments(raw, allowed...)
+		for name, b := range got {
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(res.Dir, name)), 0o755); err != nil {
+				return fail(err)
+			}
 			if err := result.WriteFileAtomic(filepath.Join(res.Dir, name), b); err != nil {
 				return fail(err)
 			}
+		}
+		var missing []string
+		for _, name := range allowed[1:] {
+			if got[name] == nil {
+				missing = append(missing, name)
+			}
+		}
+		if len(missing) > 0 {
+			o.progress(k, fmt.Sprintf("%d capture(s) stayed in the guest (over the %d MiB the serial port carries back, or damaged): %s",
+				len(missing), maxPcapBytes>>20, strings.Join(missing, ", ")))
 		}
 	}
 	if err := run.WriteJSON(filepath.Join(res.Dir, "run.json")); err != nil {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twlab/twlab/lab/capture"
 	"github.com/twlab/twlab/lab/result"
 )
 
@@ -94,6 +95,20 @@ func TestParseFrame(t *testing.T) {
 	}
 	if _, err := ParseFrame([]byte("kernel panic\n")); err == nil {
 		t.Error("no frame accepted")
+	}
+}
+
+// TestSafePcapName: a name from the guest becomes a path on the host.
+func TestSafePcapName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"pcap/cell-01-server.pcap": true, "pcap/cell-12-c3.pcap": true,
+		"pcap/../run.json": false, "../pcap/cell-01-server.pcap": false, "pcap/cell-01-server.pcap/x": false,
+		"/etc/passwd": false, "pcap/cell-01-Server.pcap": false, "pcap/cell-..pcap": false, "timeseries.csv": false,
+		"pcap/x.pcap": false, "pcap/cell-01 server.pcap": false,
+	} {
+		if got := safePcapName(name); got != want {
+			t.Errorf("safePcapName(%q) = %v, want %v", name, got, want)
+		}
 	}
 }
 
@@ -280,7 +295,7 @@ func TestScenarioInDebianVM(t *testing.T) {
 	}
 	out := t.TempDir()
 	res, err := Run(ctx, Options{Kernels: kernels, ScenarioFile: "nat-paws.yaml", Source: src, Binary: bin, OutDir: out,
-		Set:      []string{"load.connections=40"},
+		Set: []string{"load.connections=40"}, Pcap: true,
 		Only:     "server.net.ipv4.tcp_rfc1337 == 0 && server.net.ipv4.tcp_tw_recycle == 0",
 		Timeout:  4 * time.Minute,
 		Progress: func(k *Kernel, msg string) { t.Logf("%s: %s", k.Label, msg) }})
@@ -317,6 +332,18 @@ func TestScenarioInDebianVM(t *testing.T) {
 		// The time series came back with run.json: the report has plots.
 		if rows, err := result.ReadTimeseries(filepath.Join(r.Dir, "timeseries.csv")); err != nil || len(rows) == 0 {
 			t.Errorf("%s: timeseries.csv not brought back from the guest: %d rows, %v", r.Kernel.Label, len(rows), err)
+		}
+		// So did every capture, frame for frame.
+		for _, c := range r.Run.Cells {
+			if len(c.Pcap) == 0 {
+				t.Errorf("%s: cell %s: no capture listed (--pcap)", r.Kernel.Label, c.ID)
+			}
+			for _, p := range c.Pcap {
+				frames, err := capture.ReadFile(filepath.Join(r.Dir, p.Path))
+				if err != nil || len(frames) != p.Packets || p.Packets == 0 {
+					t.Errorf("%s: %s: %d frames on the host (%v), run.json says %d", r.Kernel.Label, p.Path, len(frames), err, p.Packets)
+				}
+			}
 		}
 		t.Logf("%s: boot %.1fs scenario %.1fs total %.1fs", r.Kernel.Label, r.BootS, r.ScenarioS, r.TotalS)
 	}
