@@ -148,6 +148,19 @@ func (t *Thread) Close() {
 // that `ip netns exec` and `twlab cleanup` can find it) without ever moving
 // the caller's thread into it for longer than the creation takes.
 func NewNamed(name string) (netns.NsHandle, error) {
+	h, err := NewNamedWith(name, nil)
+	if err != nil && h.IsOpen() {
+		h.Close()
+		return netns.None(), err
+	}
+	return h, err
+}
+
+// NewNamedWith is NewNamed that also runs inside, if not nil, on the thread
+// while it is in the new namespace: what must be opened there (a netlink
+// socket) costs no second switch into it. If inside fails, the namespace
+// is still returned, with the error, for the caller to remove.
+func NewNamedWith(name string, inside func() error) (netns.NsHandle, error) {
 	if err := EnsureNetnsDir(); err != nil {
 		return netns.None(), err
 	}
@@ -159,14 +172,11 @@ func NewNamed(name string) (netns.NsHandle, error) {
 			return fmt.Errorf("create netns %s: %w", name, err)
 		}
 		return nil
-	}, nil, true)
-	if err != nil {
-		if h.IsOpen() {
-			h.Close()
-		}
+	}, inside, true)
+	if err != nil && !h.IsOpen() {
 		return netns.None(), err
 	}
-	return h, nil
+	return h, err
 }
 
 // Exec replaces the process with argv running inside the named namespace,

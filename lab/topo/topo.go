@@ -222,26 +222,26 @@ func parallel(ctx context.Context, n int, f func(i int) error) error {
 func newNode(runID string, n *Node) error {
 	n.NSName = NSName(runID, n.Name)
 	n.NS = netns.None()
-	h, err := netnsutil.NewNamed(n.NSName)
-	if err != nil {
-		return err
+	// The netlink socket is opened, and lo set up, on the thread that has
+	// just created the namespace: no second switch into it per node.
+	h, err := netnsutil.NewNamedWith(n.NSName, func() error {
+		// NETLINK_ROUTE only: the default also opens XFRM, which needs a
+		// module that minimal kernels lack.
+		nlh, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("netlink handle in %s: %w", n.NSName, err)
+		}
+		n.NL = nlh
+		// lo is ifindex 1 in every new namespace (LOOPBACK_IFINDEX).
+		if err := nlh.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1, Name: "lo"}}); err != nil {
+			return fmt.Errorf("%s: set lo up: %w", n.Name, err)
+		}
+		return nil
+	})
+	if h.IsOpen() {
+		n.NS = h
 	}
-	n.NS = h
-	// NETLINK_ROUTE only: the default also opens XFRM, which needs a module
-	// that minimal kernels lack.
-	nlh, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("netlink handle in %s: %w", n.NSName, err)
-	}
-	n.NL = nlh
-	lo, err := nlh.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("%s: find lo: %w", n.Name, err)
-	}
-	if err := nlh.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("%s: set lo up: %w", n.Name, err)
-	}
-	return nil
+	return err
 }
 
 // waitUp waits until every lab link is operationally up. A veth reports
