@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/twlab/twlab/lab/kbuild"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultCacheDir is where kernels are cached unless TWLAB_CACHE (or
@@ -266,10 +267,31 @@ func fetchDeb(ctx context.Context, pkg, dest string) error {
 		os.RemoveAll(tmp) // no half-extracted kernel stays in the cache
 		return fmt.Errorf("dpkg-deb -x %s: %w: %s%s", matches[0], err, lastLine(string(out)), diskHint(filepath.Dir(dest)))
 	}
+	// The extracted files reach the disk before the marker says they are
+	// complete, so a crash cannot leave a marked but truncated kernel; their
+	// writeback then also happens here, and not in the middle of the first
+	// boot, whose timing it disturbed (boot 2.7 s instead of 2.0 s).
+	if err := syncFS(tmp); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("kernel cache: %w%s", err, diskHint(filepath.Dir(dest)))
+	}
 	if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
 		os.RemoveAll(tmp)
 		return fmt.Errorf("kernel cache: %w%s", err, diskHint(filepath.Dir(dest)))
 	}
 	os.RemoveAll(dest)
 	return os.Rename(tmp, dest)
+}
+
+// syncFS writes out everything pending on the filesystem that holds dir.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }
