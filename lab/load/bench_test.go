@@ -21,7 +21,7 @@ var loopback = net.IPv4(127, 0, 0, 1).To4()
 
 // loopbackNS is a fresh namespace with lo up, removed when b ends: the
 // generator's own cost, without a NAT box or a bridge in the way.
-func loopbackNS(b *testing.B) netns.NsHandle {
+func loopbackNS(b testing.TB) netns.NsHandle {
 	roottest.Skip(b)
 	name := topo.NSName(roottest.RunID(b), "bench")
 	ns, err := netnsutil.NewNamed(name)

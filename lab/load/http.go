@@ -29,7 +29,7 @@ func (d *dialer) exchange(f *os.File, setDeadline func(func(time.Time) error, ti
 			req = requestClose
 		}
 		if _, err := f.Write(req); err != nil {
-			return done, fmt.Errorf("write request: %w", err)
+			return done, stageErr("write request", err, cfg.IOTimeout)
 		}
 		// Requests are not pipelined: nothing follows a response, so every
 		// read starts at the front of the chain's buffer.
@@ -38,7 +38,7 @@ func (d *dialer) exchange(f *os.File, setDeadline func(func(time.Time) error, ti
 			if cfg.Close == CloseReset && i == cfg.KeepaliveRequests && isReset(err) {
 				return done + 1, nil
 			}
-			return done, fmt.Errorf("read response: %w", err)
+			return done, stageErr("read response", err, cfg.IOTimeout)
 		}
 		done++
 	}
@@ -51,12 +51,32 @@ func (d *dialer) exchange(f *os.File, setDeadline func(func(time.Time) error, ti
 				if errors.Is(err, io.EOF) || isReset(err) {
 					return done, nil
 				}
-				return done, fmt.Errorf("wait for server close: %w", err)
+				return done, stageErr("wait for server close", err, cfg.IOTimeout)
 			}
 		}
 	}
 	return done, nil
 }
+
+// stageErr names the step of the exchange that failed. A deadline says
+// what it was ("no answer within 2s"), not the poller's "read tcp: i/o
+// timeout"; it still unwraps to os.ErrDeadlineExceeded, which tells a
+// failure from a connection the cell's end cut short.
+func stageErr(stage string, err error, d time.Duration) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &deadlineError{stage: stage, d: d, err: err}
+	}
+	return fmt.Errorf("%s: %w", stage, err)
+}
+
+type deadlineError struct {
+	stage string
+	d     time.Duration
+	err   error
+}
+
+func (e *deadlineError) Error() string { return e.stage + ": no answer within " + e.d.String() }
+func (e *deadlineError) Unwrap() error { return e.err }
 
 // readResponse reads one response with a Content-Length body.
 func readResponse(f *os.File, buf, rd []byte) ([]byte, error) {
