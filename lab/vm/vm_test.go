@@ -2,6 +2,7 @@ package vm
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -95,6 +96,23 @@ func TestParseFrame(t *testing.T) {
 	}
 	if _, err := ParseFrame([]byte("kernel panic\n")); err == nil {
 		t.Error("no frame accepted")
+	}
+	// The guest compresses with zstd; a gzip frame (an older guest) still
+	// reads, and a compression the host does not know is named.
+	if !strings.Contains(buf.String(), " zstd\n") {
+		t.Errorf("frame header not zstd: %q", buf.String()[:80])
+	}
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(doc)
+	zw.Close()
+	sum := sha256.Sum256(doc)
+	gz := fmt.Sprintf("\n%s %d %x gzip\n%s\n%s\n", frameBegin, len(doc), sum, base64.StdEncoding.EncodeToString(z.Bytes()), frameEnd)
+	if got, err := ParseFrame([]byte(gz)); err != nil || !bytes.Equal(got, doc) {
+		t.Errorf("gzip frame: %q, %v", got, err)
+	}
+	if _, err := ParseFrame([]byte(strings.Replace(gz, " gzip\n", " lz4\n", 1))); err == nil || !strings.Contains(err.Error(), `unknown compression "lz4"`) {
+		t.Errorf("unknown compression: %v", err)
 	}
 }
 
