@@ -76,91 +76,131 @@ func (s *sampling) close() {
 	}
 }
 
-// benchProbe measures the load rate with and without 10 Hz sampling, in
-// alternating order, a fresh lab each, and times one sampling tick.
+// probeSlice is the length of one slice of the probe bench: sampling is
+// on in every other slice of one load run.
+const probeSlice = 500 * time.Millisecond
+
+// benchProbe measures what 10 Hz sampling costs the load. Separate runs
+// with and without it differ by more than that cost (the rate moves ±7 %
+// between runs here, from one lab to the next and with whatever else the
+// machine does), so sampling is switched on and off in slices of one run
+// instead: each slice with sampling is compared with the mean of the
+// slices on either side of it, which cancels what drifts slower than a
+// second (TIME_WAIT filling up, the machine's load). It also times one
+// sampling tick.
 func benchProbe(ctx context.Context, opt Options) ([]Result, error) {
 	prof := newProfiler(opt.CPUProfile)
-	var with, without []float64
+	var pairs, with, without []float64
 	var tickCost time.Duration
-	var ticks []int
-	measure := func(sample bool) error {
+	ticks := 0
+	measure := func(first bool) error {
 		l, err := newLoadLab(ctx, ProbeClients, opt.Concurrency, "", opt.Log)
 		if err != nil {
 			return err
 		}
 		defer l.close()
-		var live *load.Live
-		var smp *probe.Sampler
-		var sg *sampling
-		if sample {
-			live = &load.Live{}
-			if sg, err = l.openSampling(live); err != nil {
-				return err
-			}
-			defer sg.close()
-			maxLen := int(opt.Duration/sampleEvery) + 64
-			smp = probe.StartSampler(ctx, sg.prbs, sampleEvery, maxLen, sg.srcs...)
+		live := &load.Live{}
+		sg, err := l.openSampling(live)
+		if err != nil {
+			return err
+		}
+		defer sg.close()
+		o := opt
+		o.Duration = max(opt.Duration, 4*probeSlice) + probeSlice // the first slice warms up
+		done := make(chan error, 1)
+		if first {
 			prof.start("probe")
 		}
-		res, err := l.runTwlab(ctx, opt, live)
-		if smp != nil {
-			prof.stop()
-			tw, serr := smp.Stop()
-			if serr != nil {
-				return serr
+		go func() {
+			_, err := l.runTwlab(ctx, o, live)
+			done <- err
+		}()
+		var rates []float64 // slice k has sampling on when k is odd
+		slice := func(on bool) error {
+			t0, ok0 := time.Now(), live.OK.Load()
+			end := t0.Add(probeSlice)
+			for now := t0; now.Before(end); now = time.Now() {
+				if !on {
+					time.Sleep(end.Sub(now))
+					break
+				}
+				if err := sg.tick(); err != nil {
+					return err
+				}
+				ticks++
+				time.Sleep(min(sampleEvery-time.Since(now), end.Sub(time.Now())))
 			}
-			ticks = append(ticks, len(tw["server"].Series))
+			rates = append(rates, float64(live.OK.Load()-ok0)/time.Since(t0).Seconds())
+			return nil
+		}
+		pause(ctx, probeSlice) // warm-up: not counted
+		n := int((o.Duration - 2*probeSlice) / probeSlice)
+		if n%2 == 0 {
+			n-- // off, on, off, …, off: every on slice has two neighbours
+		}
+		for k := 0; k < n; k++ {
+			if err := slice(k%2 == 1); err != nil {
+				return err
+			}
+		}
+		err = <-done
+		if first {
+			prof.stop()
 		}
 		if err != nil {
 			return err
 		}
-		if sample {
-			with = append(with, res.ConnPerS)
-			// The cost of one tick, timed on this lab right after the load
-			// (its TIME_WAIT table still full): the median of 50.
-			var ds []float64
-			for range 50 {
-				t0 := time.Now()
-				if err := sg.tick(); err != nil {
-					return err
+		var on, off []float64
+		for k, r := range rates {
+			if k%2 == 1 {
+				on = append(on, r)
+				if nb := (rates[k-1] + rates[k+1]) / 2; nb > 0 {
+					pairs = append(pairs, r/nb)
 				}
-				ds = append(ds, float64(time.Since(t0)))
+			} else {
+				off = append(off, r)
 			}
-			tickCost = time.Duration(median(ds))
-			fmt.Fprintf(opt.Progress, "probe: with 10 Hz sampling    %.0f conn/s (%d ticks)\n", res.ConnPerS, ticks[len(ticks)-1])
-		} else {
-			without = append(without, res.ConnPerS)
-			fmt.Fprintf(opt.Progress, "probe: without sampling       %.0f conn/s\n", res.ConnPerS)
 		}
+		with, without = append(with, round(mean(on), 0)), append(without, round(mean(off), 0))
+		fmt.Fprintf(opt.Progress, "probe: sampling on %.0f conn/s, off %.0f conn/s (%d slices of %s, alternating)\n",
+			mean(on), mean(off), len(rates), probeSlice)
+		// The cost of one tick, timed on this lab right after the load
+		// (its TIME_WAIT table still full): the median of 50.
+		var ds []float64
+		for range 50 {
+			t0 := time.Now()
+			if err := sg.tick(); err != nil {
+				return err
+			}
+			ds = append(ds, float64(time.Since(t0)))
+		}
+		tickCost = time.Duration(median(ds))
 		return nil
 	}
 	for i := 0; i < opt.Repeat; i++ {
-		order := []bool{true, false}
-		if i%2 == 1 {
-			order = []bool{false, true}
+		if err := measure(i == 0); err != nil {
+			return nil, err
 		}
-		for _, s := range order {
-			if err := measure(s); err != nil {
-				return nil, err
-			}
-			pause(ctx, time.Second)
-		}
-	}
-	// The ratio is the median of each repeat's own ratio: the two runs of a
-	// repeat are adjacent in time, so what others do on the machine moves
-	// both alike (a ratio of medians mixes runs minutes apart).
-	var pairs []float64
-	for i := range with {
-		pairs = append(pairs, with[i]/without[i])
+		pause(ctx, time.Second)
 	}
 	ratio := median(pairs)
-	w, wo := median(with), median(without)
 	nodes := ProbeClients + 2
 	cpu := float64(tickCost) * float64(time.Second/sampleEvery) / float64(time.Second) * 100
-	res := Result{Name: "probe", Unit: "conn/s", Twlab: round(w, 0), Reference: ptr(round(wo, 0)),
+	res := Result{Name: "probe", Unit: "conn/s", Twlab: round(median(with), 0), Reference: ptr(round(median(without), 0)),
 		RefTool: "no sampling", Ratio: ptr(round(ratio, 3)), Goal: "overhead < 5% (ratio > 0.95)", Met: ratio > 0.95,
 		TwlabRuns: with, ReferenceRuns: without,
-		Note: fmt.Sprintf("%d clients, %d server ports; overhead %.1f%% by rate (median of the repeats' ratios); one tick (TIME_WAIT of %d nodes, load, nft and PAWS counters) takes %s, i.e. %.2f%% of one core at 10 Hz; ticks per run %v",
-			ProbeClients, opt.Concurrency, (1-ratio)*100, nodes, tickCost.Round(time.Microsecond), cpu, ticks)}
+		Note: fmt.Sprintf("%d clients, %d server ports; sampling on and off in alternate %s slices of each run, each on slice against its neighbours: overhead %.1f%% (median of %d pairs); one tick (TIME_WAIT of %d nodes, load, nft and PAWS counters) takes %s, i.e. %.2f%% of one core at 10 Hz; %d ticks",
+			ProbeClients, opt.Concurrency, probeSlice, (1-ratio)*100, len(pairs), nodes, tickCost.Round(time.Microsecond), cpu, ticks)}
 	return []Result{res}, nil
+}
+
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
 }
