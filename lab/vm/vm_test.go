@@ -397,7 +397,7 @@ func staticTwlab(t *testing.T) string {
 			return
 		}
 		staticBin = filepath.Join(dir, "twlab")
-		build := exec.Command("go", "build", "-o", staticBin, "../../cmd/twlab")
+		build := exec.Command("go", "build", "-ldflags=-s -w", "-o", staticBin, "../../cmd/twlab")
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := build.CombinedOutput(); err != nil {
 			staticErr = fmt.Errorf("build static twlab: %v\n%s", err, out)
