@@ -222,7 +222,15 @@ func Detect(ctx context.Context, opt Options) (*Facts, error) {
 	part("nat+knobs", func() { detectNATAndKnobs(f, ns) })
 	part("ebpf", func() {
 		f.EBPF = "ok"
-		if err := skew.Probe(ns, "lo"); err != nil {
+		// Not on lo: adding the clsact qdisc to an up link swaps its
+		// queueing out for a moment, and a SYN of the timestamp probe
+		// (same namespace, same time) sent then is lost and waits 1 s for
+		// its retransmission. A veth pair that stays down has no traffic.
+		link := "lo"
+		if nl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: topo.Prefix + "bpf0"}, PeerName: topo.Prefix + "bpf1"}) == nil {
+			link = topo.Prefix + "bpf0"
+		}
+		if err := skew.Probe(ns, link); err != nil {
 			f.EBPF = err.Error()
 		}
 		f.PAWSCounters = pawsCounters(ns)
