@@ -20,8 +20,16 @@ DEPS    := qemu-system-x86 nftables wrk tshark iproute2 dpkg git make
 
 all: build
 
+# twlab-guest, the VM's /init, goes next to twlab; both carry a stamp of
+# the sources (go.mod, go.sum and every .go file), and twlab vm uses the
+# guest only when the stamps match (see lab/vm/guestbin.go).
+GUEST   = $(dir $(BIN))twlab-guest
+STAMP   = $(shell cat go.mod go.sum $$(find cmd lab -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-16)
+LDFLAGS = -s -w -X github.com/twlab/twlab/lab/vm.BuildStamp=$(STAMP)
+
 build:
-	$(GO) build -trimpath -ldflags="-s -w" -o $(BIN) ./cmd/twlab
+	$(GO) build -trimpath -ldflags="$(LDFLAGS)" -o $(BIN) ./cmd/twlab
+	$(GO) build -trimpath -ldflags="$(LDFLAGS)" -o $(GUEST) ./cmd/twlab-guest
 
 deps:
 	apt-get update -qq

@@ -37,7 +37,7 @@ type Options struct {
 	// hung at boot and is booted once more; 0 = 60 s.
 	BootLimit time.Duration
 	MemMB     int
-	Binary    string // the static twlab to use as /init; "" = this executable
+	Binary    string // the static twlab to use as /init; "" = twlab-guest next to this executable (see GuestBinary), else this executable
 	Accel     string // "tcg" (default) or "kvm"; resolve "auto" with ChooseAccel first
 	// Jobs is how many VMs run at once; 0 = what the cores allow (each
 	// guest has two virtual CPUs).
@@ -103,7 +103,7 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		o.Binary = exe
+		o.Binary = GuestBinary(exe)
 	}
 	if err := CheckStatic(o.Binary); err != nil {
 		return nil, err
@@ -215,7 +215,7 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 			"-append", kernelArgs(k, tscArg)}, accel...)
 		res.Machine, res.BootAttempts = strings.SplitN(machine, ",", 2)[0], attempt
 		start = time.Now()
-		o.progress(k, fmt.Sprintf("booting (%s, %s, %s, %d modules, %s)", res.Accel, res.Machine, res.Boot, nmods, filepath.Base(k.Image)))
+		o.progress(k, fmt.Sprintf("booting (%s, %s, %s, %d modules, %s, init %s)", res.Accel, res.Machine, res.Boot, nmods, filepath.Base(k.Image), filepath.Base(o.Binary)))
 		doc, err = boot(ctx, o, k, res, qargs, console, resultFile, start)
 		res.TotalS = round2(time.Since(start).Seconds())
 		if errors.Is(err, errNoLife) && attempt == 1 {
