@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"io/fs"
@@ -120,7 +121,7 @@ func ResolveModules(dir string, wanted []string) ([]Module, error) {
 		}
 		level[name] = lv
 		state[name] = 2
-		out = append(out, Module{Name: name, Data: data, Level: lv})
+		out = append(out, Module{Name: name, Data: stripSignature(data), Level: lv})
 		return nil
 	}
 	for _, w := range wanted {
@@ -175,4 +176,28 @@ func moduleDepends(data []byte) ([]string, error) {
 		}
 	}
 	return nil, nil
+}
+
+// sigMarker ends a module with an appended signature (scripts/sign-file).
+const sigMarker = "~Module signature appended~\n"
+
+// stripSignature removes a module's appended signature. A kernel that does
+// not enforce signatures loads an unsigned module as well (and says it is
+// tainted), but checks a signature that is there: hashing the module and
+// an RSA verification per module, which under software emulation made up
+// a large part of loading the lab's modules. A kernel that enforces
+// signatures refuses the stripped module, and the guest names it.
+func stripSignature(data []byte) []byte {
+	body, ok := bytes.CutSuffix(data, []byte(sigMarker))
+	// struct module_signature: algo, hash, id_type, signer_len, key_id_len,
+	// 3 bytes of padding, sig_len (big endian): 12 bytes.
+	if !ok || len(body) < 12 {
+		return data
+	}
+	info := body[len(body)-12:]
+	n := int(info[3]) + int(info[4]) + int(binary.BigEndian.Uint32(info[8:]))
+	if n > len(body)-12 {
+		return data
+	}
+	return body[:len(body)-12-n]
 }
