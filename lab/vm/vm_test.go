@@ -489,6 +489,14 @@ func TestOldKernelNatPaws(t *testing.T) {
 	for _, c := range run.Cells {
 		if c.Status != result.CellOK {
 			t.Errorf("cell %s: %s %s", c.ID, c.Status, c.Reason)
+			// The run folder is a TempDir that CI throws away: what a rare
+			// failure needs for a diagnosis goes into the log.
+			detail, _ := json.Marshal(struct {
+				Load *result.Load
+				SYN  *result.SYN
+				Skew *result.Skew
+			}{c.Load, c.SYN, c.Skew})
+			t.Logf("cell %s in detail: %s", c.ID, detail)
 			continue
 		}
 		srv, lvs := c.Nodes["server"].Counters, c.Nodes["lvs"].Counters
