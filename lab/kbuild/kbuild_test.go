@@ -143,6 +143,35 @@ func TestUnpackTarballs(t *testing.T) {
 	if err := src.Unpack(filepath.Join(t.TempDir(), "tree")); err == nil || !strings.Contains(err.Error(), "leaves the tree") {
 		t.Errorf("an entry leaving the tree: %v", err)
 	}
+	// An entry may not climb out through a symlink an earlier entry
+	// planted, nor write through a link of its own name.
+	outside := t.TempDir()
+	victim := filepath.Join(outside, "victim")
+	os.WriteFile(victim, []byte("keep"), 0o644)
+	climb := tarball(t, "climb.tar", files,
+		&tar.Header{Typeflag: tar.TypeSymlink, Name: "linux-4.9.337/evil", Linkname: outside},
+		&tar.Header{Typeflag: tar.TypeReg, Name: "linux-4.9.337/evil/planted", Mode: 0o644})
+	src, _ = OpenSource(climb)
+	if err := src.Unpack(filepath.Join(t.TempDir(), "tree")); err == nil {
+		t.Error("an entry written through a symlink to outside the tree was accepted")
+	}
+	if _, err := os.Stat(filepath.Join(outside, "planted")); err == nil {
+		t.Error("a file was written outside the tree through a symlink")
+	}
+	over := tarball(t, "over.tar", files,
+		&tar.Header{Typeflag: tar.TypeSymlink, Name: "linux-4.9.337/m2", Linkname: victim},
+		&tar.Header{Typeflag: tar.TypeReg, Name: "linux-4.9.337/m2", Mode: 0o644})
+	src, _ = OpenSource(over)
+	dst := filepath.Join(t.TempDir(), "tree")
+	if err := src.Unpack(dst); err != nil {
+		t.Errorf("a file replacing a symlink of the same name: %v", err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep" {
+		t.Errorf("the file a symlink pointed to was overwritten: %q", b)
+	}
+	if fi, err := os.Lstat(filepath.Join(dst, "m2")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("m2 should be the later, regular entry: %v %v", fi, err)
+	}
 	if _, err := OpenSource(filepath.Join(t.TempDir(), "x.zip")); err == nil {
 		t.Error("a missing .zip accepted")
 	}

@@ -122,6 +122,16 @@ func extract(path, dst string) error {
 		}
 		r = xr
 	}
+	// Every write goes through an os.Root of dst: the kernel doing the
+	// path walk refuses what leaves the tree, so an entry that climbs out
+	// through a symlink planted by an earlier entry (a/evil -> /etc, then
+	// a/evil/cron.d/x) fails instead of writing outside as root.
+	root, err := os.OpenRoot(dst)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	var written int64
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -138,33 +148,61 @@ func extract(path, dst string) error {
 		if !ok {
 			continue // the top folder itself
 		}
-		target, err := inside(dst, rel)
-		if err != nil {
+		if _, err := inside(dst, rel); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
+		}
+		rel = filepath.Clean(rel)
+		if h.Typeflag != tar.TypeDir {
+			// A later entry replaces an earlier one of the same name, as
+			// tar does: never write through what the earlier one was.
+			if err := root.Remove(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%s: %s: %w", path, h.Name, err)
+			}
+			if dir := filepath.Dir(rel); dir != "." {
+				if err := root.MkdirAll(dir, 0o755); err != nil {
+					return fmt.Errorf("%s: %s: %w", path, h.Name, err)
+				}
+			}
 		}
 		switch h.Typeflag {
 		case tar.TypeDir:
-			err = os.MkdirAll(target, 0o755)
+			err = root.MkdirAll(rel, 0o755)
 		case tar.TypeReg:
-			err = writeFile(target, tr, fs.FileMode(h.Mode)&0o777)
+			if written += h.Size; written > maxUnpacked {
+				return fmt.Errorf("%s: more than %d GiB unpacked: not a kernel source tree", path, maxUnpacked>>30)
+			}
+			err = writeFileIn(root, rel, tr, fs.FileMode(h.Mode)&0o777)
 		case tar.TypeSymlink:
-			os.MkdirAll(filepath.Dir(target), 0o755)
-			err = os.Symlink(h.Linkname, target)
+			err = root.Symlink(h.Linkname, rel)
 		case tar.TypeLink:
 			lrel, ok := stripTop(h.Linkname)
 			if !ok {
 				return fmt.Errorf("%s: hard link %s to %s", path, h.Name, h.Linkname)
 			}
-			var old string
-			if old, err = inside(dst, lrel); err == nil {
-				os.MkdirAll(filepath.Dir(target), 0o755)
-				err = os.Link(old, target)
+			if _, err = inside(dst, lrel); err == nil {
+				err = root.Link(filepath.Clean(lrel), rel)
 			}
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %s: %w", path, h.Name, err)
 		}
 	}
+}
+
+// maxUnpacked bounds what a source tarball may unpack to: a kernel tree is
+// about 1.5 GiB; a decompression bomb must not fill the cache's disk.
+const maxUnpacked = 8 << 30
+
+func writeFileIn(root *os.Root, name string, r io.Reader, mode fs.FileMode) error {
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode|0o200)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // stripTop drops the tarball's top folder ("linux-4.9.337/").
