@@ -27,6 +27,9 @@ import (
 // directly through its PVH entry point, so the payload is unpacked once and
 // cached. Kernels without a PVH entry keep booting from the bzImage.
 
+// maxImage bounds the size of a kernel image twlab reads.
+const maxImage = 256 << 20
+
 // xenElfnotePhys32Entry is XEN_ELFNOTE_PHYS32_ENTRY, the PVH entry point.
 const xenElfnotePhys32Entry = 18
 
@@ -37,6 +40,13 @@ const xenElfnotePhys32Entry = 18
 // It is written under a temporary name and renamed, so a run killed
 // mid-way leaves no half kernel that later boots would hang on.
 func pvhImage(ctx context.Context, image string) (string, error) {
+	// The image is read whole: a device or a huge file named by mistake
+	// must be an error, not memory exhausted (bzImages are tens of MiB).
+	if st, err := os.Stat(image); err != nil {
+		return "", err
+	} else if !st.Mode().IsRegular() || st.Size() > maxImage {
+		return "", fmt.Errorf("%s: not a kernel image (a regular file of at most %d MiB)", image, maxImage>>20)
+	}
 	raw, err := os.ReadFile(image)
 	if err != nil {
 		return "", err
@@ -201,6 +211,11 @@ func hasPVHNote(b []byte) bool {
 	}
 	for _, p := range f.Progs {
 		if p.Type != elf.PT_NOTE {
+			continue
+		}
+		// The sizes come from the image: a note claiming more than the
+		// image holds is not read (make would panic or try exabytes).
+		if p.Off > uint64(len(b)) || p.Filesz > uint64(len(b))-p.Off {
 			continue
 		}
 		data := make([]byte, p.Filesz)
