@@ -115,7 +115,7 @@ func Alive(id string) bool {
 	if json.Unmarshal(b, &st) != nil || st.PID <= 0 {
 		return false
 	}
-	if unix.Kill(st.PID, 0) != nil {
+	if !exists(st.PID) {
 		return false
 	}
 	return st.ProcStart == 0 || procStart(st.PID) == st.ProcStart

@@ -451,8 +451,8 @@ var ErrShadowed = errors.New("hidden under a later mount of " + NetnsDir + " (so
 // DeleteNamespace unmounts and removes a named namespace; a missing one is
 // not an error.
 func DeleteNamespace(name string) error {
-	if !strings.HasPrefix(name, Prefix) {
-		return fmt.Errorf("refusing to delete namespace %q: not a twlab name", name)
+	if _, ok := RunIDOf(name); !ok {
+		return fmt.Errorf("refusing to delete namespace %q: not a name twlab gives (twlab-<id>-<node>)", name)
 	}
 	p := filepath.Join(NetnsDir, name)
 	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
@@ -474,7 +474,8 @@ func DeleteNamespace(name string) error {
 	return nil
 }
 
-// ListNamespaces returns the twlab namespace names under /run/netns.
+// ListNamespaces returns the names under /run/netns that twlab gives (see
+// RunIDOf).
 func ListNamespaces() ([]string, error) {
 	ents, err := os.ReadDir(NetnsDir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -485,7 +486,7 @@ func ListNamespaces() ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), Prefix) {
+		if _, ok := RunIDOf(e.Name()); ok {
 			out = append(out, e.Name())
 		}
 	}
@@ -493,13 +494,42 @@ func ListNamespaces() ([]string, error) {
 }
 
 // RunIDOf extracts the run id from a twlab namespace name ("twlab-ab12-c1").
+// Only names twlab issues qualify: a run's id is 4 hex digits, a test lab's
+// "t" and a detection's "k" plus 3, and the node a short name of letters,
+// digits and dashes. A user's own "twlab-dev-server" is not twlab's, and
+// cleanup (which every run starts with) must never take it for a dead run.
 func RunIDOf(nsName string) (string, bool) {
 	rest, ok := strings.CutPrefix(nsName, Prefix)
 	if !ok {
 		return "", false
 	}
-	id, _, ok := strings.Cut(rest, "-")
-	return id, ok && id != ""
+	id, node, ok := strings.Cut(rest, "-")
+	if !ok || !issuedID(id) || node == "" || len(node) > 32 {
+		return "", false
+	}
+	for _, r := range node {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return "", false
+		}
+	}
+	return id, true
+}
+
+// issuedID tells an id twlab makes: 4 hex digits (runstate.NewRunID), or
+// 't' (test labs) or 'k' (kernel detection) and 3 hex digits.
+func issuedID(id string) bool {
+	if len(id) != 4 {
+		return false
+	}
+	if id[0] == 't' || id[0] == 'k' {
+		id = id[1:]
+	}
+	for _, r := range id {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func mustCIDR(s string) *net.IPNet {

@@ -27,6 +27,21 @@ func TestNames(t *testing.T) {
 	if _, ok := topo.RunIDOf("other-ab12-c7"); ok {
 		t.Error("RunIDOf accepted a foreign name")
 	}
+	// Only the ids twlab issues: a user's own namespace that merely starts
+	// with the prefix is never taken for a dead run's.
+	for _, n := range []string{"twlab-dev-server", "twlab-ab12-", "twlab-ABCD-c1", "twlab-ab12-c1/../../etc", "twlab-x12-c1", "twlab-ab123-c1"} {
+		if id, ok := topo.RunIDOf(n); ok {
+			t.Errorf("RunIDOf(%q) = %q: not a name twlab gives", n, id)
+		}
+		if err := topo.DeleteNamespace(n); err == nil {
+			t.Errorf("DeleteNamespace(%q) accepted a name twlab does not give", n)
+		}
+	}
+	for _, n := range []string{"twlab-t1f0-sysctl", "twlab-k3a9-doctor", "twlab-0000-lvs"} {
+		if _, ok := topo.RunIDOf(n); !ok {
+			t.Errorf("RunIDOf(%q) refused a name twlab gives", n)
+		}
+	}
 	if err := topo.DeleteNamespace("foreign"); err == nil {
 		t.Error("DeleteNamespace must refuse names twlab did not create")
 	}
