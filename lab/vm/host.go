@@ -127,6 +127,7 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	uniqueLabels(o.Kernels)
 	jobs := o.Jobs
 	if jobs <= 0 {
 		jobs = max(1, runtime.NumCPU()/2)
@@ -157,6 +158,22 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 		}
 	}
 	return done, nil
+}
+
+// uniqueLabels makes every kernel's label, the name of its results folder,
+// unique: two images with the same release string (or one kernel named
+// twice) would otherwise write one folder, the second run overwriting the
+// first's run.json, or two guests sharing a console log.
+func uniqueLabels(ks []*Kernel) {
+	seen := map[string]bool{}
+	for _, k := range ks {
+		l := k.Label
+		for n := 2; seen[l]; n++ {
+			l = fmt.Sprintf("%s-%d", k.Label, n)
+		}
+		k.Label = l
+		seen[l] = true
+	}
 }
 
 func (o *Options) progress(k *Kernel, msg string) {

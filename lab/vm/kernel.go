@@ -94,12 +94,18 @@ func labelOf(release, fallback string) string {
 	if l == "" {
 		l = fallback
 	}
-	return strings.Map(func(r rune) rune {
+	l = strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_' || r == '+' {
 			return r
 		}
 		return '_'
 	}, l)
+	// The label names a folder under --out: a release string read from an
+	// image ("..", ".hidden", "") must not name its parent or hide it.
+	if l == "" || l[0] == '.' || l[0] == '-' {
+		l = "k" + l
+	}
+	return l
 }
 
 // ImageRelease reads the version string from a bzImage's setup header

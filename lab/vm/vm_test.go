@@ -177,6 +177,23 @@ func TestNamesAndVersions(t *testing.T) {
 	if l := labelOf("", "bzImage 4.10/x"); l != "bzImage_4.10_x" {
 		t.Errorf("label %q", l)
 	}
+	for _, rel := range []string{"..", ".", "", ".hidden"} {
+		if l := labelOf(rel, ""); l == "" || l[0] == '.' {
+			t.Errorf("release %q gives label %q: a folder that is not a kernel's own", rel, l)
+		}
+	}
+	ks := []*Kernel{{Label: "4.10.17"}, {Label: "4.10.17"}, {Label: "4.10.17-2"}, {Label: "4.10.17"}}
+	uniqueLabels(ks)
+	seen := map[string]bool{}
+	for _, k := range ks {
+		if seen[k.Label] {
+			t.Errorf("label %q twice: two kernels would share a results folder", k.Label)
+		}
+		seen[k.Label] = true
+	}
+	if ks[0].Label != "4.10.17" {
+		t.Errorf("the first kernel's label changed to %q", ks[0].Label)
+	}
 	if err := CheckStatic("/bin/ls"); err == nil {
 		t.Error("/bin/ls is dynamic; CheckStatic should refuse it")
 	}
