@@ -149,7 +149,7 @@ func ParseRun(path string, b []byte) (*Run, error) {
 	}
 	r := in.Run
 	if r.Schema != Schema {
-		return nil, &NotRunError{Path: path, Reason: fmt.Sprintf("schema %q, want %q", clip(r.Schema, 80), Schema)}
+		return nil, &NotRunError{Path: path, Reason: fmt.Sprintf("schema %q, want %q", clip(printable(r.Schema), 80), Schema)}
 	}
 	if typeErr != nil {
 		// The path names the embedded structs this reader decodes through.
@@ -182,33 +182,62 @@ func ParseRun(path string, b []byte) (*Run, error) {
 	if dropped > 0 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %d of %d cells are not objects and were left out", dropped, len(in.Cells)))
 	}
-	// Scenario is raw JSON ([]byte), which clipStrings leaves alone.
-	if n := clipStrings(reflect.ValueOf(r).Elem(), MaxRunString); n > 0 {
+	// Scenario is raw JSON ([]byte), which fixStrings leaves alone.
+	cut := func(s string) string {
+		if len(s) > MaxRunString {
+			return clip(s, MaxRunString)
+		}
+		return s
+	}
+	if n := fixStrings(reflect.ValueOf(r).Elem(), cut); n > 0 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %d strings longer than %d bytes were cut", n, MaxRunString))
+	}
+	// Cell ids, reasons and names reach terminals: an escape sequence in
+	// them (ESC ] 52 writes the clipboard, ESC [ 2J clears the screen)
+	// must arrive as text, not as a command.
+	if n := fixStrings(reflect.ValueOf(r).Elem(), printable); n > 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %d strings held control characters, shown as \uFFFD", n))
 	}
 	return r, nil
 }
 
-// clipStrings cuts every string in v longer than max, map keys included,
-// and says how many it cut. v must be settable.
-func clipStrings(v reflect.Value, max int) int {
+// printable replaces the control characters of s (C0 but newline and
+// tab, DEL, C1) with U+FFFD.
+func printable(s string) string {
+	bad := func(r rune) bool { return r < 0x20 && r != '\n' && r != '\t' || r >= 0x7f && r <= 0x9f }
+	if strings.IndexFunc(s, bad) < 0 {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if bad(r) {
+			return '\uFFFD'
+		}
+		return r
+	}, s)
+}
+
+// fixStrings applies fix to every string in v, map keys included, and says
+// how many it changed. v must be settable.
+func fixStrings(v reflect.Value, fix func(string) string) int {
 	n := 0
 	switch v.Kind() {
 	case reflect.String:
-		if v.Len() > max && v.CanSet() {
-			v.SetString(clip(v.String(), max))
-			n++
+		if v.CanSet() {
+			if f := fix(v.String()); f != v.String() {
+				v.SetString(f)
+				n++
+			}
 		}
 	case reflect.Pointer:
 		if !v.IsNil() {
-			n += clipStrings(v.Elem(), max)
+			n += fixStrings(v.Elem(), fix)
 		}
 	case reflect.Interface:
 		// Expect.Value and Bound: a decoded JSON value, copied to be set.
 		if !v.IsNil() && v.CanSet() {
 			e := reflect.New(v.Elem().Type()).Elem()
 			e.Set(v.Elem())
-			if k := clipStrings(e, max); k > 0 {
+			if k := fixStrings(e, fix); k > 0 {
 				v.Set(e)
 				n += k
 			}
@@ -216,7 +245,7 @@ func clipStrings(v reflect.Value, max int) int {
 	case reflect.Struct:
 		for i := range v.NumField() {
 			if v.Type().Field(i).IsExported() {
-				n += clipStrings(v.Field(i), max)
+				n += fixStrings(v.Field(i), fix)
 			}
 		}
 	case reflect.Slice:
@@ -224,11 +253,11 @@ func clipStrings(v reflect.Value, max int) int {
 			return 0 // raw JSON
 		}
 		for i := range v.Len() {
-			n += clipStrings(v.Index(i), max)
+			n += fixStrings(v.Index(i), fix)
 		}
 	case reflect.Array:
 		for i := range v.Len() {
-			n += clipStrings(v.Index(i), max)
+			n += fixStrings(v.Index(i), fix)
 		}
 	case reflect.Map:
 		if v.IsNil() {
@@ -243,7 +272,7 @@ func clipStrings(v reflect.Value, max int) int {
 			k.Set(iter.Key())
 			e := reflect.New(et).Elem()
 			e.Set(iter.Value())
-			kn, en := clipStrings(k, max), clipStrings(e, max)
+			kn, en := fixStrings(k, fix), fixStrings(e, fix)
 			if kn+en > 0 {
 				redo = append(redo, kv{iter.Key(), e})
 				if kn > 0 {

@@ -125,6 +125,16 @@ func TestReadRunUntrusted(t *testing.T) {
 				}
 				return cut && len(c.ID) <= result.MaxRunString+3 && len(v) == 1 && len(v[0].(string)) <= result.MaxRunString+3
 			}},
+		"escape codes": {edit(func(m map[string]any) {
+			c := cell(m, 0)
+			c["id"] = "a\x1b]52;c;cm0gLXJmIH4=\x07b"
+			c["reason"] = "\x1b[2J\u009b31m"
+			m["scenario_file"] = "x\x1b[8m"
+		}), "3 strings held control characters",
+			func(r *result.Run) bool {
+				b, _ := json.Marshal(r)
+				return !bytes.Contains(b, []byte(`\u001b`)) && !bytes.Contains(b, []byte("\u009b")) && strings.HasPrefix(r.Cells[0].ID, "a\uFFFD]52")
+			}},
 		"null nodes": {edit(func(m map[string]any) { cell(m, 0)["nodes"] = map[string]any{"server": nil, "x": 1} }), "cells[].nodes",
 			func(r *result.Run) bool { return r.Cells[0].Nodes["server"] == nil }},
 	}
