@@ -81,6 +81,7 @@ type outcome struct {
 	// cutShort: the cell's end (its time bound or an interrupt) stopped
 	// this connection; it is counted apart, never as a failure.
 	cutShort   bool
+	offsetSet  bool // the socket's timestamp offset was set (Config.SocketOffsets)
 	class      string
 	connect    time.Duration
 	synRetrans int // SYNs sent again before the handshake completed
@@ -134,7 +135,7 @@ func newDialer(cfg *Config, port int) *dialer {
 // dialOnce makes one connection: a socket of the client's namespace (and a
 // bind), then a non-blocking connect completed through Go's poller so that
 // no goroutine sits on a locked thread while the handshake runs.
-func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client, ci int) outcome {
+func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client, ci int) (o outcome) {
 	cfg := d.cfg
 	fd, err := m.socket()
 	if err != nil {
@@ -145,6 +146,9 @@ func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client, ci int) 
 			unix.Close(fd)
 			return outcome{class: Other, err: err}
 		}
+		// Whatever happens to the connection, its socket had the offset:
+		// skew.C.applied counts these, not attempts.
+		defer func() { o.offsetSet = true }()
 	}
 	if d.bind > 0 {
 		// SO_REUSEADDR lets a bound port be reused while its TIME_WAIT
@@ -245,7 +249,7 @@ func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client, ci int) 
 	if soErr != nil {
 		return outcome{class: classify(soErr), err: fmt.Errorf("connect: %w", soErr)}
 	}
-	o := outcome{class: OK, connect: time.Since(start), synRetrans: synRetrans}
+	o = outcome{class: OK, connect: time.Since(start), synRetrans: synRetrans}
 	o.requests, err = d.exchange(f, setDeadline)
 	if err != nil && cut(err) {
 		// Connected, and the cell ended before the exchange did: the

@@ -22,6 +22,7 @@ var classNames = [...]string{OK, Timeout, Refused, Reset, AddrFail, Response, Ot
 type clientCount struct {
 	attempts int
 	cutShort int
+	offsets  int // sockets whose timestamp offset was set
 	classes  [len(classNames)]int
 }
 
@@ -47,8 +48,13 @@ func newChainStats(clients int) *chainStats {
 // on the chain (prev < 0: the chain's first connection).
 func (st *chainStats) record(prev, ci int, o *outcome) {
 	cc := &st.clients[ci]
+	if o.offsetSet {
+		cc.offsets++
+	}
 	if o.cutShort {
+		// What the server answered before the end still was answered.
 		cc.cutShort++
+		st.requests += o.requests
 		return
 	}
 	c := classIndex(o.class)
@@ -100,6 +106,7 @@ func merge(res *Result, clients []Client, chains []*chainStats) {
 			pc.Attempts += cc.attempts
 			pc.OK += cc.classes[0]
 			pc.CutShort += cc.cutShort
+			pc.Offsets += cc.offsets
 			res.CutShort += cc.cutShort
 			res.Attempts += cc.attempts
 			res.OK += cc.classes[0]

@@ -75,6 +75,27 @@ func TestMergeChains(t *testing.T) {
 	}
 }
 
+// skew.C.applied reads Offsets: a socket whose offset could not be set is
+// an attempt (class other) but not evidence that the clock was skewed; a
+// connection cut short after its response still had its request served.
+func TestOffsetsAndCutShortRequests(t *testing.T) {
+	clients := []Client{{Name: "c1"}}
+	st := newChainStats(1)
+	st.record(-1, 0, &outcome{class: Other})                                   // setting the offset failed
+	st.record(0, 0, &outcome{class: OK, offsetSet: true, requests: 1})         // with the offset
+	st.record(0, 0, &outcome{cutShort: true, offsetSet: true, requests: 1})    // answered, then the end came before the FIN
+	st.record(0, 0, &outcome{cutShort: true, offsetSet: true, class: Timeout}) // cut short while connecting
+	res := newResult(clients)
+	merge(res, clients, []*chainStats{st})
+	pc := res.PerClient["c1"]
+	if pc.Offsets != 3 || pc.Attempts != 2 || pc.CutShort != 2 {
+		t.Errorf("offsets %d attempts %d cut short %d; want 3, 2, 2", pc.Offsets, pc.Attempts, pc.CutShort)
+	}
+	if res.Requests != 2 {
+		t.Errorf("requests %d, want 2 (one of them on a connection cut short)", res.Requests)
+	}
+}
+
 // The chain counters (classNames) and the report (FailureClasses) list the
 // classes apart; merge writes one into the other's map.
 func TestClassOrder(t *testing.T) {

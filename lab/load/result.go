@@ -25,6 +25,9 @@ type ClientStats struct {
 	OK       int
 	Failures map[string]int
 	CutShort int
+	// Offsets: sockets whose timestamp offset was set (Config.SocketOffsets);
+	// a socket where setting it failed is an attempt, but not one of these.
+	Offsets int
 }
 
 // Result is what the load measured. run.json records it as result.Load

@@ -485,7 +485,7 @@ func (cr *cellRun) measure(ctx context.Context) error {
 	if cr.socketOffsets != nil {
 		for name, pc := range lres.PerClient {
 			if sc := rc.Skew.Clients[name]; sc != nil {
-				sc.Sockets = int64(pc.Attempts + pc.CutShort)
+				sc.Sockets = int64(pc.Offsets)
 			}
 		}
 	}
