@@ -264,7 +264,7 @@ func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client, ci int) 
 		}
 		o.err = err
 	} else if d.bind > 0 && cfg.Close == CloseServer {
-		finishClose(rc)
+		finishClose(rc, d.ended.Load)
 	}
 	return o
 }
@@ -278,12 +278,15 @@ func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client, ci int) 
 // live entry: the NAT then picks another port (no reuse) or, with a one-port
 // range, drops the SYN on the box. SO_LINGER would wait too, but its wait
 // ends early on any signal, which a busy VM makes likely.
-func finishClose(rc syscall.RawConn) {
+//
+// ended stops the wait: the cell's end or Ctrl-C must not wait out a lost
+// ACK.
+func finishClose(rc syscall.RawConn, ended func() bool) {
 	rc.Control(func(fd uintptr) {
 		if unix.Shutdown(int(fd), unix.SHUT_WR) != nil {
 			return
 		}
-		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Microsecond) {
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && !ended(); time.Sleep(200 * time.Microsecond) {
 			info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
 			if err != nil || info.State == tcpClose {
 				return
