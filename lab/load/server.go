@@ -176,8 +176,10 @@ func (s *Server) serve(c net.Conn) {
 			c.Close() // the client went away or idled out
 			return
 		}
-		buf = append(buf[:0], rest...)
+		// req is a view of buf: decide on it before the pipelined rest
+		// moves to buf's front over it.
 		last := n >= s.cfg.KeepaliveRequests || wantsClose(req)
+		buf = append(buf[:0], rest...)
 		if last && mode == CloseReset {
 			// Abort before answering is not useful to a teacher; answer first.
 			c.Write(response(false))
