@@ -3,6 +3,7 @@ package load_test
 import (
 	"context"
 	"log/slog"
+	"math"
 	"testing"
 	"time"
 
@@ -124,5 +125,17 @@ func TestComputeCDF(t *testing.T) {
 	}
 	if !seen999 {
 		t.Error("no 0.999 quantile in the tail")
+	}
+	// Every grid point is the nearest rank exactly: with 400 values 1..400,
+	// q = 0.035 is the 14th, not the 15th (7/200*400 is 14.000000000000002
+	// in floating point).
+	var four []int64
+	for i := 1; i <= 400; i++ {
+		four = append(four, int64(i)*1e6)
+	}
+	for _, p := range load.ComputeCDF(four)[1:] {
+		if want := math.Ceil(math.Round(p[0]*400*1e4) / 1e4); p[1] != want {
+			t.Errorf("q %v of 1..400 = %v, want %v", p[0], p[1], want)
+		}
 	}
 }

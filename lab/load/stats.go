@@ -26,11 +26,18 @@ func percentilesSorted(s []int64) Percentiles {
 		return Percentiles{}
 	}
 	rank := func(p float64) float64 {
-		i := int(math.Ceil(p/100*float64(len(s)))) - 1
-		i = max(0, min(i, len(s)-1))
-		return round3(float64(s[i]) / 1e6)
+		return round3(float64(s[nearestRank(p/100, len(s))]) / 1e6)
 	}
 	return Percentiles{P50: rank(50), P90: rank(90), P99: rank(99), Max: round3(float64(s[len(s)-1]) / 1e6)}
+}
+
+// nearestRank is the index of the q-quantile of n sorted values, ceil(q*n)-1.
+// q*n is computed in floating point: 7/200*400 comes out as 14.000000000000002,
+// whose ceiling would pick one value too high. The quantiles asked for have
+// at most 4 decimals, so a true q*n is an integer or at least 1e-4 from one.
+func nearestRank(q float64, n int) int {
+	i := int(math.Ceil(q*float64(n)-1e-9)) - 1
+	return max(0, min(i, n-1))
 }
 
 func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
@@ -71,9 +78,7 @@ func cdfSorted(s []int64) [][2]float64 {
 	out := make([][2]float64, 0, len(qs)+1)
 	out = append(out, [2]float64{1 / float64(n), ms(s[0])}) // the minimum
 	for _, q := range qs {
-		i := int(math.Ceil(q*float64(n))) - 1
-		i = max(0, min(i, n-1))
-		out = append(out, [2]float64{q, ms(s[i])})
+		out = append(out, [2]float64{q, ms(s[nearestRank(q, n)])})
 	}
 	return out
 }
