@@ -534,6 +534,14 @@ func (cr *cellRun) measure(ctx context.Context) error {
 			clientsSum.TimeWait.Final += n.TimeWait.Final
 		}
 	}
+	// The clients' peak is the peak of their sum (the "clients" series),
+	// not the sum of peaks reached at different ticks; the sum of peaks
+	// stays only where no tick read every client.
+	for _, se := range rc.Series {
+		if se.Name == result.SeriesTimeWait && se.Node == "clients" && len(se.V) > 0 {
+			clientsSum.TimeWait.Max = int(slices.Max(se.V))
+		}
+	}
 	clientsSum.Summarize()
 	rc.Nodes["clients"] = clientsSum
 

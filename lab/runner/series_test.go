@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/twlab/twlab/lab/internal/roottest"
@@ -78,6 +79,13 @@ func TestTimeseries(t *testing.T) {
 	}
 	if last("paws@server") == 0 {
 		t.Error("no PAWS rejects over time in a cell that has them")
+	}
+	// A node's time_wait.max is the peak of its series; for "clients" the
+	// peak of the sum, not a sum of peaks reached at different ticks.
+	for _, node := range []string{"server", "lvs", "clients", "c1", "c2"} {
+		if s := got["time_wait@"+node]; s != nil && int64(c.Nodes[node].TimeWait.Max) != slices.Max(s.V) {
+			t.Errorf("%s.time_wait.max %d, its series peaks at %d", node, c.Nodes[node].TimeWait.Max, slices.Max(s.V))
+		}
 	}
 	t.Logf("%d samples per series at %.2f Hz, %d rows", c.Timeseries.Samples, c.Timeseries.RateHz, c.Timeseries.Rows)
 }
