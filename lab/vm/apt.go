@@ -75,7 +75,13 @@ func aptLock() (func(), error) {
 	if err := os.MkdirAll(aptDir(), 0o755); err != nil {
 		return nil, fmt.Errorf("kernel cache: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(aptDir(), "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	return lockFile(filepath.Join(aptDir(), "lock"))
+}
+
+// lockFile takes an exclusive flock on path (created if missing) and
+// returns its release; the kernel drops it if the process dies.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err
 	}

@@ -244,6 +244,17 @@ func fetchDeb(ctx context.Context, pkg, dest string) error {
 			return fmt.Errorf("kernel cache: %w", err)
 		}
 	}
+	// One process at a time unpacks a package: two twlab vm runs naming the
+	// same kernel shared dest.tmp, one removing it under the other, or one
+	// replacing dest while the other read modules from it.
+	unlockPkg, err := lockFile(dest + ".lock")
+	if err != nil {
+		return fmt.Errorf("kernel cache: %w", err)
+	}
+	defer unlockPkg()
+	if _, err := os.Stat(filepath.Join(dest, ".complete")); err == nil {
+		return nil // made by another process while this one waited
+	}
 	matches, _ := filepath.Glob(filepath.Join(debs, pkg+"_*.deb"))
 	if len(matches) == 0 && SeedDir != "" {
 		matches, _ = filepath.Glob(filepath.Join(SeedDir, pkg+"_*.deb"))
