@@ -24,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Fragment is twlab's config fragment (lab.config).
@@ -96,6 +98,21 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 	}
 	sum := sha256.Sum256([]byte(id + "\x00" + Fragment + "\x00" + buildVersion))
 	key := hex.EncodeToString(sum[:])[:16]
+	if k, ok := findBuilt(opt.CacheDir, key); ok {
+		k.Cached = true
+		opt.progress("cached: %s", k.Image)
+		return k, nil
+	}
+	// One build per source at a time: two builds of one source shared the
+	// tree and the install's .tmp, each removing the other's under it. The
+	// second waits, then takes what the first built.
+	unlock, err := lockKey(filepath.Join(opt.CacheDir, "kbuild", key+".lock"), func() {
+		opt.progress("waiting for another build of the same source to finish")
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kernel cache: %w", err)
+	}
+	defer unlock()
 	if k, ok := findBuilt(opt.CacheDir, key); ok {
 		k.Cached = true
 		opt.progress("cached: %s", k.Image)
@@ -396,3 +413,23 @@ func Find(cache, release string) (*Kernel, error) {
 
 // ErrNoTool: a program or header the build needs is not installed.
 var ErrNoTool = errors.New("missing build tool")
+
+// lockKey takes an exclusive flock on path, calling waiting first when
+// another process holds it; the kernel releases it if the process dies.
+func lockKey(path string, waiting func()) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		waiting()
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}
