@@ -11,6 +11,7 @@ import (
 
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/tmpfile"
+	"golang.org/x/sys/unix"
 )
 
 // writerEnv makes the test binary the child of TestKilledWritersLeaveNoTemp:
@@ -103,5 +104,33 @@ func TestKilledWritersLeaveNoTemp(t *testing.T) {
 	t.Logf("%d kills in %v; %d left a temporary file, none survived the next write or sweep", n, time.Since(begin).Round(time.Millisecond), left)
 	if left == 0 && n >= 100 {
 		t.Errorf("no kill out of %d landed during a write: the test did not test anything", n)
+	}
+}
+
+// Under sudo the files a run writes belong to the user who ran it, set on
+// the open file before it gets its name; a symlink already at the name is
+// replaced, and what it pointed to keeps its owner.
+func TestWriteOwnedBySudoUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (chown)")
+	}
+	t.Setenv("SUDO_UID", "4242")
+	t.Setenv("SUDO_GID", "4343")
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	os.WriteFile(victim, []byte("root's"), 0o600)
+	path := filepath.Join(dir, "run.json")
+	os.Symlink(victim, path)
+	if err := result.WriteFileAtomic(path, []byte("{}\n")); err != nil {
+		t.Fatal(err)
+	}
+	var st, vst unix.Stat_t
+	unix.Lstat(path, &st)
+	unix.Stat(victim, &vst)
+	if st.Uid != 4242 || st.Gid != 4343 || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o777 != 0o644 {
+		t.Errorf("run.json: uid %d gid %d mode %o; want 4242 4343, a regular file, 0644", st.Uid, st.Gid, st.Mode)
+	}
+	if vst.Uid != 0 {
+		t.Errorf("the file a symlink pointed to was given to uid %d", vst.Uid)
 	}
 }

@@ -255,16 +255,22 @@ func WriteFileAtomic(path string, data []byte) error {
 		f.Close()
 		return fmt.Errorf("sync %s: %w", path, err)
 	}
+	// Mode and owner are set on the open file, never by name after the
+	// rename: in a folder another user can write, the name could by then
+	// be a symlink to a file of root's.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if uid, gid, ok := sudoUser(); ok {
+		f.Chown(uid, gid)
+	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return fmt.Errorf("chmod %s: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename into %s: %w", path, err)
 	}
-	chownToSudoUser(path)
 	return nil
 }
 
@@ -296,10 +302,17 @@ func MkdirAll(dir string) error {
 	return nil
 }
 
+// chownToSudoUser gives path (not what a symlink there points to) to the
+// user who ran sudo.
 func chownToSudoUser(path string) {
+	if uid, gid, ok := sudoUser(); ok {
+		os.Lchown(path, uid, gid)
+	}
+}
+
+// sudoUser is the invoking user under sudo.
+func sudoUser() (uid, gid int, ok bool) {
 	uid, err1 := strconv.Atoi(os.Getenv("SUDO_UID"))
 	gid, err2 := strconv.Atoi(os.Getenv("SUDO_GID"))
-	if err1 == nil && err2 == nil && uid > 0 {
-		os.Chown(path, uid, gid)
-	}
+	return uid, gid, err1 == nil && err2 == nil && uid > 0
 }
