@@ -508,11 +508,27 @@ func TestOldKernelNatPaws(t *testing.T) {
 			t.Errorf("cell %s: %s %s", c.ID, c.Status, c.Reason)
 			// The run folder is a TempDir that CI throws away: what a rare
 			// failure needs for a diagnosis goes into the log.
+			// The nodes' non-zero counters tell the suspects apart: a
+			// TIME_WAIT accepted or killed on the server, a port the NAT
+			// remapped (conntrack on the box), a SYN without its offset.
+			counters := map[string]map[string]int64{}
+			for name, n := range c.Nodes {
+				if n == nil {
+					continue
+				}
+				counters[name] = map[string]int64{}
+				for k, v := range n.Counters {
+					if v != 0 {
+						counters[name][k] = v
+					}
+				}
+			}
 			detail, _ := json.Marshal(struct {
-				Load *result.Load
-				SYN  *result.SYN
-				Skew *result.Skew
-			}{c.Load, c.SYN, c.Skew})
+				Load     *result.Load
+				SYN      *result.SYN
+				Skew     *result.Skew
+				Counters map[string]map[string]int64
+			}{c.Load, c.SYN, c.Skew, counters})
 			t.Logf("cell %s in detail: %s", c.ID, detail)
 			continue
 		}
