@@ -198,6 +198,11 @@ func writeFileIn(root *os.Root, name string, r io.Reader, mode fs.FileMode) erro
 	if err != nil {
 		return err
 	}
+	return fill(f, r)
+}
+
+// fill copies r into f and closes it.
+func fill(f *os.File, r io.Reader) error {
 	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
 		return err
@@ -232,11 +237,7 @@ func writeFile(path string, r io.Reader, mode fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return fill(f, r)
 }
 
 func copyTree(src, dst string) error {
