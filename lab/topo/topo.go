@@ -151,9 +151,11 @@ func Build(ctx context.Context, spec Spec, log *slog.Logger) (*Lab, error) {
 	}
 	l := &Lab{ID: spec.RunID, log: log,
 		BridgeLink: LinkName(spec.RunID, "br"), BackLink: LinkName(spec.RunID, "ls")}
-	want := []*Node{{Name: "lvs", Role: RoleLVS}, {Name: "server", Role: RoleServer}}
+	// A node's handle starts closed (-1), not 0: a node that a cancel kept
+	// from being created must not look open, or Destroy closes fd 0.
+	want := []*Node{{Name: "lvs", Role: RoleLVS, NS: netns.None()}, {Name: "server", Role: RoleServer, NS: netns.None()}}
 	for i := 1; i <= spec.Clients; i++ {
-		want = append(want, &Node{Name: fmt.Sprintf("c%d", i), Role: RoleClient, Index: i})
+		want = append(want, &Node{Name: fmt.Sprintf("c%d", i), Role: RoleClient, Index: i, NS: netns.None()})
 	}
 	// Namespaces are created in parallel: creating one is kernel work
 	// (~0.4 ms each here) that two cores can share.

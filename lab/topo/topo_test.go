@@ -13,6 +13,7 @@ import (
 	"github.com/twlab/twlab/lab/internal/roottest"
 	"github.com/twlab/twlab/lab/netnsutil"
 	"github.com/twlab/twlab/lab/topo"
+	"golang.org/x/sys/unix"
 )
 
 func TestNames(t *testing.T) {
@@ -145,5 +146,28 @@ func TestBuildRejectsBadClientCount(t *testing.T) {
 		if _, err := topo.Build(context.Background(), topo.Spec{RunID: "x", Clients: n}, nil); err == nil {
 			t.Errorf("Build with %d clients: no error", n)
 		}
+	}
+}
+
+// A build cancelled before its namespaces exist gives a lab with no node,
+// and destroying it closes no descriptor it does not own (fd 0 was closed
+// once per node that was never created).
+func TestCancelledBuildClosesNothing(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	l, err := topo.Build(ctx, topo.Spec{RunID: roottest.RunID(t), Clients: 3}, nil)
+	if err == nil {
+		t.Fatal("a cancelled build succeeded")
+	}
+	if l != nil {
+		if n := len(l.Nodes()); n != 0 {
+			t.Errorf("%d nodes in a lab whose namespaces were never created", n)
+		}
+		if err := l.Destroy(); err != nil {
+			t.Errorf("destroy: %v", err)
+		}
+	}
+	if _, err := unix.FcntlInt(0, unix.F_GETFD, 0); err != nil {
+		t.Errorf("fd 0 was closed by the teardown: %v", err)
 	}
 }
