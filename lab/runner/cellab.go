@@ -152,13 +152,20 @@ func (l *cellLab) restoreGlobals() error {
 		return err
 	}
 	defer init.Close()
-	var set []sysctl.Setting
-	for name, v := range globals {
-		set = append(set, sysctl.Setting{Name: name, Requested: v})
+	names := make([]string, 0, len(globals))
+	for name := range globals {
+		names = append(names, name)
 	}
-	sort.Slice(set, func(i, j int) bool { return set[i].Name < set[j].Name })
-	_, err = sysctl.Apply(init, set)
-	return err
+	sort.Strings(names)
+	// One knob at a time: Apply stops at its first error, and a knob left
+	// changed would be taken for the original by the next cell.
+	var errs []error
+	for _, name := range names {
+		if _, err := sysctl.Apply(init, []sysctl.Setting{{Name: name, Requested: globals[name]}}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // attachSkews attaches the eBPF clock skew to every client, offs[i] to
