@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
@@ -150,7 +151,12 @@ func (t *Thread) Close() {
 func NewNamed(name string) (netns.NsHandle, error) {
 	h, err := NewNamedWith(name, nil)
 	if err != nil && h.IsOpen() {
+		// The namespace exists but the caller gets no handle to remove it
+		// with: its mount goes here, or it outlives the run.
 		h.Close()
+		p := filepath.Join(netnsDir, name)
+		unix.Unmount(p, unix.MNT_DETACH)
+		os.Remove(p)
 		return netns.None(), err
 	}
 	return h, err
