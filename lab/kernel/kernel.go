@@ -621,21 +621,27 @@ func timestampsOn(ns netns.NsHandle, opt Options) (func(), error) {
 		_, err := sysctl.Apply(ns, []sysctl.Setting{{Name: knob, Requested: "1"}})
 		return nothing, err
 	}
-	cur, err := sysctl.Read(ns, []string{knob})
+	// A global knob lives in the initial namespace only (a child has no
+	// file for it on old kernels): its value is read there, reading the
+	// host is fine, and what is put back afterwards is that value.
+	init, err := sysctl.InitialNS()
+	if err != nil {
+		return nothing, err
+	}
+	defer init.Close()
+	cur, err := sysctl.Read(init, []string{knob})
 	if err != nil {
 		return nothing, err
 	}
 	if cur[knob] == "1" {
 		return nothing, nil
 	}
+	if cur[knob] == "" {
+		return nothing, fmt.Errorf("%s: not readable in this namespace nor in the initial one", knob)
+	}
 	if !opt.VM {
 		return nothing, fmt.Errorf("%s is global on this kernel and set to %q; detection needs 1 and never writes the host (twlab vm can)", knob, cur[knob])
 	}
-	init, err := sysctl.InitialNS()
-	if err != nil {
-		return nothing, err
-	}
-	defer init.Close()
 	if _, err := sysctl.Apply(init, []sysctl.Setting{{Name: knob, Requested: "1"}}); err != nil {
 		return nothing, fmt.Errorf("%s (global, in the VM): %w", knob, err)
 	}
