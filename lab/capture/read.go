@@ -34,7 +34,8 @@ func ReadFile(path string) ([]Frame, error) {
 		return nil, fmt.Errorf("%s: not a little-endian pcap file", path)
 	}
 	var out []Frame
-	for p := 24; p+16 <= len(b); {
+	p := 24
+	for p+16 <= len(b) {
 		sec := binary.LittleEndian.Uint32(b[p:])
 		frac := binary.LittleEndian.Uint32(b[p+4:])
 		caplen := int(binary.LittleEndian.Uint32(b[p+8:]))
@@ -48,6 +49,9 @@ func ReadFile(path string) ([]Frame, error) {
 		}
 		out = append(out, Frame{Time: time.Unix(int64(sec), int64(frac)), Data: b[p : p+caplen], OrigLen: orig})
 		p += caplen
+	}
+	if p != len(b) {
+		return out, fmt.Errorf("%s: truncated record header (%d stray bytes at the end)", path, len(b)-p)
 	}
 	return out, nil
 }
@@ -80,6 +84,9 @@ func ParseTCP(f []byte) (s Segment, ok bool) {
 	ihl := int(ip[0]&0x0f) * 4
 	if ip[0]>>4 != 4 || ihl < 20 || ip[9] != 6 || len(ip) < ihl+20 {
 		return s, false
+	}
+	if binary.BigEndian.Uint16(ip[6:])&0x1fff != 0 {
+		return s, false // a later fragment: its bytes are payload, not a TCP header
 	}
 	total := int(binary.BigEndian.Uint16(ip[2:]))
 	t := ip[ihl:]
