@@ -23,6 +23,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -58,16 +60,18 @@ type Stats struct {
 
 // Capture is a running capture.
 type Capture struct {
-	f     *os.File // the AF_PACKET socket
-	out   *os.File
-	w     *bufio.Writer
-	tmp   string
-	lim   Limits
-	st    Stats
-	done  chan struct{}
-	once  sync.Once
-	err   error
-	start time.Time
+	f    *os.File // the AF_PACKET socket
+	out  *os.File
+	w    *bufio.Writer
+	tmp  string
+	lim  Limits
+	st   Stats
+	done chan struct{}
+	once sync.Once
+	err  error
+	// stopping tells the reader that the deadline which woke it is Stop's.
+	stopping atomic.Bool
+	start    time.Time
 	// userTimes counts frames that came without a kernel timestamp and got
 	// the time they were read instead (none expected).
 	userTimes int
@@ -149,7 +153,6 @@ func (c *Capture) loop() {
 	}
 	buf := make([]byte, c.lim.Snaplen)
 	oob := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))))
-	var rec [16]byte
 	for {
 		var n, oobn int
 		var rerr error
@@ -158,7 +161,10 @@ func (c *Capture) loop() {
 			return rerr != unix.EAGAIN
 		})
 		if err != nil {
-			return // closed by Stop
+			if c.stopping.Load() {
+				c.drain(rc, buf, oob)
+			}
+			return
 		}
 		if rerr != nil {
 			if errors.Is(rerr, unix.EINTR) || errors.Is(rerr, unix.ENETDOWN) {
@@ -167,28 +173,54 @@ func (c *Capture) loop() {
 			c.err = rerr
 			return
 		}
-		if c.st.Truncated {
-			continue // keep draining so Stop is quick; write nothing more
-		}
-		capLen := min(n, len(buf))
-		if c.st.Packets >= c.lim.MaxPackets || c.st.Bytes+16+int64(capLen) > c.lim.MaxBytes {
-			c.st.Truncated = true
-			continue
-		}
-		at, ok := kernelTime(oob[:oobn])
-		if !ok {
-			at = time.Now()
-			c.userTimes++
-		}
-		binary.LittleEndian.PutUint32(rec[0:], uint32(at.Unix()))
-		binary.LittleEndian.PutUint32(rec[4:], uint32(at.Nanosecond()))
-		binary.LittleEndian.PutUint32(rec[8:], uint32(capLen))
-		binary.LittleEndian.PutUint32(rec[12:], uint32(n))
-		c.w.Write(rec[:])
-		c.w.Write(buf[:capLen])
-		c.st.Packets++
-		c.st.Bytes += 16 + int64(capLen)
+		c.frame(buf, oob, n, oobn)
 	}
+}
+
+// drain writes the frames the socket had already queued when Stop came:
+// they were on the link while the capture ran (a last retransmitted SYN,
+// a final RST), and closing the socket would drop them uncounted. It is
+// bounded, so a link that keeps sending cannot hold Stop.
+func (c *Capture) drain(rc syscall.RawConn, buf, oob []byte) {
+	rc.Control(func(fd uintptr) {
+		for range 1 << 16 {
+			n, oobn, _, _, err := unix.Recvmsg(int(fd), buf, oob, unix.MSG_TRUNC|unix.MSG_DONTWAIT)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				return // EAGAIN: nothing more queued
+			}
+			c.frame(buf, oob, n, oobn)
+		}
+	})
+}
+
+// frame writes one received frame of n bytes (buf holds what the snap
+// length kept) with its control messages oob[:oobn].
+func (c *Capture) frame(buf, oob []byte, n, oobn int) {
+	if c.st.Truncated {
+		return // keep draining so Stop is quick; write nothing more
+	}
+	capLen := min(n, len(buf))
+	if c.st.Packets >= c.lim.MaxPackets || c.st.Bytes+16+int64(capLen) > c.lim.MaxBytes {
+		c.st.Truncated = true
+		return
+	}
+	at, ok := kernelTime(oob[:oobn])
+	if !ok {
+		at = time.Now()
+		c.userTimes++
+	}
+	var rec [16]byte
+	binary.LittleEndian.PutUint32(rec[0:], uint32(at.Unix()))
+	binary.LittleEndian.PutUint32(rec[4:], uint32(at.Nanosecond()))
+	binary.LittleEndian.PutUint32(rec[8:], uint32(capLen))
+	binary.LittleEndian.PutUint32(rec[12:], uint32(n))
+	c.w.Write(rec[:])
+	c.w.Write(buf[:capLen])
+	c.st.Packets++
+	c.st.Bytes += 16 + int64(capLen)
 }
 
 // kernelTime finds the SCM_TIMESTAMPNS control message of one frame.
@@ -210,6 +242,12 @@ func kernelTime(oob []byte) (time.Time, bool) {
 func (c *Capture) Stop() (Stats, error) {
 	var errs []error
 	c.once.Do(func() {
+		// The reader is woken by a deadline, not by closing the socket, so
+		// that it can first write what is still queued (drain); the kernel's
+		// drop count is read after that, then the socket closed.
+		c.stopping.Store(true)
+		c.f.SetReadDeadline(time.Now())
+		<-c.done
 		if rc, err := c.f.SyscallConn(); err == nil {
 			rc.Control(func(fd uintptr) {
 				if st, err := unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
@@ -218,7 +256,6 @@ func (c *Capture) Stop() (Stats, error) {
 			})
 		}
 		c.f.Close()
-		<-c.done
 		errs = append(errs, c.err, c.w.Flush(), c.out.Sync(), c.out.Close(), os.Chmod(c.tmp, 0o644))
 		if err := os.Rename(c.tmp, c.st.Path); err != nil {
 			errs = append(errs, err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/twlab/twlab/lab/internal/roottest"
 	"github.com/twlab/twlab/lab/netnsutil"
 	"github.com/twlab/twlab/lab/topo"
+	"golang.org/x/sys/unix"
 )
 
 // TestCaptureSeesOnlyItsLink captures the box's server-facing link again and
@@ -116,5 +118,59 @@ func TestCaptureSeesOnlyItsLink(t *testing.T) {
 	}
 	if frames == 0 {
 		t.Error("no frame captured on the link itself")
+	}
+}
+
+// TestStopKeepsQueuedFrames: frames the socket has queued when Stop comes
+// were on the link while the capture ran and belong in the file. Sent in a
+// burst with one P, so that the reader has not run when Stop does, they
+// were all lost (the socket closed under them) without a drop counted.
+func TestStopKeepsQueuedFrames(t *testing.T) {
+	roottest.Skip(t)
+	l, err := topo.Build(context.Background(), topo.Spec{RunID: roottest.RunID(t), Clients: 1}, nil)
+	t.Cleanup(func() { l.Destroy() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const burst = 200
+	for round := range 3 {
+		path := filepath.Join(t.TempDir(), "burst.pcap")
+		c, err := capture.Start(l.LVS.NS, l.BackLink, path, capture.DefaultLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// UDP from the box to the server: every datagram crosses the
+		// captured link once, whether anyone listens or not.
+		var fd int
+		if err := netnsutil.Do(l.LVS.NS, func() (err error) {
+			fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		to := &unix.SockaddrInet4{Port: 9}
+		copy(to.Addr[:], topo.ServerAddr.To4())
+		for range burst {
+			unix.Sendto(fd, []byte("x"), 0, to)
+		}
+		unix.Close(fd)
+		st, err := c.Stop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames, err := capture.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		udp := 0
+		for _, f := range frames {
+			if len(f.Data) > 23 && f.Data[12] == 0x08 && f.Data[13] == 0 && f.Data[23] == unix.IPPROTO_UDP {
+				udp++
+			}
+		}
+		if uint64(udp)+st.KernelDrops < burst {
+			t.Errorf("round %d: %d of %d datagrams in the capture, %d kernel drops: the rest were lost uncounted", round, udp, burst, st.KernelDrops)
+		}
 	}
 }
