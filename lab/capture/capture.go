@@ -85,6 +85,7 @@ func Start(ns netns.NsHandle, link, path string, lim Limits) (*Capture, error) {
 		lim = DefaultLimits
 	}
 	var fd int
+	opened := false
 	err := netnsutil.Do(ns, func() error {
 		ifi, err := net.InterfaceByName(link)
 		if err != nil {
@@ -105,9 +106,13 @@ func Start(ns netns.NsHandle, link, path string, lim Limits) (*Capture, error) {
 		}
 		// Reset the kernel's counters: only drops from now on count.
 		unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+		opened = true
 		return nil
 	})
 	if err != nil {
+		if opened { // made, but the thread could not switch back
+			unix.Close(fd)
+		}
 		return nil, fmt.Errorf("capture: %w", err)
 	}
 	c := &Capture{f: os.NewFile(uintptr(fd), "packet:"+link), lim: lim, done: make(chan struct{}), start: time.Now()}
