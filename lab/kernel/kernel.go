@@ -67,8 +67,11 @@ type Facts struct {
 	Conntrack    string   `json:"conntrack"` // "ok" or why not
 	EBPF         string   `json:"ebpf"`      // "ok" or why not (tc clsact + cls_bpf)
 	PAWSCounters []string `json:"paws_counters"`
-	TSOffsets    string   `json:"ts_offsets"`
-	TSDetail     string   `json:"ts_offsets_detail,omitempty"`
+	// PAWSDetail says why the counters could not be read (empty when they
+	// were): no counter then means "not read", not "this kernel lacks it".
+	PAWSDetail string `json:"paws_counters_detail,omitempty"`
+	TSOffsets  string `json:"ts_offsets"`
+	TSDetail   string `json:"ts_offsets_detail,omitempty"`
 	// TSHz is the rate of the TCP timestamp clock, measured from one
 	// connection's segments: 1000 since Linux 4.13, jiffies (HZ: 100, 250,
 	// 300 or 1000) before. 0 when it could not be measured.
@@ -233,7 +236,7 @@ func Detect(ctx context.Context, opt Options) (*Facts, error) {
 		if err := skew.Probe(ns, link); err != nil {
 			f.EBPF = err.Error()
 		}
-		f.PAWSCounters = pawsCounters(ns)
+		f.PAWSCounters, f.PAWSDetail = pawsCounters(ns)
 	})
 	part("tw_reuse", func() { f.TWReuseLoopback = detectTWReuseRange(ns, opt) })
 	part("timestamps+tw", func() {
@@ -274,16 +277,17 @@ func detectNATAndKnobs(f *Facts, ns netns.NsHandle) {
 	}
 }
 
-// pawsCounters lists the PAWS counters the kernel has.
-func pawsCounters(ns netns.NsHandle) []string {
+// pawsCounters lists the PAWS counters the kernel has, or says why they
+// could not be read.
+func pawsCounters(ns netns.NsHandle) ([]string, string) {
 	p, err := probe.Open("doctor", ns, probe.Options{})
 	if err != nil {
-		return nil
+		return nil, "counters not read: " + err.Error()
 	}
 	defer p.Close()
 	c, err := p.Counters()
 	if err != nil {
-		return nil
+		return nil, "counters not read: " + err.Error()
 	}
 	var out []string
 	for _, k := range []string{"TcpExt.PAWSPassive", "TcpExt.PAWSActive", "TcpExt.PAWSEstab", "TcpExt.PAWSTimewait"} {
@@ -291,7 +295,7 @@ func pawsCounters(ns netns.NsHandle) []string {
 			out = append(out, k)
 		}
 	}
-	return out
+	return out, ""
 }
 
 // detectTWReuseRange finds out whether tcp_tw_reuse has a "loopback only"

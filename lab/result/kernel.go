@@ -12,8 +12,10 @@ type KernelFeatures struct {
 	Conntrack    string       `json:"conntrack"` // "ok" or why not
 	EBPF         string       `json:"ebpf"`      // "ok" or why not (tc clsact + cls_bpf)
 	PAWSCounters []string     `json:"paws_counters"`
-	TSOffsets    string       `json:"ts_offsets"` // none | per-pair | per-4-tuple | unknown
-	TSDetail     string       `json:"ts_offsets_detail,omitempty"`
+	// PAWSDetail: why the counters could not be read, when they could not.
+	PAWSDetail string `json:"paws_counters_detail,omitempty"`
+	TSOffsets  string `json:"ts_offsets"` // none | per-pair | per-4-tuple | unknown
+	TSDetail   string `json:"ts_offsets_detail,omitempty"`
 	// TSHz is the rate of the TCP timestamp clock; 0 when it could not be
 	// measured.
 	TSHz       int    `json:"ts_hz"`

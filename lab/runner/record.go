@@ -36,8 +36,8 @@ func recordKernel(f *kernel.Facts) *result.KernelFeatures {
 	kf := &result.KernelFeatures{
 		Release: f.Release, Major: f.Major, Minor: f.Minor,
 		NAT: f.NAT, Conntrack: f.Conntrack, EBPF: f.EBPF,
-		PAWSCounters: f.PAWSCounters,
-		TSOffsets:    f.TSOffsets, TSDetail: f.TSDetail,
+		PAWSCounters: f.PAWSCounters, PAWSDetail: f.PAWSDetail,
+		TSOffsets: f.TSOffsets, TSDetail: f.TSDetail,
 		TSHz: f.TSHz, TSHzDetail: f.TSHzDetail,
 		TWCount: f.TWCount, TWCountDetail: f.TWCountDetail, TWCounter: f.TWCounter,
 		SocketSkew: f.SocketSkew, TWReuseLoopback: f.TWReuseLoopback,
