@@ -17,6 +17,9 @@ import (
 
 const (
 	tcpTimeWait = 6 // TCP_TIME_WAIT in the kernel's TCP state numbering
+	tcpFinWait2 = 5
+	// diagTimerTW is inet_diag_msg's idiag_timer of a timewait socket.
+	diagTimerTW = 3
 
 	sizeofNlMsghdr     = 16
 	sizeofInetDiagReq2 = 56 // family, protocol, ext, pad, states, inet_diag_sockid (48)
@@ -52,12 +55,15 @@ func (d *diagSocket) close() {
 	}
 }
 
-// countTimeWait dumps the namespace's TCP sockets in TIME_WAIT, IPv4 and
-// IPv6, and counts them.
+// countTimeWait dumps the namespace's timewait sockets, IPv4 and IPv6, and
+// counts them: what sockstat's "tw" counts where it is per namespace. The
+// kernel filters a timewait socket by its substate, so an orphaned
+// FIN_WAIT2 one (the active closer waiting for the peer's FIN) is asked for
+// too and told from a full FIN_WAIT2 socket by its timer.
 func (d *diagSocket) countTimeWait() (int, error) {
 	total := 0
 	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		n, err := d.dump(fam, 1<<tcpTimeWait)
+		n, err := d.dump(fam, 1<<tcpTimeWait|1<<tcpFinWait2)
 		if err != nil {
 			return 0, err
 		}
@@ -97,8 +103,8 @@ func (d *diagSocket) dump(family uint8, states uint32) (int, error) {
 }
 
 // countDiagMessages counts the inet_diag_msg answers of sequence seq in one
-// datagram of netlink messages whose state is TIME_WAIT, and says whether
-// the dump ended.
+// datagram of netlink messages that are timewait sockets (in substate
+// TIME_WAIT or FIN_WAIT2), and says whether the dump ended.
 func countDiagMessages(b []byte, seq uint32) (done bool, count int, err error) {
 	ne := binary.NativeEndian
 	for len(b) >= sizeofNlMsghdr {
@@ -122,7 +128,7 @@ func countDiagMessages(b []byte, seq uint32) (done bool, count int, err error) {
 				return true, count, nil
 			case unix.SOCK_DIAG_BY_FAMILY:
 				// inet_diag_msg: family, state, timer, retrans, …
-				if len(body) >= 2 && body[1] == tcpTimeWait {
+				if len(body) >= 3 && (body[1] == tcpTimeWait || body[1] == tcpFinWait2) && body[2] == diagTimerTW {
 					count++
 				}
 			}
