@@ -1,7 +1,9 @@
 // Package skew gives a client an exact, repeatable TCP timestamp clock offset.
 //
 // A tc program on the client's link (clsact qdisc, direct-action cls_bpf,
-// attached through netlink so it works on kernels from 4.5 on) adds the
+// attached through netlink; clsact exists from 4.5, and the program passes
+// the verifier from 4.7 on, where bpf_skb_load_bytes may fill uninitialised
+// stack; before, a cell falls back to socket offsets) adds the
 // offset to TSval on egress and subtracts it from TSecr on ingress: the server
 // sees a clock that is exactly offset ahead or behind, while the client's own
 // RTT measurement, computed from TSecr, stays right. With tcp_timestamps=2

@@ -101,7 +101,7 @@ static __always_inline int opt_step(struct __sk_buff *skb, __u32 base, __u32 opt
 }
 
 // The walk is unrolled by hand: every clang unrolls it, every verifier
-// accepts it, and 40 steps cover any legal option layout.
+// since 4.7 accepts it, and 40 steps cover any legal option layout.
 #define OPT_STEP                                      \
 	r = opt_step(skb, l4 + 20, optlen, &pos);     \
 	if (r != STEP_NEXT)                           \
