@@ -65,7 +65,7 @@ func pvhImage(ctx context.Context, image string) (string, error) {
 	cached := filepath.Join(dir, hex.EncodeToString(sum[:8])+".elf")
 	removeStaleTemps(dir)
 	if st, err := os.Stat(cached); err == nil {
-		if st.Size() == want {
+		if st.Size() == want && cachedHasPVHNote(cached) {
 			return cached, nil
 		}
 		os.Remove(cached) // truncated or foreign: make it again
@@ -204,8 +204,22 @@ func bzPayload(b []byte) ([]byte, error) {
 }
 
 // hasPVHNote looks for XEN_ELFNOTE_PHYS32_ENTRY in the ELF's notes.
-func hasPVHNote(b []byte) bool {
-	f, err := elf.NewFile(bytes.NewReader(b))
+func hasPVHNote(b []byte) bool { return notesHavePVH(bytes.NewReader(b), int64(len(b))) }
+
+// cachedHasPVHNote checks a cached kernel's note without reading the whole
+// file: the headers and the notes are a few KiB of tens of MiB.
+func cachedHasPVHNote(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	return err == nil && notesHavePVH(f, st.Size())
+}
+
+func notesHavePVH(r io.ReaderAt, size int64) bool {
+	f, err := elf.NewFile(r)
 	if err != nil {
 		return false
 	}
@@ -215,7 +229,7 @@ func hasPVHNote(b []byte) bool {
 		}
 		// The sizes come from the image: a note claiming more than the
 		// image holds is not read (make would panic or try exabytes).
-		if p.Off > uint64(len(b)) || p.Filesz > uint64(len(b))-p.Off {
+		if p.Off > uint64(size) || p.Filesz > uint64(size)-p.Off {
 			continue
 		}
 		data := make([]byte, p.Filesz)

@@ -398,6 +398,15 @@ func TestPVHOfDebianKernels(t *testing.T) {
 		if err != nil || !hasPVHNote(b) {
 			t.Errorf("%s: cached %s has no PVH note (%v)", k.Image, elfPath, err)
 		}
+		// A cached file of the right size but not a PVH kernel (zeroed by
+		// a crash, or a foreign file) is made again, not booted.
+		if err := os.WriteFile(elfPath, make([]byte, len(b)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		again, err := pvhImage(context.Background(), k.Image)
+		if err != nil || !cachedHasPVHNote(again) {
+			t.Errorf("%s: a zeroed cache entry of the right size was used again (%v)", k.Image, err)
+		}
 	}
 	if _, err := bzPayload([]byte("not a kernel")); err == nil {
 		t.Error("bzPayload accepted garbage")
