@@ -334,6 +334,9 @@ type TWStats struct {
 	Max    int      `json:"max"`
 	Final  int      `json:"final"`
 	Series []Sample `json:"-"`
+	// Failed counts the ticks at which the node could not be read: Max and
+	// Final are of the other ticks only.
+	Failed int `json:"-"`
 }
 
 // Sampler reads TIME_WAIT of several nodes, and any extra sources, at a
@@ -413,14 +416,15 @@ func (s *Sampler) sample(at time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, n := range s.nodes {
+		st := s.stats[n.Name]
 		tw, err := n.TimeWait()
 		if err != nil {
 			if s.err == nil {
 				s.err = err
 			}
+			st.Failed++
 			continue
 		}
-		st := s.stats[n.Name]
 		st.Max = max(st.Max, tw)
 		st.Final = tw
 		if len(st.Series) < s.maxLen {

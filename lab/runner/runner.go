@@ -498,6 +498,14 @@ func (cr *cellRun) measure(ctx context.Context) error {
 	}
 	if serr != nil {
 		cr.log.Warn("time_wait sampling", "err", serr)
+		// The figures of a node read at only some ticks are lower bounds:
+		// the reader of run.json must know, not only the log.
+		for _, n := range lab.Nodes() {
+			if st := tw[n.Name]; st != nil && st.Failed > 0 {
+				rc.Notes = append(rc.Notes, fmt.Sprintf("time_wait of %s could not be read at %d ticks (first error: %v); its max and final are of the other ticks",
+					n.Name, st.Failed, serr))
+			}
+		}
 	}
 	synAfter, err := nat.ReadSYNCounters(lab.Server.NS)
 	if err != nil {
