@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/twlab/twlab/lab/result"
@@ -95,6 +96,27 @@ func accelArgs(accel string) []string {
 	return []string{"-accel", "tcg", "-cpu", "max"}
 }
 
+// initrdPrefix names the guests' initramfs files in the temporary folder;
+// the writer's pid follows, so that what a killed twlab left can be told
+// from what a running one uses.
+const initrdPrefix = "twlab-initrd-"
+
+// removeStaleInitrds removes the initramfs files of twlab processes that
+// are gone (a SIGKILL skips the deferred remove).
+func removeStaleInitrds() {
+	names, _ := filepath.Glob(filepath.Join(os.TempDir(), initrdPrefix+"*-*.cpio"))
+	for _, p := range names {
+		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(p), initrdPrefix), "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.Remove(p)
+		}
+	}
+}
+
 // Run boots every kernel in turn (parallel VMs gain nothing on 2 cores) and
 // runs the scenario in each.
 func Run(ctx context.Context, o Options) ([]*Result, error) {
@@ -128,6 +150,7 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 		return nil, err
 	}
 	uniqueLabels(o.Kernels)
+	removeStaleInitrds()
 	jobs := o.Jobs
 	if jobs <= 0 {
 		jobs = max(1, runtime.NumCPU()/2)
@@ -261,12 +284,15 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	if err != nil {
 		return fail(err)
 	}
-	var run result.Run
-	if err := json.Unmarshal(doc, &run); err != nil {
-		return fail(fmt.Errorf("guest run.json: %w", err))
+	// What the guest sends is input like any run folder's: a guest that
+	// misbehaves (a kernel bug, a damaged transfer) must not crash the
+	// host with a nil cell, nor put control characters on its terminal.
+	run, err := result.ParseRun("guest run.json", doc)
+	if err != nil {
+		return fail(err)
 	}
-	res.Run = &run
-	res.Timing = timing(res, &run)
+	res.Run = run
+	res.Timing = timing(res, run)
 	run.VM = res.Timing
 	// The time series and the captures, when they arrived whole, go next
 	// to run.json, under the names run.json gives them; the report draws
@@ -361,7 +387,7 @@ func buildInitrd(o Options, k *Kernel, bin []byte) (path string, nmods int, err 
 	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "etc"} {
 		a.dir(d)
 	}
-	f, err := os.CreateTemp("", "twlab-initrd-*.cpio")
+	f, err := os.CreateTemp("", initrdPrefix+strconv.Itoa(os.Getpid())+"-*.cpio")
 	if err != nil {
 		return "", 0, err
 	}
@@ -472,7 +498,24 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	cmd.WaitDelay = 2 * time.Second
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, console
-	if err := cmd.Start(); err != nil {
+	// QEMU dies with twlab, even a twlab killed with SIGKILL: otherwise it
+	// runs until its guest powers off, for ever if the guest hangs. The
+	// death signal follows the thread that started QEMU, so that thread is
+	// held, locked, until QEMU has exited.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	exited := make(chan error, 1)
+	startErr := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			startErr <- err
+			return
+		}
+		startErr <- nil
+		exited <- cmd.Wait()
+	}()
+	if err := <-startErr; err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
 	sent := make(chan struct{}, 1)
@@ -485,8 +528,6 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	}()
 	silent := time.NewTimer(min(o.BootLimit, o.Timeout))
 	defer silent.Stop()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	deadline := time.NewTimer(o.Timeout)
 	defer deadline.Stop()
 	poll := time.NewTicker(50 * time.Millisecond)

@@ -2,6 +2,10 @@ package vm
 
 import (
 	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -31,5 +35,35 @@ func TestNoteSizeFromTheImageIsBounded(t *testing.T) {
 		if hasPVHNote(noteELF(n)) {
 			t.Errorf("filesz %d: a PVH note found in an image without one", n)
 		}
+	}
+}
+
+// A SIGKILLed twlab leaves its initramfs in the temporary folder; the next
+// run removes it, and never one of a live process.
+func TestStaleInitrdsRemoved(t *testing.T) {
+	dead := 0
+	for pid := 4_000_000; pid > 3_000_000; pid-- {
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			dead = pid
+			break
+		}
+	}
+	if dead == 0 {
+		t.Skip("no unused pid found")
+	}
+	stale := filepath.Join(os.TempDir(), fmt.Sprintf("%s%d-test.cpio", initrdPrefix, dead))
+	live := filepath.Join(os.TempDir(), fmt.Sprintf("%s%d-test.cpio", initrdPrefix, os.Getppid()))
+	for _, p := range []string{stale, live} {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(p)
+	}
+	removeStaleInitrds()
+	if _, err := os.Stat(stale); err == nil {
+		t.Error("the initramfs of a process that is gone stayed")
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Error("the initramfs of a live process was removed")
 	}
 }
