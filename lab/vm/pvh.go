@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -137,7 +138,9 @@ func decompress(payload []byte) ([]byte, error) {
 // writeAtomic writes b to path through a temporary file in the same folder
 // whose name carries this process's pid, synced, then renamed.
 func writeAtomic(path string, b []byte) error {
-	tmp := fmt.Sprintf("%s.tmp%d", path, os.Getpid())
+	// pid and a sequence number: two kernels of one run (one kernel named
+	// twice, -j2) write the same entry at once, each into its own file.
+	tmp := fmt.Sprintf("%s.tmp%d-%d", path, os.Getpid(), tmpSeq.Add(1))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
@@ -165,6 +168,8 @@ func writeAtomic(path string, b []byte) error {
 	return err
 }
 
+var tmpSeq atomic.Int64
+
 // writeChunkDelay slows writeAtomic down between 1 MiB chunks: a test kills
 // a writer mid-way through it.
 var writeChunkDelay time.Duration
@@ -175,7 +180,8 @@ func removeStaleTemps(dir string) {
 	tmps, _ := filepath.Glob(filepath.Join(dir, "*.tmp*"))
 	for _, t := range tmps {
 		i := strings.LastIndex(t, ".tmp")
-		pid, err := strconv.Atoi(t[i+4:])
+		pidText, _, _ := strings.Cut(t[i+4:], "-")
+		pid, err := strconv.Atoi(pidText)
 		if err != nil || pid <= 0 || unix.Kill(pid, 0) == unix.ESRCH {
 			os.Remove(t)
 		}

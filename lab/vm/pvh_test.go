@@ -1,12 +1,15 @@
 package vm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // noteELF is the smallest ELF64 the note scan reads: a header and one
@@ -65,5 +68,29 @@ func TestStaleInitrdsRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(live); err != nil {
 		t.Error("the initramfs of a live process was removed")
+	}
+}
+
+// Two kernels of one run may make the same cache entry at once (one kernel
+// named twice, -j2): each write is whole, and what stays is whole.
+func TestConcurrentCacheWrites(t *testing.T) {
+	old := writeChunkDelay
+	writeChunkDelay = time.Millisecond
+	defer func() { writeChunkDelay = old }()
+	want := bytes.Repeat([]byte("pvh-kernel-"), 600_000) // ~6.6 MiB, 7 chunks
+	path := filepath.Join(t.TempDir(), "k.elf")
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() { errs[i] = writeAtomic(path, want) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("writer %d: %v", i, err)
+		}
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, want) {
+		t.Errorf("the cached file is not what was written (%d bytes of %d)", len(got), len(want))
 	}
 }
