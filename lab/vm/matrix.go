@@ -145,8 +145,19 @@ func writeReasons(b *bytes.Buffer, results []*Result, ids []string, byKernel []m
 }
 
 // differs reports whether the outcomes differ in status or in whether PAWS
-// moved: the things a kernel regression changes.
-func differs(vals []string) bool {
+// moved: the things a kernel regression changes. A kernel where the cell
+// did not run ("-": it did not boot, or its run ended early) says nothing
+// about the cell; its failure is reported on its own.
+func differs(all []string) bool {
+	var vals []string
+	for _, v := range all {
+		if v != "-" {
+			vals = append(vals, v)
+		}
+	}
+	if len(vals) < 2 {
+		return false
+	}
 	key := func(v string) string {
 		f := strings.Fields(v)
 		k := ""

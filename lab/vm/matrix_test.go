@@ -44,3 +44,22 @@ func TestMatrixSaysWhy(t *testing.T) {
 		t.Errorf("reasons printed where every cell ran:\n%s", out)
 	}
 }
+
+// A kernel that did not boot has no cells: it is reported on its own, and
+// marks no cell as one where the kernels disagree.
+func TestMatrixIgnoresKernelsWithoutCells(t *testing.T) {
+	ok := func(label string) *Result {
+		return &Result{Kernel: &Kernel{Label: label}, Accel: "tcg", Run: &result.Run{Status: result.RunOK, Cells: []*result.Cell{
+			{ID: "a", Status: result.CellOK}, {ID: "b", Status: result.CellOK}}}}
+	}
+	dead := &Result{Kernel: &Kernel{Label: "5.10"}, Err: "the guest showed no sign of life"}
+	out := Matrix([]*Result{ok("6.1"), dead, ok("6.12")})
+	if strings.Contains(out, "* a") || strings.Contains(out, "* b") {
+		t.Errorf("cells marked as differing because one kernel did not boot:\n%s", out)
+	}
+	other := ok("6.18")
+	other.Run.Cells[1].Status = result.CellFailed
+	if out := Matrix([]*Result{ok("6.1"), dead, other}); !strings.Contains(out, "* b") || strings.Contains(out, "* a") {
+		t.Errorf("a real difference beside a kernel that did not boot is not marked (only it):\n%s", out)
+	}
+}
