@@ -166,11 +166,15 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 			}
 		})
 	}
+	// The hand-off waits for a free worker or Ctrl-C: an interrupt must not
+	// prepare and boot one more kernel only to kill it.
+dispatch:
 	for i := range o.Kernels {
-		if ctx.Err() != nil {
-			break
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break dispatch
 		}
-		next <- i
 	}
 	close(next)
 	wg.Wait()
