@@ -170,6 +170,9 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 	// prepare and boot one more kernel only to kill it.
 dispatch:
 	for i := range o.Kernels {
+		if ctx.Err() != nil {
+			break // select picks at random when both are ready
+		}
 		select {
 		case next <- i:
 		case <-ctx.Done():
