@@ -11,7 +11,9 @@
 // and names: dot-separated segments of letters, digits and underscores whose
 // first segment starts with a letter or underscore, such as
 // server.TcpExt.PAWSTimewait, load.connect_ms.p99 or c1.Tcp.OutRsts. A name
-// is looked up in the environment of the matrix cell being evaluated.
+// is looked up in the environment of the matrix cell being evaluated. Text
+// that reads as a number compares as one, "true"/"false" as 1/0, and a
+// duration ("1.5s", "20ms") as seconds.
 //
 // Operators, from loosest to tightest binding:
 //
@@ -49,6 +51,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Limits that keep parsing cheap and the recursive evaluator's stack shallow
@@ -96,16 +99,28 @@ func formatNum(f float64) string {
 
 // number reports v as a float when it is numeric or numeric-looking text.
 // NaN text ("nan") is left a string: treating it as a number would make
-// x == "nan" false even when x is "nan".
+// x == "nan" false even when x is "nan". Text "true" and "false" is 1 and
+// 0, as the literals are, and a duration ("1.5s", "20ms") is seconds:
+// fields arrive as text, and "lvs.random == true" or "load.gap == 0" must
+// match the cells they name ("lvs.random == \"false\"" still does).
 func (v Value) number() (float64, bool) {
 	if v.IsNum {
 		return v.Num, true
 	}
 	f, err := strconv.ParseFloat(v.Str, 64)
-	if err != nil || math.IsNaN(f) {
-		return 0, false
+	if err == nil && !math.IsNaN(f) {
+		return f, true
 	}
-	return f, true
+	switch v.Str {
+	case "true":
+		return 1, true
+	case "false":
+		return 0, true
+	}
+	if d, err := time.ParseDuration(v.Str); err == nil && strings.ContainsAny(v.Str, "smhnuµ") {
+		return d.Seconds(), true
+	}
+	return 0, false
 }
 
 // describe names a value in error messages, quoting strings so that an empty

@@ -55,6 +55,9 @@ var testEnv = mapEnv(map[string]Value{
 	"empty":                            Str(""),
 	"half":                             Str("0.5"),
 	"one":                              Str("1.0"),
+	"lvs.random":                       Str("false"),
+	"load.gap":                         Str("0s"),
+	"load.connect_timeout":             Str("1.5s"),
 	"zero":                             Num(0),
 	"a":                                Num(1),
 	"b":                                Num(0),
@@ -210,6 +213,17 @@ func TestCompareStringsAndNumbers(t *testing.T) {
 		{`true == 1`, true},
 		{`false == 0`, true},
 		{`(1 < 2) == true`, true},
+		// Fields arrive as text: yes/no is 1/0, a duration is seconds, and
+		// the text forms scenarios already use still match.
+		{`lvs.random == false`, true},
+		{`lvs.random == true`, false},
+		{`lvs.random == "false"`, true},
+		{`!lvs.random`, true},
+		{`load.gap == 0`, true},
+		{`load.connect_timeout == 1.5`, true},
+		{`load.connect_timeout == "1.5s"`, true},
+		{`load.connect_timeout == "1500ms"`, true},
+		{`load.connect_timeout > 1`, true},
 	}
 	for _, tt := range tests {
 		got, err := MustParse(tt.src).Bool(testEnv)
