@@ -114,6 +114,10 @@ var loadErrorCases = []struct {
 	{"when unknown variable behind ||", name + "expect:\n  - when: lvs.mode == \"snat\" || server.net.ipv4.tcp_rfc1377 == 1\n    assert: server.paws > 0\n", Options{}, "s.yaml:3:11",
 		`unknown name "server.net.ipv4.tcp_rfc1377"`},
 	{"when type error", name + "expect:\n  - when: lvs.mode > 1\n    assert: server.paws > 0\n", Options{}, "s.yaml:3:11", "expect[0].when: "},
+	// A selector that no cell meets would leave its assertions unchecked
+	// and the run green.
+	{"when selects no cell", name + "expect:\n  - when: lvs.mode == \"SNAT\"\n    assert: server.paws > 0\n", Options{}, "s.yaml:3:11",
+		`expect[0].when: "lvs.mode == \"SNAT\"" selects no cell of this scenario, so its assertions would never be checked; the cells are default`},
 	{"when not a string", name + "expect:\n  - {when: [1], assert: a}\n", Options{}, "s.yaml:3:12", "expect[0].when: want a string"},
 	{"empty file", "", Options{}, "s.yaml:0:0", "empty scenario; want at least name, clients and load"},
 	{"only whitespace", " \n\t\n", Options{}, "s.yaml:0:0", "empty scenario"},

@@ -107,6 +107,7 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 		}
 	}
 	ids := shortNames(base.Matrix)
+	selected := make([]bool, len(exps)) // by some cell, or left to run time
 	for _, combo := range combos {
 		t := cloneNode(root)
 		var idParts []string
@@ -150,6 +151,7 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 				ok := false
 				if err == nil && e.NeedsKernel {
 					c.Expect = append(c.Expect, e) // decided at run time
+					selected[i] = true
 					continue
 				}
 				if err == nil {
@@ -162,6 +164,7 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 					continue
 				}
 			}
+			selected[i] = true
 			c.Expect = append(c.Expect, e)
 		}
 		c.Index = len(p.Cells)
@@ -169,6 +172,19 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 	}
 	if len(p.Cells) == 0 {
 		return nil, &Error{File: file, Msg: "no cells to run (the matrix, exclude or --only leave nothing)"}
+	}
+	// An expectation whose selector no cell meets would never be checked,
+	// and the run would pass without it: a typo ("SNAT" for "snat"), a value
+	// the matrix lacks. Only the whole scenario can tell; --only and --set
+	// legitimately leave some expectations without a cell.
+	if only == nil && len(opt.Set) == 0 {
+		for i, ok := range selected {
+			if !ok {
+				w := base.Expect[i].When
+				return nil, &Error{File: file, Line: w.Line, Col: w.Col, Field: fmt.Sprintf("expect[%d].when", i),
+					Msg: fmt.Sprintf("%q selects no cell of this scenario, so its assertions would never be checked; the cells are %s", w.S, cellList(p.Cells))}
+			}
+		}
 	}
 	if len(p.Cells) > MaxCells {
 		return nil, &Error{File: file, Field: "matrix", Msg: fmt.Sprintf("%d cells; the limit is %d", len(p.Cells), MaxCells)}
@@ -181,4 +197,17 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 		return nil, &Error{File: file, Field: "load.duration", Msg: fmt.Sprintf("%d cells × their durations add up to %s; a run is limited to %s", len(p.Cells), total, MaxRunTime)}
 	}
 	return p, nil
+}
+
+// cellList names up to 6 cells for a message.
+func cellList(cells []*Cell) string {
+	var ids []string
+	for i, c := range cells {
+		if i == 6 {
+			ids = append(ids, fmt.Sprintf("… (%d in all)", len(cells)))
+			break
+		}
+		ids = append(ids, c.ID)
+	}
+	return strings.Join(ids, "; ")
 }
