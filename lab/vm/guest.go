@@ -390,7 +390,7 @@ func parseResult(b []byte) (doc []byte, final bool, err error) {
 			return nil, false, errors.New("no result from the guest (it did not finish; see console.log)")
 		}
 		s = s[i+len(frameBegin)+1:]
-		name, doc, rest, complete, err := decodeFrame(s)
+		name, hdr, body, rest, complete, err := frameSpan(s)
 		if name != "" && complete {
 			s = rest // an attachment, whole or damaged: not the result
 			continue
@@ -399,6 +399,10 @@ func parseResult(b []byte) (doc []byte, final bool, err error) {
 			return nil, false, err
 		}
 		if name == "" {
+			doc, err := verifyFrame(hdr, body)
+			if err != nil {
+				return nil, false, err
+			}
 			return doc, true, nil
 		}
 		s = rest
@@ -449,25 +453,36 @@ func safePcapName(name string) bool {
 // content and what follows its end marker. complete says the end marker
 // has arrived (rest is then valid even when the content is damaged).
 func decodeFrame(s string) (name string, doc []byte, rest string, complete bool, err error) {
+	name, hdr, body, rest, complete, err := frameSpan(s)
+	if !complete || err != nil {
+		return name, nil, rest, complete, err
+	}
+	doc, err = verifyFrame(hdr, body)
+	return name, doc, rest, true, err
+}
+
+// frameSpan finds one frame's header, body and end without decoding it:
+// the host, polling for the run document while attachments arrive, skips
+// those (base64, decompression and a hash of up to 64 MiB each, at every
+// poll) and verifies them once, at the end.
+func frameSpan(s string) (name string, hdr []string, body, rest string, complete bool, err error) {
 	nl := strings.IndexByte(s, '\n')
 	if nl < 0 {
-		return "", nil, "", false, errors.New("torn result header")
+		return "", nil, "", "", false, errors.New("torn result header")
 	}
-	hdr := strings.Fields(s[:nl])
+	hdr = strings.Fields(s[:nl])
 	if len(hdr) < 2 || len(hdr) > 4 {
-		return "", nil, "", false, fmt.Errorf("result header %q: want LENGTH SHA256 [zstd|gzip [NAME]]", s[:nl])
+		return "", nil, "", "", false, fmt.Errorf("result header %q: want LENGTH SHA256 [zstd|gzip [NAME]]", s[:nl])
 	}
 	if len(hdr) == 4 {
 		name = hdr[3]
 	}
-	body := s[nl+1:]
+	body = s[nl+1:]
 	end := strings.Index(body, frameEnd)
 	if end < 0 {
-		return name, nil, "", false, errors.New("torn result: the guest's result was cut off (no end marker)")
+		return name, hdr, "", "", false, errors.New("torn result: the guest's result was cut off (no end marker)")
 	}
-	rest = body[end+len(frameEnd):]
-	doc, err = verifyFrame(hdr, body[:end])
-	return name, doc, rest, true, err
+	return name, hdr, body[:end], body[end+len(frameEnd):], true, nil
 }
 
 // verifyFrame decodes a frame's body and checks it against its header.

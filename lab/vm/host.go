@@ -548,10 +548,23 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 		noLife  bool
 		running = true
 	)
+	// What the guest sent is read again only when it has grown: a poll of
+	// an unchanged file costs a stat, not a read of megabytes.
+	var seen int64 = -1
 	check := func() {
 		if doc != nil || gotErr != nil {
 			return
 		}
+		size := int64(0)
+		for _, p := range []string{resultFile, filepath.Join(res.Dir, "console.log")} {
+			if st, err := os.Stat(p); err == nil {
+				size += st.Size()
+			}
+		}
+		if size == seen {
+			return
+		}
+		seen = size
 		raw, err := readResult(resultFile, res.Dir)
 		if err != nil {
 			return
