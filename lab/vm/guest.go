@@ -376,16 +376,19 @@ func ParseFrame(b []byte) ([]byte, error) {
 // timeseries.csv) are passed over: the result is the frame without a name.
 func parseResult(b []byte) (doc []byte, final bool, err error) {
 	s := string(b)
-	if i := strings.Index(s, frameError+" "); i >= 0 && !strings.Contains(s, frameBegin) {
-		msg := s[i+len(frameError)+1:]
-		j := strings.IndexByte(msg, '\n')
-		if j < 0 {
-			return nil, false, errors.New("torn error message from the guest")
-		}
-		return nil, true, fmt.Errorf("guest: %s", strings.TrimSpace(msg[:j]))
-	}
 	for {
 		i := strings.Index(s, frameBegin+" ")
+		// An error line before the next frame (or after the last one: the
+		// guest may fail after sending its attachments) is the guest's
+		// final word.
+		if e := strings.Index(s, frameError+" "); e >= 0 && (i < 0 || e < i) {
+			msg := s[e+len(frameError)+1:]
+			j := strings.IndexByte(msg, '\n')
+			if j < 0 {
+				return nil, false, errors.New("torn error message from the guest")
+			}
+			return nil, true, fmt.Errorf("guest: %s", strings.TrimSpace(msg[:j]))
+		}
 		if i < 0 {
 			return nil, false, errors.New("no result from the guest (it did not finish; see console.log)")
 		}

@@ -168,6 +168,14 @@ func TestAttachments(t *testing.T) {
 	if at := attachments(b2.Bytes(), timeseriesFile); len(at) != 0 {
 		t.Errorf("damaged attachment kept: %q", at)
 	}
+	// A guest that fails after sending its attachments: its error is the
+	// final word, not "no result".
+	var late bytes.Buffer
+	sendNamedFrame(&late, timeseriesFile, ts)
+	late.WriteString("\n" + frameError + " write run.json: no space left\n")
+	if _, final, err := parseResult(late.Bytes()); !final || err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Errorf("an error after an attachment: final %v, %v", final, err)
+	}
 }
 
 func TestNamesAndVersions(t *testing.T) {
