@@ -485,6 +485,11 @@ func frameSpan(s string) (name string, hdr []string, body, rest string, complete
 	if end < 0 {
 		return name, hdr, "", "", false, errors.New("torn result: the guest's result was cut off (no end marker)")
 	}
+	// A frame cut off before its end marker must not take the next frame's
+	// end for its own, and the next frame (the run document) with it.
+	if k := strings.Index(body[:end], "\n"+frameBegin+" "); k >= 0 {
+		return name, hdr, "", body[k:], true, errors.New("torn frame: the next one began before its end marker")
+	}
 	return name, hdr, body[:end], body[end+len(frameEnd):], true, nil
 }
 

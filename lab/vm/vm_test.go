@@ -168,6 +168,17 @@ func TestAttachments(t *testing.T) {
 	if at := attachments(b2.Bytes(), timeseriesFile); len(at) != 0 {
 		t.Errorf("damaged attachment kept: %q", at)
 	}
+	// An attachment cut off mid-way (no end marker) does not swallow the
+	// run document that follows it.
+	var torn bytes.Buffer
+	sendNamedFrame(&torn, timeseriesFile, ts)
+	cut := torn.String()[:strings.Index(torn.String(), frameEnd)-3]
+	var tb bytes.Buffer
+	tb.WriteString(cut)
+	sendFrame(&tb, doc)
+	if got, err := ParseFrame(tb.Bytes()); err != nil || !bytes.Equal(got, doc) {
+		t.Errorf("a torn attachment took the result with it: %q, %v", got, err)
+	}
 	// A guest that fails after sending its attachments: its error is the
 	// final word, not "no result".
 	var late bytes.Buffer
