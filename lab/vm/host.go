@@ -675,14 +675,22 @@ func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Resu
 		if !ok {
 			continue
 		}
-		switch {
-		case msg == "init":
+		// Any line of /init is a sign of life, not only its first: a kernel
+		// message printed into the middle of "init" (an RCU stall under a
+		// loaded host) must not get a working guest killed as silent.
+		if booted != nil {
 			res.BootS = round2(time.Since(start).Seconds())
-			if booted != nil {
-				close(booted)
-				booted = nil
-			}
+			close(booted)
+			booted = nil
 			o.progress(k, fmt.Sprintf("booted in %.1fs", res.BootS))
+		}
+		msg = strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f || r >= 0x80 && r <= 0x9f {
+				return '\uFFFD' // the guest's console reaches the user's terminal
+			}
+			return r
+		}, msg)
+		switch {
 		case strings.HasPrefix(msg, "ready after "):
 			res.readyS = time.Since(start).Seconds()
 		case strings.HasPrefix(msg, "scenario done in "):
