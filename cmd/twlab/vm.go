@@ -14,6 +14,7 @@ import (
 	"github.com/twlab/twlab/lab/kbuild"
 	"github.com/twlab/twlab/lab/report"
 	"github.com/twlab/twlab/lab/result"
+	"github.com/twlab/twlab/lab/runner"
 	"github.com/twlab/twlab/lab/scenario"
 	"github.com/twlab/twlab/lab/vm"
 )
@@ -49,7 +50,7 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 	kernelsFile := fs.String("kernels", "", "read more kernels from `FILE`, one per line (# starts a comment)")
 	jobs := fs.Int("jobs", 0, "boot up to `N` VMs at once (default: the CPUs / 2, each guest has two)")
 	modules := fs.String("modules", "", "the /lib/modules/RELEASE `DIR` of a modular kernel given by path")
-	timeout := fs.Duration("timeout", 0, "hard limit per kernel; QEMU is killed after it (default: 90 s for boot plus twice the scenario's own bound)")
+	timeout := fs.Duration("timeout", 0, "hard limit per kernel; QEMU is killed after it (default: the scenario's own bound on a run plus 2 min for boot, detection and transfer)")
 	accel := fs.String("accel", "auto", "auto (KVM if a probe guest runs under it, else TCG), tcg (software emulation) or kvm")
 	mem := fs.Int("mem", 512, "guest memory in MiB")
 	out := fs.String("out", "", "results `DIR` (default results/<scenario>/vm-<UTC time>); one folder per kernel")
@@ -120,10 +121,10 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 	acc, why := vm.ChooseAccel(ctx, *accel)
 	limit := *timeout
 	if limit == 0 {
-		limit = 90 * time.Second
-		for _, c := range plan.Cells {
-			limit += 2 * (c.S.Load.Duration.D() + c.S.Load.ConnectTimeout.D() + 5*time.Second)
-		}
+		// The guest's own bound on its run, plus boot, detection and the
+		// transfer: the host must not kill a guest that is about to send
+		// the cells it finished (the two were 2.5 s apart before).
+		limit = runner.Bound(plan) + 2*time.Minute
 	}
 	dir := *out
 	if dir == "" {

@@ -142,13 +142,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		}
 		return nil, "", &EnvError{"nftables NAT does not work on this kernel (" + facts.NAT + "): the lab's box cannot be built; check nf_tables, nft_chain_nat and nf_nat"}
 	}
-	// A hard bound on the whole run, whatever a cell does: every cell's load
-	// duration plus a generous allowance for building and tearing down.
-	var bound time.Duration
-	for _, c := range plan.Cells {
-		bound += c.S.Load.Duration.D() + c.S.Load.ConnectTimeout.D() + c.S.Load.IOTimeout.D() + 30*time.Second
-	}
-	ctx, cancelBound := context.WithTimeout(ctx, bound)
+	ctx, cancelBound := context.WithTimeout(ctx, Bound(plan))
 	defer cancelBound()
 	jsonPath := filepath.Join(dir, "run.json")
 	run.Timeseries = timeseriesFile(plan)
@@ -590,3 +584,15 @@ func dedupe(s []string) []string {
 }
 
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
+
+// Bound is the hard bound on a whole run, whatever a cell does: every
+// cell's load duration plus a generous allowance for building and tearing
+// down. twlab vm waits longer than this for its guest, so that a guest
+// that hits it still sends the cells it finished.
+func Bound(plan *scenario.Plan) time.Duration {
+	var bound time.Duration
+	for _, c := range plan.Cells {
+		bound += c.S.Load.Duration.D() + c.S.Load.ConnectTimeout.D() + c.S.Load.IOTimeout.D() + 30*time.Second
+	}
+	return bound
+}
