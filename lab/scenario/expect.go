@@ -11,6 +11,13 @@ import (
 func parseExpect(file string, s *Scenario) ([]*Expectation, Errors) {
 	var out []*Expectation
 	var errs Errors
+	total := 0
+	for _, e := range s.Expect {
+		total += max(1, len(e.Assert.Items))
+	}
+	if total > MaxAsserts {
+		return nil, Errors{&Error{File: file, Field: "expect", Msg: fmt.Sprintf("%d assertions; a scenario may have at most %d", total, MaxAsserts)}}
+	}
 	for i, e := range s.Expect {
 		x := &Expectation{Name: e.Name, Line: e.When.Line}
 		field := fmt.Sprintf("expect[%d]", i)

@@ -29,6 +29,10 @@ const (
 	MaxCells          = 256
 	MaxKeepalive      = 10_000
 	MaxRunTime        = time.Hour
+	// MaxAsserts bounds the assertions of a scenario (all expectations):
+	// every cell carries its own copy of the file's tree, and 130 000
+	// one-character assertions made validate take 2.2 GB.
+	MaxAsserts = 1000
 )
 
 // Scenario is the typed form of a scenario file.
