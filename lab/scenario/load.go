@@ -81,7 +81,9 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 		return nil, errs
 	}
 	// A --set of a matrix key pins that axis, so the override holds in every
-	// cell instead of being silently replaced by the matrix values.
+	// cell of the matrix instead of being silently replaced by its values.
+	// An include cell that names its own value for the key keeps it: it was
+	// written as that exact cell (TestSetOverrides).
 	for _, kv := range opt.Set {
 		k, v, _ := strings.Cut(kv, "=")
 		for i := range base.Matrix {
