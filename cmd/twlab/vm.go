@@ -161,13 +161,7 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 		code = exitNothing
 	}
 	if *junit != "" {
-		var runs []*result.Run
-		for _, r := range results {
-			if r.Run != nil {
-				runs = append(runs, r.Run)
-			}
-		}
-		b, err := report.JUnit(runs)
+		b, err := vmJUnit(results, file)
 		if err == nil {
 			err = result.WriteFileAtomic(*junit, b)
 		}
@@ -269,4 +263,24 @@ func readKernelList(path string) ([]string, error) {
 		out = append(out, line)
 	}
 	return out, nil
+}
+
+// vmJUnit is the JUnit XML of a VM matrix: a suite per kernel, named by its
+// label (unique, where two kernels may share a release), and one for a
+// kernel that ended without a run document too: CI must not read green XML
+// while the exit code says a kernel failed.
+func vmJUnit(results []*vm.Result, file string) ([]byte, error) {
+	var runs []*result.Run
+	for _, r := range results {
+		var jr result.Run
+		if r.Run != nil {
+			jr = *r.Run
+		} else {
+			jr = result.Run{ScenarioFile: file, Status: result.RunFailed, Cells: []*result.Cell{
+				{ID: "(kernel)", Status: result.CellFailed, Reason: r.Err}}}
+		}
+		jr.Kernel = r.Kernel.Label
+		runs = append(runs, &jr)
+	}
+	return report.JUnit(runs)
 }
