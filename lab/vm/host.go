@@ -509,7 +509,10 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	// runs until its guest powers off, for ever if the guest hangs. The
 	// death signal follows the thread that started QEMU, so that thread is
 	// held, locked, until QEMU has exited.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Its own process group: a Ctrl-C reaches twlab, which ends QEMU after
+	// taking what arrived, not QEMU first (then the result was lost and the
+	// error read "no result from the guest").
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	exited := make(chan error, 1)
 	startErr := make(chan error, 1)
 	go func() {
