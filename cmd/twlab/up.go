@@ -209,6 +209,10 @@ func cmdExec(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "twlab exec:", err)
 		return exitUsage
 	}
+	if l.Dead {
+		fmt.Fprintf(stderr, "twlab exec: the owner of lab %s died; its namespaces are leftovers, not a lab: `sudo twlab down %s` removes them\n", l.RunID, l.RunID)
+		return exitUsage
+	}
 	n, ok := l.Node(node)
 	if !ok {
 		names := make([]string, len(l.Nodes))
@@ -229,7 +233,23 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	labID := fs.String("lab", "", "the lab's run id (default: the only lab that is up)")
 	all := fs.Bool("all", false, "tear down every lab that is up")
-	if _, err := parseInterspersed(fs, args); err != nil {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return exitUsage
+	}
+	// `twlab down ID` names the lab as --lab does: ignoring it took down
+	// whichever lab was up, someone else's included.
+	switch {
+	case len(pos) > 1:
+		fmt.Fprintf(stderr, "twlab down: one lab id at most, got %q\n", pos)
+		return exitUsage
+	case len(pos) == 1 && (*labID != "" || *all):
+		fmt.Fprintln(stderr, "twlab down: a lab id, --lab or --all: one of them")
+		return exitUsage
+	case len(pos) == 1:
+		*labID = pos[0]
+	case *labID != "" && *all:
+		fmt.Fprintln(stderr, "twlab down: --lab or --all, not both")
 		return exitUsage
 	}
 	if os.Geteuid() != 0 {
@@ -245,6 +265,9 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 		}
 	} else {
 		l, err := runstate.FindLab(*labID)
+		if all, lerr := runstate.Labs(); err != nil && *labID == "" && lerr == nil && len(all) == 1 {
+			l, err = all[0], nil // the only lab there is, its owner dead: down is what removes it
+		}
 		if err != nil {
 			fmt.Fprintln(stderr, "twlab down:", err)
 			return exitUsage
@@ -273,7 +296,11 @@ func cmdLabs(stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "no lab is up")
 	}
 	for _, l := range labs {
-		fmt.Fprintf(stdout, "%s  pid %d  %s  cell %s  since %s\n", l.RunID, l.PID, l.Scenario, l.Cell, l.Started.Format(time.RFC3339))
+		dead := ""
+		if l.Dead {
+			dead = fmt.Sprintf("  (owner gone: `sudo twlab down %s` removes what it left)", l.RunID)
+		}
+		fmt.Fprintf(stdout, "%s  pid %d  %s  cell %s  since %s%s\n", l.RunID, l.PID, l.Scenario, l.Cell, l.Started.Format(time.RFC3339), dead)
 	}
 	return exitOK
 }

@@ -27,6 +27,9 @@ type Lab struct {
 	Started  time.Time         `json:"started"`
 	Nodes    []LabNode         `json:"nodes"`
 	Knobs    map[string]string `json:"knobs,omitempty"`
+	// Dead: the owner is gone (killed) while namespaces of the lab remain;
+	// `twlab down` removes them, nothing else may use the lab.
+	Dead bool `json:"-"`
 }
 
 // LabNode is one node of a lab.
@@ -64,7 +67,9 @@ func SaveLab(l *Lab) error {
 // RemoveLab forgets a lab.
 func RemoveLab(id string) { os.Remove(filepath.Join(LabsDir, id+".json")) }
 
-// Labs lists the interactive labs whose owner is alive.
+// Labs lists the interactive labs: those whose owner is alive, and those
+// whose owner died and left namespaces (Dead), which `twlab down` must still
+// find. A dead lab with nothing left is forgotten.
 func Labs() ([]*Lab, error) {
 	ents, err := os.ReadDir(LabsDir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -88,30 +93,55 @@ func Labs() ([]*Lab, error) {
 			continue
 		}
 		if !Alive(id) {
-			RemoveLab(id) // its owner died; cleanup takes the namespaces
-			continue
+			if !l.anyNamespace() {
+				RemoveLab(id) // its owner died and cleanup took the rest
+				continue
+			}
+			l.Dead = true
 		}
 		out = append(out, &l)
 	}
 	return out, nil
 }
 
-// FindLab returns the lab with id, or the only running lab when id is "".
+// anyNamespace says whether a namespace of l is still mounted.
+func (l *Lab) anyNamespace() bool {
+	for _, n := range l.Nodes {
+		if _, err := os.Stat(filepath.Join(topo.NetnsDir, n.Netns)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// FindLab returns the lab with id (a dead one too, for `twlab down`), or
+// the only running lab when id is "".
 func FindLab(id string) (*Lab, error) {
-	labs, err := Labs()
+	all, err := Labs()
 	if err != nil {
 		return nil, err
 	}
 	if id != "" {
-		for _, l := range labs {
+		for _, l := range all {
 			if l.RunID == id {
 				return l, nil
 			}
 		}
 		return nil, fmt.Errorf("no running lab %q (see `twlab up`)", id)
 	}
+	var labs, dead []*Lab
+	for _, l := range all {
+		if l.Dead {
+			dead = append(dead, l)
+		} else {
+			labs = append(labs, l)
+		}
+	}
 	switch len(labs) {
 	case 0:
+		if len(dead) > 0 {
+			return nil, fmt.Errorf("no lab is up; the owner of lab %s died and left its namespaces: `sudo twlab down %s` removes them", dead[0].RunID, dead[0].RunID)
+		}
 		return nil, errors.New("no lab is up; start one with `sudo twlab up SCENARIO`")
 	case 1:
 		return labs[0], nil
