@@ -285,7 +285,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 
 	live := !*quiet && isTerminal(stdout) && os.Getenv("CI") == ""
-	code = exitOK
+	var outcome runOutcome
 	var runs []*result.Run
 	for _, plan := range plans {
 		if ctx.Err() != nil {
@@ -305,16 +305,20 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		r, rdir, err := runner.Run(ctx, plan, opt)
 		prog.stop()
 		if err != nil && r == nil {
+			// The scenarios before it keep their results (and the JUnit
+			// file its suites).
 			fmt.Fprintln(stderr, "twlab:", err)
 			var ee *runner.EnvError
 			if errors.As(err, &ee) {
-				return exitEnv
+				outcome.env = true
+			} else {
+				outcome.failed = true
 			}
-			return exitFailed
+			continue
 		}
 		if err != nil {
 			fmt.Fprintln(stderr, "twlab: writing results:", err)
-			code = max(code, exitFailed)
+			outcome.failed = true
 		}
 		runs = append(runs, r)
 		fmt.Fprintln(stdout)
@@ -330,23 +334,19 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		if *asJSON {
 			if err := writeRunJSON(jsonOut, r); err != nil {
 				fmt.Fprintln(stderr, "twlab: --json:", err)
-				code = max(code, exitFailed)
+				outcome.failed = true
 			}
 		}
 		switch r.Status {
 		case result.RunInterrupted:
-			code = exitStopped
+			outcome.stopped = true
 		case result.RunNA:
-			if code == exitOK {
-				code = exitNothing
-			}
+			outcome.nothing = true
 		case result.RunFailed:
-			if code == exitOK {
-				code = exitFailed
-			}
+			outcome.failed = true
 			for _, c := range r.Cells {
-				if c.ErrorKind == result.ErrorInput && code != exitStopped {
-					code = exitUsage // the kernel refused a value the scenario asked for
+				if c.ErrorKind == result.ErrorInput {
+					outcome.input = true // the kernel refused a value the scenario asked for
 				}
 			}
 		}
@@ -361,14 +361,35 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 		if err != nil {
 			fmt.Fprintln(stderr, "twlab: junit:", err)
-			if code == exitOK {
-				code = exitFailed
-			}
+			outcome.failed = true
 		} else if !*quiet {
 			fmt.Fprintf(stdout, "junit: %s\n", *junit)
 		}
 	}
-	return code
+	return outcome.code()
+}
+
+// runOutcome collects what the scenarios of one `twlab run` came to; the
+// exit code is decided once, at the end: one scenario whose cells were all
+// n/a must not hide another's failure (exit 4 where 1 was due).
+type runOutcome struct {
+	stopped, input, env, failed, nothing bool
+}
+
+func (o runOutcome) code() int {
+	switch {
+	case o.stopped:
+		return exitStopped
+	case o.input:
+		return exitUsage
+	case o.env:
+		return exitEnv
+	case o.failed:
+		return exitFailed
+	case o.nothing:
+		return exitNothing
+	}
+	return exitOK
 }
 
 func cmdList(stdout io.Writer) int {
