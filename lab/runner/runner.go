@@ -142,7 +142,11 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		}
 		return nil, "", &EnvError{"nftables NAT does not work on this kernel (" + facts.NAT + "): the lab's box cannot be built; check nf_tables, nft_chain_nat and nf_nat"}
 	}
-	ctx, cancelBound := context.WithTimeout(ctx, Bound(plan))
+	// An interrupt ends the parent; the bound ends only ctx. The two are
+	// told apart: a run that hit its bound failed, it was not interrupted.
+	parent := ctx
+	bound := Bound(plan)
+	ctx, cancelBound := context.WithTimeout(ctx, bound)
 	defer cancelBound()
 	jsonPath := filepath.Join(dir, "run.json")
 	run.Timeseries = timeseriesFile(plan)
@@ -156,6 +160,11 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 
 	for _, c := range plan.Cells {
 		if ctx.Err() != nil {
+			if parent.Err() == nil && !slices.ContainsFunc(run.Cells, func(c *result.Cell) bool { return c.Status == result.CellFailed }) {
+				// The bound came between two cells: the run did not do
+				// what it was asked, and must not read as a success.
+				run.Error = fmt.Sprintf("the run reached its bound of %s before cell %s; %d of %d cells ran", bound, c.ID, len(run.Cells), len(plan.Cells))
+			}
 			break
 		}
 		if opt.OnCellStart != nil {
@@ -163,6 +172,14 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		}
 		rc, end := runCell(ctx, id, c, log, cellOpts{dir: dir, pcap: opt.Pcap, pcapClients: opt.PcapClients, facts: facts, kernelVars: kvars, vm: opt.VM})
 		if end == endCutShort && rc.Status != result.CellNA {
+			if parent.Err() == nil {
+				// The run's own bound, not the user: the cell hung, which
+				// is a failure, and it is recorded as one.
+				rc.Status, rc.Reason = result.CellFailed, fmt.Sprintf("the run reached its bound of %s (each cell's duration and timeouts plus 30 s) before this cell finished; its figures are incomplete", bound)
+				run.Cells = append(run.Cells, rc)
+				log.Error("run bound reached", "cell", c.ID, "bound", bound)
+				break
+			}
 			// A cell cut short measured nothing meaningful; run.json keeps
 			// the finished cells only, and the run's status says why.
 			log.Warn("cell interrupted before its figures were complete; not recorded", "cell", c.ID)
@@ -193,9 +210,9 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	fin := time.Now().UTC()
 	run.Finished = &fin
 	switch {
-	case ctx.Err() != nil:
+	case parent.Err() != nil:
 		run.Status = result.RunInterrupted
-	case slices.ContainsFunc(run.Cells, func(c *result.Cell) bool { return c.Status == result.CellFailed }):
+	case run.Error != "", slices.ContainsFunc(run.Cells, func(c *result.Cell) bool { return c.Status == result.CellFailed }):
 		run.Status = result.RunFailed
 	case !slices.ContainsFunc(run.Cells, func(c *result.Cell) bool { return c.Status != result.CellNA }):
 		// Nothing was measured: not a success, whatever held.
