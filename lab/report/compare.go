@@ -321,7 +321,7 @@ func (c *Comparison) Markdown() string {
 	}
 	b.WriteString("---|\n")
 	for _, r := range c.Rows {
-		fmt.Fprintf(&b, "| `%s` |", r.ID)
+		fmt.Fprintf(&b, "| `%s` |", mdCell(r.ID))
 		for _, e := range r.Entries {
 			b.WriteString(" " + mdCell(e.text(func(s string) string { return "**" + s + "**" })) + " |")
 		}
@@ -335,7 +335,11 @@ func (c *Comparison) Markdown() string {
 	return b.String()
 }
 
-func mdCell(s string) string { return strings.ReplaceAll(s, "|", "/") }
+// mdCell makes s one cell of a Markdown table: a pipe, even inside a code
+// span, ends a GFM cell unless escaped, and a line break ends the row.
+func mdCell(s string) string {
+	return strings.NewReplacer("|", `\|`, "\r\n", " ", "\n", " ", "\r", " ").Replace(s)
+}
 
 type htmlCmpFigure struct {
 	Text string

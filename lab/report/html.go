@@ -84,6 +84,13 @@ type htmlRow struct {
 
 type htmlFigure struct{ Name, Value string }
 
+// htmlExpect is an expectation with its figures written for people
+// (expectFigures).
+type htmlExpect struct {
+	Name, Expr, Value, Bound, Error string
+	OK                              bool
+}
+
 type htmlCounter struct {
 	Name, Meaning        string
 	Server, Clients, LVS string
@@ -96,7 +103,7 @@ type htmlCell struct {
 	Notes                           []string
 	Knobs                           string
 	Figures                         []htmlFigure
-	Expect                          []result.Expect
+	Expect                          []htmlExpect
 	Plots                           []template.HTML
 	Story, Other                    []htmlCounter
 	SYN                             []htmlCounter
@@ -312,7 +319,10 @@ func htmlCellOf(c *result.Cell, cellNum int, anchor string, ss []*result.Series,
 		return k
 	}
 	hc.Notes = c.Notes[:list("notes", len(c.Notes))]
-	hc.Expect = c.Expect[:list("expectations", len(c.Expect))]
+	for _, e := range c.Expect[:list("expectations", len(c.Expect))] {
+		m, w := expectFigures(e)
+		hc.Expect = append(hc.Expect, htmlExpect{Name: e.Name, Expr: e.Expr, OK: e.OK, Error: e.Error, Value: m, Bound: w})
+	}
 	if len(c.KnobsActual) > 0 {
 		var kv []string
 		keys := sortedKeys(c.KnobsActual)

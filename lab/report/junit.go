@@ -103,7 +103,8 @@ func JUnit(runs []*result.Run) ([]byte, error) {
 						if e.Error != "" {
 							fmt.Fprintf(&b, "%s: %s\n", e.Expr, e.Error)
 						} else {
-							fmt.Fprintf(&b, "%s: measured %v, wanted %v\n", e.Expr, e.Value, e.Bound)
+							m, w := expectFigures(e)
+							fmt.Fprintf(&b, "%s: measured %s, wanted %s\n", e.Expr, m, w)
 						}
 					}
 				}
@@ -164,7 +165,8 @@ func cellText(c *result.Cell) string {
 		if !e.OK {
 			mark = "FAILED"
 		}
-		fmt.Fprintf(&b, "expect %s: %s (measured %v)\n", mark, e.Expr, e.Value)
+		m, _ := expectFigures(e)
+		fmt.Fprintf(&b, "expect %s: %s (measured %s)\n", mark, e.Expr, m)
 	}
 	for _, n := range c.Notes {
 		b.WriteString("note: " + n + "\n")

@@ -236,7 +236,8 @@ func failedExpectations(r *result.Run, b *rows) []string {
 			if e.Error != "" {
 				s += ": " + e.Error
 			} else {
-				s += fmt.Sprintf(": measured %v, wanted %v", e.Value, e.Bound)
+				m, w := expectFigures(e)
+				s += fmt.Sprintf(": measured %s, wanted %s", m, w)
 			}
 			if e.Name != "" {
 				s += "  [" + e.Name + "]"
@@ -280,9 +281,9 @@ func markdown(r *result.Run, problems []string) string {
 	}
 	b.WriteString("\n")
 	for _, c := range r.Cells {
-		fmt.Fprintf(&b, "| `%s` |", c.ID)
+		fmt.Fprintf(&b, "| `%s` |", mdCell(c.ID))
 		for _, col := range columns {
-			b.WriteString(" " + strings.ReplaceAll(col.get(c), "|", "/") + " |")
+			b.WriteString(" " + mdCell(col.get(c)) + " |")
 		}
 		b.WriteString("\n")
 	}
@@ -334,7 +335,8 @@ func markdown(r *result.Run, problems []string) string {
 						res += " " + e.Error
 					}
 				}
-				fmt.Fprintf(&b, "| `%s` | %v | %s |\n", e.Expr, valueOrDash(e.Value), res)
+				m, _ := expectFigures(e)
+				fmt.Fprintf(&b, "| `%s` | %s | %s |\n", mdCell(e.Expr), mdCell(m), mdCell(res))
 			}
 			if len(expect) < len(c.Expect) {
 				fmt.Fprintf(&b, "| %s | | |\n", notListed(len(c.Expect)-len(expect)))
@@ -351,7 +353,40 @@ func valueOrDash(v any) any {
 	if v == nil {
 		return "-"
 	}
-	return v
+	return figureText(v)
+}
+
+// figureText writes a measured value as people write numbers: 1234567, not
+// 1.234567e+06 (run.json keeps every value as a JSON number, a float64
+// once read back).
+func figureText(v any) string {
+	if f, ok := v.(float64); ok && math.Abs(f) < 1e21 {
+		return strconv.FormatFloat(f, 'f', -1, 64)
+	}
+	return fmt.Sprint(v)
+}
+
+// expectFigures is what an expectation measured and wanted, for people. A
+// comparison has both sides; any other assertion (a || b) has only its
+// truth, which must not read as a measured 0 against a wanted <nil>.
+func expectFigures(e result.Expect) (measured, wanted string) {
+	if e.Error != "" {
+		return "–", figureOrEmpty(e.Bound)
+	}
+	if e.Bound == nil {
+		if e.OK {
+			return "true", "true"
+		}
+		return "false", "true"
+	}
+	return figureText(e.Value), figureText(e.Bound)
+}
+
+func figureOrEmpty(v any) string {
+	if v == nil {
+		return ""
+	}
+	return figureText(v)
 }
 
 // maxKnobColumns bounds the knob columns of cells.csv: a scenario sets a

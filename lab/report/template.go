@@ -117,7 +117,7 @@ footer { color: var(--muted); font-size: 13px; margin-top: 32px; }
 {{if .Plots}}<div class="plots">{{range .Plots}}{{.}}{{end}}</div>{{end}}
 {{if .Expect}}<h3>Expectations</h3>
 <table class="expect"><thead><tr><th>assertion</th><th>measured</th><th>wanted</th><th>result</th></tr></thead><tbody>
-{{range .Expect}}<tr><td><code>{{.Expr}}</code>{{if .Name}}<br><small>{{.Name}}</small>{{end}}</td><td>{{if .Error}}–{{else}}{{.Value}}{{end}}</td><td>{{.Bound}}</td>{{if .OK}}<td class="ok">held</td>{{else}}<td class="failed">FAILED{{if .Error}}: {{.Error}}{{end}}</td>{{end}}</tr>
+{{range .Expect}}<tr><td><code>{{.Expr}}</code>{{if .Name}}<br><small>{{.Name}}</small>{{end}}</td><td>{{.Value}}</td><td>{{.Bound}}</td>{{if .OK}}<td class="ok">held</td>{{else}}<td class="failed">FAILED{{if .Error}}: {{.Error}}{{end}}</td>{{end}}</tr>
 {{end}}</tbody></table>{{end}}
 {{if or .Story .SYN}}<h3>Counters that moved</h3>
 <table class="counters"><thead><tr><th>counter</th><th>server</th><th>clients</th><th>lvs</th><th>meaning</th></tr></thead><tbody>

@@ -1,0 +1,34 @@
+package report
+
+import (
+	"testing"
+
+	"github.com/twlab/twlab/lab/result"
+)
+
+// An assertion that is no comparison (a || b) has a truth, not a measured
+// figure: a failed one read "measured 0, wanted <nil>", and 0 looked like
+// the PAWS count. Large figures are written out, not in exponent form.
+func TestExpectFigures(t *testing.T) {
+	for _, tc := range []struct {
+		e    result.Expect
+		m, w string
+	}{
+		{result.Expect{Expr: "server.paws > 50 || load.conn_per_s < 3000", Value: 0.0, OK: false}, "false", "true"},
+		{result.Expect{Expr: "server.paws > 50 || load.conn_per_s < 3000", Value: 1.0, OK: true}, "true", "true"},
+		{result.Expect{Expr: "load.ok >= 1000000", Value: 1234567.0, Bound: 1000000.0, OK: true}, "1234567", "1000000"},
+		{result.Expect{Expr: "skew.c2.offset_ms == -60000", Value: -60000.0, Bound: -60000.0, OK: true}, "-60000", "-60000"},
+		{result.Expect{Expr: "load.bogus > 0", Error: "unknown name"}, "–", ""},
+	} {
+		if m, w := expectFigures(tc.e); m != tc.m || w != tc.w {
+			t.Errorf("%s: measured %q wanted %q; want %q, %q", tc.e.Expr, m, w, tc.m, tc.w)
+		}
+	}
+}
+
+// A pipe, even in a code span, ends a GFM table cell; a newline ends the row.
+func TestMarkdownCell(t *testing.T) {
+	if got := mdCell("a || b\nc"); got != `a \|\| b c` {
+		t.Errorf("mdCell = %q", got)
+	}
+}
