@@ -53,6 +53,7 @@ type CompareEntry struct {
 	HasPAWS      bool
 	PAWS         int64
 	P99          float64
+	HasP99       bool // a connect succeeded: P99 is a latency, not a 0
 	Diff         map[string]bool
 }
 
@@ -70,6 +71,7 @@ func entryOf(c *result.Cell) *CompareEntry {
 	e := &CompareEntry{Status: c.Status, Diff: map[string]bool{}}
 	if l := c.Load; l != nil {
 		e.HasLoad, e.OK, e.Attempts, e.P99 = true, l.OK, l.Attempts, l.ConnectMS.P99
+		e.HasP99 = l.OK > 0 // with no successful connect there is no latency, not a 0
 	}
 	if s := c.SYN; s != nil {
 		e.HasSYN, e.Unanswered = true, s.Unanswered
@@ -101,6 +103,12 @@ func differences(b, e *CompareEntry) []string {
 	if b.Status != e.Status {
 		out = append(out, "status")
 	}
+	// An n/a cell's figures (if it has any) are ones twlab itself called
+	// meaningless: between two n/a cells only the status can differ, and
+	// against an n/a cell the status says it all.
+	if b.Status == result.CellNA || e.Status == result.CellNA {
+		return out
+	}
 	if b.HasLoad != e.HasLoad {
 		if b.HasLoad || e.HasLoad {
 			out = append(out, "ok/attempts")
@@ -111,7 +119,7 @@ func differences(b, e *CompareEntry) []string {
 			out = append(out, "ok/attempts")
 		}
 		lo, hi := math.Min(b.P99, e.P99), math.Max(b.P99, e.P99)
-		if hi-lo >= CompareP99MinMS && (lo <= 0 || hi/lo >= CompareP99Ratio) {
+		if b.HasP99 && e.HasP99 && hi-lo >= CompareP99MinMS && (lo <= 0 || hi/lo >= CompareP99Ratio) {
 			out = append(out, "p99")
 		}
 	}
@@ -234,7 +242,11 @@ func (e *CompareEntry) figures() []figure {
 		out = append(out, figure{fmt.Sprintf("unans %d", e.Unanswered), e.Diff["unanswered"]})
 	}
 	if e.HasLoad {
-		out = append(out, figure{fmt.Sprintf("p99 %s", ms(e.P99)), e.Diff["p99"]})
+		p99 := "-"
+		if e.HasP99 {
+			p99 = ms(e.P99)
+		}
+		out = append(out, figure{"p99 " + p99, e.Diff["p99"]})
 	}
 	return out
 }

@@ -119,3 +119,33 @@ func TestCompareAbsentCellAndSameLabels(t *testing.T) {
 		t.Errorf("cell missing from the second run: %+v", last)
 	}
 }
+
+// Two n/a cells are unchanged whatever figures they carry (twlab called
+// them meaningless), and a cell without a successful connect has no p99 to
+// compare: "p99 0" against a real latency is no regression.
+func TestCompareNAAndNoLatency(t *testing.T) {
+	runs := twoRuns()
+	a, b := runs[0].Run, runs[1].Run
+	// Both n/a; one of them kept the figures of its too slow load.
+	b.Cells[2].Load = &result.Load{OK: 5, Attempts: 10}
+	a.Cells[0].Load.OK, a.Cells[0].Load.ConnectMS.P99 = 0, 0
+	a.Cells[0].Load.Failed = a.Cells[0].Load.Attempts
+	cmp := report.Compare(runs)
+	for _, r := range cmp.Rows {
+		switch r.ID {
+		case a.Cells[2].ID:
+			if len(r.Changed) != 0 {
+				t.Errorf("two n/a cells marked changed: %v", r.Changed)
+			}
+		case a.Cells[0].ID:
+			for _, c := range r.Changed {
+				if c == "p99" {
+					t.Errorf("p99 marked changed against a cell with no successful connect: %v", r.Changed)
+				}
+			}
+		}
+	}
+	if txt := cmp.Text(); !strings.Contains(txt, "p99 -") {
+		t.Errorf("no successful connect should read p99 -:\n%s", txt)
+	}
+}
