@@ -82,7 +82,7 @@ func JUnit(runs []*result.Run) ([]byte, error) {
 			// One scenario on several kernels (twlab vm): a suite each.
 			name += "@" + r.Kernel
 		}
-		s := junitSuite{Name: name, Timestamp: r.Started.Format("2006-01-02T15:04:05"), Hostname: r.Host.Hostname,
+		s := junitSuite{Name: name, Timestamp: r.Started.UTC().Format("2006-01-02T15:04:05"), Hostname: r.Host.Hostname,
 			Properties: []junitProperty{{"kernel", r.Kernel}, {"run_id", r.RunID}, {"status", r.Status}}}
 		for _, o := range r.Overrides {
 			s.Properties = append(s.Properties, junitProperty{"set", o})

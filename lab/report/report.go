@@ -261,7 +261,7 @@ func markdown(r *result.Run, problems []string) string {
 	rows := newRows()
 	name := r.ScenarioFile
 	fmt.Fprintf(&b, "# twlab run: %s\n\n", filepath.Base(name))
-	fmt.Fprintf(&b, "- status: **%s**\n- kernel: %s\n- started: %s\n- run id: %s\n", r.Status, r.Kernel, r.Started.Format("2006-01-02 15:04:05 UTC"), r.RunID)
+	fmt.Fprintf(&b, "- status: **%s**\n- kernel: %s\n- started: %s\n- run id: %s\n", r.Status, r.Kernel, r.Started.UTC().Format("2006-01-02 15:04:05 UTC"), r.RunID)
 	if len(r.Overrides) > 0 {
 		fmt.Fprintf(&b, "- overrides: `%s`\n", strings.Join(r.Overrides, "`, `"))
 	}
