@@ -32,3 +32,14 @@ func TestMarkdownCell(t *testing.T) {
 		t.Errorf("mdCell = %q", got)
 	}
 }
+
+// A text field of cells.csv that a spreadsheet would run as a formula is
+// kept text; numbers stay numbers.
+func TestCSVTextCell(t *testing.T) {
+	for in, want := range map[string]string{"=HYPERLINK(\"x\")": "'=HYPERLINK(\"x\")", "@SUM(A1)": "'@SUM(A1)", "-1": "-1", "+5": "+5",
+		"tw_recycle=0": "tw_recycle=0", "": "", "-cmd|x": "'-cmd|x"} {
+		if got := textCell(in); got != want {
+			t.Errorf("textCell(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -400,6 +400,20 @@ func CSV(r *result.Run) ([]byte, error) {
 }
 
 // csvOf is CSV, saying what of the run it left out.
+// textCell keeps a text field of cells.csv text in a spreadsheet: one that
+// starts with = + - @ (a formula to Excel or LibreOffice, which a crafted
+// run.json could plant) gets a leading apostrophe. Numbers, a negative one
+// included, stay numbers.
+func textCell(s string) string {
+	if s == "" || !strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return s
+	}
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		return s
+	}
+	return "'" + s
+}
+
 func csvOf(r *result.Run) ([]byte, []string, error) {
 	knobSet := map[string]bool{}
 	for _, c := range r.Cells {
@@ -433,9 +447,9 @@ func csvOf(r *result.Run) ([]byte, []string, error) {
 	w := csv.NewWriter(&b)
 	w.Write(head)
 	for _, c := range r.Cells {
-		row := []string{c.ID, c.Status, c.Reason}
+		row := []string{textCell(c.ID), textCell(c.Status), textCell(c.Reason)}
 		for _, k := range knobs {
-			row = append(row, c.Knobs[k])
+			row = append(row, textCell(c.Knobs[k]))
 		}
 		if l := c.Load; l != nil {
 			row = append(row, num(int64(l.Attempts)), num(int64(l.OK)), num(int64(l.Failed)))
