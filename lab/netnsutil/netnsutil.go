@@ -207,7 +207,32 @@ func Exec(nsName string, argv []string, env []string) error {
 	}
 	// On failure the thread stays locked and in the namespace; the caller
 	// exits right after, so it is never reused.
+	if err := privateSysfs(nsName); err != nil {
+		return fmt.Errorf("exec: %w", err)
+	}
 	return syscall.Exec(path, argv, env)
+}
+
+// privateSysfs gives the calling thread a mount namespace of its own with
+// a sysfs of its network namespace at /sys, as `ip netns exec` does: /sys
+// shows the links of the namespace a sysfs was mounted in, so without it a
+// command in a lab node would list, and could write, the host's links
+// under /sys/class/net. The host's mounts are not changed: the new mount
+// namespace is a slave of the host's, and the remount happens in it only.
+func privateSysfs(nsName string) error {
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("a mount namespace for /sys: %w", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make / a slave mount: %w", err)
+	}
+	if err := unix.Unmount("/sys", unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("unmount the host's /sys: %w", err)
+	}
+	if err := unix.Mount(nsName, "/sys", "sysfs", 0, ""); err != nil {
+		return fmt.Errorf("mount /sys of %s: %w", nsName, err)
+	}
+	return nil
 }
 
 const netnsDir = "/run/netns"

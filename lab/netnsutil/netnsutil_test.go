@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,4 +142,36 @@ func TestThreadCloseTwice(t *testing.T) {
 	}
 	th.Close()
 	th.Close() // must not panic
+}
+
+// TestExecSeesItsOwnSysfs: a command run in a node (twlab exec) sees the
+// node's links under /sys/class/net, not the host's, and the host's /sys
+// is left as it was.
+func TestExecSeesItsOwnSysfs(t *testing.T) {
+	if name := os.Getenv("TWLAB_TEST_EXEC_NS"); name != "" {
+		err := Exec(name, []string{"ls", "/sys/class/net"}, os.Environ())
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(3)
+	}
+	skipUnlessRoot(t)
+	name := fmt.Sprintf("twlab-t%03x-sysfs", os.Getpid()%4096)
+	h, err := NewNamed(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { h.Close(); netns.DeleteNamed(name) }()
+	before, _ := os.ReadDir("/sys/class/net")
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestExecSeesItsOwnSysfs$")
+	cmd.Env = append(os.Environ(), "TWLAB_TEST_EXEC_NS="+name)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("exec: %v: %s", err, out)
+	}
+	if got := strings.Fields(string(out)); len(got) != 1 || got[0] != "lo" {
+		t.Errorf("/sys/class/net in a fresh namespace lists %q; want only lo", got)
+	}
+	after, _ := os.ReadDir("/sys/class/net")
+	if len(after) != len(before) || len(before) < 2 {
+		t.Errorf("the host's /sys/class/net changed: %d entries before, %d after", len(before), len(after))
+	}
 }
