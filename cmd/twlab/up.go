@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -180,13 +181,31 @@ func cmdExec(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	labID := fs.String("lab", "", "the lab's run id (default: the only lab that is up)")
 	fs.Usage = func() { fmt.Fprintln(stderr, "Usage: twlab exec [--lab ID] NODE -- CMD [ARGS...]") }
-	// Flags stop at NODE, so the command's own flags (ss -tan) pass through.
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	rest := fs.Args()
-	if len(rest) > 0 && rest[0] == "--" {
-		rest = rest[1:]
+	// With a --, what comes before it is twlab's (flags anywhere: "c1
+	// --lab ID -- ss" took --lab for the command), what follows the command.
+	// Without one, flags stop at NODE, so the command's own (ss -tan) pass
+	// through.
+	var rest []string
+	if k := slices.Index(args, "--"); k >= 0 {
+		pos, err := parseInterspersed(fs, args[:k])
+		if err != nil {
+			return exitUsage
+		}
+		if len(pos) != 1 {
+			fs.Usage()
+			return exitUsage
+		}
+		rest = append(pos, args[k+1:]...)
+		if len(rest) == 1 {
+			fs.Usage()
+			return exitUsage
+		}
+		rest = append(rest[:1], append([]string{"--"}, rest[1:]...)...)
+	} else {
+		if err := fs.Parse(args); err != nil {
+			return exitUsage
+		}
+		rest = fs.Args()
 	}
 	if len(rest) < 2 {
 		fs.Usage()
