@@ -165,14 +165,19 @@ func printLab(w io.Writer, l *runstate.Lab, detached bool) {
 	for _, n := range l.Nodes {
 		fmt.Fprintf(w, "  %-7s %-12s netns %-20s link %s\n", n.Name, n.Addr, n.Netns, n.Link)
 	}
+	// With another lab up, a hint without the lab's id would be refused.
+	sel, down := "", ""
+	if labs, _ := runstate.Labs(); len(labs) > 1 {
+		sel, down = "--lab "+l.RunID+" ", " "+l.RunID
+	}
 	fmt.Fprintf(w, "\nThe server answers HTTP on %s (clients reach it through the box).\nTry:\n", l.Target)
-	fmt.Fprintf(w, "  sudo twlab exec c1 -- curl -s http://%s/\n", l.Target)
-	fmt.Fprintf(w, "  sudo twlab exec server -- ss -tan\n")
+	fmt.Fprintf(w, "  sudo twlab exec %sc1 -- curl -s http://%s/\n", sel, l.Target)
+	fmt.Fprintf(w, "  sudo twlab exec %sserver -- ss -tan\n", sel)
 	if srv, ok := l.Node("server"); ok {
 		fmt.Fprintf(w, "  sudo ip netns exec %s tcpdump -ni %s tcp\n", srv.Netns, srv.Link)
 	}
 	if detached {
-		fmt.Fprintln(w, "Tear it down with: sudo twlab down")
+		fmt.Fprintln(w, "Tear it down with: sudo twlab down"+down)
 	}
 }
 
