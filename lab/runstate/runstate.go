@@ -227,6 +227,17 @@ func Cleanup(force bool, log *slog.Logger) ([]string, error) {
 	removed := removeStateTemps()
 	var errs []error
 	if force {
+		// The owners of interactive labs are stopped first: with their
+		// state gone, nothing could reach them any more (down would say
+		// "no lab is up" while they ran on).
+		if labs, err := Labs(); err == nil {
+			for _, l := range labs {
+				if err := StopLab(l, 5*time.Second); err != nil {
+					errs = append(errs, err)
+				}
+				removed = append(removed, "lab "+l.RunID)
+			}
+		}
 		names, err := topo.ListNamespaces()
 		if err != nil {
 			return nil, err
