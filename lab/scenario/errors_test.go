@@ -114,6 +114,8 @@ var loadErrorCases = []struct {
 	{"when unknown variable behind ||", name + "expect:\n  - when: lvs.mode == \"snat\" || server.net.ipv4.tcp_rfc1377 == 1\n    assert: server.paws > 0\n", Options{}, "s.yaml:3:11",
 		`unknown name "server.net.ipv4.tcp_rfc1377"`},
 	{"when type error", name + "expect:\n  - when: lvs.mode > 1\n    assert: server.paws > 0\n", Options{}, "s.yaml:3:11", "expect[0].when: "},
+	{"cell twice", name + "matrix:\n  lvs.snat_ports: [1, 1]\n", Options{}, "s.yaml:0:0",
+		"matrix: cell snat_ports=1 is listed twice"},
 	{"too many assertions", name + "expect:\n  - name: e\n    assert: [" + strings.Repeat("1,", 1000) + "1]\n", Options{}, "s.yaml:0:0",
 		"expect: 1001 assertions; a scenario may have at most 1000"},
 	// A selector that no cell meets would leave its assertions unchecked

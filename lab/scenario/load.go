@@ -175,6 +175,15 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 	if len(p.Cells) == 0 {
 		return nil, &Error{File: file, Msg: "no cells to run (the matrix, exclude or --only leave nothing)"}
 	}
+	// A cell is found by its id (compare, up --cell, --only by id): two
+	// with one id would hide each other.
+	seenID := map[string]bool{}
+	for _, c := range p.Cells {
+		if seenID[c.ID] {
+			return nil, &Error{File: file, Field: "matrix", Msg: fmt.Sprintf("cell %s is listed twice (a value repeated in the matrix, or an include equal to a matrix cell); every cell must be one of its own", c.ID)}
+		}
+		seenID[c.ID] = true
+	}
 	// An expectation whose selector no cell meets would never be checked,
 	// and the run would pass without it: a typo ("SNAT" for "snat"), a value
 	// the matrix lacks. Only the whole scenario can tell; --only and --set
