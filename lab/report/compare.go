@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -163,6 +164,19 @@ func Compare(runs []CompareRun) *Comparison {
 			ns = append(ns, scenarioOf(cr.Run).Name)
 		}
 		cmp.Warnings = append(cmp.Warnings, "the runs are of different scenarios ("+strings.Join(ns, ", ")+"): cells are matched by id only")
+	}
+	// Cells are matched by id; a --set changes what a cell measures without
+	// changing its id, so runs made with different overrides compare
+	// different experiments under one name.
+	for i, cr := range runs {
+		if i == 0 {
+			continue
+		}
+		base := runs[0].Run
+		if !slices.Equal(cr.Run.Overrides, base.Overrides) {
+			cmp.Warnings = append(cmp.Warnings, fmt.Sprintf("%s was run with --set %q, the baseline with %q: the cells' ids match, their settings may not",
+				clip(cr.Dir, 200), cr.Run.Overrides, base.Overrides))
+		}
 	}
 	// What could not be read of a run is part of the comparison: a figure
 	// left out of a damaged run.json would otherwise pass for a change.

@@ -149,3 +149,16 @@ func TestCompareNAAndNoLatency(t *testing.T) {
 		t.Errorf("no successful connect should read p99 -:\n%s", txt)
 	}
 }
+
+// A run made with --set compares another experiment under the same cell
+// ids: compare says so.
+func TestCompareWarnsOfOverrides(t *testing.T) {
+	runs := twoRuns()
+	runs[1].Run.Overrides = []string{"load.connections=300"}
+	if w := strings.Join(report.Compare(runs).Warnings, "\n"); !strings.Contains(w, "load.connections=300") {
+		t.Errorf("no warning about the override: %q", w)
+	}
+	if w := report.Compare(twoRuns()).Warnings; len(w) != 0 {
+		t.Errorf("warnings for runs made alike: %q", w)
+	}
+}
