@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
@@ -139,8 +140,39 @@ func detachUp(args []string, stdout, stderr io.Writer) int {
 	}
 	w.Close()
 	logf.Close()
+	pid := cmd.Process.Pid
 	cmd.Process.Release()
-	line, _ := bufio.NewReader(r).ReadString('\n')
+	// A Ctrl-C while the lab is being built must not leave it up with no
+	// one told: the child (its own session, so the signal does not reach
+	// it) is asked to stop, and its answer awaited.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	lines := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(r).ReadString('\n')
+		lines <- line
+	}()
+	var line string
+	select {
+	case line = <-lines:
+	case <-sigs:
+		fmt.Fprintln(stderr, "twlab up: interrupted; stopping the lab process")
+		syscall.Kill(pid, syscall.SIGTERM)
+		select {
+		case line = <-lines:
+			if l := strings.TrimSpace(strings.TrimPrefix(line, "ok ")); strings.HasPrefix(line, "ok ") {
+				// It came up just before the signal: take it down.
+				if lab, err := runstate.FindLab(l); err == nil {
+					runstate.StopLab(lab, 10*time.Second)
+				}
+			}
+		case <-time.After(15 * time.Second):
+			fmt.Fprintf(stderr, "twlab up: the lab process did not answer; `sudo twlab cleanup` removes what it leaves; see %s\n", logf.Name())
+		}
+		r.Close()
+		return exitStopped
+	}
 	r.Close()
 	switch {
 	case strings.HasPrefix(line, "ok "):
