@@ -24,7 +24,7 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print the findings as JSON")
 	if _, err := parseInterspersed(fs, args); err != nil {
-		return exitUsage
+		return usageCode(err)
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintf(stdout, "kernel   %s\n", kernel.Release())

@@ -40,7 +40,7 @@ func cmdKernel(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "list":
 		if _, err := parseInterspersed(fs, args[1:]); err != nil {
-			return exitUsage
+			return usageCode(err)
 		}
 		ks := kbuild.List(vm.CacheDir)
 		if len(ks) == 0 {
@@ -60,7 +60,7 @@ func cmdKernel(args []string, stdout, stderr io.Writer) int {
 	}
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
-		return exitUsage
+		return usageCode(err)
 	}
 	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "twlab kernel build: want exactly one SRC (a kernel tree or tarball)")

@@ -165,6 +165,15 @@ func signalContext(stderr io.Writer, what string) (context.Context, context.Canc
 
 // parseFlags parses interspersed flags; when ok is false the command returns
 // code (0 after -h, 2 after a bad flag, which the flag package reported).
+// usageCode is the exit code of a flag error: -h asked for help (0), any
+// other is a usage error (2), the same for every command.
+func usageCode(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}
+
 func parseFlags(fs *flag.FlagSet, args []string) (pos []string, code int, ok bool) {
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -421,7 +430,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&sets, "set", "apply `path=value` before validating (repeatable)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return exitUsage
+		return usageCode(err)
 	}
 	if len(pos) == 0 {
 		fmt.Fprintln(stderr, "usage: twlab validate FILE...")
@@ -448,7 +457,12 @@ func cmdCleanup(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("twlab cleanup", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	force := fs.Bool("force", false, "also remove namespaces of runs that look alive")
-	if _, err := parseInterspersed(fs, args); err != nil {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return usageCode(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "twlab cleanup takes no arguments (got %q); it removes what dead runs left, or with --force every twlab lab\n", pos)
 		return exitUsage
 	}
 	if os.Geteuid() != 0 {

@@ -226,7 +226,7 @@ func cmdExec(args []string, stderr io.Writer) int {
 	if k := slices.Index(args, "--"); k >= 0 {
 		pos, err := parseInterspersed(fs, args[:k])
 		if err != nil {
-			return exitUsage
+			return usageCode(err)
 		}
 		if len(pos) != 1 {
 			fs.Usage()
@@ -240,7 +240,7 @@ func cmdExec(args []string, stderr io.Writer) int {
 		rest = append(rest[:1], append([]string{"--"}, rest[1:]...)...)
 	} else {
 		if err := fs.Parse(args); err != nil {
-			return exitUsage
+			return usageCode(err)
 		}
 		rest = fs.Args()
 	}
@@ -291,7 +291,7 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 	all := fs.Bool("all", false, "tear down every lab that is up")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return exitUsage
+		return usageCode(err)
 	}
 	// `twlab down ID` names the lab as --lab does: ignoring it took down
 	// whichever lab was up, someone else's included.
