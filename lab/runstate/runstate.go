@@ -115,7 +115,7 @@ func Alive(id string) bool {
 	if json.Unmarshal(b, &st) != nil || st.PID <= 0 {
 		return false
 	}
-	if !exists(st.PID) {
+	if !exists(st.PID) || zombie(st.PID) {
 		return false
 	}
 	return st.ProcStart == 0 || procStart(st.PID) == st.ProcStart
@@ -125,6 +125,19 @@ func Alive(id string) bool {
 func exists(pid int) bool {
 	err := unix.Kill(pid, 0)
 	return err == nil || errors.Is(err, unix.EPERM)
+}
+
+// zombie says whether pid has exited and waits to be reaped: kill(pid, 0)
+// still succeeds for it, but it owns nothing any more (a killed `up`
+// whose parent has not reaped it yet looked alive to down and cleanup).
+func zombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
 }
 
 // procStart is the process start time in clock ticks (field 22 of stat).
