@@ -102,6 +102,11 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "twlab vm fetches kernels into %s and runs QEMU: run it with sudo\n", vm.CacheDir)
 		return exitEnv
 	}
+	// A bad flag is said before minutes of kernel downloads, not after.
+	if *accel != "tcg" && *accel != "kvm" && *accel != "auto" {
+		fmt.Fprintln(stderr, "twlab vm: --accel wants auto, tcg or kvm")
+		return exitUsage
+	}
 	ctx, cancel := signalContext(stderr, "stopping the VM")
 	defer cancel()
 	log := newLogger(stderr, 1)
@@ -110,13 +115,12 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 		k, err := vm.Resolve(ctx, spec, *modules, log)
 		if err != nil {
 			fmt.Fprintln(stderr, "twlab vm:", err)
+			if ctx.Err() != nil {
+				return exitStopped // Ctrl-C during a download is no bad kernel name
+			}
 			return exitUsage
 		}
 		ks = append(ks, k)
-	}
-	if *accel != "tcg" && *accel != "kvm" && *accel != "auto" {
-		fmt.Fprintln(stderr, "twlab vm: --accel wants auto, tcg or kvm")
-		return exitUsage
 	}
 	acc, why := vm.ChooseAccel(ctx, *accel)
 	limit := *timeout
@@ -139,6 +143,9 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 		}})
 	if err != nil {
 		fmt.Fprintln(stderr, "twlab vm:", err)
+		if ctx.Err() != nil {
+			return exitStopped
+		}
 		return exitEnv
 	}
 	code, nothing := exitOK, false
