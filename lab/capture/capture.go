@@ -96,6 +96,11 @@ func Start(ns netns.NsHandle, link, path string, lim Limits) (*Capture, error) {
 		if err != nil {
 			return fmt.Errorf("packet socket: %w", err)
 		}
+		// Room for a burst while the reader is not scheduled: the default
+		// (~208 KiB) holds a few hundred small frames, or three 64 KiB
+		// segments that veth passes up unsplit. Best effort: a refusal
+		// leaves the default, and drops are counted either way.
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
 			unix.Close(fd)
 			return fmt.Errorf("packet socket: kernel timestamps: %w", err)
