@@ -218,27 +218,23 @@ func cmdExec(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	labID := fs.String("lab", "", "the lab's run id (default: the only lab that is up)")
 	fs.Usage = func() { fmt.Fprintln(stderr, "Usage: twlab exec [--lab ID] NODE -- CMD [ARGS...]") }
-	// With a --, what comes before it is twlab's (flags anywhere: "c1
-	// --lab ID -- ss" took --lab for the command), what follows the command.
-	// Without one, flags stop at NODE, so the command's own (ss -tan) pass
-	// through.
+	// A -- preceded by flags and one node is twlab's: flags may come
+	// anywhere before it ("c1 --lab ID -- ss" took --lab for the command).
+	// Otherwise ("c1 grep -r -- x", the command's own --) flags stop at
+	// NODE, so the command's own flags (ss -tan) pass through.
 	var rest []string
 	if k := slices.Index(args, "--"); k >= 0 {
-		pos, err := parseInterspersed(fs, args[:k])
-		if err != nil {
-			return usageCode(err)
+		probe := flag.NewFlagSet("", flag.ContinueOnError)
+		probe.SetOutput(io.Discard)
+		probe.String("lab", "", "")
+		if pos, err := parseInterspersed(probe, args[:k]); err == nil && len(pos) == 1 {
+			if _, err := parseInterspersed(fs, args[:k]); err != nil {
+				return usageCode(err)
+			}
+			rest = append(pos, append([]string{"--"}, args[k+1:]...)...)
 		}
-		if len(pos) != 1 {
-			fs.Usage()
-			return exitUsage
-		}
-		rest = append(pos, args[k+1:]...)
-		if len(rest) == 1 {
-			fs.Usage()
-			return exitUsage
-		}
-		rest = append(rest[:1], append([]string{"--"}, rest[1:]...)...)
-	} else {
+	}
+	if rest == nil {
 		if err := fs.Parse(args); err != nil {
 			return usageCode(err)
 		}

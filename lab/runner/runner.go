@@ -185,7 +185,13 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 			log.Warn("cell interrupted before its figures were complete; not recorded", "cell", c.ID)
 			break
 		}
-		if end == endInTeardown && rc.Status != result.CellNA {
+		if end == endInTeardown && rc.Status != result.CellNA && parent.Err() == nil {
+			// The run's bound, not the user, ended the teardown: the
+			// figures and the verdict stand, and the run failed to finish
+			// in time (which the error says, and the status shows).
+			run.Error = fmt.Sprintf("the run reached its bound of %s during the teardown of cell %s", bound, c.ID)
+			log.Error("run bound reached during a teardown", "cell", c.ID, "bound", bound)
+		} else if end == endInTeardown && rc.Status != result.CellNA {
 			// Every figure was read before the interrupt; only the
 			// teardown was under way (and finished, as it always does).
 			// The figures are kept, and the status says the cell did not
