@@ -25,7 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/twlab/twlab/lab/internal/flock"
 )
 
 // Fragment is twlab's config fragment (lab.config).
@@ -106,7 +106,7 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 	// One build per source at a time: two builds of one source shared the
 	// tree and the install's .tmp, each removing the other's under it. The
 	// second waits, then takes what the first built.
-	unlock, err := lockKey(filepath.Join(opt.CacheDir, "kbuild", key+".lock"), func() {
+	unlock, err := flock.Lock(ctx, filepath.Join(opt.CacheDir, "kbuild", key+".lock"), func() {
 		opt.progress("waiting for another build of the same source to finish")
 	})
 	if err != nil {
@@ -413,23 +413,3 @@ func Find(cache, release string) (*Kernel, error) {
 
 // ErrNoTool: a program or header the build needs is not installed.
 var ErrNoTool = errors.New("missing build tool")
-
-// lockKey takes an exclusive flock on path, calling waiting first when
-// another process holds it; the kernel releases it if the process dies.
-func lockKey(path string, waiting func()) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-		waiting()
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
-}

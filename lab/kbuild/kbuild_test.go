@@ -270,30 +270,3 @@ func TestBuildRealKernel(t *testing.T) {
 		t.Errorf("second build: %+v, %v (want the cached one)", again, err)
 	}
 }
-
-// A second build of one source waits for the first (and says so) instead of
-// unpacking into the tree the first is building in.
-func TestBuildLockWaits(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "kbuild", "k.lock")
-	unlock, err := lockKey(path, func() { t.Error("the first taker was told to wait") })
-	if err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan struct{})
-	got := make(chan struct{})
-	go func() {
-		u, err := lockKey(path, func() { close(waited) })
-		if err == nil {
-			close(got)
-			u()
-		}
-	}()
-	<-waited
-	select {
-	case <-got:
-		t.Fatal("the second taker got the lock while the first held it")
-	default:
-	}
-	unlock()
-	<-got
-}

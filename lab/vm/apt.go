@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twlab/twlab/lab/internal/flock"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,25 +72,12 @@ func aptOptions() []string {
 }
 
 // aptLock serialises apt runs of concurrent twlab processes on one cache.
-func aptLock() (func(), error) {
-	if err := os.MkdirAll(aptDir(), 0o755); err != nil {
+func aptLock(ctx context.Context) (func(), error) {
+	unlock, err := flock.Lock(ctx, filepath.Join(aptDir(), "lock"), nil)
+	if err != nil {
 		return nil, fmt.Errorf("kernel cache: %w", err)
 	}
-	return lockFile(filepath.Join(aptDir(), "lock"))
-}
-
-// lockFile takes an exclusive flock on path (created if missing) and
-// returns its release; the kernel drops it if the process dies.
-func lockFile(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+	return unlock, nil
 }
 
 // aptPrepare writes twlab's sources and refreshes its package lists when

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/twlab/twlab/lab/internal/flock"
 	"github.com/twlab/twlab/lab/kbuild"
 	"golang.org/x/sys/unix"
 )
@@ -187,7 +188,7 @@ func DebianPackages(ctx context.Context, ver string, log *slog.Logger) ([]string
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	unlock, err := aptLock()
+	unlock, err := aptLock(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +248,7 @@ func fetchDeb(ctx context.Context, pkg, dest string) error {
 	// One process at a time unpacks a package: two twlab vm runs naming the
 	// same kernel shared dest.tmp, one removing it under the other, or one
 	// replacing dest while the other read modules from it.
-	unlockPkg, err := lockFile(dest + ".lock")
+	unlockPkg, err := flock.Lock(ctx, dest+".lock", nil)
 	if err != nil {
 		return fmt.Errorf("kernel cache: %w", err)
 	}
@@ -260,7 +261,7 @@ func fetchDeb(ctx context.Context, pkg, dest string) error {
 		matches, _ = filepath.Glob(filepath.Join(SeedDir, pkg+"_*.deb"))
 	}
 	if len(matches) == 0 {
-		unlock, err := aptLock()
+		unlock, err := aptLock(ctx)
 		if err != nil {
 			return err
 		}
