@@ -163,8 +163,6 @@ func signalContext(stderr io.Writer, what string) (context.Context, context.Canc
 	return ctx, cancel
 }
 
-// parseFlags parses interspersed flags; when ok is false the command returns
-// code (0 after -h, 2 after a bad flag, which the flag package reported).
 // usageCode is the exit code of a flag error: -h asked for help (0), any
 // other is a usage error (2), the same for every command.
 func usageCode(err error) int {
@@ -174,6 +172,8 @@ func usageCode(err error) int {
 	return exitUsage
 }
 
+// parseFlags parses interspersed flags; when ok is false the command returns
+// code (0 after -h, 2 after a bad flag, which the flag package reported).
 func parseFlags(fs *flag.FlagSet, args []string) (pos []string, code int, ok bool) {
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -298,6 +298,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	var runs []*result.Run
 	for _, plan := range plans {
 		if ctx.Err() != nil {
+			outcome.stopped = true // interrupted between two scenarios
 			break
 		}
 		dir := *out

@@ -134,6 +134,12 @@ func detachUp(args []string, stdout, stderr io.Writer) int {
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// Signals are caught before the child exists: one arriving between
+	// its start and Notify would kill this process and leave the child
+	// building a lab no one hears of.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(stderr, "twlab up:", err)
 		return exitFailed
@@ -145,9 +151,6 @@ func detachUp(args []string, stdout, stderr io.Writer) int {
 	// A Ctrl-C while the lab is being built must not leave it up with no
 	// one told: the child (its own session, so the signal does not reach
 	// it) is asked to stop, and its answer awaited.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	lines := make(chan string, 1)
 	go func() {
 		line, _ := bufio.NewReader(r).ReadString('\n')

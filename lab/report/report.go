@@ -399,7 +399,6 @@ func CSV(r *result.Run) ([]byte, error) {
 	return b, err
 }
 
-// csvOf is CSV, saying what of the run it left out.
 // textCell keeps a text field of cells.csv text in a spreadsheet: one that
 // starts with = + - @ (a formula to Excel or LibreOffice, which a crafted
 // run.json could plant) gets a leading apostrophe. Numbers, a negative one
@@ -414,6 +413,7 @@ func textCell(s string) string {
 	return "'" + s
 }
 
+// csvOf is CSV, saying what of the run it left out.
 func csvOf(r *result.Run) ([]byte, []string, error) {
 	knobSet := map[string]bool{}
 	for _, c := range r.Cells {

@@ -159,7 +159,7 @@ func StopLab(l *Lab, timeout time.Duration) error {
 	if Alive(l.RunID) {
 		if err := unix.Kill(l.PID, syscall.SIGTERM); err == nil {
 			deadline := time.Now().Add(timeout)
-			for time.Now().Before(deadline) && unix.Kill(l.PID, 0) == nil {
+			for time.Now().Before(deadline) && Alive(l.RunID) {
 				time.Sleep(50 * time.Millisecond)
 			}
 		}

@@ -487,8 +487,10 @@ func frameSpan(s string) (name string, hdr []string, body, rest string, complete
 	}
 	// A frame cut off before its end marker must not take the next frame's
 	// end for its own, and the next frame (the run document) with it.
-	if k := strings.Index(body[:end], "\n"+frameBegin+" "); k >= 0 {
-		return name, hdr, "", body[k:], true, errors.New("torn frame: the next one began before its end marker")
+	// The search starts at the header's line break, so a frame cut inside
+	// its header (the next begin marker first in body) is caught too.
+	if k := strings.Index(s[nl:nl+1+end], "\n"+frameBegin+" "); k >= 0 {
+		return name, hdr, "", s[nl+k:], true, errors.New("torn frame: the next one began before its end marker")
 	}
 	return name, hdr, body[:end], body[end+len(frameEnd):], true, nil
 }

@@ -206,10 +206,23 @@ func uniqueLabels(ks []*Kernel) {
 	}
 }
 
+// progress reports msg; what it carries from the guest (console lines, a
+// panic line, the guest's error) reaches the user's terminal, so control
+// characters are replaced first.
 func (o *Options) progress(k *Kernel, msg string) {
 	if o.Progress != nil {
-		o.Progress(k, msg)
+		o.Progress(k, printable(msg))
 	}
+}
+
+// printable replaces control characters (but tab) with U+FFFD.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\t' || r == 0x7f || r >= 0x80 && r <= 0x9f {
+			return '\uFFFD'
+		}
+		return r
+	}, s)
 }
 
 func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
@@ -687,12 +700,6 @@ func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Resu
 			booted = nil
 			o.progress(k, fmt.Sprintf("booted in %.1fs", res.BootS))
 		}
-		msg = strings.Map(func(r rune) rune {
-			if r < 0x20 || r == 0x7f || r >= 0x80 && r <= 0x9f {
-				return '\uFFFD' // the guest's console reaches the user's terminal
-			}
-			return r
-		}, msg)
 		switch {
 		case strings.HasPrefix(msg, "ready after "):
 			res.readyS = time.Since(start).Seconds()

@@ -179,6 +179,14 @@ func TestAttachments(t *testing.T) {
 	if got, err := ParseFrame(tb.Bytes()); err != nil || !bytes.Equal(got, doc) {
 		t.Errorf("a torn attachment took the result with it: %q, %v", got, err)
 	}
+	// ... nor does one cut inside its header line.
+	nl := strings.Index(torn.String()[1:], "\n") + 1 // the header's end (the frame starts with \n)
+	var hb bytes.Buffer
+	hb.WriteString(torn.String()[:nl-4])
+	sendFrame(&hb, doc)
+	if got, err := ParseFrame(hb.Bytes()); err != nil || !bytes.Equal(got, doc) {
+		t.Errorf("an attachment cut in its header took the result with it: %q, %v", got, err)
+	}
 	// A guest that fails after sending its attachments: its error is the
 	// final word, not "no result".
 	var late bytes.Buffer
