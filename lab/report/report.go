@@ -349,13 +349,6 @@ func markdown(r *result.Run, problems []string) string {
 	return b.String()
 }
 
-func valueOrDash(v any) any {
-	if v == nil {
-		return "-"
-	}
-	return figureText(v)
-}
-
 // figureText writes a measured value as people write numbers: 1234567, not
 // 1.234567e+06 (run.json keeps every value as a JSON number, a float64
 // once read back).

@@ -149,7 +149,7 @@ func ParseRun(path string, b []byte) (*Run, error) {
 	}
 	r := in.Run
 	if r.Schema != Schema {
-		return nil, &NotRunError{Path: path, Reason: fmt.Sprintf("schema %q, want %q", clip(printable(r.Schema), 80), Schema)}
+		return nil, &NotRunError{Path: path, Reason: fmt.Sprintf("schema %q, want %q", clip(Printable(r.Schema), 80), Schema)}
 	}
 	if typeErr != nil {
 		// The path names the embedded structs this reader decodes through.
@@ -195,15 +195,16 @@ func ParseRun(path string, b []byte) (*Run, error) {
 	// Cell ids, reasons and names reach terminals: an escape sequence in
 	// them (ESC ] 52 writes the clipboard, ESC [ 2J clears the screen)
 	// must arrive as text, not as a command.
-	if n := fixStrings(reflect.ValueOf(r).Elem(), printable); n > 0 {
+	if n := fixStrings(reflect.ValueOf(r).Elem(), Printable); n > 0 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %d strings held control characters, shown as \uFFFD", n))
 	}
 	return r, nil
 }
 
-// printable replaces the control characters of s (C0 but newline and
-// tab, DEL, C1) with U+FFFD.
-func printable(s string) string {
+// Printable replaces the control characters of s (C0 but newline and
+// tab, DEL, C1) with U+FFFD: text from a run folder or a guest reaches
+// terminals, where ESC sequences are commands.
+func Printable(s string) string {
 	bad := func(r rune) bool { return r < 0x20 && r != '\n' && r != '\t' || r >= 0x7f && r <= 0x9f }
 	if strings.IndexFunc(s, bad) < 0 {
 		return s

@@ -211,18 +211,8 @@ func uniqueLabels(ks []*Kernel) {
 // characters are replaced first.
 func (o *Options) progress(k *Kernel, msg string) {
 	if o.Progress != nil {
-		o.Progress(k, printable(msg))
+		o.Progress(k, strings.ReplaceAll(result.Printable(msg), "\n", " "))
 	}
-}
-
-// printable replaces control characters (but tab) with U+FFFD.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 && r != '\t' || r == 0x7f || r >= 0x80 && r <= 0x9f {
-			return '\uFFFD'
-		}
-		return r
-	}, s)
 }
 
 func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
