@@ -296,7 +296,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	live := !*quiet && isTerminal(stdout) && os.Getenv("CI") == ""
 	var outcome runOutcome
 	var runs []*result.Run
-	for _, plan := range plans {
+	// junitRuns are runs plus a failed stand-in for every scenario that
+	// could not start: CI must not read green XML for a scenario that never
+	// ran while the exit code says it failed.
+	var junitRuns []*result.Run
+	for i, plan := range plans {
 		if ctx.Err() != nil {
 			outcome.stopped = true // interrupted between two scenarios
 			break
@@ -318,6 +322,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			// The scenarios before it keep their results (and the JUnit
 			// file its suites).
 			fmt.Fprintln(stderr, "twlab:", err)
+			junitRuns = append(junitRuns, notStarted(pos[i], "(scenario)", err.Error()))
 			var ee *runner.EnvError
 			if errors.As(err, &ee) {
 				outcome.env = true
@@ -331,6 +336,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			outcome.failed = true
 		}
 		runs = append(runs, r)
+		junitRuns = append(junitRuns, r)
 		fmt.Fprintln(stdout)
 		fmt.Fprint(stdout, report.Table(r))
 		if fe := report.FailedExpectations(r); len(fe) > 0 {
@@ -364,8 +370,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout)
 		}
 	}
-	if *junit != "" && len(runs) > 0 {
-		b, err := report.JUnit(runs)
+	if *junit != "" && len(junitRuns) > 0 {
+		b, err := report.JUnit(junitRuns)
 		if err == nil {
 			err = result.WriteFileAtomic(*junit, b)
 		}
@@ -482,4 +488,12 @@ func cmdCleanup(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "nothing to clean up")
 	}
 	return exitOK
+}
+
+// notStarted is the run document that stands in, in JUnit XML, for a
+// scenario (or a kernel) that ended without one: one failed case, id, with
+// the reason.
+func notStarted(file, id, reason string) *result.Run {
+	return &result.Run{ScenarioFile: file, Status: result.RunFailed, Cells: []*result.Cell{
+		{ID: id, Status: result.CellFailed, Reason: reason}}}
 }

@@ -217,3 +217,33 @@ func TestReadmeBuildsAreStatic(t *testing.T) {
 		}
 	}
 }
+
+// A scenario that cannot start (here: its results folder cannot be made)
+// still gets a suite in the JUnit file, failed with the reason; before, a
+// run whose every scenario failed to start wrote no JUnit file at all.
+func TestJUnitHasScenariosThatDidNotStart(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: twlab run checks for root before it starts a scenario (run `sudo make test`)")
+	}
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "file")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	junit := filepath.Join(dir, "junit.xml")
+	code, _, errs := twlab(t, "run", "-q", "--out", filepath.Join(blocker, "out"), "--junit", junit,
+		"nat-paws.yaml", "timestamps-off.yaml")
+	if code != 1 || !strings.Contains(errs, "results folder") {
+		t.Fatalf("code %d, stderr %q; want 1 and the results folder error", code, errs)
+	}
+	b, err := os.ReadFile(junit)
+	if err != nil {
+		t.Fatalf("no JUnit file: %v", err)
+	}
+	x := string(b)
+	for _, want := range []string{`<testsuite name="nat-paws"`, `<testsuite name="timestamps-off"`, `failures="2"`, "results folder"} {
+		if !strings.Contains(x, want) {
+			t.Errorf("JUnit lacks %q:\n%s", want, x)
+		}
+	}
+}

@@ -283,8 +283,7 @@ func vmJUnit(results []*vm.Result, file string) ([]byte, error) {
 		if r.Run != nil {
 			jr = *r.Run
 		} else {
-			jr = result.Run{ScenarioFile: file, Status: result.RunFailed, Cells: []*result.Cell{
-				{ID: "(kernel)", Status: result.CellFailed, Reason: r.Err}}}
+			jr = *notStarted(file, "(kernel)", r.Err)
 		}
 		jr.Kernel = r.Kernel.Label
 		runs = append(runs, &jr)
