@@ -525,7 +525,7 @@ func readSeries(dir string, r *result.Run) (map[int][]*result.Series, []string) 
 	}
 	// run.json names the file; it cannot name one outside the folder.
 	rel := filepath.Clean("/" + name)[1:]
-	ts, problems, err := result.ReadTimeseriesTolerant(filepath.Join(dir, rel))
+	ts, problems, err := result.ReadTimeseriesTolerantIn(dir, rel)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"syscall"
@@ -65,12 +67,33 @@ func (e *NotRunError) Error() string {
 
 func (e *NotRunError) Unwrap() error { return e.Err }
 
-// openRegular opens path for reading, refusing anything but a regular file:
-// a FIFO named run.json would block the reader for ever, a device would
-// never end. O_NONBLOCK makes the open itself return at once on a FIFO.
+// openRegular opens path for reading like openRegularIn, confined to the
+// folder path names it in.
 func openRegular(path string) (*os.File, int64, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	return openRegularIn(filepath.Dir(path), filepath.Base(path))
+}
+
+// openRegularIn opens name (relative, perhaps with subfolders) in dir for
+// reading, refusing anything but a regular file: a FIFO named run.json
+// would block the reader for ever, a device would never end. O_NONBLOCK
+// makes the open itself return at once on a FIFO. A run folder comes from
+// anywhere, and twlab report runs as root: a symbolic link in it that
+// leads out of dir (run.json -> /root/.ssh/id_rsa) is refused, so nothing
+// outside the folder ends up in a report; links within it still work.
+func openRegularIn(dir, name string) (*os.File, int64, error) {
+	path := filepath.Join(dir, name)
+	root, err := os.OpenRoot(dir)
 	if err != nil {
+		return nil, 0, err
+	}
+	defer root.Close()
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
+			if st, lerr := os.Lstat(path); lerr == nil && st.Mode()&fs.ModeSymlink != 0 {
+				return nil, 0, fmt.Errorf("%s: a symbolic link that leads out of the run folder %s; twlab reads only the folder's own files", path, dir)
+			}
+		}
 		return nil, 0, err
 	}
 	st, err := f.Stat()

@@ -244,3 +244,45 @@ func write(t *testing.T, s string) string {
 	}
 	return p
 }
+
+// A run folder is untrusted and twlab report runs as root: a symbolic link
+// in it that leads out of the folder is not followed (its target here is a
+// valid run, which would be read); a link within the folder is.
+func TestReadersStayInTheRunFolder(t *testing.T) {
+	outside := t.TempDir()
+	for _, name := range []string{"run.json", result.TimeseriesName} {
+		if err := os.WriteFile(filepath.Join(outside, name), readReal(t, name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	for _, name := range []string{"run.json", result.TimeseriesName} {
+		if err := os.Symlink(filepath.Join(outside, name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, err := result.ReadRun(filepath.Join(dir, "run.json")); err == nil || !strings.Contains(err.Error(), "symbolic link that leads out of the run folder") {
+		t.Errorf("run.json linked out of the folder: run %v, error %v", r != nil, err)
+	}
+	if ts, _, err := result.ReadTimeseriesTolerantIn(dir, result.TimeseriesName); err == nil || len(ts) > 0 {
+		t.Errorf("timeseries linked out of the folder: %d cells read, error %v", len(ts), err)
+	}
+	// A subfolder that is a link out of the folder is refused too.
+	if err := os.Symlink(outside, filepath.Join(dir, "sub")); err != nil {
+		t.Fatal(err)
+	}
+	if ts, _, err := result.ReadTimeseriesTolerantIn(dir, "sub/"+result.TimeseriesName); err == nil || len(ts) > 0 {
+		t.Errorf("timeseries in a linked subfolder: %d cells read, error %v", len(ts), err)
+	}
+
+	in := t.TempDir()
+	if err := os.WriteFile(filepath.Join(in, "real.json"), readReal(t, "run.json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real.json", filepath.Join(in, "run.json")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := result.ReadRun(filepath.Join(in, "run.json")); err != nil {
+		t.Errorf("run.json linked within the folder: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -140,7 +141,14 @@ func ParseTimeseries(r io.Reader) (map[int][]*Series, error) {
 // MaxTimeseriesSeries. The error is for a file that holds no time series
 // at all (missing, not a regular file, no header).
 func ReadTimeseriesTolerant(path string) (map[int][]*Series, []string, error) {
-	f, size, err := openRegular(path)
+	return ReadTimeseriesTolerantIn(filepath.Dir(path), filepath.Base(path))
+}
+
+// ReadTimeseriesTolerantIn is ReadTimeseriesTolerant of the file name
+// (which may have subfolders) in the run folder dir, never outside it, even
+// through a symbolic link.
+func ReadTimeseriesTolerantIn(dir, name string) (map[int][]*Series, []string, error) {
+	f, size, err := openRegularIn(dir, name)
 	if err != nil {
 		return nil, nil, err
 	}
