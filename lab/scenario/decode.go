@@ -61,13 +61,13 @@ func parseTree(file string, src []byte) (*node, error) {
 	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
 		return nil, &Error{File: file, Msg: "no YAML content (only comments); want at least name, clients and load"}
 	} else if err != nil {
-		return nil, yamlSyntaxError(file, err)
+		return nil, yamlSyntaxError(file, src, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		return nil, &Error{File: file, Line: extra.Line, Col: extra.Column, Msg: "more than one YAML document; a scenario is one document"}
 	} else if !errors.Is(err, io.EOF) {
-		return nil, yamlSyntaxError(file, err) // a broken second document is still broken
+		return nil, yamlSyntaxError(file, src, err) // a broken second document is still broken
 	}
 	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
 		n := &doc
@@ -127,7 +127,25 @@ func firstInvalid(b []byte) int {
 	return len(b)
 }
 
-func yamlSyntaxError(file string, err error) error {
+// parserProblems are the YAML library's parser errors (as opposed to its
+// scanner errors). It numbers their lines from 0 and its scanner errors'
+// from 1, in the same "line N:" prefix; the problems of the two do not
+// overlap, so the message tells which numbering the line is in.
+var parserProblems = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"did not find expected node content":     true,
+	"did not find expected key":              true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found undefined tag handle":             true,
+	"found incompatible YAML document":       true,
+	"found duplicate %YAML directive":        true,
+	"found duplicate %TAG directive":         true,
+}
+
+func yamlSyntaxError(file string, src []byte, err error) error {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	line := 0
@@ -136,8 +154,20 @@ func yamlSyntaxError(file string, err error) error {
 			if n, err := strconv.Atoi(rest[:i]); err == nil {
 				line = n
 				msg = strings.TrimSpace(rest[i+1:])
+				if parserProblems[msg] {
+					line++
+				}
 			}
 		}
+	}
+	// A problem found at the end of the input is numbered as the line
+	// after the last one; name the last line instead, and say why.
+	if last := bytes.Count(bytes.TrimRight(src, "\n"), []byte("\n")) + 1; line > last {
+		line = last
+		if !strings.Contains(msg, "end of stream") {
+			msg += " at the end of the file"
+		}
+		msg += " (something opened above is not closed)"
 	}
 	return &Error{File: file, Line: line, Msg: "YAML syntax: " + msg}
 }

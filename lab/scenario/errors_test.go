@@ -127,11 +127,14 @@ var loadErrorCases = []struct {
 	{"only whitespace", " \n\t\n", Options{}, "s.yaml:0:0", "empty scenario"},
 	{"only a comment", "# nothing\n", Options{}, "s.yaml:0:0", "no YAML content (only comments); want at least name, clients and load"},
 	{"not UTF-8", name + "description: caf\xe9\n", Options{}, "s.yaml:2:17", "not valid UTF-8; scenarios are UTF-8 text"},
-	{"YAML syntax", name + "load: [\n", Options{}, "s.yaml:2:0", "YAML syntax: "},
-	// yaml.v3 names the line of the mapping it was parsing, not of the stray key.
-	{"YAML bad indentation", name + "load:\n  connections: 1\n duration: 8s\n", Options{}, "s.yaml:3:0", "YAML syntax: did not find expected key"},
+	{"YAML syntax", name + "load: [\n", Options{}, "s.yaml:2:0", "YAML syntax: did not find expected node content at the end of the file"},
+	// The library numbers its parser errors' lines from 0, its scanner
+	// errors' from 1: both come out 1-based.
+	{"YAML bad indentation", name + "load:\n  connections: 1\n duration: 8s\n", Options{}, "s.yaml:4:0", "YAML syntax: did not find expected key"},
+	{"YAML unclosed flow sequence", name + "load: {connections: [1, 2\n}\nclients: {count: 1}\n", Options{}, "s.yaml:2:0", "YAML syntax: did not find expected ',' or ']'"},
+	{"YAML tab", name + "load:\n\tconnections: 1\n", Options{}, "s.yaml:3:0", "YAML syntax: found character that cannot start any token"},
 	{"two documents", name + "---\nname: y\n", Options{}, "s.yaml:2:1", "more than one YAML document; a scenario is one document"},
-	{"broken second document", name + "---\n[\n", Options{}, "s.yaml:3:0", "YAML syntax: "},
+	{"broken second document", name + "---\n[\n", Options{}, "s.yaml:3:0", "YAML syntax: did not find expected node content at the end of the file"},
 	{"anchor", "name: &a x\ndescription: *a\n", Options{}, "s.yaml:1:7", "YAML anchors and aliases are not supported"},
 	{"anchor on mapping", name + "load: &l\n  connections: 1\n", Options{}, "s.yaml:2:7", "YAML anchors and aliases are not supported"},
 	{"top level list", "- name: x\n", Options{}, "s.yaml:1:1", "the top level must be a mapping (name:, clients:, load:, …)"},
