@@ -68,6 +68,9 @@ type Kernel struct {
 	Fixes   []string
 	Dropped []string // fragment options the tree does not know
 	BuildS  float64
+	// Built is when it was installed in the cache (List): of two builds
+	// of one release (an edited tree, a patched tarball) the newer wins.
+	Built time.Time
 }
 
 // BuiltDir is where built kernels live in a cache.
@@ -368,6 +371,9 @@ func List(cache string) []*Kernel {
 			continue
 		}
 		k := &Kernel{Dir: d, Image: filepath.Join(d, "bzImage")}
+		if st, err := os.Stat(filepath.Join(d, "build.txt")); err == nil {
+			k.Built = st.ModTime()
+		}
 		for _, line := range strings.Split(string(b), "\n") {
 			name, v, _ := strings.Cut(line, " ")
 			switch name {
@@ -385,12 +391,19 @@ func List(cache string) []*Kernel {
 			out = append(out, k)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Release < out[j].Release })
+	// By release, and within one release oldest first (the directories
+	// come in the order of their keys' hashes).
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Release != out[j].Release {
+			return out[i].Release < out[j].Release
+		}
+		return out[i].Built.Before(out[j].Built)
+	})
 	return out
 }
 
 // Find returns the built kernel of a release ("4.9.337"), for
-// `twlab vm --kernel built:4.9.337`.
+// `twlab vm --kernel built:4.9.337`: the newest build of it.
 func Find(cache, release string) (*Kernel, error) {
 	var found *Kernel
 	for _, k := range List(cache) {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ulikunitz/xz"
 )
@@ -268,5 +269,33 @@ func TestBuildRealKernel(t *testing.T) {
 	again, err := Build(context.Background(), Options{Source: src, CacheDir: cache})
 	if err != nil || !again.Cached || again.Image != k.Image {
 		t.Errorf("second build: %+v, %v (want the cached one)", again, err)
+	}
+}
+
+// Two builds of one release (an edited tree): built:RELEASE is the newer,
+// whatever order their directories (named by key hashes) come in.
+func TestFindNewestOfARelease(t *testing.T) {
+	cache := t.TempDir()
+	tree := fakeTree(t, "")
+	os.MkdirAll(filepath.Join(tree, "arch/x86/boot"), 0o755)
+	os.WriteFile(filepath.Join(tree, "arch/x86/boot/bzImage"), []byte("kernel"), 0o644)
+	os.WriteFile(filepath.Join(tree, ".config"), []byte("CONFIG_VETH=y\n"), 0o644)
+	log := filepath.Join(t.TempDir(), "log")
+	os.WriteFile(log, []byte("make\n"), 0o644)
+	now := time.Now()
+	for i, key := range []string{"ffff000000000000", "0000ffff00000000", "8888000000000000"} {
+		k := &Kernel{Release: "4.10.17", Key: key}
+		if err := install(cache, tree, k, log, "src"); err != nil {
+			t.Fatal(err)
+		}
+		// installed in this order, an hour apart: the middle key is newest
+		at := now.Add(time.Duration([]int{-2, 0, -1}[i]) * time.Hour)
+		if err := os.Chtimes(filepath.Join(k.Dir, "build.txt"), at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := Find(cache, "4.10.17")
+	if err != nil || f.Key != "0000ffff00000000" {
+		t.Fatalf("found %+v, %v; want the newest build, key 0000ffff00000000", f, err)
 	}
 }
