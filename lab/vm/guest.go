@@ -339,23 +339,35 @@ func sendNamedFrame(w io.Writer, name string, doc []byte) {
 	}
 	fmt.Fprintf(bw, "%s\n", frameEnd)
 	bw.Flush()
-	if f, ok := w.(*os.File); ok {
-		f.Sync()
+	drain(w)
+}
+
+// drain waits until what was written to w has left: on a serial port,
+// until the UART has sent it (tcdrain). write(2) returns while up to a few
+// KiB still wait in the tty's buffer, and the restart that follows the
+// result would race them out: the host would read a torn frame from a
+// guest that finished. fsync on a tty only fails with EINVAL.
+func drain(w io.Writer) {
+	f, ok := w.(*os.File)
+	if !ok {
+		return
+	}
+	if err := unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1); err != nil {
+		f.Sync() // not a tty (a file in tests)
 	}
 }
 
 func sendError(w io.Writer, msg string) {
 	say("error: " + msg)
 	fmt.Fprintf(w, "\n%s %s\n", frameError, strings.ReplaceAll(msg, "\n", "; "))
-	if f, ok := w.(*os.File); ok {
-		f.Sync()
-	}
+	drain(w)
 }
 
 // poweroff ends the VM. Power-off needs ACPI, which a minimal kernel may
 // lack ("reboot: System halted", and QEMU runs on); a restart works on every
 // kernel, and QEMU started with -no-reboot exits on it.
 func poweroff() {
+	drain(os.Stdout) // the console's last lines, and the frame when it went there
 	unix.Sync()
 	unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)

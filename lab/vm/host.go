@@ -236,7 +236,9 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 
 	img := k.Image
 	res.Boot = "bzImage"
-	if pvh, err := pvhImage(ctx, k.Image); err == nil {
+	if !pvhBootable(k.Release) {
+		o.Log.Debug("booting the bzImage", "kernel", k.Label, "why", "PVH boot outside Xen needs Linux 5.0")
+	} else if pvh, err := pvhImage(ctx, k.Image); err == nil {
 		img, res.Boot = pvh, "pvh"
 	} else {
 		o.Log.Debug("booting the bzImage", "kernel", k.Label, "why", err)
@@ -259,7 +261,7 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 		// The result goes out on a second UART to a file of its own: no
 		// kernel message can interleave with it, as on a shared console.
 		qargs := append([]string{"-M", machine, "-m", fmt.Sprint(o.MemMB), "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot",
-			"-serial", "stdio", "-chardev", "file,id=twlabresult,path=" + resultFile,
+			"-serial", "stdio", "-chardev", "file,id=twlabresult,path=" + qemuOptValue(resultFile),
 			"-device", "isa-serial,chardev=twlabresult,index=1,iobase=0x2f8,irq=3",
 			"-kernel", img, "-initrd", initrd,
 			"-append", kernelArgs(k, tscArg)}, accel...)
@@ -275,6 +277,7 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 			if os.Getenv("TWLAB_VM_MACHINE") == "" {
 				machine, tscArg = "pc", ""
 			}
+			img, res.Boot = k.Image, "bzImage" // the plainest boot there is
 			continue
 		}
 		// An oops before /init spoke is the emulator's doing as often as
@@ -458,6 +461,16 @@ func machineFor(k *Kernel) (machine, kernelArg string) {
 	return "pc", ""
 }
 
+// pvhBootable says whether a kernel of release rel can start at its PVH
+// entry under QEMU. The ELF note that names the entry exists from Linux
+// 4.11, but until 5.0 (CONFIG_PVH) that entry is Xen's and expects a Xen
+// hypervisor: such a kernel would die before its console came up. An
+// unknown release boots the bzImage, which always works.
+func pvhBootable(rel string) bool {
+	major, _, ok := releaseVersion(rel)
+	return ok && major >= 5
+}
+
 // releaseVersion reads major and minor from a release such as
 // "6.1.0-57-amd64" or "4.10.17".
 func releaseVersion(rel string) (major, minor int, ok bool) {
@@ -637,6 +650,11 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	}
 	raw, err := readResult(resultFile, res.Dir)
 	if err != nil {
+		if werr != nil {
+			// QEMU ended before it made its result file: it refused its
+			// options or could not start; its stderr is in console.log.
+			return nil, fmt.Errorf("QEMU ended (%v) before the guest could send anything (console.log has QEMU's own messages): %w", werr, err)
+		}
 		return nil, fmt.Errorf("read result port: %w", err)
 	}
 	_, _, perr := parseResult(raw)
@@ -709,3 +727,8 @@ func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Resu
 }
 
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+// qemuOptValue escapes a value inside a QEMU option list, where a comma
+// separates options and ",," stands for a comma: a results folder named
+// "a,b" made QEMU refuse -chardev and the VM never start.
+func qemuOptValue(v string) string { return strings.ReplaceAll(v, ",", ",,") }
