@@ -377,8 +377,14 @@ func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
 func buildInitrd(o Options, k *Kernel, bin []byte) (path string, nmods int, err error) {
 	var mods []Module
 	if k.ModulesDir != "" {
-		if mods, err = ResolveModules(k.ModulesDir, LabModules); err != nil {
+		var missing []string
+		if mods, missing, err = ResolveModules(k.ModulesDir, LabModules); err != nil {
 			return "", 0, err
+		}
+		if len(missing) > 0 {
+			// Said before the boot: the lab would fail later with an
+			// nftables or netlink error that does not name a module.
+			o.progress(k, fmt.Sprintf("warning: %s has neither as a module nor built in: %s", k.ModulesDir, strings.Join(missing, ", ")))
 		}
 	}
 	seed := make([]byte, seedBytes)

@@ -3,6 +3,7 @@ package vm
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
 
@@ -28,7 +30,19 @@ var LabModules = []string{
 	"sch_ingress", "cls_bpf", "libcrc32c",
 	// sock_diag for TCP: TIME_WAIT per namespace where sockstat is global.
 	"inet_diag", "tcp_diag",
+	// The same pieces under their older names: the IPv4 halves of
+	// conntrack (before 4.19), nf_tables families (before 4.17) and NAT
+	// (before 5.1) were modules of their own.
+	"nf_conntrack_ipv4", "nf_tables_ipv4", "nf_tables_inet", "nf_nat_ipv4", "nft_chain_nat_ipv4", "nft_masq_ipv4",
 }
+
+// essentialModules are the lab modules every kernel twlab supports has
+// under these names, built in or as modules: without them no lab comes up.
+var essentialModules = []string{"veth", "bridge", "nf_tables", "nf_conntrack", "nf_nat"}
+
+// moduleExts are the module file names ResolveModules takes, by the
+// compression distributions use.
+var moduleExts = []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"}
 
 // Module is a kernel module ready to load.
 type Module struct {
@@ -46,18 +60,20 @@ var softDeps = map[string][]string{"libcrc32c": {"crc32c_generic"}}
 func normName(n string) string { return strings.ReplaceAll(n, "-", "_") }
 
 // ResolveModules finds wanted modules under dir (a /lib/modules/RELEASE tree)
-// with everything they depend on, in load order (dependencies first).
+// with everything they depend on, in load order (dependencies first), and
+// which of essentialModules the tree has neither as a module nor built in
+// (only known when it lists its built-in modules: nil otherwise).
 // Dependencies come from each module's .modinfo "depends=", because
 // distribution packages ship no modules.dep. Built-in modules (listed in
 // modules.builtin) and modules not present are skipped.
-func ResolveModules(dir string, wanted []string) ([]Module, error) {
+func ResolveModules(dir string, wanted []string) ([]Module, []string, error) {
 	index := map[string]string{}
 	err := filepath.WalkDir(filepath.Join(dir, "kernel"), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		base := d.Name()
-		for _, ext := range []string{".ko", ".ko.xz"} {
+		for _, ext := range moduleExts {
 			if n, ok := strings.CutSuffix(base, ext); ok {
 				index[normName(n)] = p
 			}
@@ -65,14 +81,20 @@ func ResolveModules(dir string, wanted []string) ([]Module, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("modules in %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("modules in %s: %w", dir, err)
 	}
 	builtin := map[string]bool{}
+	var missing []string
 	if b, err := os.ReadFile(filepath.Join(dir, "modules.builtin")); err == nil {
 		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
 			n := filepath.Base(strings.TrimSpace(sc.Text()))
 			builtin[normName(strings.TrimSuffix(n, ".ko"))] = true
+		}
+		for _, m := range essentialModules {
+			if _, ok := index[m]; !ok && !builtin[m] {
+				missing = append(missing, m)
+			}
 		}
 	}
 	var out []Module
@@ -126,10 +148,10 @@ func ResolveModules(dir string, wanted []string) ([]Module, error) {
 	}
 	for _, w := range wanted {
 		if err := visit(w, false); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return out, nil
+	return out, missing, nil
 }
 
 func readModule(p string) ([]byte, error) {
@@ -139,12 +161,26 @@ func readModule(p string) ([]byte, error) {
 	}
 	defer f.Close()
 	var r io.Reader = f
-	if strings.HasSuffix(p, ".xz") {
+	switch {
+	case strings.HasSuffix(p, ".xz"):
 		xr, err := xz.NewReader(bufio.NewReader(f))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
 		r = xr
+	case strings.HasSuffix(p, ".zst"):
+		zr, err := zstd.NewReader(bufio.NewReader(f), zstd.WithDecoderMaxMemory(256<<20), zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		defer zr.Close()
+		r = zr
+	case strings.HasSuffix(p, ".gz"):
+		gr, err := gzip.NewReader(bufio.NewReader(f))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		r = gr
 	}
 	b, err := io.ReadAll(io.LimitReader(r, 64<<20))
 	if err != nil {

@@ -9,9 +9,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/twlab/twlab/lab/capture"
 	"github.com/twlab/twlab/lab/result"
 )
@@ -306,9 +309,12 @@ func TestResolveIntoEmptyCache(t *testing.T) {
 func TestModulesOfDebianKernels(t *testing.T) {
 	for _, k := range debianKernels(t) {
 		tree := k.ModulesDir
-		mods, err := ResolveModules(tree, LabModules)
+		mods, missing, err := ResolveModules(tree, LabModules)
 		if err != nil {
 			t.Fatalf("%s: %v", tree, err)
+		}
+		if len(missing) > 0 {
+			t.Errorf("%s: essential modules missing: %v", tree, missing)
 		}
 		pos, lvl := map[string]int{}, map[string]int{}
 		for i, m := range mods {
@@ -893,6 +899,56 @@ func TestPVHOnlyFrom5(t *testing.T) {
 		"5.0.0": true, "5.10.0-46-amd64": true, "6.12.117+deb13-amd64": true, "": false, "garbage": false} {
 		if got := pvhBootable(rel); got != want {
 			t.Errorf("%q: PVH %v, want %v", rel, got, want)
+		}
+	}
+}
+
+// Module trees compressed with zstd (Ubuntu, Arch) or gzip are read like
+// xz ones, and essential modules that are neither present nor built in are
+// named before the boot (a Debian kernel's veth, recompressed, and a
+// modules.builtin that lists nothing).
+func TestModulesZstdGzipAndMissing(t *testing.T) {
+	ks := debianKernels(t)
+	src := ks[0].ModulesDir
+	var vethXZ string
+	filepath.WalkDir(filepath.Join(src, "kernel"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && (d.Name() == "veth.ko.xz" || d.Name() == "veth.ko") {
+			vethXZ = p
+		}
+		return nil
+	})
+	if vethXZ == "" {
+		t.Fatalf("%s has no veth module", src)
+	}
+	elfData, err := readModule(vethXZ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ext := range []string{".ko.zst", ".ko.gz"} {
+		tree := t.TempDir()
+		os.MkdirAll(filepath.Join(tree, "kernel/drivers/net"), 0o755)
+		var buf bytes.Buffer
+		switch ext {
+		case ".ko.zst":
+			zw, _ := zstd.NewWriter(&buf)
+			zw.Write(elfData)
+			zw.Close()
+		default:
+			gw := gzip.NewWriter(&buf)
+			gw.Write(elfData)
+			gw.Close()
+		}
+		os.WriteFile(filepath.Join(tree, "kernel/drivers/net/veth"+ext), buf.Bytes(), 0o644)
+		os.WriteFile(filepath.Join(tree, "modules.builtin"), []byte("kernel/net/bridge/bridge.ko\n"), 0o644)
+		mods, missing, err := ResolveModules(tree, []string{"veth"})
+		if err != nil {
+			t.Fatalf("%s: %v", ext, err)
+		}
+		if len(mods) != 1 || mods[0].Name != "veth" || !bytes.HasPrefix(mods[0].Data, []byte("\x7fELF")) {
+			t.Errorf("%s: resolved %d modules", ext, len(mods))
+		}
+		if want := []string{"nf_tables", "nf_conntrack", "nf_nat"}; !slices.Equal(missing, want) {
+			t.Errorf("%s: missing %v, want %v (veth is there, bridge built in)", ext, missing, want)
 		}
 	}
 }
