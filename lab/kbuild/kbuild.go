@@ -95,7 +95,7 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 		return nil, err
 	}
 	opt.progress("hashing %s", opt.Source)
-	id, err := src.Identity()
+	id, err := src.Identity(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 		}
 	}()
 	opt.progress("unpacking into %s", tree)
-	if err := src.Unpack(tree); err != nil {
+	if err := src.Unpack(ctx, tree); err != nil {
 		return nil, fmt.Errorf("unpack %s: %w", opt.Source, err)
 	}
 	release, err := TreeRelease(tree)

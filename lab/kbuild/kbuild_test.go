@@ -129,7 +129,7 @@ func TestUnpackTarballs(t *testing.T) {
 			t.Fatal(err)
 		}
 		dst := filepath.Join(t.TempDir(), "tree")
-		if err := src.Unpack(dst); err != nil {
+		if err := src.Unpack(context.Background(), dst); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		if r, err := TreeRelease(dst); err != nil || r != "4.9.337" {
@@ -141,7 +141,7 @@ func TestUnpackTarballs(t *testing.T) {
 	}
 	evil := tarball(t, "evil.tar", files, &tar.Header{Typeflag: tar.TypeReg, Name: "linux-4.9.337/../../escape", Mode: 0o644})
 	src, _ := OpenSource(evil)
-	if err := src.Unpack(filepath.Join(t.TempDir(), "tree")); err == nil || !strings.Contains(err.Error(), "leaves the tree") {
+	if err := src.Unpack(context.Background(), filepath.Join(t.TempDir(), "tree")); err == nil || !strings.Contains(err.Error(), "leaves the tree") {
 		t.Errorf("an entry leaving the tree: %v", err)
 	}
 	// An entry may not climb out through a symlink an earlier entry
@@ -153,7 +153,7 @@ func TestUnpackTarballs(t *testing.T) {
 		&tar.Header{Typeflag: tar.TypeSymlink, Name: "linux-4.9.337/evil", Linkname: outside},
 		&tar.Header{Typeflag: tar.TypeReg, Name: "linux-4.9.337/evil/planted", Mode: 0o644})
 	src, _ = OpenSource(climb)
-	if err := src.Unpack(filepath.Join(t.TempDir(), "tree")); err == nil {
+	if err := src.Unpack(context.Background(), filepath.Join(t.TempDir(), "tree")); err == nil {
 		t.Error("an entry written through a symlink to outside the tree was accepted")
 	}
 	if _, err := os.Stat(filepath.Join(outside, "planted")); err == nil {
@@ -164,7 +164,7 @@ func TestUnpackTarballs(t *testing.T) {
 		&tar.Header{Typeflag: tar.TypeReg, Name: "linux-4.9.337/m2", Mode: 0o644})
 	src, _ = OpenSource(over)
 	dst := filepath.Join(t.TempDir(), "tree")
-	if err := src.Unpack(dst); err != nil {
+	if err := src.Unpack(context.Background(), dst); err != nil {
 		t.Errorf("a file replacing a symlink of the same name: %v", err)
 	}
 	if b, _ := os.ReadFile(victim); string(b) != "keep" {
@@ -181,15 +181,15 @@ func TestUnpackTarballs(t *testing.T) {
 func TestIdentityFollowsTheTree(t *testing.T) {
 	tree := fakeTree(t, relocs410)
 	src, _ := OpenSource(tree)
-	a, err := src.Identity()
+	a, err := src.Identity(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := src.Identity(); a != b {
+	if b, _ := src.Identity(context.Background()); a != b {
 		t.Error("identity of an unchanged tree changed")
 	}
 	os.WriteFile(filepath.Join(tree, "arch/x86/tools/relocs.c"), []byte(relocs410+"\n"), 0o644)
-	if b, _ := src.Identity(); a == b {
+	if b, _ := src.Identity(context.Background()); a == b {
 		t.Error("identity did not change with a file")
 	}
 }
@@ -297,5 +297,25 @@ func TestFindNewestOfARelease(t *testing.T) {
 	f, err := Find(cache, "4.10.17")
 	if err != nil || f.Key != "0000ffff00000000" {
 		t.Fatalf("found %+v, %v; want the newest build, key 0000ffff00000000", f, err)
+	}
+}
+
+// Ctrl-C stops hashing and unpacking: both hear the context (a big .tar.xz
+// takes the Go decoder about a minute).
+func TestHashAndUnpackHearCancel(t *testing.T) {
+	files := map[string]string{"Makefile": "VERSION = 4\nPATCHLEVEL = 9\nSUBLEVEL = 337\n"}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, path := range []string{tarball(t, "linux.tar.xz", files), fakeTree(t, "")} {
+		src, err := OpenSource(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := src.Identity(ctx); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: hash after cancel: %v", path, err)
+		}
+		if err := src.Unpack(ctx, filepath.Join(t.TempDir(), "tree")); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: unpack after cancel: %v", path, err)
+		}
 	}
 }

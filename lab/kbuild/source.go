@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -48,7 +49,9 @@ func OpenSource(path string) (Source, error) {
 // Identity is a hash that changes when the source does: a tarball's bytes,
 // or a tree's file names, sizes, modes and modification times (hashing
 // every byte of a tree would take longer than it saves). .git is ignored.
-func (s Source) Identity() (string, error) {
+// Hashing and unpacking hear ctx: a tarball of 100+ MiB takes the pure-Go
+// xz decoder about a minute, and Ctrl-C must not wait it out.
+func (s Source) Identity(ctx context.Context) (string, error) {
 	h := sha256.New()
 	if s.Tarball {
 		f, err := os.Open(s.Path)
@@ -56,7 +59,7 @@ func (s Source) Identity() (string, error) {
 			return "", err
 		}
 		defer f.Close()
-		if _, err := io.Copy(h, f); err != nil {
+		if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
 			return "", fmt.Errorf("hash %s: %w", s.Path, err)
 		}
 		return hex.EncodeToString(h.Sum(nil)), nil
@@ -64,6 +67,9 @@ func (s Source) Identity() (string, error) {
 	var lines []string
 	err := filepath.WalkDir(s.Path, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if d.IsDir() && d.Name() == ".git" {
@@ -90,23 +96,36 @@ func (s Source) Identity() (string, error) {
 // Unpack puts the source into dst (which must not exist): a tarball is
 // extracted with its top folder stripped, a tree is copied. The user's own
 // tree is never written: fixes and the build happen in the copy.
-func (s Source) Unpack(dst string) error {
+func (s Source) Unpack(ctx context.Context, dst string) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return err
 	}
 	if s.Tarball {
-		return extract(s.Path, dst)
+		return extract(ctx, s.Path, dst)
 	}
-	return copyTree(s.Path, dst)
+	return copyTree(ctx, s.Path, dst)
 }
 
-func extract(path, dst string) error {
+// ctxReader ends a read once ctx has ended.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(b)
+}
+
+func extract(ctx context.Context, path, dst string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	var r io.Reader = bufio.NewReaderSize(f, 1<<20)
+	var r io.Reader = bufio.NewReaderSize(ctxReader{ctx, f}, 1<<20)
 	switch {
 	case strings.HasSuffix(path, ".gz"), strings.HasSuffix(path, ".tgz"):
 		gz, err := gzip.NewReader(r)
@@ -240,9 +259,12 @@ func writeFile(path string, r io.Reader, mode fs.FileMode) error {
 	return fill(f, r)
 }
 
-func copyTree(src, dst string) error {
+func copyTree(ctx context.Context, src, dst string) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(src, p)
