@@ -732,11 +732,29 @@ func readResult(resultFile, dir string) ([]byte, error) {
 // readConsole copies the guest's console to console.log and turns its
 // "twlab-guest:" lines into progress and timings.
 func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Result, start time.Time, sent, booted chan<- struct{}) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		fmt.Fprintln(console, line)
+	// Every byte goes to console.log; a line longer than the reader's
+	// buffer (a crashing guest's binary garbage) is copied in pieces and
+	// not interpreted, and the lines after it are read as ever. (A scanner
+	// stopped at its first over-long line, and with it console.log and,
+	// on a one-UART machine, the result.)
+	br := bufio.NewReaderSize(r, 64<<10)
+	long := false
+	for {
+		chunk, isPrefix, err := br.ReadLine()
+		if err != nil {
+			return
+		}
+		console.Write(chunk)
+		if isPrefix {
+			long = true
+			continue
+		}
+		io.WriteString(console, "\n")
+		if long {
+			long = false // the end of an over-long line
+			continue
+		}
+		line := string(chunk)
 		if i := strings.Index(line, "Kernel panic - not syncing"); i >= 0 && res.panicLine == "" {
 			res.panicLine = strings.TrimSpace(line[i:])
 		}
@@ -773,7 +791,6 @@ func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Resu
 			o.progress(k, msg)
 		}
 	}
-	io.Copy(io.Discard, r)
 }
 
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }

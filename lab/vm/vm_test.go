@@ -973,3 +973,25 @@ func TestHostTSC(t *testing.T) {
 	}
 	t.Logf("TSC %d kHz", khz)
 }
+
+// A console line longer than any buffer (a crashing guest's garbage) is
+// kept in console.log, and the lines after it are still read: before, the
+// reader stopped there, and the guest's "results sent" was never seen.
+func TestConsoleOverlongLine(t *testing.T) {
+	in := "booting\n" + strings.Repeat("\x00garbage", 300_000) + "\n" + consolePrefix + "ready after 1.0s\n" + consolePrefix + "results sent\n"
+	var console bytes.Buffer
+	sent, booted := make(chan struct{}, 1), make(chan struct{})
+	res := &Result{}
+	readConsole(strings.NewReader(in), &console, Options{}, &Kernel{Label: "k"}, res, time.Now(), sent, booted)
+	if console.String() != in {
+		t.Errorf("console.log holds %d bytes of the %d the guest printed", console.Len(), len(in))
+	}
+	select {
+	case <-sent:
+	default:
+		t.Error("the line after the long one was not read")
+	}
+	if res.BootS == 0 && res.readyS == 0 {
+		t.Error("no sign of life seen after the long line")
+	}
+}
