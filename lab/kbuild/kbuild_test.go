@@ -221,14 +221,22 @@ func TestMissingToolsAreNamed(t *testing.T) {
 	}
 }
 
-func TestListAndFind(t *testing.T) {
-	cache := t.TempDir()
-	tree := fakeTree(t, "")
+// builtTree is a tree as a finished build leaves it, and its build log:
+// what install takes into the cache.
+func builtTree(t *testing.T) (tree, log string) {
+	t.Helper()
+	tree = fakeTree(t, "")
 	os.MkdirAll(filepath.Join(tree, "arch/x86/boot"), 0o755)
 	os.WriteFile(filepath.Join(tree, "arch/x86/boot/bzImage"), []byte("kernel"), 0o644)
 	os.WriteFile(filepath.Join(tree, ".config"), []byte("CONFIG_VETH=y\n"), 0o644)
-	log := filepath.Join(t.TempDir(), "log")
+	log = filepath.Join(t.TempDir(), "log")
 	os.WriteFile(log, []byte("make\n"), 0o644)
+	return tree, log
+}
+
+func TestListAndFind(t *testing.T) {
+	cache := t.TempDir()
+	tree, log := builtTree(t)
 	k := &Kernel{Release: "4.9.337", Key: "0123456789abcdef"}
 	if err := install(cache, tree, k, log, "src"); err != nil {
 		t.Fatal(err)
@@ -276,12 +284,7 @@ func TestBuildRealKernel(t *testing.T) {
 // whatever order their directories (named by key hashes) come in.
 func TestFindNewestOfARelease(t *testing.T) {
 	cache := t.TempDir()
-	tree := fakeTree(t, "")
-	os.MkdirAll(filepath.Join(tree, "arch/x86/boot"), 0o755)
-	os.WriteFile(filepath.Join(tree, "arch/x86/boot/bzImage"), []byte("kernel"), 0o644)
-	os.WriteFile(filepath.Join(tree, ".config"), []byte("CONFIG_VETH=y\n"), 0o644)
-	log := filepath.Join(t.TempDir(), "log")
-	os.WriteFile(log, []byte("make\n"), 0o644)
+	tree, log := builtTree(t)
 	now := time.Now()
 	for i, key := range []string{"ffff000000000000", "0000ffff00000000", "8888000000000000"} {
 		k := &Kernel{Release: "4.10.17", Key: key}
