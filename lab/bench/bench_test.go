@@ -196,3 +196,37 @@ func testScriptBuildsTheLab(t *testing.T, script string) {
 		t.Error("lvs namespace file left behind")
 	}
 }
+
+// A build that failed or was cancelled halfway leaves some namespaces: the
+// scripts' teardown removes every one of them (the tuned script's batch
+// stopped at the first that did not exist and left the rest).
+func TestRefScriptTeardownAfterPartialBuild(t *testing.T) {
+	roottest.Skip(t)
+	if err := CheckTools([]string{"lab"}); err != nil {
+		t.Skip(err)
+	}
+	if err := netnsutil.EnsureNetnsDir(); err != nil {
+		t.Fatal(err)
+	}
+	for name, script := range map[string]string{"plain": RefScript, "tuned": RefScriptTuned} {
+		id := roottest.RunID(t)
+		// lvs, the first in the teardown's order, was never made
+		for _, node := range []string{"server", "c1", "c2"} {
+			h, err := netnsutil.NewNamed(topo.NSName(id, node))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.Close()
+		}
+		if err := runScriptOf(context.Background(), script, "teardown", id, 2); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		names, _ := topo.ListNamespaces()
+		for _, n := range names {
+			if rid, ok := topo.RunIDOf(n); ok && rid == id {
+				t.Errorf("%s: %s left after the teardown", name, n)
+				topo.DeleteNamespace(n)
+			}
+		}
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/twlab/twlab/lab/netnsutil"
@@ -79,6 +81,11 @@ func runScript(ctx context.Context, mode, id string, n int) error {
 func runScriptOf(ctx context.Context, script, mode, id string, n int) error {
 	cmd := exec.CommandContext(ctx, "bash", "-c", script, "twlab-ref", mode)
 	cmd.Env = append(os.Environ(), "TWLAB_ID="+id, "TWLAB_CLIENTS="+strconv.Itoa(n))
+	// The script starts jobs in the background (the tuned one's parallel
+	// "ip netns add"): a cancel ends its whole process group, or they would
+	// go on making namespaces after the teardown has run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -99,20 +106,23 @@ func timeScript(ctx context.Context, script string, n int) (time.Duration, error
 	berr := runScriptOf(ctx, script, "build", id, n)
 	terr := runScriptOf(context.WithoutCancel(ctx), script, "teardown", id, n)
 	el := time.Since(start)
-	if berr != nil {
-		return 0, berr
-	}
-	if terr != nil {
-		return 0, terr
-	}
-	// Whatever the script left (it should leave nothing) goes now.
-	if left, _ := topo.ListNamespaces(); len(left) > 0 {
-		for _, name := range left {
-			if rid, ok := topo.RunIDOf(name); ok && rid == id {
-				topo.DeleteNamespace(name)
-				return 0, fmt.Errorf("reference script left %s behind", name)
-			}
+	// Whatever the script left (it should leave nothing; after a failed
+	// or cancelled build it may) goes now, all of it.
+	var left []string
+	names, _ := topo.ListNamespaces()
+	for _, name := range names {
+		if rid, ok := topo.RunIDOf(name); ok && rid == id {
+			topo.DeleteNamespace(name)
+			left = append(left, name)
 		}
+	}
+	switch {
+	case berr != nil:
+		return 0, berr
+	case terr != nil:
+		return 0, terr
+	case len(left) > 0:
+		return 0, fmt.Errorf("reference script left %s behind", strings.Join(left, ", "))
 	}
 	return el, nil
 }

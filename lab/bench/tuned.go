@@ -43,7 +43,8 @@ build)
   rm -f "$failed"
   ;;
 teardown)
-  for n in $nodes; do echo "netns del $P-$n"; done | ip -batch - 2>/dev/null || true
+  # -force: a namespace a failed build never made must not stop the rest
+  for n in $nodes; do echo "netns del $P-$n"; done | ip -force -batch - 2>/dev/null || true
   ;;
 esac
 `
