@@ -92,7 +92,12 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		if rs == nil {
 			rs = []bench.Result{}
 		}
-		b, _ := json.MarshalIndent(rs, "", "  ")
+		b, jerr := json.MarshalIndent(rs, "", "  ")
+		if jerr != nil {
+			// a figure that is not a number (NaN, ±Inf) has no JSON form
+			fmt.Fprintln(stderr, "twlab bench: --json:", jerr)
+			return exitFailed
+		}
 		fmt.Fprintln(stdout, string(b))
 	} else if len(rs) > 0 {
 		fmt.Fprintln(stdout)

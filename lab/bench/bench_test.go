@@ -45,6 +45,17 @@ func TestParseWrk(t *testing.T) {
 	if _, err := parseWrk("unable to connect to 198.18.1.2:8080 Connection refused\n"); err == nil {
 		t.Error("no figures: no error")
 	}
+	if err := r.usable(2); err != nil {
+		t.Errorf("a run with requests refused: %v", err)
+	}
+	// Every connect failed: wrk still exits 0 and prints a rate of 0.
+	dead := "Running 5s test @ http://198.18.1.2:8080/\n  2 threads and 8 connections\n" +
+		"  0 requests in 5.00s, 0.00B read\n  Socket errors: connect 8, read 0, write 0, timeout 0\nRequests/sec:      0.00\nTransfer/sec:       0.00B\n"
+	if r, err := parseWrk(dead); err != nil {
+		t.Errorf("a run without requests: %v", err)
+	} else if err := r.usable(2); err == nil || !strings.Contains(err.Error(), "connect 8") {
+		t.Errorf("a run without requests is usable: %v", err)
+	}
 }
 
 func TestWrkArgs(t *testing.T) {

@@ -166,6 +166,16 @@ func parseWrk(out string) (*wrkResult, error) {
 }
 
 // wrkArgs is the reference command line (without the binary).
+// usable refuses a wrk run that made no request: wrk exits 0 when every
+// connect fails, and a rate of 0 would make any twlab figure "infinitely
+// better" and the goal met.
+func (w *wrkResult) usable(threads int) error {
+	if w.Requests == 0 || w.PerSecond <= 0 {
+		return fmt.Errorf("wrk -t%d made no request (socket errors: %s): %s", threads, orNone(w.SockErrors), w.Output)
+	}
+	return nil
+}
+
 func wrkArgs(opt Options, threads int) []string {
 	secs := max(1, int(opt.Duration.Round(time.Second)/time.Second))
 	return []string{"-t" + strconv.Itoa(threads), "-c" + strconv.Itoa(opt.Concurrency),
@@ -254,8 +264,10 @@ func benchLoad(ctx context.Context, opt Options) ([]Result, error) {
 				return err
 			}
 			tw = append(tw, res.ConnPerS)
-			twCPU = append(twCPU, perConn(cpu, float64(res.Attempts)))
-			twSrv = append(twSrv, perConn(srv, float64(res.Attempts)))
+			// Per completed connection, as wrk's per completed request: a
+			// failed attempt must not make either side look cheaper.
+			twCPU = append(twCPU, perConn(cpu, float64(res.OK)))
+			twSrv = append(twSrv, perConn(srv, float64(res.OK)))
 			twFailed += res.Failed
 			fmt.Fprintf(opt.Progress, "load: twlab       %.0f conn/s (ok %d, failed %d, connect p99 %.2f ms; CPU %.1f us/conn for the generator + %.1f for the server)\n",
 				res.ConnPerS, res.OK, res.Failed, res.ConnectMS.P99, twCPU[len(twCPU)-1], twSrv[len(twSrv)-1])
@@ -265,6 +277,9 @@ func benchLoad(ctx context.Context, opt Options) ([]Result, error) {
 		w, err := l.runWrk(ctx, opt, threads)
 		srv := l.proc.stop()
 		if err != nil {
+			return err
+		}
+		if err := w.usable(threads); err != nil {
 			return err
 		}
 		r.rate = append(r.rate, w.PerSecond)

@@ -61,6 +61,10 @@ func benchMemory(ctx context.Context, opt Options) ([]Result, error) {
 		var buf bytes.Buffer
 		cmd := exec.CommandContext(ctx, self, "run", "-q", "--out", out, file)
 		cmd.Stdout, cmd.Stderr = &buf, &buf
+		// Ctrl-C: the child tears its 64-client lab down (SIGINT, as a
+		// terminal would send it) and has WaitDelay for it before it is
+		// killed; the default SIGKILL left the lab behind.
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGINT) }
 		cmd.WaitDelay = 10 * time.Second
 		err := cmd.Run()
 		var ee *exec.ExitError

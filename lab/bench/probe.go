@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -182,6 +183,9 @@ func benchProbe(ctx context.Context, opt Options) ([]Result, error) {
 			return nil, err
 		}
 		pause(ctx, time.Second)
+	}
+	if len(pairs) == 0 {
+		return nil, errors.New("bench probe: no slice with sampling had neighbours without it to compare against (runs too short?)")
 	}
 	ratio := median(pairs)
 	nodes := ProbeClients + 2
