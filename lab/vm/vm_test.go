@@ -954,24 +954,40 @@ func TestModulesZstdGzipAndMissing(t *testing.T) {
 }
 
 // The TSC frequency a guest is told is measured, not the core's current
-// clock: three measurements agree, and where the kernel says it knows the
-// TSC's frequency (tsc_known_freq), cpuinfo's figure matches it.
+// clock: where the kernel was given the TSC's frequency by its hypervisor
+// (tsc_known_freq), cpuinfo's exact figure is what comes out; anywhere it
+// is plausible or 0 (pc machine). No timing bound: the measurement only
+// decides between the exact figure and its own.
 func TestHostTSC(t *testing.T) {
 	khz := hostTSCkHz()
-	if !haveTSC {
-		if khz != 0 {
-			t.Fatalf("no TSC here, but %d kHz", khz)
-		}
-		t.Skip("no TSC on this architecture")
+	if !haveTSC && khz != 0 {
+		t.Fatalf("no TSC here, but %d kHz", khz)
 	}
 	if khz == 0 {
-		t.Skip("this host's TSC is not constant and non-stop, or the measurements disagreed: guests boot on pc")
+		t.Log("TSC not constant and non-stop here, or its measurements disagreed: guests boot on the pc machine")
+		return
 	}
-	again := measureTSCkHz()
-	if d := float64(again - khz); d > float64(khz)/500 || d < -float64(khz)/500 {
-		t.Errorf("measured %d kHz, then %d", khz, again)
+	if khz < 100_000 || khz > 10_000_000 {
+		t.Fatalf("TSC %d kHz", khz)
 	}
-	t.Logf("TSC %d kHz", khz)
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	var mhz float64
+	known := false
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		switch strings.TrimSpace(k) {
+		case "cpu MHz":
+			if mhz == 0 {
+				mhz, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+			}
+		case "flags":
+			known = known || strings.Contains(v, " tsc_known_freq")
+		}
+	}
+	if known && khz != int(mhz*1000+0.5) && (float64(khz) < mhz*999 || float64(khz) > mhz*1001) {
+		t.Errorf("TSC %d kHz, but the hypervisor says %.3f MHz", khz, mhz)
+	}
+	t.Logf("TSC %d kHz (cpuinfo %.3f MHz, known %v)", khz, mhz, known)
 }
 
 // A console line longer than any buffer (a crashing guest's garbage) is
