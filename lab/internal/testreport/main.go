@@ -94,6 +94,11 @@ func report(in io.Reader, out io.Writer, rules []rule, ci bool) int {
 		}
 		key := [2]string{e.Package, e.Test}
 		switch e.Action {
+		case "build-output":
+			// compiler errors (go 1.24 and later report them as events)
+			fmt.Fprint(out, e.Output)
+		case "build-fail":
+			failed = true
 		case "output":
 			if e.Test == "" {
 				// "ok pkg 1.2s", "FAIL", build errors; not the chatter
@@ -132,6 +137,23 @@ func report(in io.Reader, out io.Writer, rules []rule, ci bool) int {
 	if err := sc.Err(); err != nil {
 		fmt.Fprintln(out, "testreport: reading go test -json:", err)
 		return 1
+	}
+	// A test that never ended (the package's -timeout or a panic killed
+	// the binary) gets no fail event: what it printed is all there is.
+	if len(outputs) > 0 {
+		keys := make([][2]string, 0, len(outputs))
+		for k := range outputs {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool { return keys[i][0]+keys[i][1] < keys[j][0]+keys[j][1] })
+		fmt.Fprintf(out, "\ntests that did not finish (%d):\n", len(keys))
+		for _, k := range keys {
+			fmt.Fprintf(out, "--- %s %s\n", strings.TrimPrefix(k[0], "github.com/twlab/twlab/"), k[1])
+			for _, l := range outputs[k] {
+				fmt.Fprint(out, l)
+			}
+		}
+		failed = true
 	}
 	sort.SliceStable(skips, func(i, j int) bool { return skips[i].pkg < skips[j].pkg })
 	bad := 0

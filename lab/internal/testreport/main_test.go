@@ -44,3 +44,25 @@ func TestReport(t *testing.T) {
 		t.Error("a passing test's output was printed")
 	}
 }
+
+// A compile error (go 1.24+ build events) is shown and fails the run; a
+// test killed by the package's -timeout, which gets no fail event of its
+// own, still has its output printed.
+func TestBuildFailAndUnfinished(t *testing.T) {
+	in := `{"ImportPath":"p [p.test]","Action":"build-output","Output":"p/a_test.go:3:1: syntax error\n"}
+{"ImportPath":"p [p.test]","Action":"build-fail"}
+{"Action":"run","Package":"q","Test":"TestHang"}
+{"Action":"output","Package":"q","Test":"TestHang","Output":"    hang_test.go:7: waiting for the guest\n"}
+{"Action":"output","Package":"q","Output":"panic: test timed out after 20m0s\n"}
+{"Action":"output","Package":"q","Output":"FAIL\tq\t1200.0s\n"}
+`
+	var out bytes.Buffer
+	if code := report(strings.NewReader(in), &out, nil, false); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	for _, want := range []string{"syntax error", "tests that did not finish (1)", "q TestHang", "waiting for the guest"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
