@@ -436,12 +436,16 @@ func attachments(b []byte, allowed ...string) map[string][]byte {
 			return out
 		}
 		s = s[i+len(frameBegin)+1:]
-		name, doc, rest, complete, err := decodeFrame(s)
+		// The name first: a frame the host did not ask for is skipped
+		// without being decoded.
+		name, hdr, body, rest, complete, err := frameSpan(s)
 		if !complete {
 			return out
 		}
-		if err == nil && name != "" && slices.Contains(allowed, name) {
-			out[name] = doc
+		if n, aerr := strconv.Atoi(hdr0(hdr)); err == nil && aerr == nil && n <= maxAttachment && name != "" && slices.Contains(allowed, name) {
+			if doc, err := verifyFrame(hdr, body); err == nil {
+				out[name] = doc
+			}
 		}
 		s = rest
 	}
@@ -461,19 +465,6 @@ func safePcapName(name string) bool {
 		}
 	}
 	return !strings.Contains(base, "..")
-}
-
-// decodeFrame decodes the frame whose header starts s (just after the
-// begin marker) and returns its name ("" for run.json), its verified
-// content and what follows its end marker. complete says the end marker
-// has arrived (rest is then valid even when the content is damaged).
-func decodeFrame(s string) (name string, doc []byte, rest string, complete bool, err error) {
-	name, hdr, body, rest, complete, err := frameSpan(s)
-	if !complete || err != nil {
-		return name, nil, rest, complete, err
-	}
-	doc, err = verifyFrame(hdr, body)
-	return name, doc, rest, true, err
 }
 
 // frameSpan finds one frame's header, body and end without decoding it:
@@ -548,4 +539,12 @@ func verifyFrame(hdr []string, body string) ([]byte, error) {
 		return nil, fmt.Errorf("result damaged: %d bytes (want %d), checksum mismatch", len(doc), n)
 	}
 	return doc, nil
+}
+
+// hdr0 is a frame header's first field, its length ("" if none).
+func hdr0(hdr []string) string {
+	if len(hdr) == 0 {
+		return ""
+	}
+	return hdr[0]
 }
