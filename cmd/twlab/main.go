@@ -300,6 +300,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	// could not start: CI must not read green XML for a scenario that never
 	// ran while the exit code says it failed.
 	var junitRuns []*result.Run
+	outNames := map[string]bool{}
 	for i, plan := range plans {
 		if ctx.Err() != nil {
 			outcome.stopped = true // interrupted between two scenarios
@@ -307,7 +308,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 		dir := *out
 		if dir != "" && len(plans) > 1 {
-			dir = filepath.Join(dir, plan.Scenario.Name)
+			// Two scenarios may share a name (a copy being edited): each
+			// gets a folder of its own, in order: NAME, NAME-2, …
+			name := plan.Scenario.Name
+			for k := 2; outNames[name]; k++ {
+				name = fmt.Sprintf("%s-%d", plan.Scenario.Name, k)
+			}
+			outNames[name] = true
+			dir = filepath.Join(dir, name)
 		}
 		if !*quiet {
 			fmt.Fprintf(stdout, "twlab: %s, %d cells\n", plan.Scenario.Name, len(plan.Cells))

@@ -247,3 +247,32 @@ func TestJUnitHasScenariosThatDidNotStart(t *testing.T) {
 		}
 	}
 }
+
+// Two runs of scenarios with one name never share a results folder: the
+// second overwrote the first's run.json, without a word (the default folder
+// has a one-second stamp; --out with several scenarios used the name).
+func TestRunsNeverShareAFolder(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs a scenario (its cells are n/a here, so it builds no lab) (run `sudo make test`)")
+	}
+	only := "server.net.ipv4.tcp_tw_recycle == 1" // n/a from Linux 4.12 on: detection only, no lab
+	root := t.TempDir()
+	code, _, errs := twlab(t, "run", "-q", "--results", root, "--only", only, "nat-paws.yaml", "nat-paws.yaml")
+	if code != exitNothing && code != exitOK {
+		t.Fatalf("code %d: %s", code, errs)
+	}
+	runs, _ := filepath.Glob(filepath.Join(root, "nat-paws", "*", "run.json"))
+	if len(runs) != 2 {
+		t.Errorf("default folders: %d run.json files, want 2: %v", len(runs), runs)
+	}
+	out := t.TempDir()
+	code, _, errs = twlab(t, "run", "-q", "--out", out, "--only", only, "nat-paws.yaml", "nat-paws.yaml")
+	if code != exitNothing && code != exitOK {
+		t.Fatalf("code %d: %s", code, errs)
+	}
+	for _, d := range []string{"nat-paws", "nat-paws-2"} {
+		if _, err := os.Stat(filepath.Join(out, d, "run.json")); err != nil {
+			t.Errorf("--out with one name twice: %v", err)
+		}
+	}
+}

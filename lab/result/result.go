@@ -302,6 +302,10 @@ func MkdirAll(dir string) error {
 	return nil
 }
 
+// ChownToSudoUser gives path (not what a symlink there points to) to the
+// user who ran sudo.
+func ChownToSudoUser(path string) { chownToSudoUser(path) }
+
 // chownToSudoUser gives path (not what a symlink there points to) to the
 // user who ran sudo.
 func chownToSudoUser(path string) {

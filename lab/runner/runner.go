@@ -7,12 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -99,7 +101,9 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		if root == "" {
 			root = "results"
 		}
-		dir = filepath.Join(root, plan.Scenario.Name, started.Format("20060102T150405Z"))
+		if dir, err = newRunDir(filepath.Join(root, plan.Scenario.Name), started.Format("20060102T150405Z")); err != nil {
+			return nil, "", fmt.Errorf("results folder: %w", err)
+		}
 	}
 	// The registry names the results folder: should this process be
 	// killed while writing a file there, the next run or `twlab cleanup`
@@ -618,4 +622,29 @@ func Bound(plan *scenario.Plan) time.Duration {
 		bound += c.S.Load.Duration.D() + c.S.Load.ConnectTimeout.D() + c.S.Load.IOTimeout.D() + 30*time.Second
 	}
 	return bound
+}
+
+// newRunDir makes a new, empty folder base/stamp for a run's results, or
+// base/stamp-2, -3 … when that exists: two runs of one scenario started
+// within the same second (or two scenarios that share a name) each get
+// their own, instead of the second overwriting the first's run.json.
+func newRunDir(base, stamp string) (string, error) {
+	if err := result.MkdirAll(base); err != nil {
+		return "", err
+	}
+	for i := 1; i <= 1000; i++ {
+		dir := filepath.Join(base, stamp)
+		if i > 1 {
+			dir += "-" + strconv.Itoa(i)
+		}
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			result.ChownToSudoUser(dir)
+			return dir, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("%s: 1000 runs named %s already", base, stamp)
 }
