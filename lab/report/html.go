@@ -253,7 +253,7 @@ func renderHTML(r *result.Run, ts map[int][]*result.Series, problems []string) (
 			row.Conns = fmt.Sprintf("%d / %d", l.OK, l.Attempts)
 			row.ConnsClass = loadClass(l)
 			row.Fail = failures(l)
-			row.P50, row.P99 = ms(l.ConnectMS.P50), ms(l.ConnectMS.P99)
+			row.P50, row.P99 = latency(l, l.ConnectMS.P50), latency(l, l.ConnectMS.P99)
 		}
 		if s := c.SYN; s != nil {
 			row.SYNIn, row.Unans, row.UnansClass = num(s.In), num(s.Unanswered), nonzero(s.Unanswered)

@@ -139,9 +139,11 @@ func JUnit(runs []*result.Run) ([]byte, error) {
 // cellText is a cell's figures and notes for <system-out>.
 func cellText(c *result.Cell) string {
 	var b strings.Builder
-	if c.Load != nil {
+	if l := c.Load; l != nil && l.OK > 0 {
 		fmt.Fprintf(&b, "load: %d attempts, %d ok, failed %s; connect p50 %.2f ms p99 %.2f ms\n",
-			c.Load.Attempts, c.Load.OK, failures(c.Load), c.Load.ConnectMS.P50, c.Load.ConnectMS.P99)
+			l.Attempts, l.OK, failures(l), l.ConnectMS.P50, l.ConnectMS.P99)
+	} else if l != nil {
+		fmt.Fprintf(&b, "load: %d attempts, 0 ok, failed %s; no connect succeeded\n", l.Attempts, failures(l))
 	}
 	if c.SYN != nil {
 		fmt.Fprintf(&b, "syn: in %d, synack_out %d, unanswered %d\n", c.SYN.In, c.SYN.SynAckOut, c.SYN.Unanswered)

@@ -65,8 +65,8 @@ var columns = []column{
 	{"conns", loadCol(func(l *result.Load) string { return num(int64(l.Attempts)) })},
 	{"ok", loadCol(func(l *result.Load) string { return num(int64(l.OK)) })},
 	{"fail", loadCol(func(l *result.Load) string { return failures(l) })},
-	{"p50ms", loadCol(func(l *result.Load) string { return ms(l.ConnectMS.P50) })},
-	{"p99ms", loadCol(func(l *result.Load) string { return ms(l.ConnectMS.P99) })},
+	{"p50ms", loadCol(func(l *result.Load) string { return latency(l, l.ConnectMS.P50) })},
+	{"p99ms", loadCol(func(l *result.Load) string { return latency(l, l.ConnectMS.P99) })},
 	{"conn/s", loadCol(func(l *result.Load) string { return strconv.FormatFloat(l.ConnPerS, 'f', 0, 64) })},
 	{"syn_in", synCol(func(s *result.SYN) int64 { return s.In })},
 	{"unanswered", synCol(func(s *result.SYN) int64 { return s.Unanswered })},
@@ -120,6 +120,9 @@ func CellLine(done, total int, c *result.Cell) string {
 	}
 	l := c.Load
 	s := fmt.Sprintf("%s  %d conns, ok %d, failed %s, connect p50 %.1f ms p99 %.1f ms", head, l.Attempts, l.OK, failures(l), l.ConnectMS.P50, l.ConnectMS.P99)
+	if l.OK == 0 {
+		s = fmt.Sprintf("%s  %d conns, ok 0, failed %s, no connect succeeded", head, l.Attempts, failures(l))
+	}
 	if c.SYN != nil {
 		s += fmt.Sprintf(", SYN in %d unanswered %d", c.SYN.In, c.SYN.Unanswered)
 	}
@@ -449,7 +452,12 @@ func csvOf(r *result.Run) ([]byte, []string, error) {
 			for _, f := range result.FailureClasses {
 				row = append(row, num(int64(l.Failures[f])))
 			}
-			row = append(row, fmtF(l.ConnectMS.P50), fmtF(l.ConnectMS.P90), fmtF(l.ConnectMS.P99), fmtF(l.ConnectMS.Max), fmtF(l.ConnPerS))
+			if l.OK > 0 {
+				row = append(row, fmtF(l.ConnectMS.P50), fmtF(l.ConnectMS.P90), fmtF(l.ConnectMS.P99), fmtF(l.ConnectMS.Max))
+			} else {
+				row = append(row, "", "", "", "") // no connect succeeded: no latency, not 0 ms
+			}
+			row = append(row, fmtF(l.ConnPerS))
 		} else {
 			row = append(row, make([]string, 3+len(result.FailureClasses)+5)...)
 		}
@@ -531,4 +539,13 @@ func WriteReport(dir string, r *result.Run) ([]string, error) {
 		return warnings, err
 	}
 	return warnings, result.WriteFileAtomic(filepath.Join(dir, ReportName), page)
+}
+
+// latency shows a connect latency figure, or "-" when no connect
+// succeeded: run.json then holds 0 for it, which is no measurement.
+func latency(l *result.Load, v float64) string {
+	if l.OK == 0 {
+		return "-"
+	}
+	return ms(v)
 }

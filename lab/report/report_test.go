@@ -106,3 +106,38 @@ func TestCSVAndMarkdown(t *testing.T) {
 		t.Errorf("cell line: %s", line)
 	}
 }
+
+// A cell where no connect succeeded shows no latency: not "0.0 ms" in its
+// line or the table, and empty latency columns in cells.csv.
+func TestNoLatencyWithoutConnects(t *testing.T) {
+	r := sampleRun()
+	c := r.Cells[1]
+	c.Load = &result.Load{Attempts: 64, Failed: 64, Failures: map[string]int{"timeout": 64}}
+	line := report.CellLine(2, 3, c)
+	if strings.Contains(line, "0.0 ms") || !strings.Contains(line, "no connect succeeded") {
+		t.Errorf("cell line: %s", line)
+	}
+	for _, row := range strings.Split(report.Table(r), "\n") {
+		if f := strings.Fields(row); len(f) > 8 && f[0] == c.ID && (f[7] != "-" || f[8] != "-") {
+			t.Errorf("table row p50/p99 %q %q, want - -:\n%s", f[7], f[8], row)
+		}
+	}
+	b, err := report.CSV(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := csv.NewReader(bytes.NewReader(b)).ReadAll()
+	col := map[string]int{}
+	for i, h := range rows[0] {
+		col[h] = i
+	}
+	for _, h := range []string{"connect_p50_ms", "connect_p99_ms", "connect_max_ms"} {
+		i, ok := col[h]
+		if !ok {
+			t.Fatalf("CSV lacks %s: %v", h, rows[0])
+		}
+		if v := rows[2][i]; v != "" {
+			t.Errorf("%s = %q for a cell without a connect, want empty", h, v)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,10 +40,15 @@ func Figures(rc *result.Cell) map[string]float64 {
 		for _, c := range load.FailureClasses {
 			f["load.failures."+c] = float64(l.Failures[c])
 		}
-		f["load.connect_ms.p50"] = l.ConnectMS.P50
-		f["load.connect_ms.p90"] = l.ConnectMS.P90
-		f["load.connect_ms.p99"] = l.ConnectMS.P99
-		f["load.connect_ms.max"] = l.ConnectMS.Max
+		if l.OK > 0 {
+			// With no successful connect there is no latency: run.json
+			// holds 0s, and "load.connect_ms.p99 < 100" must not pass on
+			// them. An assertion on it then says why it has no value.
+			f["load.connect_ms.p50"] = l.ConnectMS.P50
+			f["load.connect_ms.p90"] = l.ConnectMS.P90
+			f["load.connect_ms.p99"] = l.ConnectMS.P99
+			f["load.connect_ms.max"] = l.ConnectMS.Max
+		}
 		minOK, maxOK, maxFail := math.Inf(1), 0.0, 0.0
 		for name, pc := range l.PerClient {
 			failed := pc.Attempts - pc.OK
@@ -160,17 +166,62 @@ func jsonValue(v expr.Value) any {
 // hint suggests figures that share the unknown name's last segment, which
 // catches both typos of the node and counters this kernel names differently.
 func hint(name string, figs map[string]float64) string {
+	if strings.HasPrefix(name, "load.connect_ms.") {
+		if ok, has := figs["load.ok"]; has && ok == 0 {
+			return " (no connect succeeded in this cell: there is no latency)"
+		}
+	}
 	last := name[strings.LastIndex(name, ".")+1:]
 	var cands []string
 	for k := range figs {
-		if strings.HasSuffix(k, "."+last) && len(cands) < 4 {
+		// the same last segment (a counter under another node or a name
+		// this kernel uses), or a typo: at most two edits away
+		if strings.HasSuffix(k, "."+last) || editDistance(k, name, 2) <= 2 {
 			cands = append(cands, k)
 		}
 	}
-	if len(cands) == 0 {
-		return " (this kernel may not have that counter; see run.json nodes.*.counters for what it has)"
+	slices.Sort(cands)
+	if len(cands) > 4 {
+		cands = cands[:4]
 	}
-	return " (did you mean " + strings.Join(cands, ", ") + "?)"
+	if len(cands) > 0 {
+		return " (did you mean " + strings.Join(cands, ", ") + "?)"
+	}
+	switch first, _, _ := strings.Cut(name, "."); first {
+	case "load", "syn", "skew":
+		return " (not a figure twlab measures; scenarios/README.md lists them)"
+	}
+	return " (this kernel may not have that counter; see run.json nodes.*.counters for what it has)"
+}
+
+// editDistance is the Levenshtein distance of a and b, or limit+1 once it
+// is sure to exceed limit.
+func editDistance(a, b string, limit int) int {
+	if d := len(a) - len(b); d > limit || -d > limit {
+		return limit + 1
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		best := cur[0]
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			best = min(best, cur[j])
+		}
+		if best > limit {
+			return limit + 1
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // Explain turns a cell's figures into sentences a newcomer can follow.
