@@ -120,6 +120,16 @@ func JUnit(runs []*result.Run) ([]byte, error) {
 		}
 		if r.Status == result.RunInterrupted {
 			s.Properties = append(s.Properties, junitProperty{"interrupted", "true"})
+			// The cells that never started are a failure CI sees, not a
+			// property it ignores: a run cut short is not a green suite.
+			tc := junitCase{Name: "(interrupted)", Classname: "twlab." + name,
+				Failure: &junitMessage{Message: "run interrupted", Type: "twlab.interrupted"}}
+			if left := NotStarted(r); left > 0 {
+				tc.Failure.Message = fmt.Sprintf("run interrupted: %d of %d cells never started", left, r.CellsPlanned)
+			}
+			s.Cases = append(s.Cases, tc)
+			s.Tests++
+			s.Failures++
 		}
 		s.Time = secs(suiteTime)
 		total += suiteTime

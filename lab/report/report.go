@@ -172,11 +172,20 @@ func StatusLine(r *result.Run) string {
 	if r.Status == result.RunNA {
 		return fmt.Sprintf("nothing ran: all %d cells of %s are n/a on kernel %s (see the reasons above); exit code 4", na, name, r.Kernel)
 	}
-	s := fmt.Sprintf("%s: %s (kernel %s), %d of %d cells ran", r.Status, name, r.Kernel, ran, ran+na)
+	s := fmt.Sprintf("%s: %s (kernel %s), %d of %d cells ran", r.Status, name, r.Kernel, ran, max(ran+na, r.CellsPlanned))
 	if na > 0 {
 		s += fmt.Sprintf(", %d n/a", na)
 	}
+	if left := NotStarted(r); left > 0 {
+		s += fmt.Sprintf(", %d not started", left)
+	}
 	return s
+}
+
+// NotStarted is how many planned cells an interrupted run never started
+// (0 for run.json written before cells_planned existed).
+func NotStarted(r *result.Run) int {
+	return max(r.CellsPlanned-len(r.Cells), 0)
 }
 
 // maxListed bounds the rows one page lists: failed expectations, and per
@@ -264,7 +273,11 @@ func markdown(r *result.Run, problems []string) string {
 	rows := newRows()
 	name := r.ScenarioFile
 	fmt.Fprintf(&b, "# twlab run: %s\n\n", filepath.Base(name))
-	fmt.Fprintf(&b, "- status: **%s**\n- kernel: %s\n- started: %s\n- run id: %s\n", r.Status, r.Kernel, r.Started.UTC().Format("2006-01-02 15:04:05 UTC"), r.RunID)
+	status := "**" + r.Status + "**"
+	if left := NotStarted(r); left > 0 {
+		status += fmt.Sprintf(" (%d of %d cells never started)", left, r.CellsPlanned)
+	}
+	fmt.Fprintf(&b, "- status: %s\n- kernel: %s\n- started: %s\n- run id: %s\n", status, r.Kernel, r.Started.UTC().Format("2006-01-02 15:04:05 UTC"), r.RunID)
 	if len(r.Overrides) > 0 {
 		fmt.Fprintf(&b, "- overrides: `%s`\n", strings.Join(r.Overrides, "`, `"))
 	}

@@ -141,3 +141,24 @@ func TestNoLatencyWithoutConnects(t *testing.T) {
 		}
 	}
 }
+
+// An interrupted run says how many planned cells never started: in its
+// status line, summary.md, and as a failed case in JUnit (a property alone
+// left CI's view green).
+func TestInterruptedRunCountsCellsNotStarted(t *testing.T) {
+	r := sampleRun()
+	r.Status, r.CellsPlanned = result.RunInterrupted, 6
+	if s := report.StatusLine(r); !strings.Contains(s, "3 of 6 cells ran") && !strings.Contains(s, "of 6 cells ran") || !strings.Contains(s, "3 not started") {
+		t.Errorf("status line: %s", s)
+	}
+	if md := report.Markdown(r); !strings.Contains(md, "- status: **interrupted** (3 of 6 cells never started)") {
+		t.Errorf("summary.md:\n%s", md)
+	}
+	b, err := report.JUnit([]*result.Run{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := string(b); !strings.Contains(x, `name="(interrupted)"`) || !strings.Contains(x, "3 of 6 cells never started") {
+		t.Errorf("JUnit:\n%s", x)
+	}
+}

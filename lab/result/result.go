@@ -73,7 +73,10 @@ type Run struct {
 	Finished *time.Time `json:"finished,omitempty"`
 	Status   string     `json:"status"`
 	Error    string     `json:"error,omitempty"`
-	Cells    []*Cell    `json:"cells"`
+	// CellsPlanned is how many cells the plan has (after --only): an
+	// interrupted run records fewer, and the rest never started.
+	CellsPlanned int     `json:"cells_planned,omitempty"`
+	Cells        []*Cell `json:"cells"`
 	// Timeseries describes timeseries.csv, the 10 Hz readings of every cell.
 	Timeseries *TimeseriesFile `json:"timeseries,omitempty"`
 	// Warnings says what ReadRun found odd and left out; never in run.json.

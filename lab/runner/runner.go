@@ -129,7 +129,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		Schema: result.Schema, Tool: "twlab", RunID: id, ScenarioFile: plan.File, Scenario: scen,
 		Overrides: opt.Overrides, Only: opt.Only, Kernel: kernel.Release(),
 		Host:    result.Host{Hostname: host, CPUs: runtime.NumCPU(), VM: opt.VM},
-		Started: started, Status: result.RunRunning, Cells: []*result.Cell{},
+		Started: started, Status: result.RunRunning, Cells: []*result.Cell{}, CellsPlanned: len(plan.Cells),
 	}
 	// Detected, not guessed from the version string: scenarios select
 	// expectations by kernel.* facts, and readers see what this kernel does.
