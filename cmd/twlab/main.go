@@ -198,6 +198,9 @@ func loadPlan(name string, opt scenario.Options, stderr io.Writer) (file string,
 		fmt.Fprintln(stderr, err)
 		return file, src, nil, false
 	}
+	for _, w := range plan.Warnings {
+		fmt.Fprintf(stderr, "twlab: %s: warning: %s\n", file, w)
+	}
 	return file, src, plan, true
 }
 
@@ -458,6 +461,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 			var plan *scenario.Plan
 			plan, err = scenario.Load(file, src, scenario.Options{Set: sets})
 			if err == nil {
+				for _, w := range plan.Warnings {
+					fmt.Fprintf(stderr, "twlab: %s: warning: %s\n", file, w)
+				}
 				fmt.Fprintf(stdout, "%s: ok (%d cells)\n", file, len(plan.Cells))
 				continue
 			}

@@ -17,6 +17,9 @@ type Plan struct {
 	File     string
 	Scenario *Scenario // with defaults and --set overrides, before the matrix
 	Cells    []*Cell
+	// Warnings are things the user may not expect, not errors: an
+	// include cell that keeps its own value of a key --set overrides.
+	Warnings []string
 }
 
 // Cell is one full set of knobs.
@@ -94,6 +97,15 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 		}
 	}
 	p := &Plan{File: file, Scenario: base}
+	for _, kv := range opt.Set {
+		k, v, _ := strings.Cut(kv, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		for i, inc := range base.Include {
+			if w, ok := inc[k]; ok && string(w) != v {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("--set %s=%s: include[%d] keeps its own %s=%s (an include is one exact cell; --only can leave it out)", k, v, i, k, string(w)))
+			}
+		}
+	}
 	exps, errs := parseExpect(file, base)
 	if len(errs) > 0 {
 		return nil, errs

@@ -184,6 +184,10 @@ func TestSetOverrides(t *testing.T) {
 	if got := cellIDs(p); !slices.Equal(got, want) {
 		t.Fatalf("cells:\n got %q\nwant %q", got, want)
 	}
+	// ... and the user is told so, once per include that keeps its own.
+	if len(p.Warnings) != 2 || !strings.Contains(p.Warnings[0], "include[0] keeps its own server.net.ipv4.tcp_rfc1337=0") {
+		t.Errorf("warnings: %q", p.Warnings)
+	}
 	for _, c := range p.Cells {
 		rfc := "1"
 		if strings.HasSuffix(c.ID, "bind_port=0") {
