@@ -78,6 +78,11 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "\nThe lab stays up until Ctrl-C here or `sudo twlab down` elsewhere.")
 		return nil
 	})
+	if err == nil && notify != nil {
+		// A detached lab that came up and went down cleanly leaves no log
+		// behind (a failure keeps it: the user was pointed to it).
+		os.Remove(runstate.UpLogPath(os.Getpid()))
+	}
 	if err != nil {
 		if notify != nil {
 			fmt.Fprintf(notify, "err %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
@@ -148,6 +153,13 @@ func detachUp(args []string, stdout, stderr io.Writer) int {
 	logf.Close()
 	pid := cmd.Process.Pid
 	cmd.Process.Release()
+	// Named by the child's PID from now on (it keeps writing to the same
+	// file): it removes its log when it ends cleanly, and cleanup removes
+	// that of one that died.
+	logName := logf.Name()
+	if os.Rename(logName, runstate.UpLogPath(pid)) == nil {
+		logName = runstate.UpLogPath(pid)
+	}
 	// A Ctrl-C while the lab is being built must not leave it up with no
 	// one told: the child (its own session, so the signal does not reach
 	// it) is asked to stop, and its answer awaited.
@@ -171,7 +183,7 @@ func detachUp(args []string, stdout, stderr io.Writer) int {
 				}
 			}
 		case <-time.After(15 * time.Second):
-			fmt.Fprintf(stderr, "twlab up: the lab process did not answer; `sudo twlab cleanup` removes what it leaves; see %s\n", logf.Name())
+			fmt.Fprintf(stderr, "twlab up: the lab process did not answer; `sudo twlab cleanup` removes what it leaves; see %s\n", logName)
 		}
 		r.Close()
 		return exitStopped
@@ -185,12 +197,12 @@ func detachUp(args []string, stdout, stderr io.Writer) int {
 			return exitFailed
 		}
 		printLab(stdout, l, true)
-		fmt.Fprintf(stdout, "\nLog: %s\n", logf.Name())
+		fmt.Fprintf(stdout, "\nLog: %s\n", logName)
 		return exitOK
 	case strings.HasPrefix(line, "err "):
 		fmt.Fprintln(stderr, "twlab up:", strings.TrimSpace(strings.TrimPrefix(line, "err ")))
 	default:
-		fmt.Fprintf(stderr, "twlab up: the lab process ended without reporting; see %s\n", logf.Name())
+		fmt.Fprintf(stderr, "twlab up: the lab process ended without reporting; see %s\n", logName)
 	}
 	return exitFailed
 }

@@ -220,6 +220,18 @@ func removeStateTemps() []string {
 			removed = append(removed, p)
 		}
 	}
+	// The logs of detached `twlab up` processes that are gone (one that
+	// ended cleanly removed its own).
+	logs, _ := filepath.Glob(filepath.Join(os.TempDir(), "twlab-up-*.log"))
+	for _, p := range logs {
+		pid, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "twlab-up-"), ".log"))
+		if err != nil || pid <= 0 || exists(pid) {
+			continue
+		}
+		if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() && os.Remove(p) == nil {
+			removed = append(removed, p)
+		}
+	}
 	ents, _ = os.ReadDir(LabsDir)
 	for _, e := range ents {
 		id, ok := strings.CutSuffix(strings.TrimPrefix(e.Name(), "."), ".tmp")
@@ -290,4 +302,10 @@ func Cleanup(force bool, log *slog.Logger) ([]string, error) {
 		}
 	}
 	return removed, errors.Join(errs...)
+}
+
+// UpLogPath is where the detached `twlab up` process pid logs: named by its
+// PID, so that cleanup can tell a dead one's log.
+func UpLogPath(pid int) string {
+	return filepath.Join(os.TempDir(), "twlab-up-"+strconv.Itoa(pid)+".log")
 }

@@ -39,8 +39,11 @@ func TestRemoveTemps(t *testing.T) {
 	base := t.TempDir()
 	Dir, LabsDir = filepath.Join(base, "runs"), filepath.Join(base, "labs")
 	results := filepath.Join(base, "results")
+	tmp := filepath.Join(base, "tmp")
+	t.Setenv("TMPDIR", tmp) // where `up -d` logs
 	dead, me := deadPID(t), os.Getpid()
 	gone := []string{
+		filepath.Join(tmp, fmt.Sprintf("twlab-up-%d.log", dead)),
 		filepath.Join(results, fmt.Sprintf(".run.json.tmp-%d-123", dead)),
 		filepath.Join(results, fmt.Sprintf(".timeseries.csv.tmp-%d-9", dead)),
 		filepath.Join(results, "pcap", fmt.Sprintf(".cell-01-server.pcap.tmp-%d-77", dead)),
@@ -53,6 +56,7 @@ func TestRemoveTemps(t *testing.T) {
 		filepath.Join(results, ".notes.tmp-x-1"),                         // not twlab's name
 		filepath.Join(results, fmt.Sprintf(".run.json.tmp%d", 42)),       // an old name, recent
 		filepath.Join(Dir, fmt.Sprintf(".dd02.%d.tmp", me)),
+		filepath.Join(tmp, fmt.Sprintf("twlab-up-%d.log", me)), // a lab still up
 	}
 	for _, p := range append(slices.Clone(gone), stay...) {
 		touch(t, p)
