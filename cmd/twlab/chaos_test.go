@@ -1048,6 +1048,11 @@ func killOnce(t *testing.T, env *chaosEnv, i int, plan killPlan) (phase string, 
 	if tm := tmpFiles(out); len(tm) > 0 && id != "" {
 		t.Errorf("%s: temporary files left: %v", when, tm)
 	}
+	// ... and marks its run.json, which said "running" for ever, as
+	// interrupted.
+	if r, err := result.ReadRun(filepath.Join(out, "run.json")); err == nil && id != "" && r.Status == result.RunRunning {
+		t.Errorf("%s: run.json of the killed run still says %q", when, r.Status)
+	}
 	if id == "" && killed {
 		// Killed before it registered, so it cannot have built anything.
 		// Should it have, its namespaces carry an id that was not there

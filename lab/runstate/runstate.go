@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/tmpfile"
 	"github.com/twlab/twlab/lab/topo"
 	"golang.org/x/sys/unix"
@@ -197,7 +198,30 @@ func RemoveTemps(id string) []string {
 	if json.Unmarshal(b, &st) != nil || st.Results == "" || !filepath.IsAbs(st.Results) {
 		return nil
 	}
-	return append(tmpfile.Sweep(st.Results, ""), tmpfile.Sweep(filepath.Join(st.Results, "pcap"), "")...)
+	out := append(tmpfile.Sweep(st.Results, ""), tmpfile.Sweep(filepath.Join(st.Results, "pcap"), "")...)
+	if p, ok := finishDeadRun(st); ok {
+		out = append(out, fmt.Sprintf("the \"running\" status of %s (its twlab process is gone; now \"interrupted\")", p))
+	}
+	return out
+}
+
+// finishDeadRun marks the run.json of a run whose process died without
+// finishing it (SIGKILL, power loss) as interrupted, with the reason: it
+// said "running" for ever, and report and compare showed it so.
+func finishDeadRun(st State) (string, bool) {
+	p := filepath.Join(st.Results, "run.json")
+	r, err := result.ReadRun(p)
+	if err != nil || r.RunID != st.RunID || r.Status != result.RunRunning || len(r.Warnings) > 0 {
+		return "", false
+	}
+	r.Status = result.RunInterrupted
+	if r.Error == "" {
+		r.Error = "the twlab process ended without finishing the run (killed, or the machine stopped); the cells recorded are complete, the rest never ran"
+	}
+	if r.WriteJSON(p) != nil {
+		return "", false
+	}
+	return p, true
 }
 
 // removeStateTemps removes what a kill leaves of the state files' own
