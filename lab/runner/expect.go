@@ -268,6 +268,26 @@ func Explain(c *scenario.Cell, rc *result.Cell) []string {
 			out = append(out, fmt.Sprintf("With tcp_rfc1337=1 the RST does not end the TIME_WAIT, so those clients time out (%d timeouts).", rc.Load.Failures[load.Timeout]))
 		}
 	}
+	// The other way a SYN goes unanswered: the listener's queues. Counted
+	// by the server's kernel whatever the timestamps (syn-backlog).
+	if over, drops := f["server.TcpExt.ListenOverflows"], f["server.TcpExt.ListenDrops"]; over > 0 || drops > 0 {
+		out = append(out, fmt.Sprintf("The server's accept queue was full: its kernel dropped %.0f SYNs and handshake ACKs (TcpExt.ListenDrops %.0f, ListenOverflows %.0f) - no SYN-ACK, no ACK, nothing, as with tw_recycle, but no PAWS counter moved (%.0f SYNs in, %.0f SYN-ACKs out).",
+			drops, drops, over, f["syn.in"], f["syn.synack_out"]))
+		if sent := f["server.TcpExt.SyncookiesSent"]; sent > 0 {
+			out = append(out, fmt.Sprintf("When the SYN queue was full too, the server answered %.0f SYNs with a syncookie instead of dropping them (TcpExt.SyncookiesSent; %.0f came back valid).", sent, f["server.TcpExt.SyncookiesRecv"]))
+		}
+		if qd := f["server.TcpExt.TCPReqQFullDrop"]; qd > 0 {
+			out = append(out, fmt.Sprintf("%s dropped because the SYN queue was full and syncookies are off (TcpExt.TCPReqQFullDrop).", count(qd, "SYN was", "SYNs were")))
+		}
+		switch n := rc.Load.Failures[load.Response]; {
+		case rc.Load.OK == 0 && n > 0:
+			out = append(out, fmt.Sprintf("No connection was accepted: %d clients completed the handshake and then waited in vain for a response (the application never called accept), %d never got a SYN-ACK at all and timed out.", n, rc.Load.Failures[load.Timeout]))
+		case rc.Load.Failures[load.Timeout] > 0:
+			out = append(out, fmt.Sprintf("%s out: their SYNs were dropped at every retransmit.", count(float64(rc.Load.Failures[load.Timeout]), "connect timed", "connects timed")))
+		case rc.Load.Failed == 0:
+			out = append(out, "Every client got in all the same: a dropped SYN is sent again after 1 s, by which time the application had accepted and made room; that second is the connect latency's tail.")
+		}
+	}
 	if rc.Load.Failures[load.AddrFail] > 0 {
 		out = append(out, fmt.Sprintf("%d connects found no free local port (EADDRNOTAVAIL/EADDRINUSE): TIME_WAIT on the clients holds the ports.", rc.Load.Failures[load.AddrFail]))
 	}
@@ -284,4 +304,12 @@ func lockedOut(rc *result.Cell) []string {
 	}
 	sort.Strings(locked)
 	return locked
+}
+
+// count writes n with the singular or the plural phrase.
+func count(n float64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%.0f %s", n, many)
 }

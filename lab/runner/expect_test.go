@@ -53,3 +53,24 @@ expect:
 		}
 	}
 }
+
+// A cell whose SYNs went unanswered because of the listener's queues, not
+// PAWS, is explained (syn-backlog's cells had no explanation at all).
+func TestExplainListenOverflow(t *testing.T) {
+	plan, err := scenario.Load("t.yaml", []byte("name: t\nclients: {count: 2}\nload: {connections: 10, duration: 2s}\n"), scenario.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &result.Cell{
+		Load: &result.Load{Attempts: 64, Failed: 64, Failures: map[string]int{"timeout": 55, "response": 9}},
+		SYN:  &result.SYN{In: 119, SynAckOut: 9, Unanswered: 110},
+		Nodes: map[string]*result.Node{"server": {Counters: map[string]int64{"TcpExt.ListenDrops": 110, "TcpExt.ListenOverflows": 110},
+			Summary: map[string]int64{}}},
+	}
+	got := strings.Join(Explain(plan.Cells[0], rc), "\n")
+	for _, want := range []string{"accept queue was full", "ListenDrops 110", "9 clients completed the handshake", "55 never got a SYN-ACK"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("explanation lacks %q:\n%s", want, got)
+		}
+	}
+}
