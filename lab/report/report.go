@@ -169,6 +169,11 @@ func StatusLine(r *result.Run) string {
 		}
 	}
 	name := strings.TrimSuffix(filepath.Base(r.ScenarioFile), ".yaml")
+	// The scenario's own name, as the header and the results folder have
+	// it; the file as well where it is named otherwise (a copy being edited).
+	if n := result.Printable(r.ScenarioView().Name); n != "" && n != name {
+		name = n + " (" + filepath.Base(r.ScenarioFile) + ")"
+	}
 	if r.Status == result.RunNA {
 		return fmt.Sprintf("nothing ran: all %d cells of %s are n/a on kernel %s (see the reasons above); exit code 4", na, name, r.Kernel)
 	}

@@ -162,3 +162,17 @@ func TestInterruptedRunCountsCellsNotStarted(t *testing.T) {
 		t.Errorf("JUnit:\n%s", x)
 	}
 }
+
+// The status line names the scenario as the header and the results folder
+// do (its name:), and the file too when that is named otherwise.
+func TestStatusLineNamesTheScenario(t *testing.T) {
+	r := sampleRun()
+	r.ScenarioFile, r.Scenario = "/tmp/t1.yaml", []byte(`{"name":"nat-paws"}`)
+	if s := report.StatusLine(r); !strings.Contains(s, "nat-paws (t1.yaml)") {
+		t.Errorf("status line: %s", s)
+	}
+	r.ScenarioFile = "scenarios/nat-paws.yaml"
+	if s := report.StatusLine(r); !strings.Contains(s, ": nat-paws (kernel") {
+		t.Errorf("status line: %s", s)
+	}
+}
