@@ -27,7 +27,9 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 		return usageCode(err)
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintf(stdout, "kernel   %s\n", kernel.Release())
+		if !*asJSON { // stdout of --json is JSON or nothing
+			fmt.Fprintf(stdout, "kernel   %s\n", kernel.Release())
+		}
 		fmt.Fprintln(stderr, "twlab doctor tries features in a scratch network namespace and needs root: run it with sudo")
 		return exitEnv
 	}

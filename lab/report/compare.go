@@ -174,8 +174,8 @@ func Compare(runs []CompareRun) *Comparison {
 		}
 		base := runs[0].Run
 		if !slices.Equal(cr.Run.Overrides, base.Overrides) {
-			cmp.Warnings = append(cmp.Warnings, fmt.Sprintf("%s was run with --set %q, the baseline with %q: the cells' ids match, their settings may not",
-				clip(cr.Dir, 200), cr.Run.Overrides, base.Overrides))
+			cmp.Warnings = append(cmp.Warnings, fmt.Sprintf("%s was run %s, the baseline %s: the cells' ids match, their settings may not",
+				clip(cr.Dir, 200), setsText(cr.Run.Overrides), setsText(base.Overrides)))
 		}
 	}
 	// What could not be read of a run is part of the comparison: a figure
@@ -455,3 +455,11 @@ td.absent { color: #999; font-style: italic; }
 </main></body>
 </html>
 `))
+
+// setsText says which --set overrides a run was made with.
+func setsText(o []string) string {
+	if len(o) == 0 {
+		return "without --set"
+	}
+	return fmt.Sprintf("with --set %q", o)
+}

@@ -87,6 +87,9 @@ func JUnit(runs []*result.Run) ([]byte, error) {
 		for _, o := range r.Overrides {
 			s.Properties = append(s.Properties, junitProperty{"set", o})
 		}
+		if r.Only != "" {
+			s.Properties = append(s.Properties, junitProperty{"only", r.Only})
+		}
 		var suiteTime float64
 		for _, c := range r.Cells {
 			tc := junitCase{Name: c.ID, Classname: "twlab." + name, Time: secs(c.DurationS), SystemOut: &junitText{cellText(c)}}

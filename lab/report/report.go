@@ -67,7 +67,7 @@ var columns = []column{
 	{"fail", loadCol(func(l *result.Load) string { return failures(l) })},
 	{"p50ms", loadCol(func(l *result.Load) string { return latency(l, l.ConnectMS.P50) })},
 	{"p99ms", loadCol(func(l *result.Load) string { return latency(l, l.ConnectMS.P99) })},
-	{"conn/s", loadCol(func(l *result.Load) string { return strconv.FormatFloat(l.ConnPerS, 'f', 0, 64) })},
+	{"conn/s", loadCol(func(l *result.Load) string { return rate(l.ConnPerS) })},
 	{"syn_in", synCol(func(s *result.SYN) int64 { return s.In })},
 	{"unanswered", synCol(func(s *result.SYN) int64 { return s.Unanswered })},
 	{"srv_paws", counter("server", "paws")},
@@ -285,6 +285,9 @@ func markdown(r *result.Run, problems []string) string {
 	fmt.Fprintf(&b, "- status: %s\n- kernel: %s\n- started: %s\n- run id: %s\n", status, r.Kernel, r.Started.UTC().Format("2006-01-02 15:04:05 UTC"), r.RunID)
 	if len(r.Overrides) > 0 {
 		fmt.Fprintf(&b, "- overrides: `%s`\n", strings.Join(r.Overrides, "`, `"))
+	}
+	if r.Only != "" {
+		fmt.Fprintf(&b, "- only the cells where: `%s`\n", r.Only)
 	}
 	if len(problems) > 0 {
 		b.WriteString("\n## What could not be read\n\nThis run folder is not as twlab writes it (damaged, edited or truncated): what follows leaves out what could not be read.\n\n")
@@ -566,4 +569,13 @@ func latency(l *result.Load, v float64) string {
 		return "-"
 	}
 	return ms(v)
+}
+
+// rate shows connections per second: whole above 10, with a decimal below,
+// where a slow cell's 0.4 must not read as 0.
+func rate(v float64) string {
+	if v < 10 {
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
 }

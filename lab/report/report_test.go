@@ -176,3 +176,22 @@ func TestStatusLineNamesTheScenario(t *testing.T) {
 		t.Errorf("status line: %s", s)
 	}
 }
+
+// What selected and shaped a run is in every view of it: --only in
+// summary.md and JUnit (run.json and report.html had it); a slow cell's
+// rate keeps its decimal.
+func TestOnlyAndSlowRate(t *testing.T) {
+	r := sampleRun()
+	r.Only = "server.net.ipv4.tcp_rfc1337 == 1"
+	r.Cells[0].Load.ConnPerS = 0.4
+	if md := report.Markdown(r); !strings.Contains(md, "- only the cells where: `server.net.ipv4.tcp_rfc1337 == 1`") {
+		t.Errorf("summary.md lacks --only:\n%s", md)
+	}
+	b, _ := report.JUnit([]*result.Run{r})
+	if !strings.Contains(string(b), `<property name="only" value="server.net.ipv4.tcp_rfc1337 == 1">`) {
+		t.Errorf("JUnit lacks --only:\n%s", b)
+	}
+	if tab := report.Table(r); !strings.Contains(tab, " 0.4 ") {
+		t.Errorf("table lost the rate 0.4:\n%s", tab)
+	}
+}
