@@ -176,7 +176,7 @@ func hint(name string, figs map[string]float64) string {
 	for k := range figs {
 		// the same last segment (a counter under another node or a name
 		// this kernel uses), or a typo: at most two edits away
-		if strings.HasSuffix(k, "."+last) || editDistance(k, name, 2) <= 2 {
+		if strings.HasSuffix(k, "."+last) || scenario.EditDistance(k, name, 2) <= 2 {
 			cands = append(cands, k)
 		}
 	}
@@ -192,36 +192,6 @@ func hint(name string, figs map[string]float64) string {
 		return " (not a figure twlab measures; scenarios/README.md lists them)"
 	}
 	return " (this kernel may not have that counter; see run.json nodes.*.counters for what it has)"
-}
-
-// editDistance is the Levenshtein distance of a and b, or limit+1 once it
-// is sure to exceed limit.
-func editDistance(a, b string, limit int) int {
-	if d := len(a) - len(b); d > limit || -d > limit {
-		return limit + 1
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		best := cur[0]
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			best = min(best, cur[j])
-		}
-		if best > limit {
-			return limit + 1
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // Explain turns a cell's figures into sentences a newcomer can follow.

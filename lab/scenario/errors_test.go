@@ -123,6 +123,14 @@ var loadErrorCases = []struct {
 	{"when selects no cell", name + "expect:\n  - when: lvs.mode == \"SNAT\"\n    assert: server.paws > 0\n", Options{}, "s.yaml:3:11",
 		`expect[0].when: "lvs.mode == \"SNAT\"" selects no cell of this scenario, so its assertions would never be checked; the cells are default`},
 	{"when not a string", name + "expect:\n  - {when: [1], assert: a}\n", Options{}, "s.yaml:3:12", "expect[0].when: want a string"},
+	// A misspelt figure is found when the scenario is read, not after the
+	// load: load., syn. and skew. figures have fixed shapes.
+	{"assert misspelt figure", name + "expect:\n  - assert:\n      - load.faild == 0\n", Options{}, "s.yaml:4:9",
+		"expect[0].assert[0]: load.faild: not a figure a cell measures; did you mean load.failed?"},
+	{"assert figure of no client", name + "clients: {count: 2}\nexpect:\n  - assert: [load.clients.c3.ok > 0]\n", Options{}, "s.yaml:4:",
+		"expect[0].assert[0]: load.clients.c3.ok: not a figure a cell measures; did you mean load.clients.c1.ok?"},
+	{"assert syn typo", name + "expect:\n  - assert: [syn.unanswerd == 0]\n", Options{}, "s.yaml:3:",
+		"syn.unanswerd: not a figure a cell measures; did you mean syn.unanswered?"},
 	{"empty file", "", Options{}, "s.yaml:0:0", "empty scenario; want at least name, clients and load"},
 	{"only whitespace", " \n\t\n", Options{}, "s.yaml:0:0", "empty scenario"},
 	{"only a comment", "# nothing\n", Options{}, "s.yaml:0:0", "no YAML content (only comments); want at least name, clients and load"},

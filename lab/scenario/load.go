@@ -2,7 +2,9 @@ package scenario
 
 import (
 	"fmt"
+	"github.com/twlab/twlab/lab/spec"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -195,6 +197,14 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 			return nil, &Error{File: file, Field: "matrix", Msg: fmt.Sprintf("cell %s is listed twice (a value repeated in the matrix, or an include equal to a matrix cell); every cell must be one of its own", c.ID)}
 		}
 		seenID[c.ID] = true
+	}
+	if errs := checkFigureNames(file, base, exps, p.Cells); len(errs) > 0 {
+		return nil, errs
+	}
+	// lvs.vip only means something in fullnat mode; a matrix may vary the
+	// mode, so only a vip that no cell uses is worth a word.
+	if base.LVS.VIP != "" && !slices.ContainsFunc(p.Cells, func(c *Cell) bool { return c.S.LVS.Mode == spec.LVSFullNAT }) {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("lvs.vip %s is used only with lvs.mode: fullnat, and no cell has that mode: the clients dial the server's address", base.LVS.VIP))
 	}
 	// An expectation whose selector no cell meets would never be checked,
 	// and the run would pass without it: a typo ("SNAT" for "snat"), a value

@@ -323,3 +323,16 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("defaults not applied: %+v", s)
 	}
 }
+
+// lvs.vip in a scenario where no cell is fullnat does nothing: a warning
+// says so; with a fullnat cell (the matrix may vary the mode) there is none.
+func TestVIPWithoutFullNATWarns(t *testing.T) {
+	p := mustLoad(t, "v.yaml", []byte("name: v\nlvs: {mode: snat, vip: 198.18.0.100}\n"), Options{})
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "lvs.vip 198.18.0.100 is used only with lvs.mode: fullnat") {
+		t.Errorf("warnings %q", p.Warnings)
+	}
+	p = mustLoad(t, "v.yaml", []byte("name: v\nlvs: {vip: 198.18.0.100}\nmatrix: {lvs.mode: [snat, fullnat]}\n"), Options{})
+	if len(p.Warnings) != 0 {
+		t.Errorf("warnings %q with a fullnat cell", p.Warnings)
+	}
+}
