@@ -171,6 +171,17 @@ func hint(name string, figs map[string]float64) string {
 			return " (no connect succeeded in this cell: there is no latency)"
 		}
 	}
+	// The scenario reader has refused every load., syn. and skew. name
+	// that is no figure: one that arrives here is a figure this cell did
+	// not make, and a suggestion of another would mislead.
+	switch first, _, _ := strings.Cut(name, "."); first {
+	case "skew":
+		return " (skew figures exist only in cells with clients.ts_skew: fixed)"
+	case "load":
+		return " (this cell has no such figure: a client or handoff that never connected, or no load)"
+	case "syn":
+		return " (this cell counted no SYNs)"
+	}
 	last := name[strings.LastIndex(name, ".")+1:]
 	var cands []string
 	for k := range figs {
@@ -186,10 +197,6 @@ func hint(name string, figs map[string]float64) string {
 	}
 	if len(cands) > 0 {
 		return " (did you mean " + strings.Join(cands, ", ") + "?)"
-	}
-	switch first, _, _ := strings.Cut(name, "."); first {
-	case "load", "syn", "skew":
-		return " (not a figure twlab measures; scenarios/README.md lists them)"
 	}
 	return " (this kernel may not have that counter; see run.json nodes.*.counters for what it has)"
 }

@@ -21,6 +21,7 @@ expect:
     assert:
       - load.connect_ms.p99 < 100
       - server.TcpExt.PAWSTimewiat == 0
+      - skew.c2.offset_ms == -60000
       - load.failed == 64
 `
 	plan, err := scenario.Load("t.yaml", []byte(src), scenario.Options{})
@@ -34,6 +35,7 @@ expect:
 	want := []string{
 		"no connect succeeded in this cell: there is no latency",
 		"did you mean server.TcpExt.PAWSTimewait?",
+		"skew figures exist only in cells with clients.ts_skew: fixed",
 		"",
 	}
 	if len(got) != len(want) {
