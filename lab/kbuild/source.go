@@ -3,12 +3,12 @@ package kbuild
 import (
 	"archive/tar"
 	"bufio"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/twlab/twlab/lab/internal/decomp"
 	"io"
 	"io/fs"
 	"os"
@@ -16,8 +16,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-
-	"github.com/ulikunitz/xz"
 )
 
 // Source is a kernel source: a tree on disk or a tarball (.tar, .tar.gz,
@@ -125,22 +123,11 @@ func extract(ctx context.Context, path, dst string) error {
 		return err
 	}
 	defer f.Close()
-	var r io.Reader = bufio.NewReaderSize(ctxReader{ctx, f}, 1<<20)
-	switch {
-	case strings.HasSuffix(path, ".gz"), strings.HasSuffix(path, ".tgz"):
-		gz, err := gzip.NewReader(r)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		defer gz.Close()
-		r = gz
-	case strings.HasSuffix(path, ".xz"):
-		xr, err := xz.NewReader(r)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		r = xr
+	r, err := decomp.Reader(bufio.NewReaderSize(ctxReader{ctx, f}, 1<<20), decomp.ByName(path), 1<<30)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
+	defer r.Close()
 	// Every write goes through an os.Root of dst: the kernel doing the
 	// path walk refuses what leaves the tree, so an entry that climbs out
 	// through a symlink planted by an earlier entry (a/evil -> /etc, then

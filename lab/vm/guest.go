@@ -3,7 +3,6 @@ package vm
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/twlab/twlab/lab/internal/decomp"
 	"io"
 	"log/slog"
 	"os"
@@ -511,24 +511,14 @@ func verifyFrame(hdr []string, body string) ([]byte, error) {
 	if len(hdr) >= 3 {
 		// Bounded: a damaged stream cannot make the host allocate more than
 		// the header promised.
-		var zr io.Reader
-		switch hdr[2] {
-		case "zstd":
-			d, err := zstd.NewReader(bytes.NewReader(doc), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxResult+1<<20))
-			if err != nil {
-				return nil, fmt.Errorf("result damaged on the way (zstd: %w)", err)
-			}
-			defer d.Close()
-			zr = d
-		case "gzip":
-			g, err := gzip.NewReader(bytes.NewReader(doc))
-			if err != nil {
-				return nil, fmt.Errorf("result damaged on the way (gzip: %w)", err)
-			}
-			zr = g
-		default:
+		if hdr[2] != decomp.Zstd && hdr[2] != decomp.Gzip {
 			return nil, fmt.Errorf("result header %q: unknown compression %q (zstd or gzip)", strings.Join(hdr, " "), hdr[2])
 		}
+		zr, err := decomp.Reader(bytes.NewReader(doc), hdr[2], maxResult+1<<20)
+		if err != nil {
+			return nil, fmt.Errorf("result damaged on the way (%s: %w)", hdr[2], err)
+		}
+		defer zr.Close()
 		doc, err = io.ReadAll(io.LimitReader(zr, int64(n)+1))
 		if err != nil {
 			return nil, fmt.Errorf("result damaged on the way (%s: %w)", hdr[2], err)

@@ -3,18 +3,15 @@ package vm
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
+	"github.com/twlab/twlab/lab/internal/decomp"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 )
 
 // LabModules are what a lab needs from a modular kernel: veth and a bridge
@@ -160,28 +157,11 @@ func readModule(p string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var r io.Reader = f
-	switch {
-	case strings.HasSuffix(p, ".xz"):
-		xr, err := xz.NewReader(bufio.NewReader(f))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		r = xr
-	case strings.HasSuffix(p, ".zst"):
-		zr, err := zstd.NewReader(bufio.NewReader(f), zstd.WithDecoderMaxMemory(256<<20), zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		defer zr.Close()
-		r = zr
-	case strings.HasSuffix(p, ".gz"):
-		gr, err := gzip.NewReader(bufio.NewReader(f))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		r = gr
+	r, err := decomp.Reader(f, decomp.ByName(p), 256<<20)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
 	}
+	defer r.Close()
 	b, err := io.ReadAll(io.LimitReader(r, 64<<20))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
