@@ -300,18 +300,14 @@ func MkdirAll(dir string) error {
 		return err
 	}
 	for _, d := range missing {
-		chownToSudoUser(d)
+		ChownToSudoUser(d)
 	}
 	return nil
 }
 
 // ChownToSudoUser gives path (not what a symlink there points to) to the
 // user who ran sudo.
-func ChownToSudoUser(path string) { chownToSudoUser(path) }
-
-// chownToSudoUser gives path (not what a symlink there points to) to the
-// user who ran sudo.
-func chownToSudoUser(path string) {
+func ChownToSudoUser(path string) {
 	if uid, gid, ok := sudoUser(); ok {
 		os.Lchown(path, uid, gid)
 	}
