@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/twlab/twlab/lab/bench"
@@ -82,7 +81,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "twlab bench:", err)
 		return exitEnv
 	}
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, cancel := signal.NotifyContext(context.Background(), stopSignals...)
 	defer cancel()
 	self, _ := os.Executable()
 	fmt.Fprintf(stderr, "twlab bench: %v, %d repeats, medians (other load on this machine shows up as noise)\n", names, *repeat)

@@ -216,6 +216,63 @@ func TestChaos(t *testing.T) {
 	t.Run("SIGKILL", func(t *testing.T) { chaosKill(t, env, iters.kill) })
 	t.Run("SIGINT", func(t *testing.T) { chaosInterrupt(t, env, chaosScen, iters.sigint, false) })
 	t.Run("DoubleSIGINT", func(t *testing.T) { chaosInterrupt(t, env, lockoutScen, iters.double, true) })
+	t.Run("BrokenPipe", func(t *testing.T) { chaosBrokenPipe(t, env) })
+}
+
+// chaosBrokenPipe closes the run's standard output after its first line,
+// as `twlab run x.yaml | head -1` does: the run must stop like an
+// interrupt, not die of SIGPIPE with run.json saying "running".
+func chaosBrokenPipe(t *testing.T, env *chaosEnv) {
+	out := filepath.Join(env.work, "broken-pipe")
+	cmd := exec.Command(env.bin, "run", chaosScen.file, "--out", out)
+	cmd.Dir = env.work
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	rd, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(rd).ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("first line: %v\nstderr:\n%s", err, stderr.String())
+	}
+	rd.Close()
+	closed := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(exitTimeout):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("still running %v after its output was closed\nstderr:\n%s", exitTimeout, stderr.String())
+	}
+	took := time.Since(closed)
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		t.Fatalf("died of signal %v after its output was closed, want exit %d\nstderr:\n%s", ws.Signal(), exitStopped, stderr.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != exitStopped {
+		t.Errorf("exit %d, want %d\nstderr:\n%s", code, exitStopped, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "broken pipe") || strings.Contains(stderr.String(), "teardown in progress") {
+		t.Errorf("stderr should name the closed output once, as the first stop:\n%s", stderr.String())
+	}
+	r, err := result.ReadRun(filepath.Join(out, "run.json"))
+	if err != nil {
+		t.Fatalf("run.json: %v", err)
+	}
+	if r.Status != result.RunInterrupted || r.Finished == nil {
+		t.Errorf("run.json status %q (finished %v), want %q with a finished time", r.Status, r.Finished, result.RunInterrupted)
+	}
+	checkCells(t, chaosScen, "broken pipe", r)
+	assertHost(t, env, r.RunID, "broken pipe")
+	t.Logf("first line %q; stopped %v after the output closed, %d of %d cells kept", strings.TrimSpace(line), took.Round(time.Millisecond), len(r.Cells), chaosScen.cells)
 }
 
 // buildTwlab builds the binary once into the test's temporary folder.

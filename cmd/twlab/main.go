@@ -137,22 +137,39 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// signalContext is cancelled by the first SIGINT, SIGTERM or SIGHUP. It
-// never stops listening: a signal arriving after notification was stopped
-// would take its default action and kill the process in the middle of
-// teardown or of writing results (seen: Ctrl-C held down at exit). Later
-// signals are acknowledged once, not once each.
+// stopSignals end a run the way Ctrl-C does. SIGPIPE is among them: Go
+// kills a process whose write to a closed stdout or stderr fails unless
+// SIGPIPE is caught, so `twlab run x.yaml | head` died mid-cell, leaving
+// run.json "running" and its registration for cleanup to find. Caught, the
+// write only fails and the run stops cleanly with what it finished.
+var stopSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE}
+
+// signalContext is cancelled by the first of stopSignals. It never stops
+// listening: a signal arriving after notification was stopped would take
+// its default action and kill the process in the middle of teardown or of
+// writing results (seen: Ctrl-C held down at exit). Later signals are
+// acknowledged once, not once each.
 func signalContext(stderr io.Writer, what string) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, stopSignals...)
 	go func() {
-		n := 0
+		n, pipe := 0, false
 		for s := range sigs {
+			if s == syscall.SIGPIPE {
+				if pipe {
+					continue // every later write to the closed output raises one
+				}
+				pipe = true
+			}
 			n++
 			switch n {
 			case 1:
-				fmt.Fprintf(stderr, "\ntwlab: %s: %s\n", s, what)
+				if s == syscall.SIGPIPE {
+					fmt.Fprintf(stderr, "\ntwlab: output closed (broken pipe): %s\n", what)
+				} else {
+					fmt.Fprintf(stderr, "\ntwlab: %s: %s\n", s, what)
+				}
 				cancel()
 			case 2:
 				// Teardown is bounded; cutting it in half would leave a lab.

@@ -143,7 +143,7 @@ func detachUp(args []string, stdout, stderr io.Writer) int {
 	// its start and Notify would kill this process and leave the child
 	// building a lab no one hears of.
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, stopSignals...)
 	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(stderr, "twlab up:", err)

@@ -347,7 +347,11 @@ func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logg
 		if errors.As(err, &re) {
 			rc.ErrorKind, rc.Reason = result.ErrorInput, "bad input: "+err.Error()
 		}
-		cr.log.Error("cell failed", "err", err)
+		if ctx.Err() == nil || !errors.Is(err, context.Canceled) {
+			// An interrupt is reported once, by the caller that drops or
+			// keeps the cell; "cell failed: context canceled" told nothing.
+			cr.log.Error("cell failed", "err", err)
+		}
 	}
 	return rc, end
 }
