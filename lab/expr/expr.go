@@ -118,7 +118,10 @@ func (v Value) number() (float64, bool) {
 		return 0, true
 	}
 	if d, err := time.ParseDuration(v.Str); err == nil && strings.ContainsAny(v.Str, "smhnuµ") {
-		return d.Seconds(), true
+		// Not d.Seconds(): it adds whole and fractional seconds as two
+		// rounded floats, so 1140ms became 1.1400000000000001 and
+		// `load.connect_timeout == 1.14` was false.
+		return float64(d) / 1e9, true
 	}
 	return 0, false
 }

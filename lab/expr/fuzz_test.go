@@ -66,6 +66,14 @@ func FuzzParse(f *testing.F) {
 		if o1.err != nil && (berr == nil || cerr == nil) {
 			t.Fatalf("%q: Eval failed (%v) but Bool (%v) or Check (%v) did not", src, o1.err, berr, cerr)
 		}
+		// With nothing undecided MayHold is Bool; with some names
+		// undecided, "cannot hold" must never contradict the full value.
+		if may, merr := e.MayHold(fuzzEnv, func(string) bool { return false }); berr == nil && (merr != nil || may != b) {
+			t.Fatalf("%q: Bool = %v but MayHold with all names known = %v, %v", src, b, may, merr)
+		}
+		if may, merr := e.MayHold(fuzzEnv, func(n string) bool { return n == "a" || n == "x.y" }); merr == nil && !may && berr == nil && b {
+			t.Fatalf("%q: MayHold with a and x.y undecided says it cannot hold, but it is true", src)
+		}
 		var un *UnknownNameError
 		if errors.As(o1.err, &un) {
 			if _, ok := fuzzEnv(un.Name); ok {

@@ -80,3 +80,21 @@ func TestClockRate(t *testing.T) {
 		}
 	}
 }
+
+// A selector may compare a kernel.* fact given as text only with values
+// detection gives it (scenario.KernelValues); the lists move together.
+func TestKernelValuesInStep(t *testing.T) {
+	want := map[string][]string{
+		"kernel.ts_offsets": {kernel.OffsetsNone, kernel.OffsetsPerPair, kernel.OffsetsPer4Tup, kernel.OffsetsUnknown},
+		"kernel.tw_counter": {kernel.TWCounterCreated, kernel.TWCounterExpired, ""},
+	}
+	for name, vs := range want {
+		got := scenario.KernelValues[name]
+		if !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(vs))) {
+			t.Errorf("scenario.KernelValues[%s] = %q, detection gives %q", name, got, vs)
+		}
+	}
+	if len(scenario.KernelValues) != len(want) {
+		t.Errorf("scenario.KernelValues names %d facts, this test %d: keep them in step", len(scenario.KernelValues), len(want))
+	}
+}

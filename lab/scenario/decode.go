@@ -100,13 +100,23 @@ func fromYAML(y *yaml.Node) *node {
 	return n
 }
 
-// checkAliases refuses anchors/aliases (billion-laughs) and absurd nesting.
+// checkAliases refuses anchors/aliases (billion-laughs), absurd nesting and
+// local tags.
 func checkAliases(file string, n *yaml.Node, depth int) error {
 	if depth > 32 {
 		return &Error{File: file, Line: n.Line, Col: n.Column, Msg: "nesting deeper than 32 levels"}
 	}
 	if n.Kind == yaml.AliasNode || n.Anchor != "" {
 		return &Error{File: file, Line: n.Line, Col: n.Column, Msg: "YAML anchors and aliases are not supported in scenarios"}
+	}
+	// `when: !lvs.random` is a YAML tag on an empty value, not a negation:
+	// kept, the selector would be empty and select every cell.
+	if strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
+		text := n.Tag
+		if n.Value != "" {
+			text += " " + n.Value
+		}
+		return &Error{File: file, Line: n.Line, Col: n.Column, Msg: fmt.Sprintf("YAML reads %q as a tag, not as text; quote it: '%s'", n.Tag, text)}
 	}
 	for _, c := range n.Content {
 		if err := checkAliases(file, c, depth+1); err != nil {

@@ -3,6 +3,8 @@ package scenario
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/twlab/twlab/lab/expr"
@@ -32,6 +34,9 @@ func parseExpect(file string, s *Scenario) ([]*Expectation, Errors) {
 					if strings.HasPrefix(n, "kernel.") {
 						x.NeedsKernel = true
 					}
+				}
+				if err := checkKernelLiterals(w); err != nil {
+					errs = append(errs, &Error{File: file, Line: e.When.Line, Col: e.When.Col, Field: field + ".when", Msg: err.Error()})
 				}
 			}
 		}
@@ -66,4 +71,27 @@ func exprError(file, field string, line, col int, err error) *Error {
 		return &Error{File: file, Line: line, Col: col + se.Col - 1, Field: field, Msg: se.Msg}
 	}
 	return &Error{File: file, Line: line, Col: col, Field: field, Msg: err.Error()}
+}
+
+// checkKernelLiterals refuses a comparison of a kernel.* fact with a value
+// it never takes ("per-tuple" for "per-4-tuple").
+func checkKernelLiterals(w *expr.Expr) error {
+	for name, valid := range KernelValues {
+		for _, lit := range w.Literals(name) {
+			if !slices.Contains(valid, lit) {
+				return fmt.Errorf("%s is never %q; it is one of %s", name, lit, quoteList(valid))
+			}
+		}
+	}
+	return nil
+}
+
+func quoteList(vs []string) string {
+	q := make([]string, 0, len(vs))
+	for _, v := range vs {
+		if v != "" {
+			q = append(q, strconv.Quote(v))
+		}
+	}
+	return strings.Join(q, ", ")
 }

@@ -166,8 +166,17 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 				err := unknownName(e.When, c.Vars)
 				ok := false
 				if err == nil && e.NeedsKernel {
-					c.Expect = append(c.Expect, e) // decided at run time
-					selected[i] = true
+					// Decided at run time; but a selector false for every
+					// kernel here (`kernel.major >= 5 && lvs.mode ==
+					// "SNAT"`) must not pass as if some kernel could meet it.
+					may, err := e.When.MayHold(env, isKernelVar)
+					if err != nil {
+						return nil, &Error{File: file, Line: w.Line, Col: w.Col, Field: fmt.Sprintf("expect[%d].when", i), Msg: fmt.Sprintf("%v (cell %s)", err, c.ID)}
+					}
+					if may {
+						c.Expect = append(c.Expect, e)
+						selected[i] = true
+					}
 					continue
 				}
 				if err == nil {

@@ -15,6 +15,16 @@ import (
 var KernelVars = []string{"kernel.release", "kernel.major", "kernel.minor", "kernel.ts_offsets",
 	"kernel.has_tw_recycle", "kernel.has_tw_reuse_delay", "kernel.has_paws_timewait", "kernel.ebpf", "kernel.ts_hz", "kernel.tw_reuse_loopback", "kernel.tw_counter"}
 
+// KernelValues are the values a kernel.* fact given as text can take
+// (lab/kernel detects them; its test keeps the lists in step): a selector
+// comparing one with anything else would never select a cell.
+var KernelValues = map[string][]string{
+	"kernel.ts_offsets": {"none", "per-pair", "per-4-tuple", "unknown"},
+	"kernel.tw_counter": {"created", "expired", ""},
+}
+
+func isKernelVar(name string) bool { return slices.Contains(KernelVars, name) }
+
 // unknownName reports a name of x that vars lack. Evaluation alone would miss
 // one behind && or || that short-circuits in every cell.
 func unknownName(x *expr.Expr, vars map[string]string) error {
