@@ -74,6 +74,12 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 		if !ok || strings.TrimSpace(k) == "" {
 			return nil, &Error{File: "--set", Msg: fmt.Sprintf("%q: want path=value, e.g. load.connections=50 or server.net.ipv4.tcp_rfc1337=1", kv)}
 		}
+		if (&node{Kind: scalarNode, Value: strings.TrimSpace(v)}).null() {
+			// An empty value reads as "not given", which quietly ran the
+			// built-in default instead of the file's value (an unset
+			// shell variable in `--set load.connections=$N`).
+			return nil, &Error{File: "--set", Field: strings.TrimSpace(k), Msg: fmt.Sprintf("%q: the value is empty; give one, e.g. %s=50 (leave the --set out to keep the file's value)", kv, strings.TrimSpace(k))}
+		}
 		// The value is named as the override it came from: the position
 		// points at what it overrides in the file, which the user did not
 		// write wrong.

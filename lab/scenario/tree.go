@@ -192,7 +192,7 @@ func setScalar(n *node, v reflect.Value) bool {
 	num := strings.ReplaceAll(s, "_", "")
 	switch v.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		i, err := strconv.ParseInt(num, 0, 64)
+		i, err := strconv.ParseInt(num, intBase(num), 64)
 		if err != nil {
 			f, ok := parseFloat(num)
 			if !ok || f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
@@ -205,7 +205,7 @@ func setScalar(n *node, v reflect.Value) bool {
 		}
 		v.SetInt(i)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		u, err := strconv.ParseUint(num, 0, 64)
+		u, err := strconv.ParseUint(num, intBase(num), 64)
 		if err != nil || v.OverflowUint(u) {
 			return false
 		}
@@ -259,9 +259,10 @@ func parseFloat(s string) (float64, bool) {
 
 func kindWord(k reflect.Kind) string {
 	switch k {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer of 0 or more"
 	case reflect.Float32, reflect.Float64:
 		return "a number"
 	case reflect.Bool:
@@ -283,4 +284,15 @@ func cloneNode(n *node) *node {
 		c.Content[i] = cloneNode(k)
 	}
 	return &c
+}
+
+// intBase reads 0x, 0o and 0b prefixes as YAML 1.2 does, and every other
+// integer as decimal: with Go's base 0, "01024" was octal 532 and "010"
+// eight connections, while "0800" (no octal) fell back to 800.
+func intBase(num string) int {
+	d := strings.TrimLeft(num, "+-")
+	if len(d) > 1 && d[0] == '0' && strings.ContainsRune("xXoObB", rune(d[1])) {
+		return 0
+	}
+	return 10
 }
