@@ -191,7 +191,15 @@ func hint(name string, figs map[string]float64) string {
 			cands = append(cands, k)
 		}
 	}
-	slices.Sort(cands)
+	// Nearest first: sorted by name alone, "sever.paws" was offered c1.paws,
+	// c2.paws, clients.paws and lvs.paws, and not server.paws.
+	dist := func(k string) int { return scenario.EditDistance(k, name, 2) }
+	slices.SortFunc(cands, func(a, b string) int {
+		if d := dist(a) - dist(b); d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
 	if len(cands) > 4 {
 		cands = cands[:4]
 	}

@@ -14,7 +14,7 @@ import (
 // and skew. figures are refused when the scenario is read.)
 func TestEvaluateNoLatencyAndTypos(t *testing.T) {
 	src := `name: t
-clients: {count: 2}
+clients: {count: 2, ts_skew: fixed}
 load: {connections: 10, duration: 2s}
 expect:
   - name: e
@@ -97,5 +97,14 @@ func TestFiguresAreKnownToTheScenarioReader(t *testing.T) {
 	}
 	if n < 40 {
 		t.Errorf("only %d figures checked", n)
+	}
+}
+
+// The runtime suggestion puts the nearest name first, not the
+// alphabetically first of those sharing the last segment.
+func TestHintNearestFirst(t *testing.T) {
+	figs := map[string]float64{"c1.paws": 0, "c2.paws": 0, "clients.paws": 0, "lvs.paws": 0, "server.paws": 3, "c3.paws": 0}
+	if got := hint("sever.paws", figs); !strings.Contains(got, "did you mean server.paws,") {
+		t.Errorf("hint = %q, want server.paws first", got)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/twlab/twlab/lab/spec"
 )
 
 // The figures a cell measures under load., syn. and skew. have fixed
@@ -73,21 +75,81 @@ func checkFigureNames(file string, s *Scenario, exps []*Expectation, cells []*Ce
 		return false
 	}
 	for i, x := range exps {
+		// skew.* figures exist only where the offsets are twlab's own.
+		fixed := slices.ContainsFunc(cells, func(c *Cell) bool {
+			return c.S.Clients.TSSkew == spec.TSSkewFixed && slices.Contains(c.Expect, x)
+		})
 		for j, a := range x.Asserts {
 			for _, n := range a.Names() {
-				if KnownFigure(n, clients) || isVar(n) {
+				if isVar(n) {
+					continue
+				}
+				msg := ""
+				switch {
+				case !KnownFigure(n, clients):
+					msg = fmt.Sprintf("%s: not a figure a cell measures%s", n, figureHint(n, clients))
+				case strings.HasPrefix(n, "skew.") && !fixed:
+					msg = fmt.Sprintf("%s: skew figures exist only in cells with clients.ts_skew: fixed, and no cell this expectation applies to has it", n)
+				default:
+					msg = otherNameProblem(n, clients)
+				}
+				if msg == "" {
 					continue
 				}
 				var line, col int
 				if e := s.Expect[i]; j < len(e.Assert.Pos) {
 					line, col = e.Assert.Pos[j].line, e.Assert.Pos[j].col
 				}
-				errs = append(errs, &Error{File: file, Line: line, Col: col, Field: fmt.Sprintf("expect[%d].assert[%d]", i, j),
-					Msg: fmt.Sprintf("%s: not a figure a cell measures%s", n, figureHint(n, clients))})
+				errs = append(errs, &Error{File: file, Line: line, Col: col, Field: fmt.Sprintf("expect[%d].assert[%d]", i, j), Msg: msg})
 			}
 		}
 	}
 	return errs
+}
+
+// otherNameProblem checks what can be checked of a name that is no load.,
+// syn. or skew. figure and no field: a node counter (server.TcpExt.…,
+// c2.time_wait.max) must name a node of the lab, whatever the kernel
+// counts, and a kernel.* name must be a fact detection gives. "" if fine.
+func otherNameProblem(n string, clients []string) string {
+	first, _, _ := strings.Cut(n, ".")
+	switch first {
+	case "load", "syn", "skew":
+		return ""
+	case "kernel":
+		if slices.Contains(KernelVars, n) {
+			return ""
+		}
+		return fmt.Sprintf("%s: not a kernel fact twlab detects%s", n, closest(n, KernelVars, "; they are "+strings.Join(KernelVars, ", ")))
+	}
+	nodes := append([]string{"server", "lvs", "clients"}, clients...)
+	if slices.Contains(nodes, first) {
+		return ""
+	}
+	if len(first) > 1 && first[0] == 'c' && strings.Trim(first[1:], "0123456789") == "" {
+		return fmt.Sprintf("%s: this scenario has %d clients (c1 … c%d)", n, len(clients), len(clients))
+	}
+	var cands []string
+	rest := strings.TrimPrefix(n, first)
+	for _, nd := range nodes {
+		cands = append(cands, nd+rest)
+	}
+	return fmt.Sprintf("%s: no node %q in this lab (nodes: server, lvs, clients, c1 … c%d)%s", n, first, len(clients), closest(n, cands, ""))
+}
+
+// closest is "; did you mean X?" for the candidate nearest to n (at most
+// two edits away), else otherwise.
+func closest(n string, cands []string, otherwise string) string {
+	best, bd := "", 3
+	for _, x := range cands {
+		if d := EditDistance(n, x, 2); d < bd {
+			best, bd = x, d
+		}
+	}
+	if best != "" {
+		return "; did you mean " + best + "?"
+	}
+	return otherwise
 }
 
 // figureHint suggests the figures closest to a misspelt name.
@@ -106,16 +168,7 @@ func figureHint(n string, clients []string) string {
 		add("load.clients."+c+".", clientFigures)
 		add("skew."+c+".", skewFigures)
 	}
-	best, bd := "", 3
-	for _, x := range all {
-		if d := EditDistance(n, x, 2); d < bd {
-			best, bd = x, d
-		}
-	}
-	if best != "" {
-		return "; did you mean " + best + "?"
-	}
-	return "; scenarios/README.md lists the figures"
+	return closest(n, all, "; scenarios/README.md lists the figures")
 }
 
 // EditDistance is the Levenshtein distance of a and b, or limit+1 once it
