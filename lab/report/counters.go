@@ -1,5 +1,22 @@
 package report
 
+import "github.com/twlab/twlab/lab/result"
+
+// counterMeaning is CounterMeanings[k], with TcpExt.TW said as the kernel
+// that measured it counts it (detection's tw_counter): "created" on recent
+// kernels, where a report saying "ended" told the reverse of what happened.
+func counterMeaning(k, twCounter string) string {
+	if k == "TcpExt.TW" {
+		switch twCounter {
+		case "created":
+			return "TIME_WAIT sockets created: connections that entered TIME_WAIT (this kernel counts them when they start)"
+		case "expired":
+			return "TIME_WAIT sockets that ended: their timer ran out, or a RST or an accepted new SYN ended them early (this kernel counts them when they end)"
+		}
+	}
+	return CounterMeanings[k]
+}
+
 // CounterMeanings says in one line what a kernel counter (as
 // "Group.Field" from /proc/net/netstat and /proc/net/snmp) counts, for the
 // counters of the TIME_WAIT/PAWS story and the common TCP ones around it.
@@ -12,9 +29,9 @@ var CounterMeanings = map[string]string{
 	"TcpExt.PAWSOldAck":   "ACKs rejected by PAWS because they carry an old timestamp",
 
 	// TIME_WAIT.
-	"TcpExt.TW":                    "TIME_WAIT sockets that ended: their timer ran out or, on recent kernels, a RST or an accepted new SYN ended them early",
+	"TcpExt.TW":                    "TIME_WAIT sockets: counted when they are created on recent kernels, when they end on older ones (kernel_features.tw_counter says which)",
 	"TcpExt.TWRecycled":            "TIME_WAIT sockets taken over by a new outgoing connection to the same peer, allowed by timestamps (tcp_tw_reuse)",
-	"TcpExt.TWKilled":              "TIME_WAIT sockets that ended on a shortened timer (tcp_tw_recycle's fast expiry, Linux < 4.12)",
+	"TcpExt.TWKilled":              "TIME_WAIT sockets given a shortened timer (tcp_tw_recycle's fast expiry, Linux < 4.12), counted when the short timer is set",
 	"TcpExt.TCPTimeWaitOverflow":   "connections closed without a TIME_WAIT socket because tcp_max_tw_buckets was reached (\"time wait bucket table overflow\")",
 	"TcpExt.TCPACKSkippedTimeWait": "answers (bare ACKs) a TIME_WAIT socket did not send because replies to out-of-window segments are rate-limited (tcp_invalid_ratelimit)",
 	"TcpExt.TCPACKSkippedFinWait2": "answers a FIN_WAIT2 socket did not send because of the same rate limit",
@@ -22,7 +39,7 @@ var CounterMeanings = map[string]string{
 
 	// Listen queues and SYN handling.
 	"TcpExt.ListenDrops":          "SYNs or handshake-completing ACKs a listener dropped, for any reason (includes ListenOverflows)",
-	"TcpExt.ListenOverflows":      "completed handshakes dropped because the listener's accept queue was full (listen backlog, somaxconn)",
+	"TcpExt.ListenOverflows":      "SYNs and handshake-completing ACKs dropped because the listener's accept queue was full (listen backlog, somaxconn): a SYN dropped so gets no SYN-ACK",
 	"TcpExt.TCPReqQFullDrop":      "SYNs dropped because the SYN queue was full and SYN cookies were off",
 	"TcpExt.TCPReqQFullDoCookies": "SYN cookies sent because the SYN queue was full",
 	"TcpExt.SyncookiesSent":       "SYN-ACKs sent with a SYN cookie instead of keeping a half-open connection",
@@ -85,4 +102,11 @@ var synMeanings = []struct{ key, name, meaning string }{
 	{"unanswered", "syn.unanswered", "SYNs in minus SYN-ACKs out: SYNs the server did not accept (dropped, or answered with a bare ACK)"},
 	{"rst_in", "syn.rst_in", "RSTs that reached the server (a client answering a bare ACK sends one)"},
 	{"rst_out", "syn.rst_out", "RSTs the server sent"},
+}
+
+func twCounterOf(r *result.Run) string {
+	if r.KernelFeatures == nil {
+		return ""
+	}
+	return r.KernelFeatures.TWCounter
 }

@@ -263,7 +263,7 @@ func renderHTML(r *result.Run, ts map[int][]*result.Series, problems []string) (
 			row.TWMax = num(int64(n.TimeWait.Max))
 		}
 		pg.Rows = append(pg.Rows, row)
-		pg.Cells = append(pg.Cells, htmlCellOf(c, cellNum, anchor, series, noTS, st))
+		pg.Cells = append(pg.Cells, htmlCellOf(c, cellNum, anchor, series, noTS, twCounterOf(r), st))
 	}
 	if len(badIndex) > 0 {
 		st.warnings = append(st.warnings, "run.json: cells with an index that is negative or not their own, whose time series are not shown: "+strings.Join(badIndex, ", "))
@@ -307,7 +307,7 @@ func kernelFacts(f *result.KernelFeatures) []string {
 	return out
 }
 
-func htmlCellOf(c *result.Cell, cellNum int, anchor string, ss []*result.Series, noTS string, st *pageState) htmlCell {
+func htmlCellOf(c *result.Cell, cellNum int, anchor string, ss []*result.Series, noTS, twCounter string, st *pageState) htmlCell {
 	hc := htmlCell{Num: cellNum, Anchor: anchor, ID: c.ID, Status: c.Status, StatusClass: statusClass(c.Status),
 		Reason: c.Reason, Ran: c.Load != nil}
 	// Every list of the cell gets what is left of the page's rows.
@@ -336,7 +336,7 @@ func htmlCellOf(c *result.Cell, cellNum int, anchor string, ss []*result.Series,
 			htmlFigure{"connections", fmt.Sprintf("%d ok of %d", l.OK, l.Attempts)},
 			htmlFigure{"failed", failures(l)},
 			htmlFigure{"connect", connectText(l)},
-			htmlFigure{"rate", fmt.Sprintf("%.0f conn/s over %.2f s", l.ConnPerS, l.Elapsed)})
+			htmlFigure{"rate", fmt.Sprintf("%s conn/s over %.2f s", rate(l.ConnPerS), l.Elapsed)})
 	}
 	if s := c.SYN; s != nil {
 		vals := map[string]int64{"in": s.In, "synack_out": s.SynAckOut, "unanswered": s.Unanswered, "rst_in": s.RSTIn, "rst_out": s.RSTOut}
@@ -346,7 +346,7 @@ func htmlCellOf(c *result.Cell, cellNum int, anchor string, ss []*result.Series,
 			}
 		}
 	}
-	hc.Story, hc.Other = movedCounters(c)
+	hc.Story, hc.Other = movedCounters(c, twCounter)
 	hc.Story = hc.Story[:list("counters", len(hc.Story))]
 	hc.Other = hc.Other[:list("other counters", len(hc.Other))]
 	if !hc.Ran {
@@ -376,7 +376,7 @@ func connectText(l *result.Load) string {
 
 // movedCounters lists the counters that moved in the server, the clients
 // (sum) or the box: the story counters first, then the others.
-func movedCounters(c *result.Cell) (story, other []htmlCounter) {
+func movedCounters(c *result.Cell, twCounter string) (story, other []htmlCounter) {
 	nodes := []string{"server", "clients", "lvs"}
 	moved := map[string]bool{}
 	for _, n := range nodes {
@@ -400,7 +400,7 @@ func movedCounters(c *result.Cell) (story, other []htmlCounter) {
 		return num(v)
 	}
 	row := func(k string) htmlCounter {
-		return htmlCounter{Name: k, Meaning: CounterMeanings[k], Server: val("server", k), Clients: val("clients", k), LVS: val("lvs", k)}
+		return htmlCounter{Name: k, Meaning: counterMeaning(k, twCounter), Server: val("server", k), Clients: val("clients", k), LVS: val("lvs", k)}
 	}
 	for _, k := range storyCounters {
 		if moved[k] {

@@ -195,3 +195,31 @@ func TestOnlyAndSlowRate(t *testing.T) {
 		t.Errorf("table lost the rate 0.4:\n%s", tab)
 	}
 }
+
+// The page says what TcpExt.TW counted on the kernel that measured it, and
+// a rate below 10 conn/s keeps its decimal as in every other output.
+func TestHTMLTWCounterAndRate(t *testing.T) {
+	for _, c := range []struct{ counter, want, not string }{
+		{"created", "TIME_WAIT sockets created", "sockets that ended"},
+		{"expired", "TIME_WAIT sockets that ended", "sockets created"},
+		{"", "kernel_features.tw_counter says which", "sockets that ended"},
+	} {
+		r := sampleRun()
+		r.Cells[0].Nodes["server"].Counters["TcpExt.TW"] = 7
+		r.Cells[0].Load.ConnPerS = 0.4
+		if c.counter != "" {
+			r.KernelFeatures = &result.KernelFeatures{TWCounter: c.counter}
+		}
+		b, err := report.HTML(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page := string(b)
+		if !strings.Contains(page, c.want) || strings.Contains(page, c.not) {
+			t.Errorf("tw_counter %q: page should say %q and not %q", c.counter, c.want, c.not)
+		}
+		if !strings.Contains(page, "0.4 conn/s") {
+			t.Errorf("rate 0.4 not shown as 0.4 conn/s")
+		}
+	}
+}

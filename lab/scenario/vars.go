@@ -20,7 +20,7 @@ var KernelVars = []string{"kernel.release", "kernel.major", "kernel.minor", "ker
 // comparing one with anything else would never select a cell.
 var KernelValues = map[string][]string{
 	"kernel.ts_offsets": {"none", "per-pair", "per-4-tuple", "unknown"},
-	"kernel.tw_counter": {"created", "expired", ""},
+	"kernel.tw_counter": {"created", "expired", "unknown", ""},
 }
 
 func isKernelVar(name string) bool { return slices.Contains(KernelVars, name) }
