@@ -199,7 +199,7 @@ type TimeWait struct {
 	Max     int      `json:"max"`
 	Final   int      `json:"final"`
 	Samples int      `json:"samples"`
-	Series  [][2]int `json:"series,omitempty"` // [ms since cell start, count]
+	Series  [][2]int `json:"series,omitempty"` // [ms since sampling started (just before the load), count]
 }
 
 // Expect is one evaluated assertion.

@@ -573,6 +573,10 @@ func (cr *cellRun) measure(ctx context.Context) error {
 	for _, se := range rc.Series {
 		if se.Name == result.SeriesTimeWait && se.Node == "clients" && len(se.V) > 0 {
 			clientsSum.TimeWait.Max = int(slices.Max(se.V))
+			// samples: the ticks that read every client (it said 0, as if
+			// the clients' TIME_WAIT had never been sampled); the series
+			// itself is timeseries.csv's, the clients' own are under c1 ….
+			clientsSum.TimeWait.Samples = len(se.V)
 		}
 	}
 	clientsSum.Summarize()

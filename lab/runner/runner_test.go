@@ -89,6 +89,9 @@ func TestNatPaws(t *testing.T) {
 	if on.SYN.Unanswered == 0 || on.Nodes["clients"].Counters["TcpExt.TCPSynRetrans"] == 0 {
 		t.Errorf("timestamps on: unanswered SYNs %d, client SYN retransmits %d; want both > 0", on.SYN.Unanswered, on.Nodes["clients"].Counters["TcpExt.TCPSynRetrans"])
 	}
+	if cl, c1 := on.Nodes["clients"].TimeWait, on.Nodes["c1"].TimeWait; cl.Samples == 0 || c1.Samples == 0 || cl.Samples > c1.Samples {
+		t.Errorf("TIME_WAIT samples: clients %d, c1 %d; want the clients' sum sampled (at most as often as each client)", cl.Samples, c1.Samples)
+	}
 	if on.Load.OK != 40 {
 		t.Errorf("timestamps on, rfc1337=0: %d/40 ok, want all (RST kills the TIME_WAIT)", on.Load.OK)
 	}
