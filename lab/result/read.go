@@ -154,34 +154,29 @@ func ParseRun(path string, b []byte) (*Run, error) {
 	// The embedded *Run takes every field (the scenario as the raw JSON it
 	// is, never expanded); the fields declared here hide the ones that
 	// would need trust to decode: times (a bad one would end decoding) and
-	// cells one by one.
-	var in struct {
+	// cells, decoded one by one.
+	type runIn struct {
 		*Run
-		Started  json.RawMessage `json:"started"`
-		Finished json.RawMessage `json:"finished"`
-		Cells    []*struct {
-			*Cell
-			Started json.RawMessage `json:"started"`
-		} `json:"cells"`
+		Started  json.RawMessage   `json:"started"`
+		Finished json.RawMessage   `json:"finished"`
+		Cells    []json.RawMessage `json:"cells"`
 	}
-	in.Run = &Run{}
-	err := json.Unmarshal(b, &in)
-	var typeErr *json.UnmarshalTypeError
-	if err != nil && !errors.As(err, &typeErr) {
+	var in runIn
+	var warnings []string
+	err := decodeLenient(b, "", func() any { in = runIn{Run: &Run{}}; return &in }, &warnings)
+	if err != nil {
 		return nil, &NotRunError{Path: path, Reason: "not JSON", Err: err}
 	}
 	r := in.Run
 	if r.Schema != Schema {
 		return nil, &NotRunError{Path: path, Reason: fmt.Sprintf("schema %q, want %q", clip(Printable(r.Schema), 80), Schema)}
 	}
-	if typeErr != nil {
-		// The path names the embedded structs this reader decodes through.
-		field := strings.TrimPrefix(strings.ReplaceAll(typeErr.Field, "cells.Cell.", "cells[]."), "Run.")
-		if field == "" {
-			field = "(top level)"
-		}
-		r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %s holds %s where %s belongs; such values were left out",
-			clip(field, 120), clip(typeErr.Value, 40), typeErr.Type))
+	r.Warnings = append(r.Warnings, warnings...)
+	if r.Status == "" {
+		r.Warnings = append(r.Warnings, "run.json: no status; the run's outcome is unknown")
+	}
+	if !hasKey(b, "cells") {
+		r.Warnings = append(r.Warnings, "run.json: no cells; nothing of the run was recorded")
 	}
 	r.Started = readTime(r, "started", in.Started)
 	if len(in.Finished) > 0 && string(in.Finished) != "null" {
@@ -194,12 +189,27 @@ func ParseRun(path string, b []byte) (*Run, error) {
 	}
 	r.Cells = make([]*Cell, 0, len(in.Cells))
 	dropped := 0
-	for i, c := range in.Cells {
-		if c == nil || c.Cell == nil {
+	for i, raw := range in.Cells {
+		where := fmt.Sprintf("cells[%d]", i)
+		if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' {
 			dropped++
 			continue
 		}
-		c.Cell.Started = readTime(r, fmt.Sprintf("cells[%d].started", i), c.Started)
+		type cellIn struct {
+			*Cell
+			Started json.RawMessage `json:"started"`
+		}
+		var c cellIn
+		// A cell without an index must not take cell 0's time series.
+		err := decodeLenient(raw, where, func() any { c = cellIn{Cell: &Cell{Index: -1}}; return &c }, &r.Warnings)
+		if err != nil {
+			dropped++
+			continue
+		}
+		if c.ID == "" || c.Status == "" {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %s has no id or no status", where))
+		}
+		c.Cell.Started = readTime(r, where+".started", c.Started)
 		r.Cells = append(r.Cells, c.Cell)
 	}
 	if dropped > 0 {
@@ -425,4 +435,96 @@ func isCellsKey(quoted []byte) bool {
 	}
 	var s string
 	return json.Unmarshal(quoted, &s) == nil && strings.EqualFold(s, "cells")
+}
+
+// decodeLenient decodes b into what fresh returns (a new value each call).
+// A member of the wrong type is dropped whole (its key removed, the rest
+// decoded again) and reported in warnings with where it was: decoding in
+// one go keeps only the first such error, and leaves the objects it had
+// begun filling as zeros that read like measured figures ("load": "nope"
+// became 0 connections, 0 ok). Errors are those of b not being JSON.
+func decodeLenient(b []byte, where string, fresh func() any, warnings *[]string) error {
+	var members map[string]json.RawMessage
+	for range 64 {
+		err := json.Unmarshal(b, fresh())
+		var typeErr *json.UnmarshalTypeError
+		if err == nil || !errors.As(err, &typeErr) {
+			return err
+		}
+		if members == nil {
+			if json.Unmarshal(b, &members) != nil {
+				return err // not an object at all: the caller's type error
+			}
+		}
+		key := memberOf(typeErr.Field, members)
+		// The path names the embedded structs decoded through ("Cell.").
+		path := typeErr.Field
+		for _, emb := range []string{"Run.", "Cell."} {
+			path = strings.TrimPrefix(path, emb)
+		}
+		if path == "Run" || path == "Cell" {
+			path = ""
+		}
+		field := strings.Trim(where+"."+path, ".")
+		if field == "" {
+			field = "(top level)"
+		}
+		*warnings = append(*warnings, fmt.Sprintf("run.json: %s holds %s where %s belongs; it was left out",
+			clip(field, 120), clip(typeErr.Value, 40), typeName(typeErr.Type)))
+		if key == "" {
+			return nil // nothing to drop: keep what decoded
+		}
+		delete(members, key)
+		if b, err = json.Marshal(members); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// memberOf is the key of members that the error path field starts in.
+// The path names embedded structs too ("Cell.load.attempts"), and the
+// decoder matches keys without regard to case.
+func memberOf(field string, members map[string]json.RawMessage) string {
+	for _, seg := range strings.Split(field, ".") {
+		for k := range members {
+			if strings.EqualFold(k, seg) {
+				return k
+			}
+		}
+	}
+	return ""
+}
+
+// typeName says what a Go type is in JSON words.
+func typeName(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return "another type"
+}
+
+// hasKey says whether the top-level object b has the member key.
+func hasKey(b []byte, key string) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return false
+	}
+	_, ok := m[key]
+	return ok
 }

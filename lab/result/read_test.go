@@ -96,8 +96,10 @@ func TestReadRunUntrusted(t *testing.T) {
 		warn  string
 		check func(r *result.Run) bool
 	}{
-		"string count": {edit(func(m map[string]any) { cell(m, 0)["load"].(map[string]any)["ok"] = "NaN" }), "cells[].load.ok",
-			func(r *result.Run) bool { return r.Cells[0].Load.Attempts > 0 && r.Cells[0].Load.OK == 0 }},
+		"string count": {edit(func(m map[string]any) { cell(m, 0)["load"].(map[string]any)["ok"] = "NaN" }), "cells[0].load.ok holds string where an integer belongs",
+			// The load is left out whole: with ok alone dropped, its 0 would
+			// read as measured.
+			func(r *result.Run) bool { return len(r.Cells) == 3 && r.Cells[0].Load == nil && r.Cells[1].Load != nil }},
 		"huge number": {bytes.Replace(real, []byte(`"p99": `), []byte(`"p99": 1e999, "x": `), 1), "number 1e999",
 			func(r *result.Run) bool { return len(r.Cells) == 3 }},
 		"bad time": {edit(func(m map[string]any) { m["started"] = "yesterday"; cell(m, 1)["started"] = 12 }), "not a time",
@@ -135,7 +137,7 @@ func TestReadRunUntrusted(t *testing.T) {
 				b, _ := json.Marshal(r)
 				return !bytes.Contains(b, []byte(`\u001b`)) && !bytes.Contains(b, []byte("\u009b")) && strings.HasPrefix(r.Cells[0].ID, "a\uFFFD]52")
 			}},
-		"null nodes": {edit(func(m map[string]any) { cell(m, 0)["nodes"] = map[string]any{"server": nil, "x": 1} }), "cells[].nodes",
+		"null nodes": {edit(func(m map[string]any) { cell(m, 0)["nodes"] = map[string]any{"server": nil, "x": 1} }), "cells[0].nodes holds number where an object belongs",
 			func(r *result.Run) bool { return r.Cells[0].Nodes["server"] == nil }},
 	}
 	for name, tc := range damaged {
@@ -284,5 +286,53 @@ func TestReadersStayInTheRunFolder(t *testing.T) {
 	}
 	if _, err := result.ReadRun(filepath.Join(in, "run.json")); err != nil {
 		t.Errorf("run.json linked within the folder: %v", err)
+	}
+}
+
+// Every member of the wrong type is reported with its cell and left out
+// whole (decoding in one go reported the first only and left the others'
+// objects as zeros that read as measured); a cell without an index takes no
+// other cell's time series; a run without cells or status says so.
+func TestReadRunReportsEveryWrongType(t *testing.T) {
+	real := readReal(t, "run.json")
+	var m map[string]any
+	if err := json.Unmarshal(real, &m); err != nil {
+		t.Fatal(err)
+	}
+	cells := m["cells"].([]any)
+	cells[0].(map[string]any)["load"] = "nope"
+	cells[1].(map[string]any)["syn"] = []any{1, 2}
+	delete(cells[2].(map[string]any), "index")
+	cells[2].(map[string]any)["nodes"] = "x"
+	b, _ := json.Marshal(m)
+	r, err := result.ParseRun("run.json", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warn := strings.Join(r.Warnings, "\n")
+	for _, w := range []string{"cells[0].load holds string where an object belongs", "cells[1].syn holds array where an object belongs", "cells[2].nodes holds string"} {
+		if !strings.Contains(warn, w) {
+			t.Errorf("warnings lack %q:\n%s", w, warn)
+		}
+	}
+	if len(r.Cells) != 3 || r.Cells[0].Load != nil || r.Cells[1].SYN != nil || r.Cells[2].Nodes != nil {
+		t.Errorf("damaged members not left out: %d cells", len(r.Cells))
+	}
+	if r.Cells[0].SYN == nil || r.Cells[1].Load == nil || r.Cells[2].ID == "" {
+		t.Error("members beside the damaged ones were lost")
+	}
+	if r.Cells[2].Index != -1 {
+		t.Errorf("cell without an index has index %d, want -1 (no time series)", r.Cells[2].Index)
+	}
+
+	r, err = result.ParseRun("run.json", []byte(`{"schema":"twlab.run/v1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	warn = strings.Join(r.Warnings, "\n")
+	for _, w := range []string{"no status", "no cells"} {
+		if !strings.Contains(warn, w) {
+			t.Errorf("a run.json with only its schema: warnings lack %q: %q", w, r.Warnings)
+		}
 	}
 }
