@@ -287,27 +287,27 @@ func (c *Comparison) legend() string {
 // Text is the terminal table; a differing figure is marked with "*".
 func (c *Comparison) Text() string {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "twlab compare: %s, %d runs, %d cells, %d changed\n", c.Scenario, len(c.Columns), len(c.Rows), c.ChangedRows())
+	fmt.Fprintf(&b, "twlab compare: %s, %d runs, %d cells, %d changed\n", oneLine(c.Scenario), len(c.Columns), len(c.Rows), c.ChangedRows())
 	for _, w := range c.Warnings {
-		fmt.Fprintf(&b, "warning: %s\n", w)
+		fmt.Fprintf(&b, "warning: %s\n", oneLine(w))
 	}
 	for i, col := range c.Columns {
 		role := ""
 		if i == 0 {
 			role = "  (baseline)"
 		}
-		fmt.Fprintf(&b, "  %s: %s, %s, started %s%s\n", col.Label, col.Dir, col.Status, col.Started, role)
+		fmt.Fprintf(&b, "  %s: %s, %s, started %s%s\n", oneLine(col.Label), oneLine(col.Dir), oneLine(col.Status), col.Started, role)
 	}
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	head := []string{"cell"}
 	for _, col := range c.Columns {
-		head = append(head, col.Label)
+		head = append(head, oneLine(col.Label))
 	}
 	head = append(head, "changed")
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	for _, r := range c.Rows {
-		row := []string{r.ID}
+		row := []string{oneLine(r.ID)}
 		for _, e := range r.Entries {
 			row = append(row, e.text(func(s string) string { return s + "*" }))
 		}
@@ -326,20 +326,20 @@ func (c *Comparison) Text() string {
 // Markdown is the table in Markdown; a differing figure is bold.
 func (c *Comparison) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# twlab compare: %s\n\n%d runs, %d cells, **%d changed**.\n\n", c.Scenario, len(c.Columns), len(c.Rows), c.ChangedRows())
+	fmt.Fprintf(&b, "# twlab compare: %s\n\n%d runs, %d cells, **%d changed**.\n\n", mdText(c.Scenario), len(c.Columns), len(c.Rows), c.ChangedRows())
 	for _, w := range c.Warnings {
-		fmt.Fprintf(&b, "> warning: %s\n\n", w)
+		fmt.Fprintf(&b, "> warning: %s\n\n", mdText(w))
 	}
 	for i, col := range c.Columns {
 		role := ""
 		if i == 0 {
 			role = " (baseline)"
 		}
-		fmt.Fprintf(&b, "- `%s`: `%s`, %s, started %s%s\n", col.Label, col.Dir, col.Status, col.Started, role)
+		fmt.Fprintf(&b, "- %s: %s, %s, started %s%s\n", mdCode(col.Label), mdCode(col.Dir), mdText(col.Status), mdText(col.Started), role)
 	}
 	b.WriteString("\n| cell |")
 	for _, col := range c.Columns {
-		b.WriteString(" " + mdCell(col.Label) + " |")
+		b.WriteString(" " + mdText(col.Label) + " |")
 	}
 	b.WriteString(" changed |\n|---|")
 	for range c.Columns {
@@ -347,7 +347,7 @@ func (c *Comparison) Markdown() string {
 	}
 	b.WriteString("---|\n")
 	for _, r := range c.Rows {
-		fmt.Fprintf(&b, "| `%s` |", mdCell(r.ID))
+		fmt.Fprintf(&b, "| %s |", mdCode(r.ID))
 		for _, e := range r.Entries {
 			b.WriteString(" " + mdCell(e.text(func(s string) string { return "**" + s + "**" })) + " |")
 		}
@@ -462,4 +462,15 @@ func setsText(o []string) string {
 		return "without --set"
 	}
 	return fmt.Sprintf("with --set %q", o)
+}
+
+// oneLine keeps a table row one row: a line break or tab in a cell id or a
+// label from a run folder made rows of its own in the terminal table.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\t' {
+			return ' '
+		}
+		return r
+	}, s)
 }

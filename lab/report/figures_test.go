@@ -43,3 +43,21 @@ func TestCSVTextCell(t *testing.T) {
 		}
 	}
 }
+
+// Text from a run folder stays text in Markdown: a line break cannot start
+// a heading, a backtick cannot close its code span and let HTML through.
+func TestMarkdownInert(t *testing.T) {
+	if got := mdText("ok\n# run OK <img src=x> [a](b) `c` |"); got != "ok # run OK \\<img src=x\\> \\[a\\](b) \\`c\\` \\|" {
+		t.Errorf("mdText = %q", got)
+	}
+	for _, c := range []struct{ in, want string }{
+		{"tw_recycle=1", "`tw_recycle=1`"},
+		{"a`<img src=x>`b", "`` a`<img src=x>`b ``"},
+		{"x``y\nz|w", "``` x``y z\\|w ```"},
+		{"", "`  `"},
+	} {
+		if got := mdCode(c.in); got != c.want {
+			t.Errorf("mdCode(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

@@ -277,22 +277,26 @@ func markdown(r *result.Run, problems []string) string {
 	var b strings.Builder
 	rows := newRows()
 	name := r.ScenarioFile
-	fmt.Fprintf(&b, "# twlab run: %s\n\n", filepath.Base(name))
-	status := "**" + r.Status + "**"
+	fmt.Fprintf(&b, "# twlab run: %s\n\n", mdText(filepath.Base(name)))
+	status := "**" + mdText(r.Status) + "**"
 	if left := NotStarted(r); left > 0 {
 		status += fmt.Sprintf(" (%d of %d cells never started)", left, r.CellsPlanned)
 	}
-	fmt.Fprintf(&b, "- status: %s\n- kernel: %s\n- started: %s\n- run id: %s\n", status, r.Kernel, r.Started.UTC().Format("2006-01-02 15:04:05 UTC"), r.RunID)
+	fmt.Fprintf(&b, "- status: %s\n- kernel: %s\n- started: %s\n- run id: %s\n", status, mdText(r.Kernel), r.Started.UTC().Format("2006-01-02 15:04:05 UTC"), mdText(r.RunID))
 	if len(r.Overrides) > 0 {
-		fmt.Fprintf(&b, "- overrides: `%s`\n", strings.Join(r.Overrides, "`, `"))
+		var o []string
+		for _, s := range r.Overrides {
+			o = append(o, mdCode(s))
+		}
+		fmt.Fprintf(&b, "- overrides: %s\n", strings.Join(o, ", "))
 	}
 	if r.Only != "" {
-		fmt.Fprintf(&b, "- only the cells where: `%s`\n", r.Only)
+		fmt.Fprintf(&b, "- only the cells where: %s\n", mdCode(r.Only))
 	}
 	if len(problems) > 0 {
 		b.WriteString("\n## What could not be read\n\nThis run folder is not as twlab writes it (damaged, edited or truncated): what follows leaves out what could not be read.\n\n")
 		for _, p := range problems {
-			fmt.Fprintf(&b, "- %s\n", p)
+			fmt.Fprintf(&b, "- %s\n", mdText(p))
 		}
 	}
 	b.WriteString("\n## Cells\n\n| cell |")
@@ -305,27 +309,27 @@ func markdown(r *result.Run, problems []string) string {
 	}
 	b.WriteString("\n")
 	for _, c := range r.Cells {
-		fmt.Fprintf(&b, "| `%s` |", mdCell(c.ID))
+		fmt.Fprintf(&b, "| %s |", mdCode(c.ID))
 		for _, col := range columns {
-			b.WriteString(" " + mdCell(col.get(c)) + " |")
+			b.WriteString(" " + mdText(col.get(c)) + " |")
 		}
 		b.WriteString("\n")
 	}
 	if fe := failedExpectations(r, rows); len(fe) > 0 {
 		b.WriteString("\n## Failed expectations\n\n")
 		for _, f := range fe {
-			fmt.Fprintf(&b, "- %s\n", f)
+			fmt.Fprintf(&b, "- %s\n", mdText(f))
 		}
 	}
 	b.WriteString("\n## What happened in each cell\n")
 	for _, c := range r.Cells {
-		fmt.Fprintf(&b, "\n### `%s` — %s\n\n", c.ID, c.Status)
+		fmt.Fprintf(&b, "\n### %s — %s\n\n", mdCode(c.ID), mdText(c.Status))
 		if c.Reason != "" {
-			fmt.Fprintf(&b, "%s\n\n", c.Reason)
+			fmt.Fprintf(&b, "%s\n\n", mdText(c.Reason))
 		}
 		notes := c.Notes[:rows.take(len(c.Notes))]
 		for _, n := range notes {
-			fmt.Fprintf(&b, "- %s\n", n)
+			fmt.Fprintf(&b, "- %s\n", mdText(n))
 		}
 		if len(notes) < len(c.Notes) {
 			fmt.Fprintf(&b, "- %s\n", notListed(len(c.Notes)-len(notes)))
@@ -341,9 +345,9 @@ func markdown(r *result.Run, problems []string) string {
 					b.WriteString(", ")
 				}
 				if v, ok := c.KnobsActual[k]; ok {
-					fmt.Fprintf(&b, "`%s=%s`", k, v)
+					b.WriteString(mdCode(k + "=" + v))
 				} else {
-					b.WriteString(k)
+					b.WriteString(mdText(k))
 				}
 			}
 			b.WriteString("\n")
@@ -360,7 +364,7 @@ func markdown(r *result.Run, problems []string) string {
 					}
 				}
 				m, _ := expectFigures(e)
-				fmt.Fprintf(&b, "| `%s` | %s | %s |\n", mdCell(e.Expr), mdCell(m), mdCell(res))
+				fmt.Fprintf(&b, "| %s | %s | %s |\n", mdCode(e.Expr), mdText(m), mdText(res))
 			}
 			if len(expect) < len(c.Expect) {
 				fmt.Fprintf(&b, "| %s | | |\n", notListed(len(c.Expect)-len(expect)))
@@ -445,7 +449,9 @@ func csvOf(r *result.Run) ([]byte, []string, error) {
 		knobs = knobs[:maxKnobColumns]
 	}
 	head := []string{"cell", "status", "reason"}
-	head = append(head, knobs...)
+	for _, k := range knobs {
+		head = append(head, textCell(k)) // a knob name comes from the run folder too
+	}
 	head = append(head, "attempts", "ok", "failed")
 	for _, f := range result.FailureClasses {
 		head = append(head, "fail_"+f)

@@ -223,3 +223,32 @@ func TestHTMLTWCounterAndRate(t *testing.T) {
 		}
 	}
 }
+
+// A hostile run folder's text stays text in summary.md, cells.csv and the
+// compare table (CI appends `compare --md` to its job summary).
+func TestHostileTextInert(t *testing.T) {
+	r := sampleRun()
+	r.Kernel = "6.18\n# run OK"
+	r.Cells[0].ID = "x`<img src=https://evil/x.png>`"
+	r.Cells[1].ID = "two\nlines"
+	r.Cells[0].KnobsActual = map[string]string{"n": "1"}
+	r.Cells[0].Knobs[`=HYPERLINK("http://evil","x")`] = "1"
+	md := report.Markdown(r)
+	if strings.Contains(md, "\n# run OK") || strings.Contains(md, "`<img") && !strings.Contains(md, "`` x`<img") {
+		t.Errorf("Markdown lets markup through:\n%s", md)
+	}
+	b, err := report.CSV(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, _, _ := strings.Cut(string(b), "\n")
+	if strings.Contains(head, `,=HYPERLINK`) || strings.Contains(head, `,"=HYPERLINK`) {
+		t.Errorf("cells.csv header has a formula: %s", head)
+	}
+	cmp := report.Compare([]report.CompareRun{{Dir: "a", Run: sampleRun()}, {Dir: "b", Run: r}})
+	for _, line := range strings.Split(cmp.Text(), "\n") {
+		if strings.HasPrefix(line, "lines") {
+			t.Errorf("a line break in a cell id made a row of its own:\n%s", cmp.Text())
+		}
+	}
+}

@@ -172,8 +172,15 @@ func ParseRun(path string, b []byte) (*Run, error) {
 		return nil, &NotRunError{Path: path, Reason: fmt.Sprintf("schema %q, want %q", clip(Printable(r.Schema), 80), Schema)}
 	}
 	r.Warnings = append(r.Warnings, warnings...)
-	if r.Status == "" {
+	switch r.Status {
+	case "":
 		r.Warnings = append(r.Warnings, "run.json: no status; the run's outcome is unknown")
+	case RunRunning, RunOK, RunFailed, RunInterrupted, RunNA:
+	default:
+		// A status is a word twlab writes; anything else is shown as
+		// what it is, not passed on into tables and headings.
+		r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: status %q is none twlab writes; shown as \"unknown\"", clip(Printable(r.Status), 40)))
+		r.Status = "unknown"
 	}
 	if !hasKey(b, "cells") {
 		r.Warnings = append(r.Warnings, "run.json: no cells; nothing of the run was recorded")
@@ -206,8 +213,16 @@ func ParseRun(path string, b []byte) (*Run, error) {
 			dropped++
 			continue
 		}
-		if c.ID == "" || c.Status == "" {
-			r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %s has no id or no status", where))
+		switch c.Status {
+		case CellOK, CellNA, CellFailed, CellInterrupted:
+		case "":
+			r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %s has no status", where))
+		default:
+			r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %s.status %q is none twlab writes; shown as \"unknown\"", where, clip(Printable(c.Status), 40)))
+			c.Status = "unknown"
+		}
+		if c.ID == "" {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("run.json: %s has no id", where))
 		}
 		c.Cell.Started = readTime(r, where+".started", c.Started)
 		r.Cells = append(r.Cells, c.Cell)

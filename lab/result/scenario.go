@@ -1,6 +1,9 @@
 package result
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strings"
+)
 
 // ScenarioView is what readers of a run use of its scenario. run.json keeps
 // the scenario as lab/scenario writes it (Run.Scenario, raw JSON: the
@@ -25,6 +28,13 @@ func (r *Run) ScenarioView() ScenarioView {
 	var v ScenarioView
 	if len(r.Scenario) > 0 {
 		json.Unmarshal(r.Scenario, &v)
+	}
+	// The scenario is kept raw, past the reader's string checks: its text
+	// gets them here (an ESC in the name reached compare's terminal).
+	v.Name = clip(strings.Join(strings.Fields(Printable(v.Name)), " "), 200)
+	v.Description = clip(Printable(v.Description), MaxRunString)
+	for i := range v.Matrix {
+		v.Matrix[i].Key = clip(strings.Join(strings.Fields(Printable(v.Matrix[i].Key)), " "), 200)
 	}
 	return v
 }

@@ -1,0 +1,39 @@
+package report
+
+import "strings"
+
+// Text from a run folder reaches Markdown (summary.md, `compare --md`,
+// which CI appends to a job summary) and may come from anywhere: a line
+// break in a kernel string started a heading of its own, a backtick in a
+// cell id closed its code span and let <img src=…> or a link through. Two
+// helpers make such text inert.
+
+// mdEscaper escapes what turns inline text into markup that fetches or
+// links ([, ], <, >), ends a code span or a table cell (`, |), escapes
+// (\), and joins lines; emphasis characters stay readable in the file.
+var mdEscaper = strings.NewReplacer(`\`, `\\`, "`", "\\`", "[", `\[`, "]", `\]`, "<", `\<`, ">", `\>`, "|", `\|`,
+	"\r\n", " ", "\n", " ", "\r", " ")
+
+// mdText is s as one line of plain Markdown text.
+func mdText(s string) string { return mdEscaper.Replace(s) }
+
+// mdCode is s as one inline code span, whatever backticks it holds: the
+// fence is longer than its longest run of them (CommonMark), and a pipe is
+// escaped, as GFM tables need even inside code.
+func mdCode(s string) string {
+	s = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ", "|", `\|`).Replace(s)
+	longest, run := 0, 0
+	for _, r := range s {
+		if r == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	fence := strings.Repeat("`", longest+1)
+	if longest > 0 || s == "" || strings.HasPrefix(s, " ") && strings.HasSuffix(s, " ") {
+		return fence + " " + s + " " + fence
+	}
+	return fence + s + fence
+}
