@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -95,6 +96,10 @@ type Facts struct {
 	// TWReuseLoopback: tcp_tw_reuse=2 means "loopback only" (Linux 4.18+,
 	// where the knob refuses 3); before, any non-zero value is plain reuse.
 	TWReuseLoopback bool `json:"tw_reuse_loopback"`
+	// Clocksource is the kernel's current clock source (tsc, kvm-clock,
+	// refined-jiffies …): on jiffies every time the run measures is a
+	// multiple of the tick.
+	Clocksource string `json:"clocksource,omitempty"`
 	// DetectS is how long detection took (seconds), and PartsMS how long
 	// each of its parts (they run side by side).
 	DetectS float64            `json:"detect_s"`
@@ -198,6 +203,7 @@ func Detect(ctx context.Context, opt Options) (*Facts, error) {
 		f.QEMU = p
 	}
 	f.KVM = KVMUsable()
+	f.Clocksource = Clocksource()
 	ns, nl, err := newScratch("doctor")
 	if err != nil {
 		return f, err
@@ -677,3 +683,17 @@ func KVMUsable() bool {
 	unix.Close(int(vm))
 	return true
 }
+
+// Clocksource is the clock source the kernel keeps time with, "" if sysfs
+// does not say.
+func Clocksource() string {
+	b, err := os.ReadFile("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// CoarseClock says whether clock source cs ticks at HZ (jiffies,
+// refined-jiffies) rather than finely.
+func CoarseClock(cs string) bool { return strings.Contains(cs, "jiffies") }

@@ -304,7 +304,19 @@ func kernelFacts(f *result.KernelFeatures) []string {
 	if f.EBPF != "" && f.EBPF != "ok" {
 		out = append(out, "eBPF: "+f.EBPF)
 	}
+	if w := ClockWarning(f); w != "" {
+		out = append(out, w)
+	}
 	return out
+}
+
+// ClockWarning says, for a run on a kernel that kept time with jiffies,
+// what that does to its figures; "" otherwise.
+func ClockWarning(f *result.KernelFeatures) string {
+	if f == nil || !strings.Contains(f.Clocksource, "jiffies") {
+		return ""
+	}
+	return "clock: " + f.Clocksource + " (the kernel could not calibrate a finer one): every time this run measured is a multiple of the kernel's tick, so connect latencies below it read as 0"
 }
 
 func htmlCellOf(c *result.Cell, cellNum int, anchor string, ss []*result.Series, noTS, twCounter string, st *pageState) htmlCell {

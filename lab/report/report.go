@@ -293,6 +293,9 @@ func markdown(r *result.Run, problems []string) string {
 	if r.Only != "" {
 		fmt.Fprintf(&b, "- only the cells where: %s\n", mdCode(r.Only))
 	}
+	if w := ClockWarning(r.KernelFeatures); w != "" {
+		fmt.Fprintf(&b, "- **%s**\n", mdText(w))
+	}
 	if len(problems) > 0 {
 		b.WriteString("\n## What could not be read\n\nThis run folder is not as twlab writes it (damaged, edited or truncated): what follows leaves out what could not be read.\n\n")
 		for _, p := range problems {

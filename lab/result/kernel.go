@@ -31,6 +31,9 @@ type KernelFeatures struct {
 	SocketSkew bool `json:"socket_skew"`
 	// TWReuseLoopback: tcp_tw_reuse=2 means "loopback only".
 	TWReuseLoopback bool `json:"tw_reuse_loopback"`
+	// Clocksource is the kernel's clock source; on jiffies or
+	// refined-jiffies every time measured is a multiple of its tick.
+	Clocksource string `json:"clocksource,omitempty"`
 	// DetectS is how long detection took (seconds), and PartsMS how long
 	// each of its parts (they run side by side).
 	DetectS float64            `json:"detect_s"`

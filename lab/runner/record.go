@@ -40,7 +40,7 @@ func recordKernel(f *kernel.Facts) *result.KernelFeatures {
 		TSOffsets: f.TSOffsets, TSDetail: f.TSDetail,
 		TSHz: f.TSHz, TSHzDetail: f.TSHzDetail,
 		TWCount: f.TWCount, TWCountDetail: f.TWCountDetail, TWCounter: f.TWCounter,
-		SocketSkew: f.SocketSkew, TWReuseLoopback: f.TWReuseLoopback,
+		SocketSkew: f.SocketSkew, TWReuseLoopback: f.TWReuseLoopback, Clocksource: f.Clocksource,
 		DetectS: f.DetectS, PartsMS: maps.Clone(f.PartsMS),
 		QEMU: f.QEMU, KVM: f.KVM,
 	}

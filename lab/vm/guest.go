@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/twlab/twlab/lab/kernel"
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/runner"
 	"github.com/twlab/twlab/lab/scenario"
@@ -108,6 +109,10 @@ func GuestMain() {
 		sendError(out, err.Error())
 		return
 	}
+	// The host boots again when the kernel could not calibrate its TSC
+	// and runs on jiffies (see boot): every time in the run would be a
+	// multiple of the tick.
+	say("clocksource " + settledClock(3*time.Second))
 	// Before anything reads randomness: a kernel without an entropy source
 	// would block getrandom (and crypto/rand) forever.
 	seed, err := os.ReadFile(guestSeed)
@@ -537,4 +542,31 @@ func hdr0(hdr []string) string {
 		return ""
 	}
 	return hdr[0]
+}
+
+// settledClock is the clock source the guest's cells will run on. A kernel
+// without ACPI starts on refined-jiffies and, when its TSC calibrated,
+// switches to it about a second later (the calibration is refined by a
+// delayed work first), so jiffies at /init's start means nothing yet: it
+// waits, at most wait, unless the kernel has said it gave the TSC up.
+func settledClock(wait time.Duration) string {
+	end := time.Now().Add(wait)
+	cs := kernel.Clocksource()
+	for kernel.CoarseClock(cs) && time.Now().Before(end) && !tscGivenUp() {
+		time.Sleep(50 * time.Millisecond)
+		cs = kernel.Clocksource()
+	}
+	return cs
+}
+
+// tscGivenUp says whether the kernel log says the TSC will not be used
+// ("tsc: Marking TSC unstable due to could not calculate TSC khz", or the
+// clocksource watchdog's verdict).
+func tscGivenUp() bool {
+	buf := make([]byte, 256<<10) // a log buffer of the lab kernels (LOG_BUF_SHIFT 17) and then some
+	n, err := unix.Klogctl(unix.SYSLOG_ACTION_READ_ALL, buf)
+	if err != nil || n <= 0 {
+		return false
+	}
+	return bytes.Contains(buf[:n], []byte("Marking TSC unstable"))
 }

@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twlab/twlab/lab/kernel"
 	"github.com/twlab/twlab/lab/result"
 )
 
@@ -63,9 +64,16 @@ type Result struct {
 	readyS, scenarioEndS, resultS float64
 	// panicLine is the guest kernel's panic message, if it printed one.
 	panicLine string
-	Accel     string `json:"accel"`
-	Boot      string `json:"boot"`    // pvh (uncompressed ELF) or bzImage
-	Machine   string `json:"machine"` // QEMU's machine: microvm or pc
+	// Clocksource is what the guest's kernel keeps time with (its init
+	// says so first thing); refined-jiffies means a boot whose TSC
+	// calibration failed, which is booted again while attempts remain.
+	Clocksource string `json:"clocksource,omitempty"`
+	// retryCoarse: boot kills a guest whose clock is coarse (set by
+	// runKernel while it may boot again).
+	retryCoarse bool
+	Accel       string `json:"accel"`
+	Boot        string `json:"boot"`    // pvh (uncompressed ELF) or bzImage
+	Machine     string `json:"machine"` // QEMU's machine: microvm or pc
 	// BootAttempts is 2 when the first boot showed no sign of life.
 	BootAttempts int    `json:"boot_attempts"`
 	Err          string `json:"error,omitempty"`
@@ -269,8 +277,15 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 		res.Machine, res.BootAttempts = strings.SplitN(machine, ",", 2)[0], attempt
 		start = time.Now()
 		o.progress(k, fmt.Sprintf("booting (%s, %s, %s, %d modules, %s, init %s)", res.Accel, res.Machine, res.Boot, nmods, filepath.Base(k.Image), filepath.Base(o.Binary)))
+		res.retryCoarse = attempt < maxClockAttempts
 		doc, err = boot(ctx, o, k, res, qargs, console, resultFile, start)
 		res.TotalS = round2(time.Since(start).Seconds())
+		if errors.Is(err, errCoarseClock) {
+			o.progress(k, err.Error()+": booting again")
+			fmt.Fprintf(console, "\n--- twlab: %s; boot attempt %d ---\n", err, attempt+1)
+			os.Remove(resultFile)
+			continue
+		}
 		if errors.Is(err, errNoLife) && attempt == 1 {
 			o.progress(k, err.Error()+": booting again on the pc machine")
 			fmt.Fprintf(console, "\n--- twlab: %s; boot attempt 2 on the pc machine ---\n", err)
@@ -307,6 +322,9 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	}
 	res.Run = run
 	res.Timing = timing(res, run)
+	if kernel.CoarseClock(res.Clocksource) {
+		o.progress(k, fmt.Sprintf("warning: the guest's clock is %s after %d boots (its TSC could not be calibrated, e.g. on a busy host): every time measured is a multiple of its tick", res.Clocksource, res.BootAttempts))
+	}
 	run.VM = res.Timing
 	// The time series and the captures, when they arrived whole, go next
 	// to run.json, under the names run.json gives them; the report draws
@@ -558,6 +576,14 @@ func measureTSCkHz() int {
 // errNoLife is a guest whose /init never spoke.
 var errNoLife = errors.New("the guest showed no sign of life")
 
+// errCoarseClock: the guest kernel keeps time with jiffies.
+var errCoarseClock = errors.New("the guest's clock fell back to jiffies")
+
+// maxClockAttempts bounds the boots a coarse guest clock costs; the last
+// one runs whatever its clock (run.json's kernel_features.clocksource
+// then says so).
+const maxClockAttempts = 3
+
 // resultGrace is how long QEMU may take to exit by itself once the guest's
 // result is complete; then it is ended.
 const resultGrace = 200 * time.Millisecond
@@ -584,7 +610,8 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
+		err := cmd.Start()
+		if err != nil {
 			startErr <- err
 			return
 		}
@@ -596,11 +623,12 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	}
 	sent := make(chan struct{}, 1)
 	booted := make(chan struct{})
+	coarse := make(chan string, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		readConsole(pr, console, o, k, res, start, sent, booted)
+		readConsole(pr, console, o, k, res, start, sent, booted, coarse)
 	}()
 	silent := time.NewTimer(min(o.BootLimit, o.Timeout))
 	defer silent.Stop()
@@ -661,6 +689,13 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 		case <-grace:
 			cmd.Process.Kill()
 			werr, running = <-exited, false
+		case cs := <-coarse:
+			if !res.retryCoarse {
+				continue
+			}
+			reason = fmt.Sprintf("%s (%s: the guest kernel could not calibrate its TSC, and every time it measured would be a multiple of its tick)", errCoarseClock, cs)
+			cmd.Process.Kill()
+			werr, running = <-exited, false
 		case <-booted:
 			booted = nil
 			silent.Stop()
@@ -690,6 +725,8 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 		return doc, nil
 	case gotErr != nil:
 		return nil, gotErr
+	case strings.HasPrefix(reason, errCoarseClock.Error()):
+		return nil, fmt.Errorf("%w%s", errCoarseClock, strings.TrimPrefix(reason, errCoarseClock.Error()))
 	case reason != "":
 		return nil, errors.New(reason)
 	case noLife && res.panicLine == "":
@@ -731,7 +768,7 @@ func readResult(resultFile, dir string) ([]byte, error) {
 
 // readConsole copies the guest's console to console.log and turns its
 // "twlab-guest:" lines into progress and timings.
-func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Result, start time.Time, sent, booted chan<- struct{}) {
+func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Result, start time.Time, sent, booted chan<- struct{}, coarse chan<- string) {
 	// Every byte goes to console.log; a line longer than the reader's
 	// buffer (a crashing guest's binary garbage) is copied in pieces and
 	// not interpreted, and the lines after it are read as ever. (A scanner
@@ -777,6 +814,14 @@ func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Resu
 			o.progress(k, fmt.Sprintf("booted in %.1fs", res.BootS))
 		}
 		switch {
+		case strings.HasPrefix(msg, "clocksource "):
+			res.Clocksource = strings.TrimPrefix(msg, "clocksource ")
+			if kernel.CoarseClock(res.Clocksource) {
+				select {
+				case coarse <- res.Clocksource:
+				default:
+				}
+			}
 		case strings.HasPrefix(msg, "ready after "):
 			res.readyS = time.Since(start).Seconds()
 		case strings.HasPrefix(msg, "scenario done in "):

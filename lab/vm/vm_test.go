@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -546,6 +547,17 @@ func TestOldKernelNatPaws(t *testing.T) {
 	if kf.TSHz == 0 || kf.TSHz == 1000 || kf.TWCount != "global" || kf.TSOffsets == "unknown" || kf.EBPF != "ok" {
 		t.Errorf("kernel features %s: want a jiffies clock, global sockstat, known offsets, eBPF ok", facts)
 	}
+	// The guest's clock source is recorded and agrees with the boots it
+	// took: a coarse one only after the last boot twlab allows. (Which one
+	// a busy machine gets is chance, so either may pass.)
+	switch cs := run.KernelFeatures.Clocksource; {
+	case cs == "":
+		t.Error("kernel_features.clocksource not recorded")
+	case strings.Contains(cs, "jiffies") && r.BootAttempts < maxClockAttempts:
+		t.Errorf("clock %s after %d boots: the host should have booted again", cs, r.BootAttempts)
+	default:
+		t.Logf("guest clock %s after %d boot(s)", cs, r.BootAttempts)
+	}
 	for _, c := range run.Cells {
 		if c.Status != result.CellOK {
 			t.Errorf("cell %s: %s %s", c.ID, c.Status, c.Reason)
@@ -998,7 +1010,7 @@ func TestConsoleOverlongLine(t *testing.T) {
 	var console bytes.Buffer
 	sent, booted := make(chan struct{}, 1), make(chan struct{})
 	res := &Result{}
-	readConsole(strings.NewReader(in), &console, Options{}, &Kernel{Label: "k"}, res, time.Now(), sent, booted)
+	readConsole(strings.NewReader(in), &console, Options{}, &Kernel{Label: "k"}, res, time.Now(), sent, booted, make(chan string, 1))
 	if console.String() != in {
 		t.Errorf("console.log holds %d bytes of the %d the guest printed", console.Len(), len(in))
 	}
@@ -1009,5 +1021,32 @@ func TestConsoleOverlongLine(t *testing.T) {
 	}
 	if res.BootS == 0 && res.readyS == 0 {
 		t.Error("no sign of life seen after the long line")
+	}
+}
+
+// A guest that says its clock is jiffies is reported at once (the host
+// boots it again while attempts remain); a fine clock is only recorded.
+func TestConsoleCoarseClock(t *testing.T) {
+	for _, c := range []struct {
+		cs     string
+		coarse bool
+	}{{"refined-jiffies", true}, {"jiffies", true}, {"tsc", false}} {
+		in := consolePrefix + "init\n" + consolePrefix + "clocksource " + c.cs + "\n"
+		coarse := make(chan string, 1)
+		res := &Result{}
+		readConsole(strings.NewReader(in), io.Discard, Options{}, &Kernel{Label: "k"}, res, time.Now(), make(chan struct{}, 1), make(chan struct{}), coarse)
+		if res.Clocksource != c.cs {
+			t.Errorf("%s: recorded %q", c.cs, res.Clocksource)
+		}
+		select {
+		case got := <-coarse:
+			if !c.coarse || got != c.cs {
+				t.Errorf("%s: reported coarse (%q)", c.cs, got)
+			}
+		default:
+			if c.coarse {
+				t.Errorf("%s: not reported coarse", c.cs)
+			}
+		}
 	}
 }
