@@ -255,9 +255,12 @@ func Explain(c *scenario.Cell, rc *result.Cell) []string {
 	}
 	// The other way a SYN goes unanswered: the listener's queues. Counted
 	// by the server's kernel whatever the timestamps (syn-backlog).
-	if over, drops := f["server.TcpExt.ListenOverflows"], f["server.TcpExt.ListenDrops"]; over > 0 || drops > 0 {
-		out = append(out, fmt.Sprintf("The server's accept queue was full: its kernel dropped %.0f SYNs and handshake ACKs (TcpExt.ListenDrops %.0f, ListenOverflows %.0f) - no SYN-ACK, no ACK, nothing, as with tw_recycle, but no PAWS counter moved (%.0f SYNs in, %.0f SYN-ACKs out).",
-			drops, drops, over, f["syn.in"], f["syn.synack_out"]))
+	// Before 4.12 tw_recycle's drops (PAWSPassive) are listen drops too:
+	// only the rest tell of full queues (a 4.10 tw_recycle cell was said to
+	// have had its accept queue full).
+	if over, drops := f["server.TcpExt.ListenOverflows"], max(0, f["server.TcpExt.ListenDrops"]-passive); over > 0 || drops > 0 {
+		out = append(out, fmt.Sprintf("The server's accept queue was full: its kernel dropped %.0f SYNs and handshake ACKs (TcpExt.ListenDrops %.0f, ListenOverflows %.0f) - no SYN-ACK, no ACK, nothing, as with tw_recycle, but not for PAWS (%.0f SYNs in, %.0f SYN-ACKs out).",
+			drops, f["server.TcpExt.ListenDrops"], over, f["syn.in"], f["syn.synack_out"]))
 		if sent := f["server.TcpExt.SyncookiesSent"]; sent > 0 {
 			out = append(out, fmt.Sprintf("When the SYN queue was full too, the server answered %.0f SYNs with a syncookie instead of dropping them (TcpExt.SyncookiesSent; %.0f came back valid).", sent, f["server.TcpExt.SyncookiesRecv"]))
 		}
@@ -272,6 +275,13 @@ func Explain(c *scenario.Cell, rc *result.Cell) []string {
 		case rc.Load.Failed == 0:
 			out = append(out, "Every client got in all the same: a dropped SYN is sent again after 1 s, by which time the application had accepted and made room; that second is the connect latency's tail.")
 		}
+	}
+	// A load that met its time bound before its count made fewer
+	// connections (and requests) than the scenario asks for: a failed
+	// `load.requests == 2000` must not read like a keep-alive bug.
+	if l, sc := rc.Load, c.S.Load; sc.Duration > 0 && l.Attempts+l.CutShort < sc.Connections && l.Elapsed >= 0.95*sc.Duration.D().Seconds() {
+		out = append(out, fmt.Sprintf("The cell's time bound (load.duration %s) ended the load after %d of its %d connections: this machine made %s new connections/s. Figures that count connections or requests fall short of the scenario's numbers for that reason; a connection the bound cut off is counted in load.cut_short (%d), not as a failure.",
+			sc.Duration.D(), l.Attempts, sc.Connections, strconv.FormatFloat(l.ConnPerS, 'f', 1, 64), l.CutShort))
 	}
 	if rc.Load.Failures[load.AddrFail] > 0 {
 		out = append(out, fmt.Sprintf("%d connects found no free local port (EADDRNOTAVAIL/EADDRINUSE): TIME_WAIT on the clients holds the ports.", rc.Load.Failures[load.AddrFail]))

@@ -108,3 +108,41 @@ func TestHintNearestFirst(t *testing.T) {
 		t.Errorf("hint = %q, want server.paws first", got)
 	}
 }
+
+// On kernels before 4.12 tw_recycle's drops are counted as listen drops
+// too: such a cell is explained by PAWSPassive alone, not by a full queue.
+func TestExplainTWRecycleNotQueue(t *testing.T) {
+	plan, err := scenario.Load("t.yaml", []byte("name: t\nclients: {count: 2}\nload: {connections: 10, duration: 2s}\n"), scenario.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &result.Cell{
+		Load: &result.Load{Attempts: 5, OK: 3, Failed: 2, Failures: map[string]int{"timeout": 2}},
+		SYN:  &result.SYN{In: 10, SynAckOut: 3, Unanswered: 7},
+		Nodes: map[string]*result.Node{"server": {Counters: map[string]int64{"TcpExt.PAWSPassive": 7, "TcpExt.ListenDrops": 7},
+			Summary: map[string]int64{}}},
+	}
+	got := strings.Join(Explain(plan.Cells[0], rc), "\n")
+	if !strings.Contains(got, "dropped silently (TcpExt.PAWSPassive)") || strings.Contains(got, "accept queue was full") {
+		t.Errorf("explanation:\n%s", got)
+	}
+}
+
+// A load ended by its time bound before its count says so: keepalive-pool
+// on 4.10 failed `load.requests == 2000` at 1296 with no word why.
+func TestExplainTimeBound(t *testing.T) {
+	plan, err := scenario.Load("t.yaml", []byte("name: t\nload: {connections: 2000, duration: 20s}\n"), scenario.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &result.Cell{Load: &result.Load{Attempts: 1296, OK: 1296, CutShort: 1, Elapsed: 20.08, ConnPerS: 64.5, Failures: map[string]int{}},
+		SYN: &result.SYN{}, Nodes: map[string]*result.Node{"server": {Counters: map[string]int64{}, Summary: map[string]int64{}}}}
+	got := strings.Join(Explain(plan.Cells[0], rc), "\n")
+	if !strings.Contains(got, "time bound (load.duration 20s) ended the load after 1296 of its 2000 connections") {
+		t.Errorf("explanation:\n%s", got)
+	}
+	rc.Load.Attempts, rc.Load.Elapsed = 2000, 12
+	if got := strings.Join(Explain(plan.Cells[0], rc), "\n"); strings.Contains(got, "time bound") {
+		t.Errorf("a load that made its count blames the time bound:\n%s", got)
+	}
+}

@@ -586,7 +586,11 @@ func (cr *cellRun) measure(ctx context.Context) error {
 		// Too slow a machine to show the mechanism: an honest n/a, not a
 		// failed expectation; the figures stay for the reader.
 		rc.Status = result.CellNA
-		rc.Reason = fmt.Sprintf("n/a: this machine made %.0f new connections/s and the scenario needs %.0f (load.needs_rate) to show its mechanism; a VM under software emulation is tens of times slower than the host", lres.ConnPerS, need)
+		why := "a busy or slow machine"
+		if cr.opt.vm {
+			why = "a VM under software emulation is tens of times slower than the host"
+		}
+		rc.Reason = fmt.Sprintf("n/a: this machine made %.0f new connections/s and the scenario needs %.0f (load.needs_rate) to show its mechanism; %s", lres.ConnPerS, need, why)
 		return nil
 	}
 	rc.Expect = Evaluate(cr.c, rc, cr.opt.kernelVars)
