@@ -79,6 +79,9 @@ func Resolve(ctx context.Context, spec, modulesDir string, log *slog.Logger) (*K
 	if st.IsDir() {
 		return nil, fmt.Errorf("--kernel %s: is a directory; want a bzImage/vmlinuz file or debian:VERSION", spec)
 	}
+	if err := checkImage(spec, st.Size()); err != nil {
+		return nil, fmt.Errorf("--kernel %s: %w", spec, err)
+	}
 	k := &Kernel{Spec: spec, Image: spec, ModulesDir: modulesDir}
 	k.Release, _ = ImageRelease(spec)
 	k.Label = labelOf(k.Release, filepath.Base(spec))
@@ -107,6 +110,40 @@ func labelOf(release, fallback string) string {
 		l = "k" + l
 	}
 	return l
+}
+
+// checkImage refuses what QEMU could not boot before QEMU is asked: a file
+// that is no kernel (QEMU failed in a tenth of a second, reported as "no
+// result from the guest", exit 1) and a bzImage cut short (it booted to
+// silence and cost two 60 s waits). A bzImage's setup header says how long
+// it is: the setup sectors and boot sector, then syssize 16-byte units. An
+// ELF (a vmlinux with a PVH note) is left to QEMU.
+func checkImage(path string, size int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	hdr := make([]byte, 0x210)
+	n, _ := f.ReadAt(hdr, 0)
+	if n >= 4 && string(hdr[:4]) == "\x7fELF" {
+		if notesHavePVH(f, size) {
+			return nil
+		}
+		return errors.New("an ELF file without a PVH entry note: QEMU boots an uncompressed kernel (vmlinux) only through PVH (Linux 5.0+ with CONFIG_PVH); give its bzImage instead")
+	}
+	if n < len(hdr) || string(hdr[0x202:0x206]) != "HdrS" {
+		return errors.New("not a Linux kernel image: want a bzImage (arch/x86/boot/bzImage, /boot/vmlinuz-*), debian:VERSION or built:RELEASE")
+	}
+	setup := int64(hdr[0x1f1])
+	if setup == 0 {
+		setup = 4 // the boot protocol's default
+	}
+	want := (setup+1)*512 + int64(binary.LittleEndian.Uint32(hdr[0x1f4:]))*16
+	if size < want {
+		return fmt.Errorf("a bzImage cut short: its header says %d bytes, the file has %d (an interrupted copy or download?)", want, size)
+	}
+	return nil
 }
 
 // ImageRelease reads the version string from a bzImage's setup header

@@ -1050,3 +1050,33 @@ func TestConsoleCoarseClock(t *testing.T) {
 		}
 	}
 }
+
+// What QEMU could not boot is refused by Resolve, as bad input, before any
+// boot: a file that is no kernel, an ELF without a PVH note, and a bzImage
+// cut short (which booted to silence and cost two 60 s waits).
+func TestResolveRefusesNonKernels(t *testing.T) {
+	dir := t.TempDir()
+	text := filepath.Join(dir, "text")
+	os.WriteFile(text, []byte("not a kernel\n"), 0o644)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{text: "not a Linux kernel image", self: "an ELF file without a PVH entry note"}
+	img := oldKernel(t)
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(dir, "bzImage-cut")
+	os.WriteFile(cut, b[:len(b)/2], 0o644)
+	cases[cut] = fmt.Sprintf("a bzImage cut short: its header says %d bytes, the file has %d", len(b), len(b)/2)
+	for path, want := range cases {
+		if _, err := Resolve(context.Background(), path, "", nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v; want an error with %q", filepath.Base(path), err, want)
+		}
+	}
+	if _, err := Resolve(context.Background(), img, "", nil); err != nil {
+		t.Errorf("the whole bzImage: %v", err)
+	}
+}
