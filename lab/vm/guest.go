@@ -152,7 +152,20 @@ func GuestMain() {
 	say(fmt.Sprintf("scenario %s: %d cells", plan.Scenario.Name, len(plan.Cells)))
 	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sc := time.Now()
-	r, dir, err := runner.Run(context.Background(), plan, runner.Options{OutDir: guestOut, Log: log, VM: true, Pcap: args.Pcap,
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		// The host's Ctrl-C arrives as a line on the console (guestStopLine).
+		in := bufio.NewScanner(os.Stdin)
+		for in.Scan() {
+			if strings.TrimSpace(in.Text()) == guestStopLine {
+				say("stop requested by the host")
+				stop()
+				return
+			}
+		}
+	}()
+	r, dir, err := runner.Run(ctx, plan, runner.Options{OutDir: guestOut, Log: log, VM: true, Pcap: args.Pcap,
 		OnCellStart: func(i, total int, id string) { say(fmt.Sprintf("cell %d/%d %s", i+1, total, id)) },
 		Progress: func(done, total int, c *result.Cell) {
 			say(fmt.Sprintf("done %d/%d %s %s", done, total, c.Status, c.ID))

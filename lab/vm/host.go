@@ -576,6 +576,15 @@ func measureTSCkHz() int {
 // errNoLife is a guest whose /init never spoke.
 var errNoLife = errors.New("the guest showed no sign of life")
 
+// guestStopLine, written to the guest's console, asks it to stop as a
+// Ctrl-C stops a run on the host: the cell in progress ends, the finished
+// ones are kept and sent. stopWait bounds how long the host waits for them
+// (a cell's teardown and the transfer, under emulation).
+const (
+	guestStopLine = "twlab-stop"
+	stopWait      = 20 * time.Second
+)
+
 // errCoarseClock: the guest kernel keeps time with jiffies.
 var errCoarseClock = errors.New("the guest's clock fell back to jiffies")
 
@@ -597,6 +606,14 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	cmd.WaitDelay = 2 * time.Second
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, console
+	// The guest's console input: Ctrl-C is passed on as a stop request, so
+	// that the guest ends its cell and sends the cells it finished (see
+	// guestStopLine), which killing QEMU outright threw away.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("qemu stdin: %w", err)
+	}
+	defer stdin.Close()
 	// QEMU dies with twlab, even a twlab killed with SIGKILL: otherwise it
 	// runs until its guest powers off, for ever if the guest hangs. The
 	// death signal follows the thread that started QEMU, so that thread is
@@ -636,6 +653,8 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	defer deadline.Stop()
 	poll := time.NewTicker(50 * time.Millisecond)
 	defer poll.Stop()
+	done := ctx.Done()
+	var stopTimer <-chan time.Time
 	var (
 		doc     []byte
 		gotErr  error // a complete error frame from the guest
@@ -710,8 +729,21 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 			reason = fmt.Sprintf("no result within %s; QEMU killed (console.log has the guest's console)", o.Timeout)
 			cmd.Process.Kill()
 			werr, running = <-exited, false
-		case <-ctx.Done():
+		case <-done:
+			// Asked once; the guest has stopWait to end its cell and send
+			// what it has, then QEMU is killed as before.
+			done = nil
 			reason = "interrupted"
+			if booted != nil {
+				// Not yet running the scenario: nothing to keep.
+				cmd.Process.Kill()
+				werr, running = <-exited, false
+				continue
+			}
+			o.progress(k, "interrupted: asking the guest to stop and send the cells it finished")
+			io.WriteString(stdin, guestStopLine+"\n")
+			stopTimer = time.After(stopWait)
+		case <-stopTimer:
 			cmd.Process.Kill()
 			werr, running = <-exited, false
 		}
@@ -722,7 +754,7 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	check()
 	switch {
 	case doc != nil:
-		return doc, nil
+		return doc, nil // after an interrupt too: its run.json says interrupted
 	case gotErr != nil:
 		return nil, gotErr
 	case strings.HasPrefix(reason, errCoarseClock.Error()):

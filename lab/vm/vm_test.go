@@ -1080,3 +1080,55 @@ func TestResolveRefusesNonKernels(t *testing.T) {
 		t.Errorf("the whole bzImage: %v", err)
 	}
 }
+
+// Ctrl-C during a VM run keeps the cells the guest finished, as on the
+// host: the guest is asked to stop and sends its interrupted run.json
+// (killing QEMU at once threw cell 1 away and left no run.json at all).
+func TestInterruptKeepsGuestCells(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM; skipped with -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (QEMU, kernel cache)")
+	}
+	img := oldKernel(t)
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed: make deps (apt-get install qemu-system-x86)")
+	}
+	k, err := Resolve(context.Background(), img, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("../../scenarios/nat-paws.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var asked time.Time
+	res, err := Run(ctx, Options{Kernels: []*Kernel{k}, ScenarioFile: "nat-paws.yaml", Source: src, Binary: staticTwlab(t),
+		OutDir: t.TempDir(), Timeout: 4 * time.Minute,
+		Only: "server.net.ipv4.tcp_tw_recycle == 0 && clients.net.ipv4.tcp_timestamps == 2",
+		Progress: func(k *Kernel, msg string) {
+			t.Logf("%s: %s", k.Label, msg)
+			if strings.HasPrefix(msg, "cell 2/") && asked.IsZero() {
+				asked = time.Now()
+				cancel()
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(asked)
+	r := res[0]
+	if r.Run == nil {
+		t.Fatalf("no run.json after the interrupt: %s", r.Err)
+	}
+	if r.Run.Status != result.RunInterrupted || len(r.Run.Cells) != 1 || r.Run.Cells[0].Status != result.CellOK || r.Run.CellsPlanned != 2 {
+		t.Errorf("status %s, %d of %d cells (first %v); want interrupted with cell 1 ok", r.Run.Status, len(r.Run.Cells), r.Run.CellsPlanned, r.Run.Cells)
+	}
+	if took > stopWait {
+		t.Errorf("the guest took %v to stop, more than the %v the host waits", took, stopWait)
+	}
+	t.Logf("stopped %v after the interrupt, %d cell kept", took.Round(time.Millisecond), len(r.Run.Cells))
+}
