@@ -508,6 +508,7 @@ func cmdCleanup(args []string, stdout, stderr io.Writer) int {
 		return exitEnv
 	}
 	removed, err := runstate.Cleanup(*force, newLogger(stderr, 0))
+	removed = append(removed, vm.RemoveStaleInitrds()...) // a killed twlab vm's guest image
 	for _, n := range removed {
 		fmt.Fprintln(stdout, "removed", n)
 	}

@@ -110,9 +110,11 @@ func accelArgs(accel string) []string {
 // from what a running one uses.
 const initrdPrefix = "twlab-initrd-"
 
-// removeStaleInitrds removes the initramfs files of twlab processes that
-// are gone (a SIGKILL skips the deferred remove).
-func removeStaleInitrds() {
+// RemoveStaleInitrds removes the initramfs files of twlab vm processes that
+// died (SIGKILL: its deferred removal never ran) and returns their paths;
+// `twlab cleanup` calls it too.
+func RemoveStaleInitrds() []string {
+	var removed []string
 	names, _ := filepath.Glob(filepath.Join(os.TempDir(), initrdPrefix+"*-*.cpio"))
 	for _, p := range names {
 		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(p), initrdPrefix), "-")
@@ -120,10 +122,11 @@ func removeStaleInitrds() {
 		if err != nil || pid <= 0 || pid == os.Getpid() {
 			continue
 		}
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			os.Remove(p)
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) && os.Remove(p) == nil {
+			removed = append(removed, p)
 		}
 	}
+	return removed
 }
 
 // Run boots every kernel in turn (parallel VMs gain nothing on 2 cores) and
@@ -159,7 +162,7 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 		return nil, err
 	}
 	uniqueLabels(o.Kernels)
-	removeStaleInitrds()
+	RemoveStaleInitrds()
 	jobs := o.Jobs
 	if jobs <= 0 {
 		jobs = max(1, runtime.NumCPU()/2)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -62,7 +63,9 @@ func TestStaleInitrdsRemoved(t *testing.T) {
 		}
 		defer os.Remove(p)
 	}
-	removeStaleInitrds()
+	if got := RemoveStaleInitrds(); !slices.Contains(got, stale) || slices.Contains(got, live) {
+		t.Errorf("removed %q; want the stale one and not the live one", got)
+	}
 	if _, err := os.Stat(stale); err == nil {
 		t.Error("the initramfs of a process that is gone stayed")
 	}
