@@ -2,11 +2,14 @@ package report
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"math"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -55,7 +58,11 @@ type CompareEntry struct {
 	PAWS         int64
 	P99          float64
 	HasP99       bool // a connect succeeded: P99 is a latency, not a 0
-	Diff         map[string]bool
+	// ExpectOK of ExpectTotal assertions held; FailedExpect are the ones
+	// that did not (or could not be checked), by expression.
+	ExpectOK, ExpectTotal int
+	FailedExpect          []string
+	Diff                  map[string]bool
 }
 
 // Tolerances of Compare: a figure differs from the baseline when it crosses
@@ -80,6 +87,15 @@ func entryOf(c *result.Cell) *CompareEntry {
 	if n := c.Nodes["server"]; n != nil {
 		e.HasPAWS, e.PAWS = true, n.Summary["paws"]
 	}
+	for _, x := range c.Expect {
+		e.ExpectTotal++
+		if x.OK {
+			e.ExpectOK++
+		} else {
+			e.FailedExpect = append(e.FailedExpect, x.Expr)
+		}
+	}
+	slices.Sort(e.FailedExpect)
 	return e
 }
 
@@ -130,6 +146,11 @@ func differences(b, e *CompareEntry) []string {
 	if b.HasSYN && e.HasSYN && countDiffers(b.Unanswered, e.Unanswered) {
 		out = append(out, "unanswered")
 	}
+	// Two runs that both failed, but on different assertions, are not
+	// the same result.
+	if b.ExpectTotal > 0 && e.ExpectTotal > 0 && !slices.Equal(b.FailedExpect, e.FailedExpect) {
+		out = append(out, "expectations")
+	}
 	return out
 }
 
@@ -176,6 +197,16 @@ func Compare(runs []CompareRun) *Comparison {
 		if !slices.Equal(cr.Run.Overrides, base.Overrides) {
 			cmp.Warnings = append(cmp.Warnings, fmt.Sprintf("%s was run %s, the baseline %s: the cells' ids match, their settings may not",
 				clip(cr.Dir, 200), setsText(cr.Run.Overrides), setsText(base.Overrides)))
+		} else if scenarioOf(cr.Run).Name == scenarioOf(base).Name && !sameJSON(cr.Run.Scenario, base.Scenario) {
+			cmp.Warnings = append(cmp.Warnings, fmt.Sprintf("%s ran a scenario of the same name that differs from the baseline's (an edited file?): the cells' ids match, their settings may not", clip(cr.Dir, 200)))
+		}
+		if cr.Run.Only != base.Only {
+			cmp.Warnings = append(cmp.Warnings, fmt.Sprintf("%s ran %s, the baseline %s: cells one of them left out are absent there", clip(cr.Dir, 200), onlyText(cr.Run.Only), onlyText(base.Only)))
+		}
+	}
+	for _, cr := range runs {
+		if left := NotStarted(cr.Run); left > 0 {
+			cmp.Warnings = append(cmp.Warnings, fmt.Sprintf("%s was %s: %d of its %d cells never started and are absent there", clip(cr.Dir, 200), cr.Run.Status, left, cr.Run.CellsPlanned))
 		}
 	}
 	// What could not be read of a run is part of the comparison: a figure
@@ -193,6 +224,11 @@ func Compare(runs []CompareRun) *Comparison {
 				k = len(cmp.Rows)
 				index[c.ID] = k
 				cmp.Rows = append(cmp.Rows, CompareRow{ID: c.ID, Entries: make([]*CompareEntry, len(runs))})
+			}
+			if cmp.Rows[k].Entries[i] != nil {
+				// twlab never writes two cells of one id: the first stays.
+				cmp.Warnings = append(cmp.Warnings, fmt.Sprintf("%s has more than one cell %s; only the first is compared", clip(cr.Dir, 200), clip(c.ID, 200)))
+				continue
 			}
 			cmp.Rows[k].Entries[i] = entryOf(c)
 		}
@@ -262,7 +298,28 @@ func (e *CompareEntry) figures() []figure {
 		}
 		out = append(out, figure{"p99 " + p99, e.Diff["p99"]})
 	}
+	if e.ExpectTotal > 0 {
+		out = append(out, figure{fmt.Sprintf("expect %d/%d", e.ExpectOK, e.ExpectTotal), e.Diff["expectations"]})
+	}
 	return out
+}
+
+// sameJSON says whether two JSON documents hold the same values, whatever
+// their key order or spacing (a twlab vm host writes the guest's scenario
+// with sorted keys).
+func sameJSON(a, b []byte) bool {
+	var va, vb any
+	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
+		return bytes.Equal(a, b)
+	}
+	return reflect.DeepEqual(va, vb)
+}
+
+func onlyText(only string) string {
+	if only == "" {
+		return "without --only"
+	}
+	return "with --only " + strconv.Quote(clip(only, 200))
 }
 
 func (e *CompareEntry) text(mark func(string) string) string {
@@ -278,9 +335,9 @@ func (e *CompareEntry) text(mark func(string) string) string {
 }
 
 func (c *Comparison) legend() string {
-	return fmt.Sprintf("Each entry: status, ok/attempts, server PAWS rejects, SYNs unanswered, connect p99 ms. "+
+	return fmt.Sprintf("Each entry: status, ok/attempts, server PAWS rejects, SYNs unanswered, connect p99 ms, assertions that held. "+
 		"The first run is the baseline; a figure differs when the status differs, a count crosses zero or moves by more than %.0f%%, "+
-		"the failed share moves by more than %.0f points, or p99 moves %.0fx and at least %.0f ms.",
+		"the failed share moves by more than %.0f points, p99 moves %.0fx and at least %.0f ms, or other assertions failed.",
 		CompareCountRelative*100, CompareFailedFraction*100, CompareP99Ratio, CompareP99MinMS)
 }
 

@@ -2,6 +2,7 @@ package report_test
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 
@@ -160,5 +161,36 @@ func TestCompareWarnsOfOverrides(t *testing.T) {
 	}
 	if w := report.Compare(twoRuns()).Warnings; len(w) != 0 {
 		t.Errorf("warnings for runs made alike: %q", w)
+	}
+}
+
+// What compare used to pass over: two failed runs that failed different
+// assertions, runs of different --only, an interrupted run's cells that
+// never started, and two cells of one id in one run.
+func TestCompareSeesWhatDiffers(t *testing.T) {
+	a, b := sampleRun(), sampleRun()
+	b.Cells[1].Expect = []result.Expect{{Expr: "load.failed == 0", OK: true}, {Expr: "server.paws > 0", OK: false}}
+	b.Only = "clients.net.ipv4.tcp_timestamps == 1"
+	b.Status, b.CellsPlanned = result.RunInterrupted, 5
+	b.Cells = append(b.Cells, b.Cells[0])
+	cmp := report.Compare([]report.CompareRun{{Dir: "a", Run: a}, {Dir: "b", Run: b}})
+	var row *report.CompareRow
+	for i := range cmp.Rows {
+		if cmp.Rows[i].ID == "timestamps=0" {
+			row = &cmp.Rows[i]
+		}
+	}
+	if row == nil || !slices.Contains(row.Changed, "expectations") {
+		t.Errorf("different failed assertions not a change: %+v", row)
+	}
+	warn := strings.Join(cmp.Warnings, "\n")
+	for _, w := range []string{`b ran with --only "clients.net.ipv4.tcp_timestamps == 1", the baseline without --only`, "b was interrupted: 1 of its 5 cells never started",
+		"b has more than one cell timestamps=1; only the first is compared"} {
+		if !strings.Contains(warn, w) {
+			t.Errorf("warnings lack %q:\n%s", w, warn)
+		}
+	}
+	if !strings.Contains(cmp.Text(), "expect 1/2*") {
+		t.Errorf("the table does not mark the assertions:\n%s", cmp.Text())
 	}
 }
