@@ -125,7 +125,7 @@ func JUnit(runs []*result.Run) ([]byte, error) {
 			s.Properties = append(s.Properties, junitProperty{"interrupted", "true"})
 			// The cells that never started are a failure CI sees, not a
 			// property it ignores: a run cut short is not a green suite.
-			tc := junitCase{Name: "(interrupted)", Classname: "twlab." + name,
+			tc := junitCase{Name: "(interrupted)", Classname: "twlab." + name, Time: secs(0), // a parser reads time as a number
 				Failure: &junitMessage{Message: "run interrupted", Type: "twlab.interrupted"}}
 			if left := NotStarted(r); left > 0 {
 				tc.Failure.Message = fmt.Sprintf("run interrupted: %d of %d cells never started", left, r.CellsPlanned)

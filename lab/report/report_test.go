@@ -252,3 +252,17 @@ func TestHostileTextInert(t *testing.T) {
 		}
 	}
 }
+
+// Every time attribute is a number, the interrupted stand-in case's too
+// (time="" fails parsers that read it as a float).
+func TestJUnitTimesAreNumbers(t *testing.T) {
+	r := sampleRun()
+	r.Status, r.CellsPlanned = result.RunInterrupted, 5
+	b, err := report.JUnit([]*result.Run{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "(interrupted)") || strings.Contains(string(b), `time=""`) {
+		t.Errorf("JUnit:\n%s", b)
+	}
+}
