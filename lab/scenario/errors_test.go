@@ -90,8 +90,15 @@ var loadErrorCases = []struct {
 	{"too many cells", name + "matrix:\n" +
 		"  server.net.ipv4.a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" +
 		"  server.net.ipv4.b: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" +
-		"  server.net.ipv4.c: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n", Options{}, "s.yaml:5:3",
-		"matrix: more than 256 cells; split the scenario or use exclude/--only"},
+		"  server.net.ipv4.c: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n", Options{}, "s.yaml:0:0",
+		"matrix: 1000 cells after exclude; a scenario runs at most 256"},
+	{"too many combinations", name + "matrix:\n" +
+		"  server.net.ipv4.a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31]\n" +
+		"  server.net.ipv4.b: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31]\n" +
+		"  server.net.ipv4.c: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]\n", Options{}, "s.yaml:5:3",
+		"matrix: more than 16384 combinations"},
+	{"exclude that excludes nothing", name + "matrix:\n  lvs.random: [true, false]\nexclude:\n  - {lvs.random: yes}\n", Options{}, "s.yaml:0:0",
+		"exclude[0]: lvs.random=yes matches no cell of the matrix, so it excludes nothing; write the values as the matrix does (lvs.random: true, false)"},
 	{"too many cells by include", name + "matrix:\n" +
 		"  server.net.ipv4.a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]\n" +
 		"  server.net.ipv4.b: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]\n" +

@@ -16,11 +16,14 @@ type combo struct {
 // expand builds the cartesian product of the axes (first axis slowest),
 // drops excluded combinations and appends included ones.
 func expand(file string, s *Scenario) ([]combo, error) {
+	// The product may exceed MaxCells as long as exclude brings it back
+	// (checked below); past maxProduct it is refused before it is built.
+	const maxProduct = 64 * MaxCells
 	total := 1
 	for _, a := range s.Matrix {
 		total *= max(len(a.Values), 1)
-		if total > MaxCells {
-			return nil, &Error{File: file, Line: a.Line, Col: a.Col, Field: "matrix", Msg: fmt.Sprintf("more than %d cells; split the scenario or use exclude/--only", MaxCells)}
+		if total > maxProduct {
+			return nil, &Error{File: file, Line: a.Line, Col: a.Col, Field: "matrix", Msg: fmt.Sprintf("more than %d combinations; a scenario runs at most %d cells: split it", maxProduct, MaxCells)}
 		}
 	}
 	axisKeys := map[string]bool{}
@@ -60,16 +63,33 @@ func expand(file string, s *Scenario) ([]combo, error) {
 		return true
 	}
 	var kept []combo
+	used := make([]bool, len(s.Exclude))
 	for _, c := range out {
 		drop := false
-		for _, ex := range s.Exclude {
+		for i, ex := range s.Exclude {
 			if matches(c, ex) {
-				drop = true
+				drop, used[i] = true, true
 			}
 		}
 		if !drop {
 			kept = append(kept, c)
 		}
+	}
+	// An entry that removes nothing is a typo or a value spelt otherwise
+	// than in the matrix ("yes" for true, 0.02 for 20ms): the cells it
+	// meant to leave out would run.
+	for i, ok := range used {
+		if !ok {
+			var want []string
+			for k, v := range s.Exclude[i] {
+				want = append(want, k+"="+string(v))
+			}
+			slices.Sort(want)
+			return nil, &Error{File: file, Field: fmt.Sprintf("exclude[%d]", i), Msg: fmt.Sprintf("%s matches no cell of the matrix, so it excludes nothing; write the values as the matrix does (%s)", strings.Join(want, ", "), axisValues(s.Matrix, s.Exclude[i]))}
+		}
+	}
+	if len(kept) > MaxCells {
+		return nil, &Error{File: file, Field: "matrix", Msg: fmt.Sprintf("%d cells after exclude; a scenario runs at most %d: split it, exclude more or use --only", len(kept), MaxCells)}
 	}
 	for i, inc := range s.Include {
 		var kvs []KV
@@ -126,3 +146,14 @@ func shortNames(m Matrix) map[string]string {
 // ShortName is the label of key in cell ids (exported for the include keys
 // that are not axes).
 func ShortName(key string) string { return shortNames(Matrix{{Key: key}})[key] }
+
+// axisValues lists the values the matrix gives the keys of m.
+func axisValues(mx Matrix, m map[string]Scalar) string {
+	var parts []string
+	for _, a := range mx {
+		if _, ok := m[a.Key]; ok {
+			parts = append(parts, a.Key+": "+strings.Join(a.Values, ", "))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
