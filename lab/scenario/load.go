@@ -118,7 +118,7 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	combos, err := expand(file, base)
+	combos, err := expand(file, base, len(opt.Set) == 0)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ type combo struct {
 
 // expand builds the cartesian product of the axes (first axis slowest),
 // drops excluded combinations and appends included ones.
-func expand(file string, s *Scenario) ([]combo, error) {
+func expand(file string, s *Scenario, strict bool) ([]combo, error) {
 	// The product may exceed MaxCells as long as exclude brings it back
 	// (checked below); past maxProduct it is refused before it is built.
 	const maxProduct = 64 * MaxCells
@@ -77,9 +77,10 @@ func expand(file string, s *Scenario) ([]combo, error) {
 	}
 	// An entry that removes nothing is a typo or a value spelt otherwise
 	// than in the matrix ("yes" for true, 0.02 for 20ms): the cells it
-	// meant to leave out would run.
+	// meant to leave out would run. (A --set that pins an axis may leave
+	// an entry nothing to remove, rightly.)
 	for i, ok := range used {
-		if !ok {
+		if !ok && strict {
 			var want []string
 			for k, v := range s.Exclude[i] {
 				want = append(want, k+"="+string(v))

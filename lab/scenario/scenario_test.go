@@ -338,3 +338,13 @@ func TestVIPWithoutFullNATWarns(t *testing.T) {
 		t.Errorf("warnings %q with a fullnat cell", p.Warnings)
 	}
 }
+
+// An exclude entry a --set leaves nothing to remove is fine: the --set
+// pinned the axis it names.
+func TestExcludeUnderSet(t *testing.T) {
+	src := "name: x\nmatrix:\n  lvs.random: [true, false]\n  load.concurrency: [1, 2]\nexclude:\n  - {lvs.random: false, load.concurrency: 2}\n"
+	p, err := Load("s.yaml", []byte(src), Options{Set: []string{"lvs.random=true"}})
+	if err != nil || len(p.Cells) != 2 {
+		t.Fatalf("cells %v, %v; want 2 and no error", cellIDs(p), err)
+	}
+}
