@@ -86,6 +86,10 @@ func parseTree(file string, src []byte) (*node, error) {
 func fromYAML(y *yaml.Node) *node {
 	n := &node{Value: y.Value, Line: y.Line, Column: y.Column,
 		Quoted: y.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) != 0 || y.Style&yaml.TaggedStyle != 0 && y.ShortTag() == "!!str"}
+	n.TextCol = y.Column
+	if y.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
+		n.TextCol++
+	}
 	switch y.Kind {
 	case yaml.MappingNode:
 		n.Kind = mappingNode

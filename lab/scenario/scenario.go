@@ -309,7 +309,7 @@ func (t *Text) unmarshalNode(n *node) error {
 	if n.Kind != scalarNode {
 		return &posError{n.Line, n.Column, "", "want a string"}
 	}
-	*t = Text{n.Value, n.Line, n.Column}
+	*t = Text{n.Value, n.Line, textCol(n)}
 	return nil
 }
 
@@ -331,7 +331,7 @@ type StringList struct {
 func (s *StringList) unmarshalNode(n *node) error {
 	switch n.Kind {
 	case scalarNode:
-		s.Items, s.Pos = []string{n.Value}, []pos{{n.Line, n.Column}}
+		s.Items, s.Pos = []string{n.Value}, []pos{{n.Line, textCol(n)}}
 		return nil
 	case sequenceNode:
 		for _, e := range n.Content {
@@ -339,7 +339,7 @@ func (s *StringList) unmarshalNode(n *node) error {
 				return &posError{e.Line, e.Column, "", "want a string"}
 			}
 			s.Items = append(s.Items, e.Value)
-			s.Pos = append(s.Pos, pos{e.Line, e.Column})
+			s.Pos = append(s.Pos, pos{e.Line, textCol(e)})
 		}
 		return nil
 	}
@@ -390,4 +390,13 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // MarshalJSON writes the duration in Go syntax.
 func (d Duration) MarshalJSON() ([]byte, error) {
 	return []byte(strconv.Quote(time.Duration(d).String())), nil
+}
+
+// textCol is where n's text starts (a node made by --set or the matrix has
+// no TextCol: its Column).
+func textCol(n *node) int {
+	if n.TextCol > 0 {
+		return n.TextCol
+	}
+	return n.Column
 }

@@ -20,6 +20,9 @@ type node struct {
 	Content      []*node // a mapping's keys and values in turn, a list's items
 	// Quoted: written in quotes or as a block scalar, so always a string.
 	Quoted bool
+	// TextCol is the column its text starts at: after the opening quote
+	// of a quoted scalar (an expression's error column counts from there).
+	TextCol int
 	// Field names the node in errors when it stands for something else
 	// ("matrix.lvs.snat_ports[1]" for a matrix value set into a cell).
 	Field string
