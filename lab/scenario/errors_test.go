@@ -184,6 +184,7 @@ var loadErrorCases = []struct {
 	{"skew figure without fixed skew", name + "clients: {ts_skew: kernel}\nexpect:\n  - assert: skew.c2.offset_ms == -60000\n", Options{}, "s.yaml:4:13",
 		"skew.c2.offset_ms: skew figures exist only in cells with clients.ts_skew: fixed"},
 	{"expression error in a quoted scalar", name + "expect:\n  - assert:\n    - \"load.failed === 0\"\n", Options{}, "s.yaml:4:22", `unexpected "="; use "==" to compare`},
+	{"include bad value", name + "include: [{lvs.snat_ports: abc}]\n", Options{}, "s.yaml:0:0", `include[0].lvs.snat_ports: "abc" is not valid here: want an integer`},
 	{"--set bad value", name, Options{Set: []string{"load.connections=lots"}}, "s.yaml:0:0", `load.connections: "lots" is not valid here: want an integer`},
 	{"--set out of range", name, Options{Set: []string{"load.connections=0"}}, "s.yaml:0:0", "load.connections: 0 is out of range; want 1..1000000"},
 	{"--only unknown name", name, Options{Only: "lvs.snatports == 1"}, "--only:0:0",

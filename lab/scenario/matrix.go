@@ -112,7 +112,13 @@ func expand(file string, s *Scenario, strict bool) ([]combo, error) {
 				kvs = append(kvs, KV{k, string(inc[k])})
 			}
 		}
-		kept = append(kept, combo{kvs: kvs, at: make([]valueAt, len(kvs))})
+		// A bad value is named as the include that wrote it, not as the
+		// section field it sets (which the user did not write wrong).
+		at := make([]valueAt, len(kvs))
+		for j, kv := range kvs {
+			at[j].field = fmt.Sprintf("include[%d].%s", i, kv.Key)
+		}
+		kept = append(kept, combo{kvs: kvs, at: at})
 		if len(kept) > MaxCells { // before each cell costs a decode
 			return nil, &Error{File: file, Field: fmt.Sprintf("include[%d]", i), Msg: fmt.Sprintf("more than %d cells with the includes; split the scenario or use exclude/--only", MaxCells)}
 		}
