@@ -3,6 +3,7 @@ package scenario
 import (
 	"fmt"
 	"github.com/twlab/twlab/lab/spec"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -128,7 +129,18 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 			return nil, &Error{File: "--only", Msg: err.Error()}
 		}
 	}
-	ids := shortNames(base.Matrix)
+	// Labels are made unique over the axes and the keys only includes name
+	// (a server axis and a clients include of tcp_timestamps were both
+	// "timestamps", and their distinct cells were refused as one).
+	labelled := slices.Clone(base.Matrix)
+	for _, inc := range base.Include {
+		for k := range inc {
+			if !slices.ContainsFunc(labelled, func(a Axis) bool { return a.Key == k }) {
+				labelled = append(labelled, Axis{Key: k})
+			}
+		}
+	}
+	ids := shortNames(labelled)
 	selected := make([]bool, len(exps)) // by some cell, or left to run time
 	for _, combo := range combos {
 		t := cloneNode(root)
@@ -207,11 +219,18 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 	// A cell is found by its id (compare, up --cell, --only by id): two
 	// with one id would hide each other.
 	seenID := map[string]bool{}
-	for _, c := range p.Cells {
+	for i, c := range p.Cells {
 		if seenID[c.ID] {
 			return nil, &Error{File: file, Field: "matrix", Msg: fmt.Sprintf("cell %s is listed twice (a value repeated in the matrix, or an include equal to a matrix cell); every cell must be one of its own", c.ID)}
 		}
 		seenID[c.ID] = true
+		// Ids are spelling; two cells may spell one experiment twice
+		// (load.connections [10, 0xa, 1e1], an include equal to the base).
+		for _, d := range p.Cells[:i] {
+			if maps.Equal(c.Vars, d.Vars) {
+				return nil, &Error{File: file, Field: "matrix", Msg: fmt.Sprintf("cells %s and %s are the same experiment (every field and sysctl equal, only spelt otherwise); every cell must be one of its own", d.ID, c.ID)}
+			}
+		}
 	}
 	if errs := checkFigureNames(file, base, exps, p.Cells); len(errs) > 0 {
 		return nil, errs

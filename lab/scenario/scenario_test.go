@@ -348,3 +348,16 @@ func TestExcludeUnderSet(t *testing.T) {
 		t.Fatalf("cells %v, %v; want 2 and no error", cellIDs(p), err)
 	}
 }
+
+// A key only an include names gets a label of its own when an axis has
+// the same short name: the two cells are distinct, not "listed twice".
+func TestIncludeKeyLabelUnique(t *testing.T) {
+	src := "name: x\nmatrix:\n  server.net.ipv4.tcp_timestamps: [0, 1]\ninclude:\n  - {clients.net.ipv4.tcp_timestamps: 1}\n"
+	p, err := Load("s.yaml", []byte(src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := cellIDs(p); len(ids) != 3 || ids[2] != "clients.timestamps=1" {
+		t.Errorf("cells %q; want the include's labelled clients.timestamps=1", ids)
+	}
+}
