@@ -128,6 +128,11 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 		if only, err = expr.Parse(opt.Only); err != nil {
 			return nil, &Error{File: "--only", Msg: err.Error()}
 		}
+		for _, n := range only.Names() {
+			if isKernelVar(n) {
+				return nil, &Error{File: "--only", Msg: fmt.Sprintf("%s: --only chooses cells before the kernel is detected; kernel facts belong in an expectation's when:", n)}
+			}
+		}
 	}
 	// Labels are made unique over the axes and the keys only includes name
 	// (a server axis and a clients include of tcp_timestamps were both

@@ -10,6 +10,7 @@ package scenario
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -370,7 +371,7 @@ func (d *Duration) unmarshalNode(n *node) error {
 		return &posError{n.Line, n.Column, "", "want a duration such as 500ms or 8s"}
 	}
 	if f, err := strconv.ParseFloat(n.Value, 64); err == nil {
-		if f < 0 || f > 1e6 {
+		if math.IsNaN(f) || f < 0 || f > 1e6 {
 			return &posError{n.Line, n.Column, "", fmt.Sprintf("duration %s out of range", n.Value)}
 		}
 		*d = Duration(f * float64(time.Second))
