@@ -381,9 +381,13 @@ func htmlCellOf(c *result.Cell, cellNum int, anchor string, ss []*result.Series,
 
 func connectText(l *result.Load) string {
 	if l.OK == 0 {
-		return "no successful connect"
+		return "no connection completed (a handshake that got no answer after it is a failure, and has no latency here)"
 	}
-	return fmt.Sprintf("p50 %s ms, p99 %s ms, max %s ms", ms(l.ConnectMS.P50), ms(l.ConnectMS.P99), ms(l.ConnectMS.Max))
+	t := fmt.Sprintf("p50 %s ms, p99 %s ms, max %s ms", ms(l.ConnectMS.P50), ms(l.ConnectMS.P99), ms(l.ConnectMS.Max))
+	if l.OK < 100 {
+		t += fmt.Sprintf(" (of %d connections: below 100, p99 is the slowest)", l.OK)
+	}
+	return t
 }
 
 // movedCounters lists the counters that moved in the server, the clients
@@ -488,7 +492,7 @@ func cellCharts(c *result.Cell, ss []*result.Series, noTS string) []*chart {
 		}
 	}
 	cdf := &chart{kind: "cdf", title: "Connect latency (successful connects)", xLabel: "connect time, ms (log scale)", yLabel: "fraction of connects ≤ x",
-		logX: true, yMax1: true, emptyMessage: "no successful connect (or a run made before the distribution was recorded)"}
+		logX: true, yMax1: true, emptyMessage: "no connection completed (or a run made before the distribution was recorded)"}
 	if l := c.Load; l != nil && len(l.ConnectCDF) > 0 {
 		cl := line{name: "CDF", color: colServer, step: true}
 		// Start the steps at 0 left of the fastest connect.

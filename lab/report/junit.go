@@ -156,7 +156,7 @@ func cellText(c *result.Cell) string {
 		fmt.Fprintf(&b, "load: %d attempts, %d ok, failed %s; connect p50 %.2f ms p99 %.2f ms\n",
 			l.Attempts, l.OK, failures(l), l.ConnectMS.P50, l.ConnectMS.P99)
 	} else if l != nil {
-		fmt.Fprintf(&b, "load: %d attempts, 0 ok, failed %s; no connect succeeded\n", l.Attempts, failures(l))
+		fmt.Fprintf(&b, "load: %d attempts, 0 ok, failed %s; no connection completed (no latency)\n", l.Attempts, failures(l))
 	}
 	if c.SYN != nil {
 		fmt.Fprintf(&b, "syn: in %d, synack_out %d, unanswered %d\n", c.SYN.In, c.SYN.SynAckOut, c.SYN.Unanswered)

@@ -120,8 +120,11 @@ func CellLine(done, total int, c *result.Cell) string {
 	}
 	l := c.Load
 	s := fmt.Sprintf("%s  %d conns, ok %d, failed %s, connect p50 %.1f ms p99 %.1f ms", head, l.Attempts, l.OK, failures(l), l.ConnectMS.P50, l.ConnectMS.P99)
-	if l.OK == 0 {
-		s = fmt.Sprintf("%s  %d conns, ok 0, failed %s, no connect succeeded", head, l.Attempts, failures(l))
+	switch {
+	case l.OK == 0:
+		s = fmt.Sprintf("%s  %d conns, ok 0, failed %s, no connection completed (no latency)", head, l.Attempts, failures(l))
+	case l.OK < 100:
+		s += fmt.Sprintf(" (of %d)", l.OK) // below 100 samples p99 is the slowest one
 	}
 	if c.SYN != nil {
 		s += fmt.Sprintf(", SYN in %d unanswered %d", c.SYN.In, c.SYN.Unanswered)

@@ -114,7 +114,7 @@ func TestNoLatencyWithoutConnects(t *testing.T) {
 	c := r.Cells[1]
 	c.Load = &result.Load{Attempts: 64, Failed: 64, Failures: map[string]int{"timeout": 64}}
 	line := report.CellLine(2, 3, c)
-	if strings.Contains(line, "0.0 ms") || !strings.Contains(line, "no connect succeeded") {
+	if strings.Contains(line, "0.0 ms") || !strings.Contains(line, "no connection completed") {
 		t.Errorf("cell line: %s", line)
 	}
 	for _, row := range strings.Split(report.Table(r), "\n") {

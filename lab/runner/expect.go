@@ -168,7 +168,7 @@ func jsonValue(v expr.Value) any {
 func hint(name string, figs map[string]float64) string {
 	if strings.HasPrefix(name, "load.connect_ms.") {
 		if ok, has := figs["load.ok"]; has && ok == 0 {
-			return " (no connect succeeded in this cell: there is no latency)"
+			return " (no connection completed in this cell: there is no latency)"
 		}
 	}
 	// The scenario reader has refused every load., syn. and skew. name

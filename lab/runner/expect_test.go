@@ -33,7 +33,7 @@ expect:
 		Nodes: map[string]*result.Node{"server": {Counters: map[string]int64{"TcpExt.PAWSTimewait": 3}, Summary: map[string]int64{}}}}
 	got := Evaluate(plan.Cells[0], rc, nil)
 	want := []string{
-		"no connect succeeded in this cell: there is no latency",
+		"no connection completed in this cell: there is no latency",
 		"did you mean server.TcpExt.PAWSTimewait?",
 		"skew figures exist only in cells with clients.ts_skew: fixed",
 		"",
