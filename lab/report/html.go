@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -9,6 +10,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -207,6 +209,7 @@ func renderHTML(r *result.Run, ts map[int][]*result.Series, problems []string) (
 	pg.Overrides = strings.Join(r.Overrides, " ")
 	pg.Facts = kernelFacts(r.KernelFeatures)
 	keys, moreKeys := matrixKeys(r)
+	base := baseValues(r, keys)
 	if moreKeys > 0 {
 		st.warnings = append(st.warnings, fmt.Sprintf("run.json: the cells have %d matrix keys; the matrix shows the first %d", len(keys)+moreKeys, len(keys)))
 	}
@@ -245,7 +248,9 @@ func renderHTML(r *result.Run, ts map[int][]*result.Series, problems []string) (
 		for _, k := range keys {
 			v, ok := c.Matrix[k]
 			if !ok {
-				v = "–"
+				if v, ok = base[k]; !ok {
+					v = "–"
+				}
 			}
 			row.Knobs = append(row.Knobs, v)
 		}
@@ -564,4 +569,40 @@ func clip(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// baseValues are the scenario's own values (run.json's scenario: defaults
+// and --set, before the matrix) of keys, for the cells whose matrix does
+// not set them: an include's bind_port=0 made a column in which nat-paws'
+// other cells showed "–", though they bound port 50000.
+func baseValues(r *result.Run, keys []string) map[string]string {
+	out := map[string]string{}
+	var sc map[string]any
+	if json.Unmarshal(r.Scenario, &sc) != nil {
+		return out
+	}
+	for _, k := range keys {
+		path := strings.Split(k, ".")
+		if role, rest, _ := strings.Cut(k, "."); strings.HasPrefix(rest, "net.") {
+			path = []string{"sysctl", role, rest}
+		}
+		var v any = sc
+		for _, seg := range path {
+			m, ok := v.(map[string]any)
+			if !ok {
+				v = nil
+				break
+			}
+			v = m[seg]
+		}
+		switch x := v.(type) {
+		case string:
+			out[k] = x
+		case float64:
+			out[k] = strconv.FormatFloat(x, 'f', -1, 64)
+		case bool:
+			out[k] = strconv.FormatBool(x)
+		}
+	}
+	return out
 }

@@ -266,3 +266,20 @@ func TestJUnitTimesAreNumbers(t *testing.T) {
 		t.Errorf("JUnit:\n%s", b)
 	}
 }
+
+// A matrix column that only some cells set (an include's key) shows the
+// scenario's own value in the others, not "–".
+func TestHTMLMatrixBaseValue(t *testing.T) {
+	r := sampleRun()
+	r.Scenario = []byte(`{"name":"demo","load":{"bind_port":50000},"matrix":[{"key":"clients.net.ipv4.tcp_timestamps"}]}`)
+	r.Cells[0].Matrix = map[string]string{"clients.net.ipv4.tcp_timestamps": "1"}
+	r.Cells[1].Matrix = map[string]string{"clients.net.ipv4.tcp_timestamps": "0"}
+	r.Cells[2].Matrix = map[string]string{"load.bind_port": "0"}
+	b, err := report.HTML(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), ">50000<"); n != 2 {
+		t.Errorf("the base bind_port 50000 shows in %d cells of the matrix, want 2", n)
+	}
+}
