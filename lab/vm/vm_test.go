@@ -502,24 +502,7 @@ func oldKernel(t *testing.T) string {
 // timestamps, BPF charged to RLIMIT_MEMLOCK) and checks the seed's case and
 // that every figure belongs to the node it is reported for.
 func TestOldKernelNatPaws(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM; skipped with -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (QEMU, kernel cache)")
-	}
-	img := oldKernel(t)
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed: make deps (apt-get install qemu-system-x86)")
-	}
-	k, err := Resolve(context.Background(), img, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile("../../scenarios/nat-paws.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	k, src := oldKernelNatPaws(t)
 	res, err := Run(context.Background(), Options{Kernels: []*Kernel{k}, ScenarioFile: "nat-paws.yaml", Source: src, Binary: staticTwlab(t),
 		OutDir: t.TempDir(), Timeout: 4 * time.Minute,
 		Progress: func(k *Kernel, msg string) { t.Logf("%s: %s", k.Label, msg) }})
@@ -1085,24 +1068,7 @@ func TestResolveRefusesNonKernels(t *testing.T) {
 // host: the guest is asked to stop and sends its interrupted run.json
 // (killing QEMU at once threw cell 1 away and left no run.json at all).
 func TestInterruptKeepsGuestCells(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM; skipped with -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (QEMU, kernel cache)")
-	}
-	img := oldKernel(t)
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed: make deps (apt-get install qemu-system-x86)")
-	}
-	k, err := Resolve(context.Background(), img, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile("../../scenarios/nat-paws.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	k, src := oldKernelNatPaws(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var asked time.Time
@@ -1131,4 +1097,29 @@ func TestInterruptKeepsGuestCells(t *testing.T) {
 		t.Errorf("the guest took %v to stop, more than the %v the host waits", took, stopWait)
 	}
 	t.Logf("stopped %v after the interrupt, %d cell kept", took.Round(time.Millisecond), len(r.Run.Cells))
+}
+
+// oldKernelNatPaws skips t unless the old kernel can boot here, and gives
+// it and nat-paws.yaml.
+func oldKernelNatPaws(t *testing.T) (*Kernel, []byte) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a VM; skipped with -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (QEMU, kernel cache)")
+	}
+	img := oldKernel(t)
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed: make deps (apt-get install qemu-system-x86)")
+	}
+	k, err := Resolve(context.Background(), img, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("../../scenarios/nat-paws.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, src
 }
