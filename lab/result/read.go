@@ -511,28 +511,23 @@ func memberOf(field string, members map[string]json.RawMessage) string {
 	return ""
 }
 
-// typeName says what a Go type is in JSON words.
+// typeName says what a Go type is in JSON words (not Go's: a reader of a
+// damaged run.json need not know twlab's structs).
 func typeName(t reflect.Type) string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	switch t.Kind() {
-	case reflect.Struct, reflect.Map:
-		return "an object"
-	case reflect.Slice, reflect.Array:
-		return "a list"
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	if w, ok := jsonWords[t.Kind()]; ok {
+		return w
+	}
+	if t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64 {
 		return "an integer"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
 	}
 	return "another type"
 }
+
+var jsonWords = map[reflect.Kind]string{reflect.Struct: "an object", reflect.Map: "an object", reflect.Slice: "a list",
+	reflect.Array: "a list", reflect.String: "a string", reflect.Bool: "true or false", reflect.Float32: "a number", reflect.Float64: "a number"}
 
 // hasKey says whether the top-level object b has the member key.
 func hasKey(b []byte, key string) bool {
