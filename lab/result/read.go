@@ -165,7 +165,14 @@ func ParseRun(path string, b []byte) (*Run, error) {
 	var warnings []string
 	err := decodeLenient(b, "", func() any { in = runIn{Run: &Run{}}; return &in }, &warnings)
 	if err != nil {
-		return nil, &NotRunError{Path: path, Reason: "not JSON", Err: err}
+		reason := "not JSON"
+		var se *json.SyntaxError
+		if errors.As(err, &se) && se.Offset > 0 && se.Offset <= int64(len(b)) {
+			// Where, as an editor shows it: a truncated or hand-edited file.
+			at := b[:se.Offset]
+			reason = fmt.Sprintf("not JSON at line %d, column %d", bytes.Count(at, []byte("\n"))+1, se.Offset-int64(bytes.LastIndexByte(at, '\n')+1))
+		}
+		return nil, &NotRunError{Path: path, Reason: reason, Err: err}
 	}
 	r := in.Run
 	if r.Schema != Schema {

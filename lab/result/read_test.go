@@ -336,3 +336,11 @@ func TestReadRunReportsEveryWrongType(t *testing.T) {
 		}
 	}
 }
+
+// A run.json that is no JSON says where, as an editor counts.
+func TestReadRunSyntaxPosition(t *testing.T) {
+	_, err := result.ParseRun("run.json", []byte("{\"schema\":\"twlab.run/v1\",\n \"x\": NaN}"))
+	if err == nil || !strings.Contains(err.Error(), "not JSON at line 2, column 7") {
+		t.Errorf("error %v; want the position of NaN", err)
+	}
+}

@@ -189,6 +189,7 @@ var loadErrorCases = []struct {
 		"cells connections=10 and connections=0xa are the same experiment"},
 	{"duration nan", name + "load:\n  duration: nan\n", Options{}, "s.yaml:3:13", "duration nan out of range"},
 	{"--only on a kernel fact", name, Options{Only: "kernel.major >= 5"}, "--only:0:0", "kernel.major: --only chooses cells before the kernel is detected"},
+	{"needs_rate above the pace", name + "load:\n  rate: 50\n  needs_rate: 1000\n", Options{}, "s.yaml:4:15", "load.needs_rate: 1000 is above load.rate 50, which paces the load"},
 	{"--set bad value", name, Options{Set: []string{"load.connections=lots"}}, "s.yaml:0:0", `load.connections: "lots" is not valid here: want an integer`},
 	{"--set out of range", name, Options{Set: []string{"load.connections=0"}}, "s.yaml:0:0", "load.connections: 0 is out of range; want 1..1000000"},
 	{"--only unknown name", name, Options{Only: "lvs.snatports == 1"}, "--only:0:0",

@@ -88,6 +88,10 @@ func validate(file string, root *node, s *Scenario) Errors {
 	}
 	if !(s.Load.NeedsRate >= 0 && s.Load.NeedsRate <= 1e6) {
 		bad("load.needs_rate", "%g is out of range; want 0 (no need) to 1000000 connections/s", s.Load.NeedsRate)
+	} else if s.Load.Rate > 0 && s.Load.NeedsRate > s.Load.Rate {
+		// A paced load never goes faster than its rate: every cell would be
+		// n/a, and the run's exit code would blame the machine.
+		bad("load.needs_rate", "%g is above load.rate %g, which paces the load: no cell could reach it", s.Load.NeedsRate, s.Load.Rate)
 	}
 	rng("load.concurrency", s.Load.Concurrency, 1, MaxConcurrency)
 	if s.Load.BindPort != 0 {
