@@ -75,7 +75,7 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 		if !ok || strings.TrimSpace(k) == "" {
 			return nil, &Error{File: "--set", Msg: fmt.Sprintf("%q: want path=value, e.g. load.connections=50 or server.net.ipv4.tcp_rfc1337=1", kv)}
 		}
-		if (&node{Kind: scalarNode, Value: strings.TrimSpace(v)}).null() {
+		if (&node{Kind: scalarNode, Value: strings.TrimSpace(v)}).null() && !nullable(strings.TrimSpace(k)) {
 			// An empty value reads as "not given", which quietly ran the
 			// built-in default instead of the file's value (an unset
 			// shell variable in `--set load.connections=$N`).
@@ -119,7 +119,12 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	combos, err := expand(file, base, len(opt.Set) == 0)
+	setKeys := map[string]bool{}
+	for _, kv := range opt.Set {
+		k, _, _ := strings.Cut(kv, "=")
+		setKeys[strings.TrimSpace(k)] = true
+	}
+	combos, err := expand(file, base, setKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -231,13 +236,14 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 		seenID[c.ID] = true
 		// Ids are spelling; two cells may spell one experiment twice
 		// (load.connections [10, 0xa, 1e1], an include equal to the base).
+		// A --set that pins an axis makes such twins on purpose.
 		for _, d := range p.Cells[:i] {
-			if maps.Equal(c.Vars, d.Vars) {
+			if len(opt.Set) == 0 && maps.Equal(c.Vars, d.Vars) && rawOffsets(c.S) == rawOffsets(d.S) {
 				return nil, &Error{File: file, Field: "matrix", Msg: fmt.Sprintf("cells %s and %s are the same experiment (every field and sysctl equal, only spelt otherwise); every cell must be one of its own", d.ID, c.ID)}
 			}
 		}
 	}
-	if errs := checkFigureNames(file, base, exps, p.Cells); len(errs) > 0 {
+	if errs := checkFigureNames(file, base, exps, p.Cells, only == nil && len(opt.Set) == 0); len(errs) > 0 {
 		return nil, errs
 	}
 	// lvs.vip only means something in fullnat mode; a matrix may vary the
@@ -282,4 +288,18 @@ func cellList(cells []*Cell) string {
 		ids = append(ids, c.ID)
 	}
 	return strings.Join(ids, "; ")
+}
+
+// rawOffsets tells offsets given as raw ticks from ones given as times,
+// which Vars does not: 60000 and 60s differ on a kernel whose timestamp
+// clock is not 1000 Hz.
+func rawOffsets(s *Scenario) string {
+	var b strings.Builder
+	for _, o := range s.Clients.TSOffsets {
+		fmt.Fprintf(&b, "%t,", o.Raw)
+	}
+	if st := s.Clients.TSOffsetStep; st != nil {
+		fmt.Fprintf(&b, "step %t", st.Raw)
+	}
+	return b.String()
 }

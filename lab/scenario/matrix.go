@@ -15,7 +15,7 @@ type combo struct {
 
 // expand builds the cartesian product of the axes (first axis slowest),
 // drops excluded combinations and appends included ones.
-func expand(file string, s *Scenario, strict bool) ([]combo, error) {
+func expand(file string, s *Scenario, setKeys map[string]bool) ([]combo, error) {
 	// The product may exceed MaxCells as long as exclude brings it back
 	// (checked below); past maxProduct it is refused before it is built.
 	const maxProduct = 64 * MaxCells
@@ -80,7 +80,11 @@ func expand(file string, s *Scenario, strict bool) ([]combo, error) {
 	// meant to leave out would run. (A --set that pins an axis may leave
 	// an entry nothing to remove, rightly.)
 	for i, ok := range used {
-		if !ok && strict {
+		pinned := false
+		for k := range s.Exclude[i] {
+			pinned = pinned || setKeys[k]
+		}
+		if !ok && !pinned {
 			var want []string
 			for k, v := range s.Exclude[i] {
 				want = append(want, k+"="+string(v))
@@ -107,6 +111,9 @@ func expand(file string, s *Scenario, strict bool) ([]combo, error) {
 		for _, k := range keys {
 			if err := checkKey(k); err != nil {
 				return nil, &Error{File: file, Field: fmt.Sprintf("include[%d].%s", i, k), Msg: err.Error()}
+			}
+			if (&node{Kind: scalarNode, Value: string(inc[k])}).null() && !nullable(k) {
+				return nil, &Error{File: file, Field: fmt.Sprintf("include[%d].%s", i, k), Msg: "want a value; an empty one (~, null) would stand for the default"}
 			}
 			if !axisKeys[k] {
 				kvs = append(kvs, KV{k, string(inc[k])})

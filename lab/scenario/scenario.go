@@ -256,14 +256,14 @@ func (m *Matrix) unmarshalNode(n *node) error {
 				if e.Kind != scalarNode {
 					return &posError{e.Line, e.Column, "", fmt.Sprintf("matrix %s: values must be scalars", kn.Value)}
 				}
-				if e.null() {
+				if e.null() && !nullable(kn.Value) {
 					return &posError{e.Line, e.Column, "", "an empty value (~, null) is no value; it would run the default, under a cell id that says otherwise"}
 				}
 				a.Values = append(a.Values, e.Value)
 				a.at = append(a.at, valueAt{e.Line, e.Column, fmt.Sprintf("matrix.%s[%d]", kn.Value, j)})
 			}
 		case scalarNode:
-			if vn.null() {
+			if vn.null() && !nullable(kn.Value) {
 				return &posError{vn.Line, vn.Column, "", fmt.Sprintf("matrix %s: want a list of values", kn.Value)}
 			}
 			a.Values = []string{vn.Value}
@@ -283,9 +283,6 @@ type Scalar string
 func (s *Scalar) unmarshalNode(n *node) error {
 	if n.Kind != scalarNode {
 		return &posError{n.Line, n.Column, "", "want a scalar value"}
-	}
-	if n.null() {
-		return &posError{n.Line, n.Column, "", "want a value; an empty one (~, null) would stand for the default"}
 	}
 	*s = Scalar(n.Value)
 	return nil

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -159,6 +160,25 @@ func TestShippedScenariosLoad(t *testing.T) {
 					t.Errorf("duplicate cell id %q", c.ID)
 				}
 				seen[c.ID] = true
+			}
+			// Every cell alone, by --only and by --set of its matrix
+			// values: what the whole scenario passes, a part of it must
+			// (a check over "the cells" once refused nat-paws under
+			// --only for the expectations the --only left without a cell).
+			for _, c := range p.Cells {
+				var only, set []string
+				for _, kv := range c.Matrix {
+					only = append(only, kv.Key+" == "+strconv.Quote(kv.Value))
+					set = append(set, kv.Key+"="+kv.Value)
+				}
+				if len(only) == 0 {
+					continue
+				}
+				for _, opt := range []Options{{Only: strings.Join(only, " && ")}, {Set: set}} {
+					if _, err := Load(filepath.Base(f), src, opt); err != nil {
+						t.Errorf("cell %s alone (%+v): %v", c.ID, opt, err)
+					}
+				}
 			}
 		})
 	}
@@ -359,5 +379,28 @@ func TestIncludeKeyLabelUnique(t *testing.T) {
 	}
 	if ids := cellIDs(p); len(ids) != 3 || ids[2] != "clients.timestamps=1" {
 		t.Errorf("cells %q; want the include's labelled clients.timestamps=1", ids)
+	}
+}
+
+// Offsets in raw ticks and in time are different experiments on a jiffies
+// clock, though their Vars agree.
+func TestRawAndTimedOffsetsDiffer(t *testing.T) {
+	src := "name: x\nclients: {count: 2, ts_skew: fixed}\nmatrix:\n  clients.ts_offset_step: [60000, 60s]\n"
+	if p, err := Load("s.yaml", []byte(src), Options{}); err != nil || len(p.Cells) != 2 {
+		t.Errorf("cells %v, %v; want 2", cellIDs(p), err)
+	}
+}
+
+// An optional field may be given no value, which means what leaving it
+// out means (conntrack_tw_timeout: the kernel's default).
+func TestNullForOptionalFields(t *testing.T) {
+	src := "name: x\nlvs: {conntrack_tw_timeout: 0s}\nmatrix:\n  lvs.conntrack_tw_timeout: [~, 0s]\n"
+	p, err := Load("s.yaml", []byte(src), Options{})
+	if err != nil || len(p.Cells) != 2 || p.Cells[0].S.LVS.ConntrackTWTimeout != nil || p.Cells[1].S.LVS.ConntrackTWTimeout == nil {
+		t.Fatalf("cells %v, %v; want the kernel default in the first", cellIDs(p), err)
+	}
+	p, err = Load("s.yaml", []byte("name: x\nlvs: {conntrack_tw_timeout: 0s}\n"), Options{Set: []string{"lvs.conntrack_tw_timeout=~"}})
+	if err != nil || p.Cells[0].S.LVS.ConntrackTWTimeout != nil {
+		t.Fatalf("--set lvs.conntrack_tw_timeout=~: %v", err)
 	}
 }

@@ -96,3 +96,31 @@ func setPath(root *node, key, value string, line, col int, field string) error {
 	}
 	return nil
 }
+
+// nullable says whether key may be given no value (~, null, empty) in
+// --set, a matrix or an include: an optional field whose absence means
+// something (lvs.conntrack_tw_timeout: the kernel's default) or a text
+// that may be empty (lvs.vip). A number or a sysctl may not: an empty
+// value there quietly ran the built-in default.
+func nullable(key string) bool {
+	role, rest, _ := strings.Cut(key, ".")
+	if slices.Contains(Roles, role) && strings.HasPrefix(rest, "net.") {
+		return false
+	}
+	t := reflect.TypeOf(Scenario{})
+	var f reflect.StructField
+	for _, seg := range strings.Split(key, ".") {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return false
+		}
+		var ok bool
+		if f, ok = fieldByTag(t, seg); !ok {
+			return false
+		}
+		t = f.Type
+	}
+	return t.Kind() == reflect.Pointer || t.Kind() == reflect.String
+}
