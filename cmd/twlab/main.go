@@ -23,6 +23,7 @@ import (
 	"github.com/twlab/twlab/lab/scenario"
 	"github.com/twlab/twlab/lab/vm"
 	"github.com/twlab/twlab/scenarios"
+	"golang.org/x/sys/unix"
 )
 
 // Exit codes (documented in the README).
@@ -157,8 +158,12 @@ func signalContext(stderr io.Writer, what string) (context.Context, context.Canc
 		n, pipe := 0, false
 		for s := range sigs {
 			if s == syscall.SIGPIPE {
-				if pipe {
-					continue // every later write to the closed output raises one
+				// Caught, SIGPIPE comes from a write to any closed pipe or
+				// socket, not only the output: a load connection written
+				// after the server's RST, QEMU's input after it exited.
+				// Only a closed stdout or stderr stops the run.
+				if pipe || !outputClosed() {
+					continue // (and every later write to a closed output raises one)
 				}
 				pipe = true
 			}
@@ -528,4 +533,19 @@ func cmdCleanup(args []string, stdout, stderr io.Writer) int {
 func notStarted(file, id, reason string) *result.Run {
 	return &result.Run{ScenarioFile: file, Status: result.RunFailed, Cells: []*result.Cell{
 		{ID: id, Status: result.CellFailed, Reason: reason}}}
+}
+
+// outputClosed says whether standard output or error has lost its reader:
+// poll(2) flags the write end of such a pipe or socket with an error.
+func outputClosed() bool {
+	fds := []unix.PollFd{{Fd: 1, Events: unix.POLLOUT}, {Fd: 2, Events: unix.POLLOUT}}
+	if _, err := unix.Poll(fds, 0); err != nil {
+		return false
+	}
+	for _, f := range fds {
+		if f.Revents&(unix.POLLERR|unix.POLLHUP) != 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twlab/twlab/lab/vm"
 	"github.com/twlab/twlab/scenarios"
@@ -274,5 +275,28 @@ func TestRunsNeverShareAFolder(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(out, d, "run.json")); err != nil {
 			t.Errorf("--out with one name twice: %v", err)
 		}
+	}
+}
+
+// A SIGPIPE from a write to some other closed pipe (a load connection
+// after an RST, QEMU's input after it exited) does not stop the run: only
+// a closed stdout or stderr does.
+func TestSIGPIPEFromOtherPipeIgnored(t *testing.T) {
+	var stderr bytes.Buffer
+	ctx, cancel := signalContext(&stderr, "stopping")
+	defer cancel()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if _, err := w.Write([]byte("x")); err == nil {
+		t.Fatal("a write to a pipe without reader succeeded")
+	}
+	w.Close()
+	select {
+	case <-ctx.Done():
+		t.Fatalf("a closed pipe that is not the output stopped the run: %s", stderr.String())
+	case <-time.After(300 * time.Millisecond):
 	}
 }
