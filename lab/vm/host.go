@@ -269,6 +269,9 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	// console came up (seen rarely under emulation, e.g. calibrating the
 	// timer); a second boot, on the plain pc machine, costs less than
 	// waiting out the timeout.
+	// Each kind of retry has its own budget: a coarse clock's reboots must
+	// not use up a silent guest's second chance. None after Ctrl-C.
+	clockBoots, noLifeRetried, oopsRetried := 1, false, false
 	for attempt := 1; ; attempt++ {
 		// The result goes out on a second UART to a file of its own: no
 		// kernel message can interleave with it, as on a shared console.
@@ -280,18 +283,23 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 		res.Machine, res.BootAttempts = strings.SplitN(machine, ",", 2)[0], attempt
 		start = time.Now()
 		o.progress(k, fmt.Sprintf("booting (%s, %s, %s, %d modules, %s, init %s)", res.Accel, res.Machine, res.Boot, nmods, filepath.Base(k.Image), filepath.Base(o.Binary)))
-		res.retryCoarse = attempt < maxClockAttempts
+		res.retryCoarse = clockBoots < maxClockAttempts
 		doc, err = boot(ctx, o, k, res, qargs, console, resultFile, start)
 		res.TotalS = round2(time.Since(start).Seconds())
+		if ctx.Err() != nil {
+			break
+		}
 		if errors.Is(err, errCoarseClock) {
+			clockBoots++
 			o.progress(k, err.Error()+": booting again")
 			fmt.Fprintf(console, "\n--- twlab: %s; boot attempt %d ---\n", err, attempt+1)
 			os.Remove(resultFile)
 			continue
 		}
-		if errors.Is(err, errNoLife) && attempt == 1 {
+		if errors.Is(err, errNoLife) && !noLifeRetried {
+			noLifeRetried = true
 			o.progress(k, err.Error()+": booting again on the pc machine")
-			fmt.Fprintf(console, "\n--- twlab: %s; boot attempt 2 on the pc machine ---\n", err)
+			fmt.Fprintf(console, "\n--- twlab: %s; boot attempt %d on the pc machine ---\n", err, attempt+1)
 			os.Remove(resultFile)
 			if os.Getenv("TWLAB_VM_MACHINE") == "" {
 				machine, tscArg = "pc", ""
@@ -304,9 +312,10 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 		// half-patched instruction (int3 in enqueue_timer on 6.12, once
 		// in some hundred boots). One more boot tells the two apart; a
 		// panic that is no oops (no init, no root) is not retried.
-		if err != nil && attempt == 1 && res.BootS == 0 && strings.Contains(res.panicLine, "Fatal exception") {
+		if err != nil && !oopsRetried && res.BootS == 0 && strings.Contains(res.panicLine, "Fatal exception") {
+			oopsRetried = true
 			o.progress(k, err.Error()+": booting again")
-			fmt.Fprintf(console, "\n--- twlab: %s; boot attempt 2 ---\n", err)
+			fmt.Fprintf(console, "\n--- twlab: %s; boot attempt %d ---\n", err, attempt+1)
 			os.Remove(resultFile)
 			res.panicLine = ""
 			continue
@@ -586,6 +595,7 @@ var errNoLife = errors.New("the guest showed no sign of life")
 const (
 	guestStopLine = "twlab-stop"
 	stopWait      = 20 * time.Second
+	maxStopWait   = 2 * time.Minute // while what it sends keeps growing
 )
 
 // errCoarseClock: the guest kernel keeps time with jiffies.
@@ -658,6 +668,7 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	defer poll.Stop()
 	done := ctx.Done()
 	var stopTimer <-chan time.Time
+	var stopAsked, grewAt time.Time
 	var (
 		doc     []byte
 		gotErr  error // a complete error frame from the guest
@@ -683,7 +694,7 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 		if size == seen {
 			return
 		}
-		seen = size
+		seen, grewAt = size, time.Now()
 		raw, err := readResult(resultFile, res.Dir)
 		if err != nil {
 			return
@@ -712,7 +723,7 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 			cmd.Process.Kill()
 			werr, running = <-exited, false
 		case cs := <-coarse:
-			if !res.retryCoarse {
+			if !res.retryCoarse || done == nil { // no reboot once Ctrl-C asked the guest to stop
 				continue
 			}
 			reason = fmt.Sprintf("%s (%s: the guest kernel could not calibrate its TSC, and every time it measured would be a multiple of its tick)", errCoarseClock, cs)
@@ -745,8 +756,14 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 			}
 			o.progress(k, "interrupted: asking the guest to stop and send the cells it finished")
 			io.WriteString(stdin, guestStopLine+"\n")
-			stopTimer = time.After(stopWait)
+			stopAsked, stopTimer = time.Now(), time.After(stopWait)
 		case <-stopTimer:
+			// A guest still sending (captures go before run.json, at a
+			// few hundred KB/s) gets more time, within a bound.
+			if time.Since(grewAt) < 2*time.Second && time.Since(stopAsked) < maxStopWait {
+				stopTimer = time.After(2 * time.Second)
+				continue
+			}
 			cmd.Process.Kill()
 			werr, running = <-exited, false
 		}
