@@ -239,7 +239,7 @@ func renderHTML(r *result.Run, ts map[int][]*result.Series, problems []string) (
 			cellNum, anchor = pos+1, fmt.Sprintf("cell-at-%d", pos+1)
 			series = nil
 			noTS = fmt.Sprintf("time series not shown: run.json gives this cell index %d, which %s, so its rows in timeseries.csv cannot be told apart", c.Index,
-				map[bool]string{true: "is negative", false: "another cell has too"}[c.Index < 0])
+				map[bool]string{true: "is negative (or no index at all)", false: "another cell has too"}[c.Index < 0])
 			if len(badIndex) < 5 {
 				badIndex = append(badIndex, fmt.Sprintf("%q (index %d)", clip(c.ID, 60), c.Index))
 			}

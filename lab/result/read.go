@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -460,62 +461,70 @@ func isCellsKey(quoted []byte) bool {
 }
 
 // decodeLenient decodes b into what fresh returns (a new value each call).
-// A member of the wrong type is dropped whole (its key removed, the rest
-// decoded again) and reported in warnings with where it was: decoding in
-// one go keeps only the first such error, and leaves the objects it had
-// begun filling as zeros that read like measured figures ("load": "nope"
-// became 0 connections, 0 ok). Errors are those of b not being JSON.
+// A member of the wrong type is dropped whole and reported in warnings with
+// where it was: decoding in one go keeps only the first such error, and
+// leaves the objects it had begun filling as zeros that read like measured
+// figures ("load": "nope" became 0 connections, 0 ok). A document with
+// such a member is decoded a member at a time, each tried on its own
+// first, in key order (the decoder matches keys without regard to case,
+// and of two that match, the later wins): about three decodes of the
+// document, whatever the number of bad members. Errors are those of b not
+// being JSON.
 func decodeLenient(b []byte, where string, fresh func() any, warnings *[]string) error {
+	err := json.Unmarshal(b, fresh())
+	var typeErr *json.UnmarshalTypeError
+	if err == nil || !errors.As(err, &typeErr) {
+		return err
+	}
 	var members map[string]json.RawMessage
-	for range 64 {
-		err := json.Unmarshal(b, fresh())
-		var typeErr *json.UnmarshalTypeError
-		if err == nil || !errors.As(err, &typeErr) {
-			return err
-		}
-		if members == nil {
-			if json.Unmarshal(b, &members) != nil {
-				return err // not an object at all: the caller's type error
+	if json.Unmarshal(b, &members) != nil {
+		// Not an object: the caller's type is wrong for the whole of it.
+		*warnings = append(*warnings, badMember(where, typeErr))
+		return nil
+	}
+	keys := make([]string, 0, len(members))
+	for k := range members {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	one := func(k string) []byte {
+		kb, _ := json.Marshal(k)
+		return append(append(append(append([]byte{'{'}, kb...), ':'), members[k]...), '}')
+	}
+	var good []string
+	for _, k := range keys {
+		if err := json.Unmarshal(one(k), fresh()); err != nil {
+			if errors.As(err, &typeErr) {
+				*warnings = append(*warnings, badMember(where, typeErr))
 			}
+			continue
 		}
-		key := memberOf(typeErr.Field, members)
-		// The path names the embedded structs decoded through ("Cell.").
-		path := typeErr.Field
-		for _, emb := range []string{"Run.", "Cell."} {
-			path = strings.TrimPrefix(path, emb)
-		}
-		if path == "Run" || path == "Cell" {
-			path = ""
-		}
-		field := strings.Trim(where+"."+path, ".")
-		if field == "" {
-			field = "(top level)"
-		}
-		*warnings = append(*warnings, fmt.Sprintf("run.json: %s holds %s where %s belongs; it was left out",
-			clip(field, 120), clip(typeErr.Value, 40), typeName(typeErr.Type)))
-		if key == "" {
-			return nil // nothing to drop: keep what decoded
-		}
-		delete(members, key)
-		if b, err = json.Marshal(members); err != nil {
-			return err
-		}
+		good = append(good, k)
+	}
+	// The callers' fresh resets the value they read: the last call's is
+	// theirs.
+	final := fresh()
+	for _, k := range good {
+		json.Unmarshal(one(k), final)
 	}
 	return nil
 }
 
-// memberOf is the key of members that the error path field starts in.
-// The path names embedded structs too ("Cell.load.attempts"), and the
-// decoder matches keys without regard to case.
-func memberOf(field string, members map[string]json.RawMessage) string {
-	for _, seg := range strings.Split(field, ".") {
-		for k := range members {
-			if strings.EqualFold(k, seg) {
-				return k
-			}
-		}
+// badMember words a type error for the warnings.
+func badMember(where string, typeErr *json.UnmarshalTypeError) string {
+	// The path names the embedded structs decoded through ("Cell.").
+	path := typeErr.Field
+	for _, emb := range []string{"Run.", "Cell."} {
+		path = strings.TrimPrefix(path, emb)
 	}
-	return ""
+	if path == "Run" || path == "Cell" {
+		path = ""
+	}
+	field := strings.Trim(where+"."+path, ".")
+	if field == "" {
+		field = "(top level)"
+	}
+	return fmt.Sprintf("run.json: %s holds %s where %s belongs; it was left out", clip(field, 120), clip(typeErr.Value, 40), typeName(typeErr.Type))
 }
 
 // typeName says what a Go type is in JSON words (not Go's: a reader of a
@@ -542,6 +551,10 @@ func hasKey(b []byte, key string) bool {
 	if json.Unmarshal(b, &m) != nil {
 		return false
 	}
-	_, ok := m[key]
-	return ok
+	for k := range m {
+		if strings.EqualFold(k, key) { // as the decoder matches it
+			return true
+		}
+	}
+	return false
 }

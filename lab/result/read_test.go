@@ -344,3 +344,22 @@ func TestReadRunSyntaxPosition(t *testing.T) {
 		t.Errorf("error %v; want the position of NaN", err)
 	}
 }
+
+// Of two keys the decoder takes for one field ("LOAD", "load"), the result
+// does not depend on map order: a bad one is left out, the good one kept,
+// every time; a "Cells" key counts as cells.
+func TestReadRunCaseFoldedKeys(t *testing.T) {
+	doc := []byte(`{"schema":"twlab.run/v1","status":"ok","Cells":[{"id":"a","status":"ok","index":0,"LOAD":"nope","load":{"attempts":5,"ok":5}}]}`)
+	for range 20 {
+		r, err := result.ParseRun("run.json", doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Cells) != 1 || r.Cells[0].Load == nil || r.Cells[0].Load.Attempts != 5 {
+			t.Fatalf("cells %+v: want the good load kept", r.Cells)
+		}
+		if w := strings.Join(r.Warnings, "\n"); strings.Contains(w, "no cells") || !strings.Contains(w, "cells[0].load holds string") {
+			t.Fatalf("warnings %q", r.Warnings)
+		}
+	}
+}
