@@ -404,7 +404,7 @@ func (c *Comparison) Markdown() string {
 	}
 	b.WriteString("---|\n")
 	for _, r := range c.Rows {
-		fmt.Fprintf(&b, "| %s |", mdCode(r.ID))
+		fmt.Fprintf(&b, "| %s |", mdCell(mdCode(r.ID)))
 		for _, e := range r.Entries {
 			b.WriteString(" " + mdCell(e.text(func(s string) string { return "**" + s + "**" })) + " |")
 		}

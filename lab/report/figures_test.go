@@ -50,10 +50,13 @@ func TestMarkdownInert(t *testing.T) {
 	if got := mdText("ok\n# run OK <img src=x> [a](b) `c` |"); got != "ok # run OK \\<img src=x\\> \\[a\\](b) \\`c\\` \\|" {
 		t.Errorf("mdText = %q", got)
 	}
+	if got := mdLine("# run OK"); got != `\# run OK` {
+		t.Errorf("mdLine = %q", got)
+	}
 	for _, c := range []struct{ in, want string }{
 		{"tw_recycle=1", "`tw_recycle=1`"},
 		{"a`<img src=x>`b", "`` a`<img src=x>`b ``"},
-		{"x``y\nz|w", "``` x``y z\\|w ```"},
+		{"x``y\nz|w", "``` x``y z|w ```"},
 		{"", "`  `"},
 	} {
 		if got := mdCode(c.in); got != c.want {

@@ -17,11 +17,22 @@ var mdEscaper = strings.NewReplacer(`\`, `\\`, "`", "\\`", "[", `\[`, "]", `\]`,
 // mdText is s as one line of plain Markdown text.
 func mdText(s string) string { return mdEscaper.Replace(s) }
 
+// mdLine is mdText for text that starts a line, where "#", "-", "1." or
+// ">" would make it a heading, a list or a quote.
+func mdLine(s string) string {
+	t := mdText(s)
+	if t != "" && (strings.ContainsRune("#-+*=>", rune(t[0])) || t[0] >= '0' && t[0] <= '9') {
+		return `\` + t
+	}
+	return t
+}
+
 // mdCode is s as one inline code span, whatever backticks it holds: the
-// fence is longer than its longest run of them (CommonMark), and a pipe is
-// escaped, as GFM tables need even inside code.
+// fence is longer than its longest run of them (CommonMark). Inside a table
+// the span goes through mdCell too (GFM needs its pipes escaped even in
+// code; elsewhere the backslash would show).
 func mdCode(s string) string {
-	s = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ", "|", `\|`).Replace(s)
+	s = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
 	longest, run := 0, 0
 	for _, r := range s {
 		if r == '`' {

@@ -315,7 +315,7 @@ func markdown(r *result.Run, problems []string) string {
 	}
 	b.WriteString("\n")
 	for _, c := range r.Cells {
-		fmt.Fprintf(&b, "| %s |", mdCode(c.ID))
+		fmt.Fprintf(&b, "| %s |", mdCell(mdCode(c.ID)))
 		for _, col := range columns {
 			b.WriteString(" " + mdText(col.get(c)) + " |")
 		}
@@ -331,7 +331,7 @@ func markdown(r *result.Run, problems []string) string {
 	for _, c := range r.Cells {
 		fmt.Fprintf(&b, "\n### %s — %s\n\n", mdCode(c.ID), mdText(c.Status))
 		if c.Reason != "" {
-			fmt.Fprintf(&b, "%s\n\n", mdText(c.Reason))
+			fmt.Fprintf(&b, "%s\n\n", mdLine(c.Reason))
 		}
 		notes := c.Notes[:rows.take(len(c.Notes))]
 		for _, n := range notes {
@@ -370,7 +370,7 @@ func markdown(r *result.Run, problems []string) string {
 					}
 				}
 				m, _ := expectFigures(e)
-				fmt.Fprintf(&b, "| %s | %s | %s |\n", mdCode(e.Expr), mdText(m), mdText(res))
+				fmt.Fprintf(&b, "| %s | %s | %s |\n", mdCell(mdCode(e.Expr)), mdText(m), mdText(res))
 			}
 			if len(expect) < len(c.Expect) {
 				fmt.Fprintf(&b, "| %s | | |\n", notListed(len(c.Expect)-len(expect)))
