@@ -404,3 +404,17 @@ func TestNullForOptionalFields(t *testing.T) {
 		t.Fatalf("--set lvs.conntrack_tw_timeout=~: %v", err)
 	}
 }
+
+// A clock offset given as a time compares in seconds like every duration;
+// one given as raw ticks compares as ticks.
+func TestOffsetStepComparesAsDuration(t *testing.T) {
+	src := "name: x\nclients: {count: 2, ts_skew: fixed}\nmatrix:\n  clients.ts_offset_step: [-30s, -30000]\n" +
+		"expect:\n  - {when: clients.ts_offset_step == -30, assert: load.ok >= 0}\n  - {when: clients.ts_offset_step == -30000, assert: load.ok >= 0}\n"
+	p, err := Load("s.yaml", []byte(src), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Cells[0].Expect) != 1 || p.Cells[0].Expect[0].Line != 6 || len(p.Cells[1].Expect) != 1 || p.Cells[1].Expect[0].Line != 7 {
+		t.Errorf("expectations: %d and %d", len(p.Cells[0].Expect), len(p.Cells[1].Expect))
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twlab/twlab/lab/expr"
 	"github.com/twlab/twlab/lab/sysctl"
@@ -56,7 +57,12 @@ func Flatten(s *Scenario) map[string]string {
 			return
 		}
 		if o, ok := v.Interface().(TSOffset); ok {
+			// A time compares in seconds, as every duration does
+			// (ts_offset_step == -30 for -30s); raw ticks stay ticks.
 			out[path] = strconv.Itoa(int(o.Ticks))
+			if !o.Raw {
+				out[path] = (time.Duration(o.Ticks) * time.Millisecond).String()
+			}
 			return
 		}
 		switch v.Kind() {
