@@ -1,11 +1,13 @@
 package scenario
 
 import (
+	"errors"
 	"fmt"
 	"github.com/twlab/twlab/lab/spec"
 	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -126,6 +128,10 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 	}
 	combos, err := expand(file, base, setKeys)
 	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Line == 0 {
+			e.Line, e.Col = locate(root, e.Field)
+		}
 		return nil, err
 	}
 	var only *expr.Expr
@@ -168,6 +174,11 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 		}
 		s, errs := decode(file, t)
 		if len(errs) > 0 {
+			for _, e := range errs {
+				if e.Line == 0 {
+					e.Line, e.Col = locate(root, e.Field) // an include's value
+				}
+			}
 			return nil, errs
 		}
 		c := &Cell{Index: len(p.Cells), Matrix: combo.kvs, S: s, Vars: Flatten(s)}
@@ -302,4 +313,38 @@ func rawOffsets(s *Scenario) string {
 		fmt.Fprintf(&b, "step %t", st.Raw)
 	}
 	return b.String()
+}
+
+// locate finds where an exclude or include entry was written, for an error
+// whose field names one ("exclude[2].lvs.random", "include[0]"): those
+// entries decode into maps of text, which keep no positions.
+func locate(root *node, field string) (line, col int) {
+	section, rest, ok := strings.Cut(field, "[")
+	if !ok || (section != "exclude" && section != "include") {
+		return 0, 0
+	}
+	idx, key, _ := strings.Cut(rest, "]")
+	key = strings.TrimPrefix(key, ".")
+	i, err := strconv.Atoi(idx)
+	if err != nil {
+		return 0, 0
+	}
+	for j := 0; j+1 < len(root.Content); j += 2 {
+		if root.Content[j].Value != section {
+			continue
+		}
+		list := root.Content[j+1]
+		if list.Kind != sequenceNode || i >= len(list.Content) {
+			return root.Content[j].Line, root.Content[j].Column
+		}
+		entry := list.Content[i]
+		for k := 0; key != "" && k+1 < len(entry.Content); k += 2 {
+			if entry.Content[k].Value == key {
+				v := entry.Content[k+1]
+				return v.Line, v.Column
+			}
+		}
+		return entry.Line, entry.Column
+	}
+	return 0, 0
 }
