@@ -190,6 +190,16 @@ func (s *Server) serve(c net.Conn) {
 			return
 		}
 		closing := last && mode == CloseServer
+		if closing {
+			// The response and the FIN leave in one segment (corked, the
+			// data waits; close puts the FIN on it and sends): a client
+			// that closes as soon as it has read the response (curl)
+			// sees the FIN with it and closes second, so TIME_WAIT
+			// lands on the server as the scenario says. Sent apart, curl
+			// closed first now and then, and the TIME_WAIT (and the
+			// next `--local-port`) went to the client.
+			cork(c)
+		}
 		if _, err := c.Write(response(closing)); err != nil {
 			c.Close()
 			return
@@ -293,4 +303,16 @@ func (s *Server) Close() error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// cork sets TCP_CORK on c: what is written waits for the close (or a full
+// segment) to go out.
+func cork(c net.Conn) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	if rc, err := tc.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 1) })
+	}
 }
