@@ -87,6 +87,12 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		if notify != nil {
 			fmt.Fprintf(notify, "err %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
 		}
+		if ctx.Err() != nil {
+			// Ctrl-C while the lab was being built: an interrupt, as in
+			// run and up -d, not a failure ("build lab: context canceled").
+			fmt.Fprintln(stderr, "twlab up: interrupted before the lab was up; nothing is left of it")
+			return exitStopped
+		}
 		fmt.Fprintln(stderr, "twlab up:", err)
 		var ee *runner.EnvError
 		if errors.As(err, &ee) {
@@ -202,7 +208,7 @@ func detachUp(args []string, stdout, stderr io.Writer) int {
 	case strings.HasPrefix(line, "err "):
 		fmt.Fprintln(stderr, "twlab up:", strings.TrimSpace(strings.TrimPrefix(line, "err ")))
 	default:
-		fmt.Fprintf(stderr, "twlab up: the lab process ended without reporting; see %s\n", logName)
+		fmt.Fprintf(stderr, "twlab up: the lab process ended without reporting (killed?); see %s, and `sudo twlab cleanup` removes what it left\n", logName)
 	}
 	return exitFailed
 }
