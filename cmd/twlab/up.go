@@ -296,6 +296,9 @@ func cmdExec(args []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	env := append(os.Environ(), "TWLAB_NODE="+n.Name, "TWLAB_LAB="+l.RunID)
+	if os.Getenv("NSTAT_HISTORY") == "" {
+		env = append(env, "NSTAT_HISTORY="+runstate.NstatHistory(l.RunID, n.Name))
+	}
 	err = netnsutil.Exec(n.Netns, cmdArgs, env)
 	fmt.Fprintln(stderr, "twlab exec:", err)
 	return 127

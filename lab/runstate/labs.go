@@ -65,7 +65,20 @@ func SaveLab(l *Lab) error {
 }
 
 // RemoveLab forgets a lab.
-func RemoveLab(id string) { os.Remove(filepath.Join(LabsDir, id+".json")) }
+func RemoveLab(id string) {
+	os.Remove(filepath.Join(LabsDir, id+".json"))
+	hist, _ := filepath.Glob(filepath.Join(LabsDir, id+".*.nstat"))
+	for _, h := range hist {
+		os.Remove(h)
+	}
+}
+
+// NstatHistory is where nstat run by `twlab exec` in node of lab id keeps
+// its history: nstat keeps one file per user by default, so deltas read in
+// one node mixed counters of other nodes, other labs and the host.
+func NstatHistory(id, node string) string {
+	return filepath.Join(LabsDir, id+"."+node+".nstat")
+}
 
 // Labs lists the interactive labs: those whose owner is alive, and those
 // whose owner died and left namespaces (Dead), which `twlab down` must still
