@@ -84,21 +84,22 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		os.Remove(runstate.UpLogPath(os.Getpid()))
 	}
 	if err != nil {
-		if notify != nil {
-			fmt.Fprintf(notify, "err %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
-		}
-		if ctx.Err() != nil {
+		code := exitFailed
+		var ee *runner.EnvError
+		switch {
+		case ctx.Err() != nil:
 			// Ctrl-C while the lab was being built: an interrupt, as in
 			// run and up -d, not a failure ("build lab: context canceled").
-			fmt.Fprintln(stderr, "twlab up: interrupted before the lab was up; nothing is left of it")
-			return exitStopped
+			code, err = exitStopped, errors.New("interrupted before the lab was up; nothing is left of it")
+		case errors.As(err, &ee):
+			code = exitEnv
+		}
+		if notify != nil {
+			// The code travels too: `up -d` exits as `up` would.
+			fmt.Fprintf(notify, "err %d %s\n", code, strings.ReplaceAll(err.Error(), "\n", "; "))
 		}
 		fmt.Fprintln(stderr, "twlab up:", err)
-		var ee *runner.EnvError
-		if errors.As(err, &ee) {
-			return exitEnv
-		}
-		return exitFailed
+		return code
 	}
 	return exitOK
 }
@@ -206,7 +207,11 @@ func detachUp(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "\nLog: %s\n", logName)
 		return exitOK
 	case strings.HasPrefix(line, "err "):
-		fmt.Fprintln(stderr, "twlab up:", strings.TrimSpace(strings.TrimPrefix(line, "err ")))
+		code, msg, _ := strings.Cut(strings.TrimSpace(strings.TrimPrefix(line, "err ")), " ")
+		fmt.Fprintf(stderr, "twlab up: %s (log: %s)\n", msg, logName)
+		if c, err := strconv.Atoi(code); err == nil && c > 0 {
+			return c
+		}
 	default:
 		fmt.Fprintf(stderr, "twlab up: the lab process ended without reporting (killed?); see %s, and `sudo twlab cleanup` removes what it left\n", logName)
 	}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/twlab/twlab/lab/runstate"
+)
+
+// The interactive commands as a teacher uses them: up -d, exec, down, with
+// the exit codes the README gives and nothing left afterwards.
+func TestInteractiveLab(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped under -short: brings a real lab up")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: brings a real lab up (run `sudo go test ./cmd/twlab -run Interactive`)")
+	}
+	bin := buildTwlab(t)
+	scen, err := filepath.Abs("../../scenarios/nat-paws.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	twlab := func(args ...string) (string, int) {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	// A cell this kernel cannot have is exit 3, detached or not.
+	if _, err := os.Stat("/proc/sys/net/ipv4/tcp_tw_recycle"); err != nil {
+		for _, args := range [][]string{{"up", scen, "--cell", "5"}, {"up", scen, "--cell", "5", "-d"}} {
+			if out, code := twlab(args...); code != exitEnv || !strings.Contains(out, "cannot run on this kernel") {
+				t.Errorf("%v: exit %d, want %d:\n%s", args, code, exitEnv, out)
+			}
+		}
+	}
+	out, code := twlab("up", scen, "--cell", "2", "-d")
+	if code != exitOK {
+		t.Fatalf("up -d: exit %d:\n%s", code, out)
+	}
+	labs, err := runstate.Labs()
+	if err != nil || len(labs) != 1 {
+		t.Fatalf("labs %v, %v; want the one brought up", labs, err)
+	}
+	id := labs[0].RunID
+	defer twlab("down", "--lab", id)
+	if out, code := twlab("exec", "--lab", id, "server", "--", "sh", "-c", "echo $TWLAB_NODE $NSTAT_HISTORY"); code != 0 ||
+		strings.TrimSpace(out) != "server "+runstate.NstatHistory(id, "server") {
+		t.Errorf("exec: exit %d, %q; want the node and its own nstat history", code, out)
+	}
+	if out, code := twlab("exec", "--lab", id, "c9", "--", "true"); code != exitUsage || !strings.Contains(out, "nodes: ") {
+		t.Errorf("exec into no node: exit %d:\n%s", code, out)
+	}
+	if out, code := twlab("exec", "--lab", id, "server", "--", "sh", "-c", "exit 7"); code != 7 {
+		t.Errorf("exec passes the command's exit code: %d, want 7:\n%s", code, out)
+	}
+	os.WriteFile(runstate.NstatHistory(id, "server"), nil, 0o644) // as nstat would
+	if out, code := twlab("down", "--lab", id); code != exitOK {
+		t.Fatalf("down: exit %d:\n%s", code, out)
+	}
+	left, _ := filepath.Glob(filepath.Join(runstate.LabsDir, id+"*"))
+	if len(left) > 0 {
+		t.Errorf("down left %v", left)
+	}
+	if names := listRunNS(id); len(names) > 0 {
+		t.Errorf("down left namespaces %v", names)
+	}
+}
