@@ -5,7 +5,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/twlab/twlab/lab/runstate"
 )
@@ -72,5 +74,34 @@ func TestInteractiveLab(t *testing.T) {
 	}
 	if names := listRunNS(id); len(names) > 0 {
 		t.Errorf("down left namespaces %v", names)
+	}
+
+	// A lab whose owner was killed: down takes what it left, registration
+	// and log included.
+	if out, code := twlab("up", scen, "--cell", "1", "-d"); code != exitOK {
+		t.Fatalf("up -d: exit %d:\n%s", code, out)
+	}
+	labs, _ = runstate.Labs()
+	if len(labs) != 1 {
+		t.Fatalf("labs %v", labs)
+	}
+	l := labs[0]
+	defer twlab("down", "--lab", l.RunID)
+	if err := syscall.Kill(l.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100 && runstate.Alive(l.RunID); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if out, code := twlab("down", "--lab", l.RunID); code != exitOK {
+		t.Fatalf("down of a dead lab: exit %d:\n%s", code, out)
+	}
+	for _, p := range []string{filepath.Join(runstate.Dir, l.RunID+".json"), filepath.Join(runstate.LabsDir, l.RunID+".json"), runstate.UpLogPath(l.PID)} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("down of a dead lab left %s", p)
+		}
+	}
+	if names := listRunNS(l.RunID); len(names) > 0 {
+		t.Errorf("down of a dead lab left namespaces %v", names)
 	}
 }

@@ -189,5 +189,13 @@ func StopLab(l *Lab, timeout time.Duration) error {
 		}
 	}
 	RemoveLab(l.RunID)
+	if !Alive(l.RunID) {
+		// An owner that died left its registration and its log: down is
+		// the cleanup of that lab.
+		Unregister(l.RunID)
+		if l.PID > 0 && (!exists(l.PID) || zombie(l.PID)) {
+			os.Remove(UpLogPath(l.PID))
+		}
+	}
 	return errors.Join(errs...)
 }

@@ -237,7 +237,7 @@ func removeStateTemps() []string {
 			continue
 		}
 		pid, err := strconv.Atoi(rest[i+1:])
-		if err != nil || pid <= 0 || exists(pid) {
+		if err != nil || pid <= 0 || exists(pid) && !zombie(pid) {
 			continue
 		}
 		if p := filepath.Join(Dir, e.Name()); os.Remove(p) == nil {
@@ -249,7 +249,7 @@ func removeStateTemps() []string {
 	logs, _ := filepath.Glob(filepath.Join(os.TempDir(), "twlab-up-*.log"))
 	for _, p := range logs {
 		pid, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "twlab-up-"), ".log"))
-		if err != nil || pid <= 0 || exists(pid) {
+		if err != nil || pid <= 0 || exists(pid) && !zombie(pid) { // a zombie writes no more
 			continue
 		}
 		if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() && os.Remove(p) == nil {
@@ -325,7 +325,28 @@ func Cleanup(force bool, log *slog.Logger) ([]string, error) {
 			errs = append(errs, err)
 		}
 	}
+	// A dead lab's file outlived its namespaces (down or the loop above
+	// took them): nothing can reach that lab any more.
+	labs, _ := os.ReadDir(LabsDir)
+	for _, e := range labs {
+		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && !strings.HasPrefix(id, ".") && !Alive(id) && len(namespacesOf(id)) == 0 {
+			RemoveLab(id)
+			removed = append(removed, filepath.Join(LabsDir, e.Name()))
+		}
+	}
 	return removed, errors.Join(errs...)
+}
+
+// namespacesOf lists the namespaces of run id still mounted.
+func namespacesOf(id string) []string {
+	names, _ := topo.ListNamespaces()
+	var out []string
+	for _, n := range names {
+		if rid, ok := topo.RunIDOf(n); ok && rid == id {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // UpLogPath is where the detached `twlab up` process pid logs: named by its
