@@ -326,27 +326,9 @@ func Cleanup(force bool, log *slog.Logger) ([]string, error) {
 		}
 	}
 	// A dead lab's file outlived its namespaces (down or the loop above
-	// took them): nothing can reach that lab any more.
-	labs, _ := os.ReadDir(LabsDir)
-	for _, e := range labs {
-		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && !strings.HasPrefix(id, ".") && !Alive(id) && len(namespacesOf(id)) == 0 {
-			RemoveLab(id)
-			removed = append(removed, filepath.Join(LabsDir, e.Name()))
-		}
-	}
+	// took them): listing the labs forgets such a lab.
+	Labs()
 	return removed, errors.Join(errs...)
-}
-
-// namespacesOf lists the namespaces of run id still mounted.
-func namespacesOf(id string) []string {
-	names, _ := topo.ListNamespaces()
-	var out []string
-	for _, n := range names {
-		if rid, ok := topo.RunIDOf(n); ok && rid == id {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // UpLogPath is where the detached `twlab up` process pid logs: named by its
