@@ -669,6 +669,7 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	done := ctx.Done()
 	var stopTimer <-chan time.Time
 	var stopAsked, grewAt time.Time
+	stopping := false
 	var (
 		doc     []byte
 		gotErr  error // a complete error frame from the guest
@@ -723,7 +724,7 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 			cmd.Process.Kill()
 			werr, running = <-exited, false
 		case cs := <-coarse:
-			if !res.retryCoarse || done == nil { // no reboot once Ctrl-C asked the guest to stop
+			if !res.retryCoarse || stopping { // no reboot once Ctrl-C asked the guest to stop
 				continue
 			}
 			reason = fmt.Sprintf("%s (%s: the guest kernel could not calibrate its TSC, and every time it measured would be a multiple of its tick)", errCoarseClock, cs)
@@ -745,8 +746,10 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 			werr, running = <-exited, false
 		case <-done:
 			// Asked once; the guest has stopWait to end its cell and send
-			// what it has, then QEMU is killed as before.
-			done = nil
+			// what it has, then QEMU is killed as before. (done is nil
+			// from the start for a context that cannot end: stopping, not
+			// done, says whether Ctrl-C came.)
+			done, stopping = nil, true
 			reason = "interrupted"
 			if booted != nil {
 				// Not yet running the scenario: nothing to keep.

@@ -1123,3 +1123,26 @@ func oldKernelNatPaws(t *testing.T) (*Kernel, []byte) {
 	}
 	return k, src
 }
+
+// A guest kept on jiffies (here by its command line, as a failed TSC
+// calibration would) is booted again until the attempts run out, then run
+// and recorded as such, whatever the context (a context that cannot be
+// cancelled once disabled the retry).
+func TestCoarseClockBootsAgain(t *testing.T) {
+	k, src := oldKernelNatPaws(t)
+	k.Append = "clocksource=refined-jiffies"
+	res, err := Run(context.Background(), Options{Kernels: []*Kernel{k}, ScenarioFile: "nat-paws.yaml", Source: src, Binary: staticTwlab(t),
+		OutDir: t.TempDir(), Timeout: 4 * time.Minute,
+		Only:     "server.net.ipv4.tcp_tw_recycle == 1 && clients.net.ipv4.tcp_timestamps == 0",
+		Progress: func(k *Kernel, msg string) { t.Logf("%s: %s", k.Label, msg) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res[0]
+	if r.Run == nil {
+		t.Fatalf("no run: %s", r.Err)
+	}
+	if r.BootAttempts != maxClockAttempts || !strings.Contains(r.Run.KernelFeatures.Clocksource, "jiffies") {
+		t.Errorf("%d boots, clock %q; want %d boots and the jiffies clock recorded", r.BootAttempts, r.Run.KernelFeatures.Clocksource, maxClockAttempts)
+	}
+}
