@@ -693,7 +693,3 @@ func Clocksource() string {
 	}
 	return strings.TrimSpace(string(b))
 }
-
-// CoarseClock says whether clock source cs ticks at HZ (jiffies,
-// refined-jiffies) rather than finely.
-func CoarseClock(cs string) bool { return strings.Contains(cs, "jiffies") }

@@ -318,7 +318,7 @@ func kernelFacts(f *result.KernelFeatures) []string {
 // ClockWarning says, for a run on a kernel that kept time with jiffies,
 // what that does to its figures; "" otherwise.
 func ClockWarning(f *result.KernelFeatures) string {
-	if f == nil || !strings.Contains(f.Clocksource, "jiffies") {
+	if f == nil || !result.CoarseClock(f.Clocksource) {
 		return ""
 	}
 	return "clock: " + f.Clocksource + " (the kernel could not calibrate a finer one): every time this run measured is a multiple of the kernel's tick, so connect latencies below it read as 0"

@@ -1,5 +1,7 @@
 package result
 
+import "strings"
+
 // KernelFeatures is what detection found about the kernel the run measured
 // (written from lab/kernel.Facts): knobs per namespace or global, NAT, eBPF,
 // PAWS counters, timestamp offsets.
@@ -55,3 +57,8 @@ const (
 	KnobGlobal   = "global"
 	KnobMissing  = "missing"
 )
+
+// CoarseClock says whether clock source cs ticks at HZ (jiffies,
+// refined-jiffies) rather than finely: what the VM host boots again for
+// and the report warns of.
+func CoarseClock(cs string) bool { return strings.Contains(cs, "jiffies") }

@@ -565,7 +565,7 @@ func hdr0(hdr []string) string {
 func settledClock(wait time.Duration) string {
 	end := time.Now().Add(wait)
 	cs := kernel.Clocksource()
-	for kernel.CoarseClock(cs) && time.Now().Before(end) && !tscGivenUp() {
+	for result.CoarseClock(cs) && time.Now().Before(end) && !tscGivenUp() {
 		time.Sleep(50 * time.Millisecond)
 		cs = kernel.Clocksource()
 	}

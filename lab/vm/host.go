@@ -22,7 +22,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/twlab/twlab/lab/kernel"
 	"github.com/twlab/twlab/lab/result"
 )
 
@@ -334,7 +333,7 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	}
 	res.Run = run
 	res.Timing = timing(res, run)
-	if kernel.CoarseClock(res.Clocksource) {
+	if result.CoarseClock(res.Clocksource) {
 		o.progress(k, fmt.Sprintf("warning: the guest's clock is %s after %d boots (its TSC could not be calibrated, e.g. on a busy host): every time measured is a multiple of its tick", res.Clocksource, res.BootAttempts))
 	}
 	run.VM = res.Timing
@@ -670,6 +669,7 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	var stopTimer <-chan time.Time
 	var stopAsked, grewAt time.Time
 	stopping := false
+	var coarseErr error // the guest's clock is jiffies: boot again
 	var (
 		doc     []byte
 		gotErr  error // a complete error frame from the guest
@@ -727,7 +727,7 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 			if !res.retryCoarse || stopping { // no reboot once Ctrl-C asked the guest to stop
 				continue
 			}
-			reason = fmt.Sprintf("%s (%s: the guest kernel could not calibrate its TSC, and every time it measured would be a multiple of its tick)", errCoarseClock, cs)
+			coarseErr = fmt.Errorf("%w (%s: the guest kernel could not calibrate its TSC, and every time it measured would be a multiple of its tick)", errCoarseClock, cs)
 			cmd.Process.Kill()
 			werr, running = <-exited, false
 		case <-booted:
@@ -780,8 +780,8 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 		return doc, nil // after an interrupt too: its run.json says interrupted
 	case gotErr != nil:
 		return nil, gotErr
-	case strings.HasPrefix(reason, errCoarseClock.Error()):
-		return nil, fmt.Errorf("%w%s", errCoarseClock, strings.TrimPrefix(reason, errCoarseClock.Error()))
+	case coarseErr != nil:
+		return nil, coarseErr
 	case reason != "":
 		return nil, errors.New(reason)
 	case noLife && res.panicLine == "":
@@ -871,7 +871,7 @@ func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Resu
 		switch {
 		case strings.HasPrefix(msg, "clocksource "):
 			res.Clocksource = strings.TrimPrefix(msg, "clocksource ")
-			if kernel.CoarseClock(res.Clocksource) {
+			if result.CoarseClock(res.Clocksource) {
 				select {
 				case coarse <- res.Clocksource:
 				default:
