@@ -159,7 +159,7 @@ func cellText(c *result.Cell) string {
 		fmt.Fprintf(&b, "load: %d attempts, 0 ok, failed %s; no connection completed (no latency)\n", l.Attempts, failures(l))
 	}
 	if c.SYN != nil {
-		fmt.Fprintf(&b, "syn: in %d, synack_out %d, unanswered %d\n", c.SYN.In, c.SYN.SynAckOut, c.SYN.Unanswered)
+		fmt.Fprintf(&b, "syn: in %d, synack_out %d (sent again %d), unanswered %d\n", c.SYN.In, c.SYN.SynAckOut, c.SYN.SynAckRetrans, c.SYN.Unanswered)
 	}
 	if n := c.Nodes["server"]; n != nil {
 		keys := make([]string, 0, len(n.Summary))

@@ -2,8 +2,10 @@ package report
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/twlab/twlab/lab/result"
 	"gonum.org/v1/plot"
 )
 
@@ -36,4 +38,48 @@ func TestTicks(t *testing.T) {
 			t.Errorf("%T [%v, %v]: %v, want %v", tc.tk, tc.min, tc.max, got, tc.want)
 		}
 	}
+}
+
+// TestUnansweredLine: the server plot's "SYNs unanswered" line takes the
+// SYN-ACKs sent again away from the SYN-ACKs out, tick by tick, as
+// syn.unanswered does; a run of a twlab before the synack_retrans series
+// draws in - synack_out as before.
+func TestUnansweredLine(t *testing.T) {
+	ser := func(name string, v ...int64) *result.Series {
+		s := &result.Series{Name: name, Node: "server"}
+		for i, x := range v {
+			s.T, s.V = append(s.T, int64(i*100)), append(s.V, x)
+		}
+		return s
+	}
+	in := ser(result.SeriesSYNIn, 0, 4, 8, 9)
+	out := ser(result.SeriesSYNACKOut, 0, 2, 4, 7)
+	again := ser(result.SeriesSYNACKRetrans, 0, 0, 1, 4)
+	c := &result.Cell{SYN: &result.SYN{In: 9, SynAckOut: 7, SynAckRetrans: 4, Unanswered: 6}}
+	for _, tc := range []struct {
+		ss   []*result.Series
+		want []float64
+	}{
+		{[]*result.Series{in, out, again}, []float64{0, 2, 5, 6}},
+		{[]*result.Series{in, out}, []float64{0, 2, 4, 2}},
+	} {
+		srv := serverChart(t, c, tc.ss)
+		if got := srv.lines[0].ys; !slices.Equal(got, tc.want) {
+			t.Errorf("%d series: unanswered %v, want %v", len(tc.ss), got, tc.want)
+		}
+	}
+	if srv := serverChart(t, c, nil); !strings.Contains(srv.caption, "7 SYN-ACKs out (4 of them sent again): 6 unanswered") {
+		t.Errorf("caption %q", srv.caption)
+	}
+}
+
+func serverChart(t *testing.T, c *result.Cell, ss []*result.Series) *chart {
+	t.Helper()
+	for _, ch := range cellCharts(c, ss, "") {
+		if ch.kind == "server" && len(ch.lines) > 0 {
+			return ch
+		}
+	}
+	t.Fatal("no server chart")
+	return nil
 }

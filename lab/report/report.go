@@ -463,7 +463,7 @@ func csvOf(r *result.Run) ([]byte, []string, error) {
 		head = append(head, "fail_"+f)
 	}
 	head = append(head, "connect_p50_ms", "connect_p90_ms", "connect_p99_ms", "connect_max_ms", "conn_per_s",
-		"syn_in", "synack_out", "syn_unanswered", "rst_in", "rst_out")
+		"syn_in", "synack_out", "synack_retrans", "syn_unanswered", "rst_in", "rst_out")
 	nodeFields := append([]string{"paws"}, result.SummaryFields...)
 	for _, node := range []string{"server", "clients", "lvs"} {
 		for _, f := range nodeFields {
@@ -495,9 +495,9 @@ func csvOf(r *result.Run) ([]byte, []string, error) {
 			row = append(row, make([]string, 3+len(result.FailureClasses)+5)...)
 		}
 		if s := c.SYN; s != nil {
-			row = append(row, num(s.In), num(s.SynAckOut), num(s.Unanswered), num(s.RSTIn), num(s.RSTOut))
+			row = append(row, num(s.In), num(s.SynAckOut), num(s.SynAckRetrans), num(s.Unanswered), num(s.RSTIn), num(s.RSTOut))
 		} else {
-			row = append(row, make([]string, 5)...)
+			row = append(row, make([]string, 6)...)
 		}
 		for _, node := range []string{"server", "clients", "lvs"} {
 			n := c.Nodes[node]

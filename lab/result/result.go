@@ -176,11 +176,26 @@ type SkewClient struct {
 
 // SYN is what the server's nftables counters saw during the cell.
 type SYN struct {
-	In         int64 `json:"in"`
-	SynAckOut  int64 `json:"synack_out"`
-	Unanswered int64 `json:"unanswered"` // in - synack_out, floored at 0
+	In        int64 `json:"in"`
+	SynAckOut int64 `json:"synack_out"`
+	// SynAckRetrans: the SYN-ACKs among synack_out that the server sent
+	// again (its TcpExt.TCPSynRetrans, read together with the nftables
+	// counters): a handshake whose final ACK it dropped, or whose SYN came
+	// again. Absent in run.json when 0, and in runs of a twlab before it.
+	SynAckRetrans int64 `json:"synack_retrans,omitempty"`
+	// Unanswered: SYNs that no first SYN-ACK answered,
+	// in - (synack_out - synack_retrans), floored at 0. A SYN-ACK sent
+	// again answers no new SYN; counted as an answer it would hide as many
+	// unanswered SYNs.
+	Unanswered int64 `json:"unanswered"`
 	RSTIn      int64 `json:"rst_in"`
 	RSTOut     int64 `json:"rst_out"`
+}
+
+// Unanswered is syn.unanswered from its parts: the SYNs in that no first
+// SYN-ACK answered. The report's plot computes it at every tick the same way.
+func Unanswered(in, synackOut, synackRetrans int64) int64 {
+	return max(0, in-max(0, synackOut-synackRetrans))
 }
 
 // Node is one namespace's measurements over the cell.

@@ -29,9 +29,11 @@ const (
 	SeriesFailed    = "failed"     // connections that failed (node: clients)
 	SeriesSYNIn     = "syn_in"     // SYNs that reached the server (node: server)
 	SeriesSYNACKOut = "synack_out" // SYN-ACKs the server sent (node: server)
-	SeriesRSTIn     = "rst_in"     // RSTs that reached the server (node: server)
-	SeriesRSTOut    = "rst_out"    // RSTs the server sent (node: server)
-	SeriesPAWS      = "paws"       // PAWS rejects, the PAWS* counters summed (node: server)
+	// SYN-ACKs the server sent again, TcpExt.TCPSynRetrans (node: server)
+	SeriesSYNACKRetrans = "synack_retrans"
+	SeriesRSTIn         = "rst_in"  // RSTs that reached the server (node: server)
+	SeriesRSTOut        = "rst_out" // RSTs the server sent (node: server)
+	SeriesPAWS          = "paws"    // PAWS rejects, the PAWS* counters summed (node: server)
 )
 
 // TimeseriesFile describes timeseries.csv in run.json.

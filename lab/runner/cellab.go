@@ -210,6 +210,16 @@ func (l *cellLab) openProbes(twByDiag bool) error {
 	return nil
 }
 
+// probe returns the probe of the node named name, nil if it has none.
+func (l *cellLab) probe(name string) *probe.Node {
+	for _, p := range l.probes {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
 // startCaptures begins a pcap of each node's link:
 // DIR/pcap/cell-NN-NODE.pcap, NN counting cells from 1.
 func (l *cellLab) startCaptures(dir string, cellIndex int, nodes []*topo.Node) error {

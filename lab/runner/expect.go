@@ -23,7 +23,7 @@ import (
 //	load.clients.C.{attempts,ok,failed}   load.{min,max}_client_ok  load.max_client_failed
 //	load.handoffs.A_to_B.{attempts,retried,failed}   (B connecting right after A on a chain)
 //	skew.C.{offset_ticks,offset_ms,applied,egress_rewritten,ingress_rewritten}   (ts_skew: fixed)
-//	syn.{in,synack_out,unanswered,rst_in,rst_out}
+//	syn.{in,synack_out,synack_retrans,unanswered,rst_in,rst_out}
 //	NODE.Group.Field   (every TcpExt/Tcp/Ip… counter delta; NODE = c1…, lvs, server, clients = sum of clients)
 //	NODE.paws          (sum of the PAWS* counters this kernel has)
 //	NODE.time_wait.{max,final}
@@ -75,6 +75,7 @@ func Figures(rc *result.Cell) map[string]float64 {
 		f["syn.in"] = float64(s.In)
 		f["syn.synack_out"] = float64(s.SynAckOut)
 		f["syn.unanswered"] = float64(s.Unanswered)
+		f["syn.synack_retrans"] = float64(s.SynAckRetrans)
 		f["syn.rst_in"] = float64(s.RSTIn)
 		f["syn.rst_out"] = float64(s.RSTOut)
 	}
@@ -259,8 +260,15 @@ func Explain(c *scenario.Cell, rc *result.Cell) []string {
 	// only the rest tell of full queues (a 4.10 tw_recycle cell was said to
 	// have had its accept queue full).
 	if over, drops := f["server.TcpExt.ListenOverflows"], max(0, f["server.TcpExt.ListenDrops"]-passive); over > 0 || drops > 0 {
-		out = append(out, fmt.Sprintf("The server's accept queue was full: its kernel dropped %.0f SYNs and handshake ACKs (TcpExt.ListenDrops %.0f, ListenOverflows %.0f) - no SYN-ACK, no ACK, nothing, as with tw_recycle, but not for PAWS (%.0f SYNs in, %.0f SYN-ACKs out).",
-			drops, f["server.TcpExt.ListenDrops"], over, f["syn.in"], f["syn.synack_out"]))
+		again := ""
+		if r := f["syn.synack_retrans"]; r > 0 {
+			// Each is a handshake whose final ACK the full queue dropped:
+			// the client believes it is connected, the server is still
+			// waiting for that ACK.
+			again = fmt.Sprintf(", %.0f of them sent again for handshakes whose final ACK was dropped: %.0f unanswered", r, f["syn.unanswered"])
+		}
+		out = append(out, fmt.Sprintf("The server's accept queue was full: its kernel dropped %.0f SYNs and handshake ACKs (TcpExt.ListenDrops %.0f, ListenOverflows %.0f) - no SYN-ACK, no ACK, nothing, as with tw_recycle, but not for PAWS (%.0f SYNs in, %.0f SYN-ACKs out%s).",
+			drops, f["server.TcpExt.ListenDrops"], over, f["syn.in"], f["syn.synack_out"], again))
 		if sent := f["server.TcpExt.SyncookiesSent"]; sent > 0 {
 			out = append(out, fmt.Sprintf("When the SYN queue was full too, the server answered %.0f SYNs with a syncookie instead of dropping them (TcpExt.SyncookiesSent; %.0f came back valid).", sent, f["server.TcpExt.SyncookiesRecv"]))
 		}

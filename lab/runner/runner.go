@@ -457,7 +457,8 @@ func (cr *cellRun) measure(ctx context.Context) error {
 			return err
 		}
 	}
-	synBefore, err := nat.ReadSYNCounters(lab.Server.NS)
+	srvProbe := cr.lab.probe(lab.Server.Name)
+	synBefore, retransBefore, err := synCounters(lab.Server.NS, srvProbe)
 	if err != nil {
 		return err
 	}
@@ -532,17 +533,18 @@ func (cr *cellRun) measure(ctx context.Context) error {
 			}
 		}
 	}
-	synAfter, err := nat.ReadSYNCounters(lab.Server.NS)
+	synAfter, retransAfter, err := synCounters(lab.Server.NS, srvProbe)
 	if err != nil {
 		return err
 	}
 	rc.SYN = &result.SYN{
-		In:        int64(synAfter[nat.CounterSYNIn] - synBefore[nat.CounterSYNIn]),
-		SynAckOut: int64(synAfter[nat.CounterSYNACKOut] - synBefore[nat.CounterSYNACKOut]),
-		RSTIn:     int64(synAfter[nat.CounterRSTIn] - synBefore[nat.CounterRSTIn]),
-		RSTOut:    int64(synAfter[nat.CounterRSTOut] - synBefore[nat.CounterRSTOut]),
+		In:            int64(synAfter[nat.CounterSYNIn] - synBefore[nat.CounterSYNIn]),
+		SynAckOut:     int64(synAfter[nat.CounterSYNACKOut] - synBefore[nat.CounterSYNACKOut]),
+		SynAckRetrans: retransAfter - retransBefore,
+		RSTIn:         int64(synAfter[nat.CounterRSTIn] - synBefore[nat.CounterRSTIn]),
+		RSTOut:        int64(synAfter[nat.CounterRSTOut] - synBefore[nat.CounterRSTOut]),
 	}
-	rc.SYN.Unanswered = max(0, rc.SYN.In-rc.SYN.SynAckOut)
+	rc.SYN.Unanswered = result.Unanswered(rc.SYN.In, rc.SYN.SynAckOut, rc.SYN.SynAckRetrans)
 	rc.Nodes = map[string]*result.Node{}
 	clientsSum := &result.Node{Counters: map[string]int64{}}
 	for _, p := range cr.lab.probes {

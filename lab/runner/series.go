@@ -36,12 +36,7 @@ func timeseriesFile(plan *scenario.Plan) *result.TimeseriesFile {
 // seriesSources are read by the sampler at every tick besides TIME_WAIT.
 func (cr *cellRun) seriesSources(live *load.Live, synBefore map[string]uint64, before map[string]map[string]int64) []probe.Source {
 	srv := cr.lab.topo.Server
-	for _, p := range cr.lab.probes {
-		if p.Name == srv.Name {
-			return SeriesSources(live, srv.NS, synBefore, p, before[p.Name])
-		}
-	}
-	return SeriesSources(live, srv.NS, synBefore, nil, nil)
+	return SeriesSources(live, srv.NS, synBefore, cr.lab.probe(srv.Name), before[srv.Name])
 }
 
 // SeriesSources are the readings taken at every sampling tick besides
@@ -79,7 +74,8 @@ func SeriesSources(live *load.Live, serverNS netns.NsHandle, synBefore map[strin
 			for _, f := range result.PAWSFields {
 				paws += c[f] - serverBefore[f]
 			}
-			return []probe.Value{{Series: result.SeriesPAWS, Node: "server", V: paws}}, nil
+			return []probe.Value{{Series: result.SeriesPAWS, Node: "server", V: paws},
+				{Series: result.SeriesSYNACKRetrans, Node: "server", V: c[synRetransKey] - serverBefore[synRetransKey]}}, nil
 		})
 	}
 	return srcs
@@ -180,4 +176,43 @@ func recordSeries(dir string, rc *result.Cell, log *slog.Logger) {
 		rc.Timeseries = ct
 	}
 	rc.Series = nil
+}
+
+// synRetransKey counts the SYN-ACKs a server sent again: the server opens
+// no connection, so no SYN of its own is among them.
+const synRetransKey = "TcpExt.TCPSynRetrans"
+
+// synCounters reads the server's nftables SYN/RST counters and, paired with
+// them, its SYN-ACKs sent again (synRetransKey). A handshake the server
+// holds sends its SYN-ACK again on a timer, also after the load has ended,
+// and one that fired between the two reads would count in one and not the
+// other; so the kernel counter is read before and after the nftables ones,
+// again until it did not move (a few tries: timers fire at most every
+// 200 ms per listener).
+func synCounters(ns netns.NsHandle, server *probe.Node) (map[string]uint64, int64, error) {
+	retrans := func() (int64, error) {
+		if server == nil {
+			return 0, nil
+		}
+		c, err := server.Counters()
+		return c[synRetransKey], err
+	}
+	r0, err := retrans()
+	if err != nil {
+		return nil, 0, err
+	}
+	for try := 0; ; try++ {
+		c, err := nat.ReadSYNCounters(ns)
+		if err != nil {
+			return nil, 0, err
+		}
+		r1, err := retrans()
+		if err != nil {
+			return nil, 0, err
+		}
+		if r1 == r0 || try == 3 {
+			return c, r1, nil
+		}
+		r0 = r1
+	}
 }

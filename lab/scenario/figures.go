@@ -19,7 +19,7 @@ var (
 	latencyFigures = []string{"p50", "p90", "p99", "max"}
 	clientFigures  = []string{"attempts", "ok", "failed", "cut_short"}
 	handoffFigures = []string{"attempts", "retried", "failed"}
-	synFigures     = []string{"in", "synack_out", "unanswered", "rst_in", "rst_out"}
+	synFigures     = []string{"in", "synack_out", "synack_retrans", "unanswered", "rst_in", "rst_out"}
 	skewFigures    = []string{"offset_ticks", "offset_ms", "applied", "egress_rewritten", "ingress_rewritten"}
 )
 
