@@ -357,14 +357,39 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 	}
 	code := exitOK
 	for _, l := range labs {
+		// Looked for before the owner tears the lab down: afterwards the
+		// namespaces have no name to compare with.
+		occ := runstate.Occupants(l)
 		if err := runstate.StopLab(l, 10*time.Second); err != nil {
 			fmt.Fprintln(stderr, "twlab down:", err)
 			code = exitFailed
 			continue
 		}
 		fmt.Fprintf(stdout, "lab %s is down\n", l.RunID)
+		warnOccupants(stderr, l.RunID, occ)
 	}
 	return code
+}
+
+// warnOccupants names the processes that were inside the lab's namespaces
+// and still run there: down does not kill what the user started.
+func warnOccupants(w io.Writer, id string, occ []runstate.Occupant) {
+	var live, pids []string
+	for _, o := range occ {
+		if syscall.Kill(o.PID, 0) == nil {
+			live = append(live, fmt.Sprintf("%d %s (%s)", o.PID, o.Comm, o.Node))
+			pids = append(pids, strconv.Itoa(o.PID))
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	were := "1 process was"
+	if len(live) > 1 {
+		were = fmt.Sprintf("%d processes were", len(live))
+	}
+	fmt.Fprintf(w, "twlab down: lab %s: %s still inside its namespaces, which live on with them, without a name and without the lab's links: %s; `sudo kill %s` ends them\n",
+		id, were, strings.Join(live, ", "), strings.Join(pids, " "))
 }
 
 func cmdLabs(stdout, stderr io.Writer) int {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,8 +66,25 @@ func TestInteractiveLab(t *testing.T) {
 		t.Errorf("exec passes the command's exit code: %d, want 7:\n%s", code, out)
 	}
 	os.WriteFile(runstate.NstatHistory(id, "server"), nil, 0o644) // as nstat would
-	if out, code := twlab("down", "--lab", id); code != exitOK {
+	// A process the user left inside: down names it and leaves it running.
+	stay := exec.Command(bin, "exec", "--lab", id, "c1", "--", "sleep", "60")
+	if err := stay.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stay.Process.Kill(); stay.Wait() }()
+	lab, _ := runstate.FindLab(id)
+	for i := 0; i < 100 && len(runstate.Occupants(lab)) == 0; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	out, code = twlab("down", "--lab", id)
+	if code != exitOK {
 		t.Fatalf("down: exit %d:\n%s", code, out)
+	}
+	if want := fmt.Sprintf("1 process was still inside its namespaces, which live on with them, without a name and without the lab's links: %d sleep (c1); `sudo kill %d` ends them", stay.Process.Pid, stay.Process.Pid); !strings.Contains(out, want) {
+		t.Errorf("down with a process inside said:\n%s\nwant %q", out, want)
+	}
+	if err := stay.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("down ended the user's process: %v", err)
 	}
 	left, _ := filepath.Glob(filepath.Join(runstate.LabsDir, id+"*"))
 	if len(left) > 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -198,4 +199,53 @@ func StopLab(l *Lab, timeout time.Duration) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Occupant is a process with a thread inside one of a lab's namespaces.
+type Occupant struct {
+	PID  int
+	Comm string
+	Node string
+}
+
+// Occupants lists the processes, other than the lab's owner and this one,
+// that have a thread inside one of l's namespaces (a shell or tcpdump
+// started with `twlab exec` or `ip netns exec`). Taking the lab down does
+// not end them: they keep running in namespaces that no longer have a
+// name, so that nothing, twlab cleanup included, finds them again.
+func Occupants(l *Lab) []Occupant {
+	type nsID struct{ dev, ino uint64 }
+	nodes := map[nsID]string{}
+	for _, n := range l.Nodes {
+		var st unix.Stat_t
+		if unix.Stat(filepath.Join(topo.NetnsDir, n.Netns), &st) == nil {
+			nodes[nsID{st.Dev, st.Ino}] = n.Name
+		}
+	}
+	if len(nodes) == 0 {
+		return nil
+	}
+	procs, _ := os.ReadDir("/proc")
+	var out []Occupant
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil || pid == l.PID || pid == os.Getpid() {
+			continue
+		}
+		// Threads, not only the process: a program may have entered a
+		// namespace from one thread, as twlab itself does.
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, t := range tasks {
+			var st unix.Stat_t
+			if unix.Stat(fmt.Sprintf("/proc/%d/task/%s/ns/net", pid, t.Name()), &st) != nil {
+				continue
+			}
+			if node, ok := nodes[nsID{st.Dev, st.Ino}]; ok {
+				comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+				out = append(out, Occupant{PID: pid, Comm: strings.TrimSpace(string(comm)), Node: node})
+				break
+			}
+		}
+	}
+	return out
 }
