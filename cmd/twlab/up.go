@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -222,6 +223,12 @@ func printLab(w io.Writer, l *runstate.Lab, detached bool) {
 	fmt.Fprintf(w, "lab %s is up: %s, cell %s\n\n", l.RunID, l.Scenario, l.Cell)
 	for _, n := range l.Nodes {
 		fmt.Fprintf(w, "  %-7s %-12s netns %-20s link %s\n", n.Name, n.Addr, n.Netns, n.Link)
+	}
+	if len(l.Knobs) > 0 {
+		fmt.Fprintln(w, "\nIn force (read back from each node):")
+		for _, k := range slices.Sorted(maps.Keys(l.Knobs)) {
+			fmt.Fprintf(w, "  %s = %s\n", k, l.Knobs[k])
+		}
 	}
 	// With another lab up, a hint without the lab's id would be refused.
 	sel, down := "", ""

@@ -49,6 +49,10 @@ func TestInteractiveLab(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("up -d: exit %d:\n%s", code, out)
 	}
+	// Cell 2 is rfc1337=1: up shows the knobs as the kernel holds them.
+	if !strings.Contains(out, "In force (read back from each node):") || !strings.Contains(out, "  server.net.ipv4.tcp_rfc1337 = 1\n") {
+		t.Errorf("up -d does not show the knobs in force:\n%s", out)
+	}
 	labs, err := runstate.Labs()
 	if err != nil || len(labs) != 1 {
 		t.Fatalf("labs %v, %v; want the one brought up", labs, err)

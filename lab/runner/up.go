@@ -58,6 +58,11 @@ func Up(ctx context.Context, file string, c *scenario.Cell, log *slog.Logger, re
 	if c.S.LVS.Mode == nat.ModeFullNAT {
 		target = net.JoinHostPort(c.S.LVS.VIP, strconv.Itoa(c.S.Server.Port))
 	}
+	// What the kernel holds, read back in every node, as a run records it
+	// when its load starts: the lab file and `up` show it.
+	if rc.KnobsActual, err = cr.readBack(cr.knobs); err != nil {
+		return err
+	}
 	info := &runstate.Lab{RunID: id, Scenario: file, Cell: c.ID, Target: target, Started: time.Now().UTC(), Knobs: rc.KnobsActual}
 	for _, n := range cr.lab.topo.Nodes() {
 		info.Nodes = append(info.Nodes, runstate.LabNode{Name: n.Name, Netns: n.NSName, Addr: n.Addr.String(), Link: n.Link})
