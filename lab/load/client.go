@@ -92,11 +92,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	var pace <-chan time.Time
+	var pace *pacer
 	if cfg.Rate > 0 {
-		tk := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
-		defer tk.Stop()
-		pace = tk.C
+		pace = newPacer(cfg.Rate, time.Now())
 	}
 
 	var budget atomic.Int64
@@ -148,12 +146,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				if ctx.Err() != nil || expired(ctx) || budget.Add(-1) < 0 {
 					return
 				}
-				if pace != nil {
-					select {
-					case <-ctx.Done():
-						return
-					case <-pace:
-					}
+				if pace != nil && !pace.wait(ctx) {
+					return
 				}
 				ci := (j + k) % len(cfg.Clients)
 				if cfg.Order == OrderRandom {
