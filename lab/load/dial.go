@@ -106,10 +106,12 @@ type dialer struct {
 	bind   int
 	buf    []byte // response bytes read so far
 	rd     []byte // read buffer
-	// ended is set when the run's context ends; cur is the socket of the
-	// connection in progress, whose deadlines the watch then expires.
-	ended atomic.Bool
-	cur   atomic.Pointer[os.File]
+	// ended is set when the run's context ends, endedAt to when (unix ns);
+	// cur is the socket of the connection in progress, whose deadlines the
+	// watch then expires.
+	ended   atomic.Bool
+	endedAt atomic.Int64
+	cur     atomic.Pointer[os.File]
 }
 
 // watch arms, once per chain, what cancelling the run does to the
@@ -119,6 +121,7 @@ type dialer struct {
 // The returned function disarms it.
 func (d *dialer) watch(ctx context.Context) func() bool {
 	return context.AfterFunc(ctx, func() {
+		d.endedAt.Store(time.Now().UnixNano())
 		d.ended.Store(true)
 		if f := d.cur.Load(); f != nil {
 			f.SetDeadline(time.Now()) // a file closed meanwhile only returns an error
@@ -130,6 +133,21 @@ func newDialer(cfg *Config, port int) *dialer {
 	d := &dialer{cfg: cfg, target: unix.SockaddrInet4{Port: port}, buf: make([]byte, 0, 512), rd: make([]byte, 512)}
 	copy(d.target.Addr[:], cfg.Target.To4())
 	return d
+}
+
+// cellEnd says when the cell ended: its time bound once passed, or the
+// cancel (Ctrl-C) if that came first; false while it runs.
+func (d *dialer) cellEnd(ctx context.Context) (time.Time, bool) {
+	var end time.Time
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		end = dl
+	}
+	if ns := d.endedAt.Load(); ns != 0 {
+		if t := time.Unix(0, ns); end.IsZero() || t.Before(end) {
+			end = t
+		}
+	}
+	return end, !end.IsZero()
 }
 
 // dialOnce makes one connection: a socket of the client's namespace (and a
@@ -182,18 +200,19 @@ func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client, ci int) 
 			f.SetDeadline(time.Now())
 		}
 	}
-	// cut tells a deadline that the cell's end set from a network timeout.
-	cut := func(err error) bool {
-		return errors.Is(err, os.ErrDeadlineExceeded) && (d.ended.Load() || expired(ctx))
+	// cut tells a deadline that the cell's end set from the connection's
+	// own timeout (own): the cell's end came first. Whichever is handled
+	// first does not say it: the poller's deadline may fire before the
+	// context's timer has cancelled it, and a timeout may be handled just
+	// after the cell ended.
+	cut := func(err error, own time.Time) bool {
+		end, ok := d.cellEnd(ctx)
+		return errors.Is(err, os.ErrDeadlineExceeded) && ok && end.Before(own)
 	}
-	deadline := start.Add(cfg.ConnectTimeout)
-	// boundFirst: the cell's time bound comes before connect_timeout, so a
-	// timeout means the cell ended, not that the network failed. (ctx.Err()
-	// cannot tell: the poller's deadline may fire before the context's own
-	// timer has cancelled it.)
-	boundFirst := false
+	connectBy := start.Add(cfg.ConnectTimeout)
+	deadline := connectBy
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-		deadline, boundFirst = dl, true
+		deadline = dl
 	}
 	var cerr error
 	rc.Control(func(fd uintptr) { cerr = unix.Connect(int(fd), &d.target) })
@@ -238,7 +257,7 @@ func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client, ci int) 
 		werr := rc.Write(check)
 		if werr != nil {
 			if errors.Is(werr, os.ErrDeadlineExceeded) {
-				if boundFirst || cut(werr) && time.Now().Before(start.Add(cfg.ConnectTimeout)) {
+				if cut(werr, connectBy) {
 					return outcome{cutShort: true, class: Timeout, err: context.DeadlineExceeded}
 				}
 				return outcome{class: Timeout, err: fmt.Errorf("connect: no answer within %s", cfg.ConnectTimeout)}
@@ -250,8 +269,9 @@ func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client, ci int) 
 		return outcome{class: classify(soErr), err: fmt.Errorf("connect: %w", soErr)}
 	}
 	o = outcome{class: OK, connect: time.Since(start), synRetrans: synRetrans}
-	o.requests, err = d.exchange(f, setDeadline)
-	if err != nil && cut(err) {
+	ioBy := time.Now().Add(cfg.IOTimeout)
+	o.requests, err = d.exchange(f, ioBy, setDeadline)
+	if err != nil && cut(err, ioBy) {
 		// Connected, and the cell ended before the exchange did: the
 		// server was not too slow, the cell was over.
 		o.cutShort, o.err = true, nil

@@ -19,9 +19,9 @@ var requestClose = []byte("GET / HTTP/1.1\r\nHost: twlab\r\nUser-Agent: twlab\r\
 // exchange sends the requests of one connection and ends it the way the
 // close mode says: in server mode it reads to EOF first, so that the server's
 // FIN is the first one and TIME_WAIT lands there.
-func (d *dialer) exchange(f *os.File, setDeadline func(func(time.Time) error, time.Time)) (int, error) {
+func (d *dialer) exchange(f *os.File, by time.Time, setDeadline func(func(time.Time) error, time.Time)) (int, error) {
 	cfg := d.cfg
-	setDeadline(f.SetDeadline, time.Now().Add(cfg.IOTimeout))
+	setDeadline(f.SetDeadline, by)
 	done := 0
 	for i := 1; i <= cfg.KeepaliveRequests; i++ {
 		req := request
