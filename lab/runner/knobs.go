@@ -18,7 +18,10 @@ type plannedKnob struct {
 	nodes            []*topo.Node
 	skip             bool // absent, and absence means the value asked for
 	global           bool // VM only: written once in the initial namespace
-	implied          string
+	// host: global on this kernel, outside a VM, and the host already holds
+	// the value asked for: in force on every node, never written.
+	host    bool
+	implied string
 }
 
 // knobPlan lists the cell's sysctls with the nodes they go to, plus the
@@ -127,6 +130,13 @@ func (cr *cellRun) readBack(plan []*plannedKnob) (map[string]string, error) {
 		case pk.skip:
 			out[pk.key] = "absent"
 			continue
+		case pk.host:
+			v, err := sysctl.ReadHost(pk.name)
+			if err != nil {
+				return nil, fmt.Errorf("read back %s: %w", pk.key, err)
+			}
+			out[pk.key] = v + " (global)"
+			continue
 		case pk.global:
 			init, err := sysctl.InitialNS()
 			if err != nil {
@@ -183,6 +193,21 @@ func (cr *cellRun) applyKnobs() ([]*plannedKnob, error) {
 			// The whole VM is the lab: a knob global on this kernel is set
 			// in the initial namespace, for every node at once.
 			pk.global = true
+		case a.Host:
+			// Global on this kernel, and twlab never writes the host: what
+			// the host holds is in force in every lab namespace. The cell
+			// runs only if that is the value asked for (tcp_tw_recycle=0
+			// on a 4.10 host whose tw_recycle is 1 would run with it on).
+			v, err := sysctl.ReadHost(pk.name)
+			if err != nil {
+				return nil, err
+			}
+			if v != sysctl.Normalize(pk.value) {
+				na = append(na, fmt.Sprintf("%s is global on this kernel (not per-namespace) and the host holds %s, not %s: twlab never changes the host; run it in a VM (twlab vm)", pk.name, v, pk.value))
+				continue
+			}
+			pk.host = true
+			rc.Notes = append(rc.Notes, fmt.Sprintf("%s is global on this kernel (not per-namespace) and the host holds %s, the value asked for: in force on every node, not written", pk.key, v))
 		case sysctl.AbsentEquivalent(pk.name, pk.value):
 			rc.Notes = append(rc.Notes, fmt.Sprintf("%s: %s; the cell runs as %s=%s, which is what the kernel does without it", pk.key, a.Reason, pk.name, pk.value))
 			pk.skip = true
@@ -198,7 +223,7 @@ func (cr *cellRun) applyKnobs() ([]*plannedKnob, error) {
 	var globals []string
 	for _, pk := range plan {
 		switch {
-		case pk.skip:
+		case pk.skip, pk.host:
 		case pk.global:
 			if err := cr.applyGlobal(pk); err != nil {
 				return plan, err

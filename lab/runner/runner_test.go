@@ -276,3 +276,54 @@ func TestConcurrentRuns(t *testing.T) {
 		t.Errorf("run ids %v: two runs shared an id", ids)
 	}
 }
+
+// TestHostGlobalKnob: a knob that is not per-namespace on this kernel (here
+// net.core.message_cost, on every kernel) exists only in the host, which
+// twlab never writes. A cell asking for the value the host holds runs, with
+// the knob recorded as the host's; one asking for another value is n/a and
+// says what the host holds. Before, both were n/a, and on a 4.10 host
+// tcp_tw_recycle=0 ran under the host's tw_recycle=1 labelled as 0.
+func TestHostGlobalKnob(t *testing.T) {
+	roottest.Skip(t)
+	const knob = "net.core.message_cost"
+	b, err := os.ReadFile("/proc/sys/net/core/message_cost")
+	if err != nil {
+		t.Skipf("no %s on this kernel: %v", knob, err)
+	}
+	host := strings.TrimSpace(string(b))
+	other := "7"
+	if host == other {
+		other = "8"
+	}
+	before := snapshotHost(t)
+	for _, tc := range []struct {
+		value  string
+		status string
+	}{{host, result.CellOK}, {other, result.CellNA}} {
+		plan := loadPlan(t, []string{"load.connections=5", "server." + knob + "=" + tc.value},
+			"clients.net.ipv4.tcp_timestamps == 2 && server.net.ipv4.tcp_rfc1337 == 0 && server.net.ipv4.tcp_tw_recycle == 0")
+		r, _, err := runner.Run(context.Background(), plan, runner.Options{OutDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Cells) != 1 {
+			t.Fatalf("%d cells, want 1", len(r.Cells))
+		}
+		c := r.Cells[0]
+		t.Logf("%s=%s: %s %s; actual %q; notes %q", knob, tc.value, c.Status, c.Reason, c.KnobsActual["server."+knob], c.Notes)
+		switch {
+		case c.Status != tc.status:
+			t.Errorf("%s=%s (host %s): cell %s %s, want %s", knob, tc.value, host, c.Status, c.Reason, tc.status)
+		case tc.status == result.CellOK && c.KnobsActual["server."+knob] != host+" (global)":
+			t.Errorf("read back %q, want %q", c.KnobsActual["server."+knob], host+" (global)")
+		case tc.status == result.CellNA && !strings.Contains(c.Reason, "the host holds "+host+", not "+other):
+			t.Errorf("reason %q does not say what the host holds", c.Reason)
+		}
+	}
+	after := snapshotHost(t)
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("host sysctl %s changed: %q -> %q", k, v, after[k])
+		}
+	}
+}

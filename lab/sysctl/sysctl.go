@@ -172,6 +172,22 @@ func Read(ns netns.NsHandle, names []string) (map[string]string, error) {
 	return vals, err
 }
 
+// ReadHost reads name as the namespace twlab was started in sees it, from
+// the calling thread (only pinned threads ever enter a lab namespace, and
+// they are never shared). For a knob that is not per-namespace on this
+// kernel that is the value in force for the whole machine, labs included.
+// Reading the host is allowed; writing it never is.
+func ReadHost(name string) (string, error) {
+	if err := ValidName(name); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(Path(name))
+	if err != nil {
+		return "", fmt.Errorf("read %s in the host namespace: %w", name, unwrapPath(err))
+	}
+	return Normalize(string(b)), nil
+}
+
 func unwrapPath(err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
