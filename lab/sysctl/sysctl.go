@@ -135,19 +135,53 @@ func Apply(ns netns.NsHandle, knobs []Setting) ([]Setting, error) {
 				return err
 			}
 			p := Path(k.Name)
-			if err := os.WriteFile(p, []byte(k.Requested+"\n"), 0); err != nil {
-				return &RefusedError{Name: k.Name, Value: k.Requested, Err: unwrapPath(err)}
+			if err := writeWhole(p, k.Requested); err != nil {
+				return &RefusedError{Name: k.Name, Value: k.Requested, Err: err}
 			}
 			b, err := os.ReadFile(p)
 			if err != nil {
 				return fmt.Errorf("read back %s: %w", k.Name, unwrapPath(err))
 			}
 			k.Actual = Normalize(string(b))
+			// A value of fewer parts than the knob has ("40000" for
+			// ip_local_port_range) is taken whole and changes only what
+			// it names: the read-back has more parts than the request.
+			if want, got := len(strings.Fields(k.Requested)), len(strings.Fields(k.Actual)); want != got {
+				values := "values"
+				if got == 1 {
+					values = "value"
+				}
+				return &RefusedError{Name: k.Name, Value: k.Requested,
+					Err: fmt.Errorf("it holds %d %s here, not %d (now %q)", got, values, want, k.Actual)}
+			}
 			out = append(out, k)
 		}
 		return nil
 	})
 	return out, err
+}
+
+// writeWhole writes v to the sysctl file p in one write(2) and refuses what
+// the kernel did not take. A knob of one value given "1 0" takes the "1"
+// and reports a short write; a writer that carried on with the rest, as
+// os.WriteFile does, had it ignored (kernel.sysctl_writes_strict=1, the
+// default) or applied as a new value (=0): either way the cell ran with
+// something else than asked, and said nothing.
+func writeWhole(p, v string) error {
+	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	data := []byte(v + "\n")
+	n, err := unix.Write(fd, data)
+	if err != nil {
+		return err
+	}
+	if n < len(data) {
+		return fmt.Errorf("it took %q and not the rest, %q: one value too many, or a list where it takes one", strings.TrimSpace(string(data[:n])), strings.TrimSpace(string(data[n:])))
+	}
+	return nil
 }
 
 // Read returns the current values of names in ns; missing knobs are left out.

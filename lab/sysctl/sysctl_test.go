@@ -1,6 +1,7 @@
 package sysctl_test
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -99,5 +100,31 @@ func TestProbeAndApplyStayInNamespace(t *testing.T) {
 	_, err = sysctl.Apply(ns, []sysctl.Setting{{Name: "net.ipv4.tcp_rfc1337", Requested: "banana"}})
 	if err == nil || !strings.Contains(err.Error(), "net.ipv4.tcp_rfc1337") || !strings.Contains(err.Error(), "invalid argument") {
 		t.Errorf("kernel-refused value: err = %v, want the knob and the kernel's words", err)
+	}
+}
+
+// TestApplyRefusesWhatTheKernelPartlyTook: values the kernel takes only a
+// part of, with no error of its own, are refused, not recorded as asked.
+func TestApplyRefusesWhatTheKernelPartlyTook(t *testing.T) {
+	roottest.Skip(t)
+	ns := newNS(t)
+	// Depending on the kernel, a value too many is a short write (it took
+	// "1" and not the rest) or taken whole and ignored (it now holds "1").
+	for _, tc := range []struct{ name, value, says string }{
+		{"net.ipv4.tcp_rfc1337", "1 0", `"1"`},
+		{"net.ipv4.tcp_tw_reuse", "1 1", `"1"`},
+		{"net.ipv4.ip_local_port_range", "40000", "it holds 2 values here, not 1"},
+		{"net.ipv4.ip_local_port_range", "40000 40007 5", `it took "40000 40007" and not the rest, "5"`},
+	} {
+		_, err := sysctl.Apply(ns, []sysctl.Setting{{Name: tc.name, Requested: tc.value}})
+		var re *sysctl.RefusedError
+		if !errors.As(err, &re) || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s=%q: err = %v, want a refusal saying %q", tc.name, tc.value, err, tc.says)
+		}
+	}
+	// A list the knob takes whole is fine, however it is spaced.
+	got, err := sysctl.Apply(ns, []sysctl.Setting{{Name: "net.ipv4.ip_local_port_range", Requested: "40000   40007"}})
+	if err != nil || got[0].Actual != "40000 40007" {
+		t.Errorf("ip_local_port_range 40000 40007: %v, %v", got, err)
 	}
 }
