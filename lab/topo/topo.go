@@ -514,7 +514,29 @@ func RunIDOf(nsName string) (string, bool) {
 			return "", false
 		}
 	}
+	// A run's nodes are lvs, server and c1…: a user's "twlab-cafe-test"
+	// has a hex word where the id goes and is still not a run's.
+	if id[0] != 't' && id[0] != 'k' && !runNode(node) {
+		return "", false
+	}
 	return id, true
+}
+
+// runNode tells a node name a run's lab has: lvs, server, c1 … cMaxClients.
+func runNode(node string) bool {
+	if node == "lvs" || node == "server" {
+		return true
+	}
+	n, ok := strings.CutPrefix(node, "c")
+	if !ok || n == "" || n[0] == '0' || len(n) > 3 {
+		return false
+	}
+	for _, r := range n {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // issuedID tells an id twlab makes: 4 hex digits (runstate.NewRunID), or

@@ -30,7 +30,7 @@ func TestNames(t *testing.T) {
 	}
 	// Only the ids twlab issues: a user's own namespace that merely starts
 	// with the prefix is never taken for a dead run's.
-	for _, n := range []string{"twlab-dev-server", "twlab-ab12-", "twlab-ABCD-c1", "twlab-ab12-c1/../../etc", "twlab-x12-c1", "twlab-ab123-c1"} {
+	for _, n := range []string{"twlab-dev-server", "twlab-ab12-", "twlab-ABCD-c1", "twlab-ab12-c1/../../etc", "twlab-x12-c1", "twlab-ab123-c1", "twlab-cafe-test", "twlab-beef-c01", "twlab-ab12-cx"} {
 		if id, ok := topo.RunIDOf(n); ok {
 			t.Errorf("RunIDOf(%q) = %q: not a name twlab gives", n, id)
 		}
@@ -38,7 +38,7 @@ func TestNames(t *testing.T) {
 			t.Errorf("DeleteNamespace(%q) accepted a name twlab does not give", n)
 		}
 	}
-	for _, n := range []string{"twlab-t1f0-sysctl", "twlab-k3a9-doctor", "twlab-0000-lvs"} {
+	for _, n := range []string{"twlab-t1f0-sysctl", "twlab-k3a9-doctor", "twlab-0000-lvs", "twlab-ab12-server", fmt.Sprintf("twlab-ab12-c%d", topo.MaxClients)} {
 		if _, ok := topo.RunIDOf(n); !ok {
 			t.Errorf("RunIDOf(%q) refused a name twlab gives", n)
 		}
