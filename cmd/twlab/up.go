@@ -94,6 +94,8 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 			code, err = exitStopped, errors.New("interrupted before the lab was up; nothing is left of it")
 		case errors.As(err, &ee):
 			code = exitEnv
+		case runner.IsInputError(err):
+			code, err = exitUsage, fmt.Errorf("bad input: %w", err)
 		}
 		if notify != nil {
 			// The code travels too: `up -d` exits as `up` would.
@@ -137,7 +139,9 @@ func detachUp(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "twlab up:", err)
 		return exitFailed
 	}
-	logf, err := os.CreateTemp("", "twlab-up-*.log")
+	// Named by the child's pid once it runs; until then a name cleanup
+	// cannot read as a pid (CreateTemp's random digits would be one).
+	logf, err := os.CreateTemp("", runstate.UpLogNew+"*.log")
 	if err != nil {
 		fmt.Fprintln(stderr, "twlab up:", err)
 		return exitFailed

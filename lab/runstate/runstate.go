@@ -248,8 +248,13 @@ func removeStateTemps() []string {
 	// ended cleanly removed its own).
 	logs, _ := filepath.Glob(filepath.Join(os.TempDir(), "twlab-up-*.log"))
 	for _, p := range logs {
-		pid, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "twlab-up-"), ".log"))
-		if err != nil || pid <= 0 || exists(pid) && !zombie(pid) { // a zombie writes no more
+		if strings.HasPrefix(filepath.Base(p), UpLogNew) {
+			// An up -d killed before it could name its log by the child:
+			// a live one renames it within milliseconds.
+			if st, err := os.Lstat(p); err != nil || time.Since(st.ModTime()) < time.Minute {
+				continue
+			}
+		} else if pid, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "twlab-up-"), ".log")); err != nil || pid <= 0 || exists(pid) && !zombie(pid) { // a zombie writes no more
 			continue
 		}
 		if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() && os.Remove(p) == nil {
@@ -330,6 +335,9 @@ func Cleanup(force bool, log *slog.Logger) ([]string, error) {
 	Labs()
 	return removed, errors.Join(errs...)
 }
+
+// UpLogNew begins the name of a detached up's log before its child runs.
+const UpLogNew = "twlab-up-new-"
 
 // UpLogPath is where the detached `twlab up` process pid logs: named by its
 // PID, so that cleanup can tell a dead one's log.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 // deadPID is the PID of a process that has exited.
@@ -49,6 +50,7 @@ func TestRemoveTemps(t *testing.T) {
 		filepath.Join(results, "pcap", fmt.Sprintf(".cell-01-server.pcap.tmp-%d-77", dead)),
 		filepath.Join(Dir, fmt.Sprintf(".dd01.%d.tmp", dead)),
 		filepath.Join(LabsDir, ".dd01.tmp"),
+		filepath.Join(tmp, UpLogNew+"4711.log"), // an up -d killed before its child ran (aged below)
 	}
 	stay := []string{
 		filepath.Join(results, "run.json"),
@@ -57,10 +59,13 @@ func TestRemoveTemps(t *testing.T) {
 		filepath.Join(results, fmt.Sprintf(".run.json.tmp%d", 42)),       // an old name, recent
 		filepath.Join(Dir, fmt.Sprintf(".dd02.%d.tmp", me)),
 		filepath.Join(tmp, fmt.Sprintf("twlab-up-%d.log", me)), // a lab still up
+		filepath.Join(tmp, UpLogNew+"2804.log"),                // an up -d starting its child now
 	}
 	for _, p := range append(slices.Clone(gone), stay...) {
 		touch(t, p)
 	}
+	old := time.Now().Add(-2 * time.Minute)
+	os.Chtimes(filepath.Join(tmp, UpLogNew+"4711.log"), old, old)
 	b, _ := json.Marshal(State{RunID: "dd01", PID: dead, Results: results})
 	touch(t, filepath.Join(Dir, "dd01.json"))
 	os.WriteFile(filepath.Join(Dir, "dd01.json"), b, 0o644)
