@@ -45,6 +45,12 @@ func TestInteractiveLab(t *testing.T) {
 			}
 		}
 	}
+	// A value the kernel refuses is bad input, exit 2, as in run.
+	for _, args := range [][]string{{"up", scen, "--cell", "2", "--set", "server.net.ipv4.tcp_rfc1337=banana"}, {"up", scen, "--cell", "2", "--set", "server.net.ipv4.tcp_rfc1337=banana", "-d"}} {
+		if out, code := twlab(args...); code != exitUsage || !strings.Contains(out, "bad input: ") {
+			t.Errorf("%v: exit %d, want %d:\n%s", args, code, exitUsage, out)
+		}
+	}
 	out, code := twlab("up", scen, "--cell", "2", "-d")
 	if code != exitOK {
 		t.Fatalf("up -d: exit %d:\n%s", code, out)

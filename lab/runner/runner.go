@@ -343,8 +343,7 @@ func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logg
 	}()
 	if err := cr.run(ctx); err != nil {
 		rc.Status, rc.Reason = result.CellFailed, "error: "+err.Error()
-		var re *sysctl.RefusedError
-		if errors.As(err, &re) {
+		if IsInputError(err) {
 			rc.ErrorKind, rc.Reason = result.ErrorInput, "bad input: "+err.Error()
 		}
 		if ctx.Err() == nil || !errors.Is(err, context.Canceled) {
@@ -661,4 +660,12 @@ func newRunDir(base, stamp string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s: 1000 runs named %s already", base, stamp)
+}
+
+// IsInputError tells an error that the scenario's own values caused: a
+// value the kernel refused for a knob. A cell records it as bad input, and
+// `twlab up` exits with 2 for it, as `twlab run` does.
+func IsInputError(err error) bool {
+	var re *sysctl.RefusedError
+	return errors.As(err, &re)
 }
