@@ -56,6 +56,7 @@ type Server struct {
 	wg        sync.WaitGroup
 	mu        sync.Mutex
 	conns     map[net.Conn]struct{}
+	closed    bool // under mu: Close has closed the connections
 	log       *slog.Logger
 	closeOnce sync.Once
 	served    atomic.Uint64
@@ -133,15 +134,30 @@ func listen(addr net.IP, port, backlog int) (net.Listener, error) {
 
 func (s *Server) accept(ln net.Listener) {
 	defer s.wg.Done()
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				s.log.Debug("accept", "err", err)
-			}
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		if err != nil {
+			// Out of descriptors or memory for a moment: a server that
+			// stopped accepting would turn the rest of the cell into
+			// timeouts blamed on the network. Wait and accept again.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("server: accept failed; accepting again", "err", err, "in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
 		s.mu.Lock()
+		if s.closed {
+			// Accepted as Close went through the connections: it would
+			// wait for this one's idle timeout.
+			s.mu.Unlock()
+			c.Close()
+			continue
+		}
 		s.conns[c] = struct{}{}
 		s.mu.Unlock()
 		s.wg.Add(1)
@@ -288,6 +304,7 @@ func (s *Server) Close() error {
 			}
 		}
 		s.mu.Lock()
+		s.closed = true
 		for c := range s.conns {
 			c.Close()
 		}
