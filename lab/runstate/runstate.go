@@ -286,6 +286,9 @@ func Cleanup(force bool, log *slog.Logger) ([]string, error) {
 		// "no lab is up" while they ran on).
 		if labs, err := Labs(); err == nil {
 			for _, l := range labs {
+				for _, o := range Occupants(l) {
+					log.Warn("a process inside the lab's namespaces keeps running after it, in a namespace without a name", "lab", l.RunID, "pid", o.PID, "command", o.Comm, "node", o.Node)
+				}
 				if err := StopLab(l, 5*time.Second); err != nil {
 					errs = append(errs, err)
 				}
