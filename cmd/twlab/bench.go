@@ -69,8 +69,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		}
 		threads = append(threads, n)
 	}
-	if *repeat < 1 || *dur < time.Second || *conc < 1 || *conc > 64 || len(threads) == 0 {
-		fmt.Fprintln(stderr, "twlab bench: want --repeat >= 1, --duration >= 1s, --concurrency 1..64 and --wrk-threads a list of 1..concurrency")
+	// wrk takes whole seconds: 1.5s would run twlab 1.5 s and wrk 2.
+	if *repeat < 1 || *dur < time.Second || *dur%time.Second != 0 || *conc < 1 || *conc > 64 || len(threads) == 0 {
+		fmt.Fprintln(stderr, "twlab bench: want --repeat >= 1, --duration whole seconds >= 1s, --concurrency 1..64 and --wrk-threads a list of 1..concurrency")
 		return exitUsage
 	}
 	if err := runner.CheckEnv(); err != nil {

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -33,7 +34,8 @@ type Result struct {
 	// RefTool names the reference: "wrk -t1 -c8", "ip+nft script", …
 	RefTool string `json:"reference_tool,omitempty"`
 	// Ratio says how twlab compares, in the direction the goal states:
-	// load twlab/wrk, lab script/twlab (speed-up), probe with/without.
+	// load twlab/wrk, lab script/twlab (speed-up), probe with/without;
+	// rounded to 3 decimals, and Met is decided on this value.
 	Ratio *float64 `json:"ratio"`
 	Goal  string   `json:"goal"`
 	Met   bool     `json:"met"`
@@ -162,10 +164,15 @@ func Table(w io.Writer, rs []Result) {
 			}
 		}
 		if r.Ratio != nil {
-			ratio = fmt.Sprintf("%.2f", *r.Ratio)
+			// The value met was decided on (ratios are rounded to 3
+			// decimals first): "1.00" next to "no" hid 0.9997.
+			ratio = strconv.FormatFloat(*r.Ratio, 'f', -1, 64)
 		}
 		met := "no"
-		if r.Met {
+		switch {
+		case strings.HasPrefix(r.Goal, "reported"):
+			met = "-"
+		case r.Met:
 			met = "yes"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, r.Unit, num(r.Twlab), ref, ratio, r.Goal, met)
@@ -202,6 +209,19 @@ func median(xs []float64) float64 {
 }
 
 func ptr(v float64) *float64 { return &v }
+
+// ratio3 is a ratio as printed and judged: rounded to 3 decimals.
+func ratio3(v float64) float64 { return round(v, 3) }
+
+// arms warns when the arms' order cannot be balanced: the order rotates
+// between repeats, so each arm takes each place equally often only when
+// the repeats are a multiple of the arms.
+func balanceNote(repeat, arms int) string {
+	if repeat%arms == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; order not balanced (%d repeats of %d arms: the first arm ran first more often; use a multiple of %d)", repeat, arms, arms)
+}
 
 func round(v float64, digits int) float64 {
 	p := math.Pow(10, float64(digits))

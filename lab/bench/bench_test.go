@@ -83,7 +83,7 @@ func TestTableAndJSON(t *testing.T) {
 	}
 	var b bytes.Buffer
 	Table(&b, rs)
-	for _, want := range []string{"name", "ratio", "31000", "27000 (wrk -t1 -c8)", "1.15", "40.7", "load: n"} {
+	for _, want := range []string{"name", "ratio", "31000", "27000 (wrk -t1 -c8)", "1.148", "40.7", "load: n"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}
@@ -239,5 +239,35 @@ func TestRefScriptTeardownAfterPartialBuild(t *testing.T) {
 				topo.DeleteNamespace(n)
 			}
 		}
+	}
+}
+
+// TestRatioAsJudged: the table shows the ratio met was decided on (0.9997
+// showed as "1.00" next to "no"), a report-only line says "-", not "yes".
+func TestRatioAsJudged(t *testing.T) {
+	for _, c := range []struct {
+		v    float64
+		goal float64
+		show string
+	}{{0.99967, 1, "1"}, {0.9994, 1, "0.999"}, {4.9996, 5, "5"}, {0.95049, 0.95, "0.95"}} {
+		r := ratio3(c.v)
+		var b bytes.Buffer
+		Table(&b, []Result{{Name: "x", Unit: "u", Ratio: ptr(r), Goal: "ratio >= 1", Met: r >= c.goal}})
+		line := strings.Fields(strings.Split(b.String(), "\n")[1]) // x u 0.00 - RATIO ratio >= 1 MET
+		if line[4] != c.show || (line[len(line)-1] == "yes") != (r >= c.goal) {
+			t.Errorf("%v: table row %v, want ratio %s and met as %v >= %v", c.v, line, c.show, r, c.goal)
+		}
+	}
+	var b bytes.Buffer
+	Table(&b, []Result{{Name: "lab-2-tuned", Ratio: ptr(5.3), Goal: "reported (the goal is for 16 and 64 clients)", Met: true}})
+	if row := strings.Fields(strings.Split(b.String(), "\n")[1]); row[len(row)-1] != "-" {
+		t.Errorf("a reported line: %v, want met -", row)
+	}
+	w := &wrkResult{SockErrors: "connect 0, read 2, write 0, timeout 1"}
+	if n := w.sockErrorCount(); n != 3 {
+		t.Errorf("socket errors %q counted %d, want 3", w.SockErrors, n)
+	}
+	if balanceNote(3, 3) != "" || !strings.Contains(balanceNote(1, 3), "not balanced") {
+		t.Errorf("balance notes: %q, %q", balanceNote(3, 3), balanceNote(1, 3))
 	}
 }

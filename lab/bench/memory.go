@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -80,13 +81,18 @@ func benchMemory(ctx context.Context, opt Options) ([]Result, error) {
 		if status != "ok" {
 			return nil, fmt.Errorf("64-client run: status %q: %s", status, buf.String())
 		}
+		if ok2 == 0 {
+			// A run whose every connection failed measured no load's memory.
+			return nil, fmt.Errorf("64-client run: no connection succeeded: %s", buf.String())
+		}
 		runs = append(runs, round(mib, 1))
 		conns = append(conns, ok2)
 		fmt.Fprintf(opt.Progress, "memory: 64-client run, %d connections in %s: peak RSS %.1f MiB\n", ok2, opt.Duration, mib)
 		pause(ctx, time.Second)
 	}
-	m := median(runs)
-	return []Result{{Name: "memory-64", Unit: "MiB", Twlab: m, Goal: fmt.Sprintf("< %d MiB peak RSS", MemoryLimitMiB),
+	// A bound on the peak: the worst run, not the median.
+	m := slices.Max(runs)
+	return []Result{{Name: "memory-64", Unit: "MiB", Twlab: m, Goal: fmt.Sprintf("< %d MiB peak RSS (the largest of the runs)", MemoryLimitMiB),
 		Met: m < MemoryLimitMiB, TwlabRuns: runs,
 		Note: fmt.Sprintf("child `twlab run` of 64 clients, 64 chains, %s at full rate with 10 Hz sampling; connections per run %v", opt.Duration, conns)}}, nil
 }
