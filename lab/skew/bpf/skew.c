@@ -112,6 +112,13 @@ static __always_inline int opt_step(struct __sk_buff *skb, __u32 base, __u32 opt
 
 static __always_inline __u32 bswap32(__u32 x) { return __builtin_bswap32(x); }
 
+// swap_halves swaps the two bytes of each 16-bit half of x, whatever the
+// host's byte order: memory bytes b0 b1 b2 b3 become b1 b0 b3 b2.
+static __always_inline __u32 swap_halves(__u32 x)
+{
+	return ((x & 0x00ff00ff) << 8) | ((x & 0xff00ff00) >> 8);
+}
+
 static __always_inline int rewrite(struct __sk_buff *skb, int egress)
 {
 	__u32 key = 0;
@@ -166,7 +173,17 @@ done:
 	__u32 host = bswap32(old);
 	host = egress ? host + (__u32)cfg->offset : host - (__u32)cfg->offset;
 	__u32 new = bswap32(host);
-	if (bpf_l4_csum_replace(skb, l4 + 16, old, new, CSUM_SIZE_4) < 0)
+	// The checksum sums 16-bit words from the segment's start. At an odd
+	// offset (another stack's option layout: MSS, NOP, TS puts TSval at 7)
+	// the field's bytes are the other halves of their words, and the
+	// difference to fold in is that of the values with the two bytes of
+	// each 16-bit half swapped.
+	__u32 csum_old = old, csum_new = new;
+	if (found & 1) {
+		csum_old = swap_halves(old);
+		csum_new = swap_halves(new);
+	}
+	if (bpf_l4_csum_replace(skb, l4 + 16, csum_old, csum_new, CSUM_SIZE_4) < 0)
 		return TC_ACT_OK;
 	if (bpf_skb_store_bytes(skb, off, &new, 4, 0) < 0)
 		return TC_ACT_OK;
