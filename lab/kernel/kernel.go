@@ -541,35 +541,51 @@ func offsetSurvivesConnect(ref uint32) bool {
 // returns the ticks and the time between them. Timing from edge to edge
 // measures a whole number of ticks exactly, so the rate comes out of tens of
 // milliseconds where a fixed interval would need hundreds.
+//
+// An edge is timed by the reads around it: it came after the last read that
+// saw the old value began and before the read that saw the new one ended.
+// Only edges whose window is under maxEdgeWindow time the span: a thread
+// preempted between a read and its clock reading (a busy host, a VM) would
+// otherwise stretch or shrink the span by the stall, and 7 ticks of 1 ms
+// with a 20 ms stall read as 260/s, a jiffies rate.
 func tickEdges(c *net.TCPConn, minTicks uint32, minSpan, limit time.Duration) (ticks uint32, elapsed time.Duration, err error) {
+	const maxEdgeWindow = time.Millisecond
 	deadline := time.Now().Add(limit)
+	prevAt := time.Now()
 	prev, err := tcpTimestamp(c)
 	if err != nil {
 		return 0, 0, err
 	}
 	var first uint32
 	var start time.Time
-	edges := 0
+	edges, loose := 0, 0
 	for {
-		if time.Now().After(deadline) {
-			return 0, 0, fmt.Errorf("the timestamp clock changed %d times in %s", edges, limit)
+		before := time.Now()
+		if before.After(deadline) {
+			return 0, 0, fmt.Errorf("the timestamp clock changed %d times in %s (%d more too loosely timed to use)", edges, limit, loose)
 		}
 		v, err := tcpTimestamp(c)
 		if err != nil {
 			return 0, 0, err
 		}
 		if v == prev {
+			prevAt = before
 			continue
 		}
-		now := time.Now()
-		prev = v
+		window := time.Since(prevAt)
+		at := prevAt.Add(window / 2)
+		prev, prevAt = v, before
+		if window > maxEdgeWindow {
+			loose++
+			continue
+		}
 		edges++
 		if edges == 1 {
-			first, start = v, now
+			first, start = v, at
 			continue
 		}
-		if v-first >= minTicks && now.Sub(start) >= minSpan {
-			return v - first, now.Sub(start), nil
+		if v-first >= minTicks && at.Sub(start) >= minSpan {
+			return v - first, at.Sub(start), nil
 		}
 	}
 }
