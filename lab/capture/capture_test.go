@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/twlab/twlab/lab/capture"
-	"github.com/twlab/twlab/lab/internal/roottest"
+	"github.com/twlab/twlab/lab/internal/labtest"
 	"github.com/twlab/twlab/lab/netnsutil"
 	"github.com/twlab/twlab/lab/topo"
 	"golang.org/x/sys/unix"
@@ -25,12 +25,7 @@ import (
 // has a kernel timestamp inside the capture's lifetime, and the kernel
 // dropped none.
 func TestCaptureSeesOnlyItsLink(t *testing.T) {
-	roottest.Skip(t)
-	l, err := topo.Build(context.Background(), topo.Spec{RunID: roottest.RunID(t), Clients: 2}, nil)
-	t.Cleanup(func() { l.Destroy() })
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := labtest.Lab(t, 2)
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	// flood connects from one namespace to a listener in another (or the
@@ -126,12 +121,7 @@ func TestCaptureSeesOnlyItsLink(t *testing.T) {
 // burst with one P, so that the reader has not run when Stop does, they
 // were all lost (the socket closed under them) without a drop counted.
 func TestStopKeepsQueuedFrames(t *testing.T) {
-	roottest.Skip(t)
-	l, err := topo.Build(context.Background(), topo.Spec{RunID: roottest.RunID(t), Clients: 1}, nil)
-	t.Cleanup(func() { l.Destroy() })
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := labtest.Lab(t, 1)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	const burst = 200
 	for round := range 3 {

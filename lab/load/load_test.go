@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twlab/twlab/lab/internal/roottest"
+	"github.com/twlab/twlab/lab/internal/labtest"
 	"github.com/twlab/twlab/lab/load"
 	"github.com/twlab/twlab/lab/nat"
 	"github.com/twlab/twlab/lab/probe"
@@ -19,17 +19,8 @@ import (
 // clients with timestamps on behind one SNAT port, the server closing first.
 // The server must count PAWS rejects of SYNs that reuse a TIME_WAIT 4-tuple.
 func TestPAWSBehindSNAT(t *testing.T) {
-	roottest.Skip(t)
 	ctx := context.Background()
-	l, err := topo.Build(ctx, topo.Spec{RunID: roottest.RunID(t), Clients: 2}, slog.Default())
-	t.Cleanup(func() {
-		if err := l.Destroy(); err != nil {
-			t.Error(err)
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := labtest.Lab(t, 2)
 	if err := nat.Apply(l.LVS.NS, nat.Config{Mode: nat.ModeSNAT, OutLink: l.BackLink, SNATAddr: topo.LVSBack, PortMin: 40000, PortMax: 40000}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,16 +1,14 @@
 package runner
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	"github.com/twlab/twlab/lab/internal/roottest"
+	"github.com/twlab/twlab/lab/internal/labtest"
 	"github.com/twlab/twlab/lab/nat"
 	"github.com/twlab/twlab/lab/netnsutil"
 	"github.com/twlab/twlab/lab/probe"
 	"github.com/twlab/twlab/lab/result"
-	"github.com/twlab/twlab/lab/sysctl"
 	"github.com/twlab/twlab/lab/topo"
 	"golang.org/x/sys/unix"
 )
@@ -23,19 +21,7 @@ import (
 // gets a RST. So: 2 SYNs in, 2 SYN-ACKs out of which 1 sent again, and 1
 // SYN unanswered, which "in - synack_out" said was 0.
 func TestSynCountersSubtractSynAckRetrans(t *testing.T) {
-	roottest.Skip(t)
-	l, err := topo.Build(context.Background(), topo.Spec{RunID: roottest.RunID(t), Clients: 1}, nil)
-	t.Cleanup(func() {
-		if err := l.Destroy(); err != nil {
-			t.Error(err)
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sysctl.Apply(l.LVS.NS, []sysctl.Setting{{Name: "net.ipv4.ip_forward", Requested: "1"}}); err != nil {
-		t.Fatal(err)
-	}
+	l := labtest.Routed(t, 1)
 	if err := nat.InstallSYNCounters(l.Server.NS); err != nil {
 		t.Fatal(err)
 	}

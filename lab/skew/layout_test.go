@@ -1,17 +1,15 @@
 package skew_test
 
 import (
-	"context"
 	"encoding/binary"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/twlab/twlab/lab/capture"
-	"github.com/twlab/twlab/lab/internal/roottest"
+	"github.com/twlab/twlab/lab/internal/labtest"
 	"github.com/twlab/twlab/lab/netnsutil"
 	"github.com/twlab/twlab/lab/skew"
-	"github.com/twlab/twlab/lab/sysctl"
 	"github.com/twlab/twlab/lab/topo"
 	"golang.org/x/sys/unix"
 )
@@ -72,15 +70,7 @@ func synWithOptions(src, dst [4]byte, sport uint16, opts []byte) []byte {
 // at 5), and there the checksum fix must treat the field's bytes as the
 // other halves of their 16-bit words.
 func TestChecksumEveryOptionLayout(t *testing.T) {
-	roottest.Skip(t)
-	l, err := topo.Build(context.Background(), topo.Spec{RunID: roottest.RunID(t), Clients: 1}, nil)
-	t.Cleanup(func() { l.Destroy() })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sysctl.Apply(l.LVS.NS, []sysctl.Setting{{Name: "net.ipv4.ip_forward", Requested: "1"}}); err != nil {
-		t.Fatal(err)
-	}
+	l := labtest.Routed(t, 1)
 	c := l.Clients[0]
 	const offset = -60000
 	a, err := skew.Attach(c.NS, c.Link, offset)

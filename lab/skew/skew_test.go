@@ -1,7 +1,6 @@
 package skew_test
 
 import (
-	"context"
 	"io"
 	"net"
 	"path/filepath"
@@ -9,7 +8,7 @@ import (
 	"time"
 
 	"github.com/twlab/twlab/lab/capture"
-	"github.com/twlab/twlab/lab/internal/roottest"
+	"github.com/twlab/twlab/lab/internal/labtest"
 	"github.com/twlab/twlab/lab/netnsutil"
 	"github.com/twlab/twlab/lab/skew"
 	"github.com/twlab/twlab/lab/sysctl"
@@ -23,15 +22,7 @@ import (
 // estimate is still sane (TSecr was restored); data flows without resets;
 // the counters saw the rewrites; detaching leaves no filter or qdisc.
 func TestOffsetsOnTheWire(t *testing.T) {
-	roottest.Skip(t)
-	l, err := topo.Build(context.Background(), topo.Spec{RunID: roottest.RunID(t), Clients: 2}, nil)
-	t.Cleanup(func() { l.Destroy() })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sysctl.Apply(l.LVS.NS, []sysctl.Setting{{Name: "net.ipv4.ip_forward", Requested: "1"}}); err != nil {
-		t.Fatal(err)
-	}
+	l := labtest.Routed(t, 2)
 	for _, c := range l.Clients {
 		if _, err := sysctl.Apply(c.NS, []sysctl.Setting{{Name: "net.ipv4.tcp_timestamps", Requested: "2"}}); err != nil {
 			t.Skipf("tcp_timestamps=2 unsupported here: %v", err)
