@@ -99,8 +99,8 @@ var storyCounters = []string{
 var synMeanings = []struct{ key, name, meaning string }{
 	{"in", "syn.in", "SYNs that reached the server (retransmits included)"},
 	{"synack_out", "syn.synack_out", "SYN-ACKs the server sent (those sent again included)"},
-	{"synack_retrans", "syn.synack_retrans", "SYN-ACKs the server sent again (TcpExt.TCPSynRetrans): a handshake whose final ACK it dropped or whose SYN came again; they answer no new SYN"},
-	{"unanswered", "syn.unanswered", "SYNs in minus first SYN-ACKs out: SYNs the server did not accept (dropped, or answered with a bare ACK)"},
+	{"synack_retrans", "syn.synack_retrans", "SYN-ACKs the server sent again (TcpExt.TCPSynRetrans): on its timer for a handshake whose final ACK it dropped (answering no new SYN: unanswered may be low by as many), or for a SYN that came again"},
+	{"unanswered", "syn.unanswered", "SYNs in minus SYN-ACKs out: SYNs the server did not accept (dropped, or answered with a bare ACK)"},
 	{"rst_in", "syn.rst_in", "RSTs that reached the server (a client answering a bare ACK sends one)"},
 	{"rst_out", "syn.rst_out", "RSTs the server sent"},
 }

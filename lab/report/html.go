@@ -478,21 +478,11 @@ func cellCharts(c *result.Cell, ss []*result.Series, noTS string) []*chart {
 	// hide a few dozen rejects.
 	srv := &chart{kind: "server", title: "Server: SYNs left unanswered, PAWS rejects, RSTs in (cumulative)", xLabel: "seconds since the load started", yLabel: "packets",
 		intY: true, legend: true, xMin0: true, emptyMessage: noTS}
-	unans := line{name: "SYNs unanswered (in − first SYN-ACKs out)", color: colServer}
+	unans := line{name: "SYNs unanswered (in − SYN-ACKs out)", color: colServer}
 	if in, out := m["syn_in@server"], m["synack_out@server"]; in != nil && out != nil && len(in.T) == len(out.T) {
-		// SYN-ACKs sent again answer no new SYN (a run of a twlab before
-		// that series has none: it counted them as answers).
-		again := m["synack_retrans@server"]
-		if again != nil && len(again.T) != len(in.T) {
-			again = nil
-		}
 		for i := range in.T {
-			var r int64
-			if again != nil {
-				r = again.V[i]
-			}
 			unans.xs = append(unans.xs, float64(in.T[i])/1000)
-			unans.ys = append(unans.ys, float64(result.Unanswered(in.V[i], out.V[i], r)))
+			unans.ys = append(unans.ys, float64(max(0, in.V[i]-out.V[i])))
 		}
 	}
 	srv.lines = append(srv.lines, unans,
@@ -503,7 +493,7 @@ func cellCharts(c *result.Cell, ss []*result.Series, noTS string) []*chart {
 	if s := c.SYN; s != nil {
 		srv.caption = fmt.Sprintf("%d SYNs in, %d SYN-ACKs out: %d unanswered", s.In, s.SynAckOut, s.Unanswered)
 		if s.SynAckRetrans > 0 {
-			srv.caption = fmt.Sprintf("%d SYNs in, %d SYN-ACKs out (%d of them sent again): %d unanswered", s.In, s.SynAckOut, s.SynAckRetrans, s.Unanswered)
+			srv.caption = fmt.Sprintf("%d SYNs in, %d SYN-ACKs out (%d of them sent again, answering no new SYN if on the server's timer): %d unanswered", s.In, s.SynAckOut, s.SynAckRetrans, s.Unanswered)
 		}
 		if n := c.Nodes["server"]; n != nil {
 			srv.caption += fmt.Sprintf("; %d PAWS rejects", n.Summary["paws"])

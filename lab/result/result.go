@@ -180,22 +180,18 @@ type SYN struct {
 	SynAckOut int64 `json:"synack_out"`
 	// SynAckRetrans: the SYN-ACKs among synack_out that the server sent
 	// again (its TcpExt.TCPSynRetrans, read together with the nftables
-	// counters): a handshake whose final ACK it dropped, or whose SYN came
-	// again. Absent in run.json when 0, and in runs of a twlab before it.
+	// counters): on its timer, for a handshake whose final ACK it dropped
+	// (a full accept queue), or for a SYN that came again. Absent in
+	// run.json when 0, and in runs of a twlab before it.
 	SynAckRetrans int64 `json:"synack_retrans,omitempty"`
-	// Unanswered: SYNs that no first SYN-ACK answered,
-	// in - (synack_out - synack_retrans), floored at 0. A SYN-ACK sent
-	// again answers no new SYN; counted as an answer it would hide as many
-	// unanswered SYNs.
+	// Unanswered: in - synack_out, floored at 0, as in every v1 run. A
+	// SYN-ACK sent again on the timer answers no new SYN, so with
+	// synack_retrans > 0 this may be low by up to synack_retrans; one sent
+	// for a SYN that came again does answer it. Which of the two it was,
+	// only a capture tells.
 	Unanswered int64 `json:"unanswered"`
 	RSTIn      int64 `json:"rst_in"`
 	RSTOut     int64 `json:"rst_out"`
-}
-
-// Unanswered is syn.unanswered from its parts: the SYNs in that no first
-// SYN-ACK answered. The report's plot computes it at every tick the same way.
-func Unanswered(in, synackOut, synackRetrans int64) int64 {
-	return max(0, in-max(0, synackOut-synackRetrans))
 }
 
 // Node is one namespace's measurements over the cell.

@@ -265,7 +265,7 @@ func Explain(c *scenario.Cell, rc *result.Cell) []string {
 			// Each is a handshake whose final ACK the full queue dropped:
 			// the client believes it is connected, the server is still
 			// waiting for that ACK.
-			again = fmt.Sprintf(", %.0f of them sent again for handshakes whose final ACK was dropped: %.0f unanswered", r, f["syn.unanswered"])
+			again = fmt.Sprintf(", %.0f of them sent again for handshakes whose final ACK was dropped, so up to %.0f more SYNs went unanswered than syn.unanswered's %.0f", r, r, f["syn.unanswered"])
 		}
 		out = append(out, fmt.Sprintf("The server's accept queue was full: its kernel dropped %.0f SYNs and handshake ACKs (TcpExt.ListenDrops %.0f, ListenOverflows %.0f) - no SYN-ACK, no ACK, nothing, as with tw_recycle, but not for PAWS (%.0f SYNs in, %.0f SYN-ACKs out%s).",
 			drops, f["server.TcpExt.ListenDrops"], over, f["syn.in"], f["syn.synack_out"], again))

@@ -457,7 +457,7 @@ func (cr *cellRun) measure(ctx context.Context) error {
 		}
 	}
 	srvProbe := cr.lab.probe(lab.Server.Name)
-	synBefore, retransBefore, err := synCounters(lab.Server.NS, srvProbe)
+	synBefore, retransBefore, pairedBefore, err := synCounters(lab.Server.NS, srvProbe)
 	if err != nil {
 		return err
 	}
@@ -532,9 +532,12 @@ func (cr *cellRun) measure(ctx context.Context) error {
 			}
 		}
 	}
-	synAfter, retransAfter, err := synCounters(lab.Server.NS, srvProbe)
+	synAfter, retransAfter, pairedAfter, err := synCounters(lab.Server.NS, srvProbe)
 	if err != nil {
 		return err
+	}
+	if !pairedBefore || !pairedAfter {
+		rc.Notes = append(rc.Notes, "The server sent SYN-ACKs again while its SYN counters were read (four tries): syn.synack_retrans may be off by the few sent between the reads.")
 	}
 	rc.SYN = &result.SYN{
 		In:            int64(synAfter[nat.CounterSYNIn] - synBefore[nat.CounterSYNIn]),
@@ -543,7 +546,7 @@ func (cr *cellRun) measure(ctx context.Context) error {
 		RSTIn:         int64(synAfter[nat.CounterRSTIn] - synBefore[nat.CounterRSTIn]),
 		RSTOut:        int64(synAfter[nat.CounterRSTOut] - synBefore[nat.CounterRSTOut]),
 	}
-	rc.SYN.Unanswered = result.Unanswered(rc.SYN.In, rc.SYN.SynAckOut, rc.SYN.SynAckRetrans)
+	rc.SYN.Unanswered = max(0, rc.SYN.In-rc.SYN.SynAckOut)
 	rc.Nodes = map[string]*result.Node{}
 	clientsSum := &result.Node{Counters: map[string]int64{}}
 	for _, p := range cr.lab.probes {

@@ -184,12 +184,12 @@ const synRetransKey = "TcpExt.TCPSynRetrans"
 
 // synCounters reads the server's nftables SYN/RST counters and, paired with
 // them, its SYN-ACKs sent again (synRetransKey). A handshake the server
-// holds sends its SYN-ACK again on a timer, also after the load has ended,
-// and one that fired between the two reads would count in one and not the
+// holds sends its SYN-ACK again on its own timer, also after the load has
+// ended, and one sent between the two reads would count in one and not the
 // other; so the kernel counter is read before and after the nftables ones,
-// again until it did not move (a few tries: timers fire at most every
-// 200 ms per listener).
-func synCounters(ns netns.NsHandle, server *probe.Node) (map[string]uint64, int64, error) {
+// again until it did not move. paired is false when it still moved after
+// four tries (the figures may then be off by the few sent meanwhile).
+func synCounters(ns netns.NsHandle, server *probe.Node) (_ map[string]uint64, _ int64, paired bool, _ error) {
 	retrans := func() (int64, error) {
 		if server == nil {
 			return 0, nil
@@ -199,19 +199,19 @@ func synCounters(ns netns.NsHandle, server *probe.Node) (map[string]uint64, int6
 	}
 	r0, err := retrans()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	for try := 0; ; try++ {
 		c, err := nat.ReadSYNCounters(ns)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, false, err
 		}
 		r1, err := retrans()
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, false, err
 		}
 		if r1 == r0 || try == 3 {
-			return c, r1, nil
+			return c, r1, r1 == r0, nil
 		}
 		r0 = r1
 	}
