@@ -82,7 +82,10 @@ func TestInteractiveLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { stay.Process.Kill(); stay.Wait() }()
-	lab, _ := runstate.FindLab(id)
+	lab, err := runstate.FindLab(id)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 100 && len(runstate.Occupants(lab)) == 0; i++ {
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -106,11 +106,12 @@ type dialer struct {
 	bind   int
 	buf    []byte // response bytes read so far
 	rd     []byte // read buffer
-	// ended is set when the run's context ends, endedAt to when (unix ns);
+	// ended is set when the run's context ends, endedAt to when (a time
+	// with its monotonic reading, compared with deadlines that have one);
 	// cur is the socket of the connection in progress, whose deadlines the
 	// watch then expires.
 	ended   atomic.Bool
-	endedAt atomic.Int64
+	endedAt atomic.Pointer[time.Time]
 	cur     atomic.Pointer[os.File]
 }
 
@@ -121,7 +122,8 @@ type dialer struct {
 // The returned function disarms it.
 func (d *dialer) watch(ctx context.Context) func() bool {
 	return context.AfterFunc(ctx, func() {
-		d.endedAt.Store(time.Now().UnixNano())
+		now := time.Now()
+		d.endedAt.Store(&now)
 		d.ended.Store(true)
 		if f := d.cur.Load(); f != nil {
 			f.SetDeadline(time.Now()) // a file closed meanwhile only returns an error
@@ -142,10 +144,8 @@ func (d *dialer) cellEnd(ctx context.Context) (time.Time, bool) {
 	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
 		end = dl
 	}
-	if ns := d.endedAt.Load(); ns != 0 {
-		if t := time.Unix(0, ns); end.IsZero() || t.Before(end) {
-			end = t
-		}
+	if t := d.endedAt.Load(); t != nil && (end.IsZero() || t.Before(end)) {
+		end = *t
 	}
 	return end, !end.IsZero()
 }

@@ -56,7 +56,8 @@ type Server struct {
 	wg        sync.WaitGroup
 	mu        sync.Mutex
 	conns     map[net.Conn]struct{}
-	closed    bool // under mu: Close has closed the connections
+	closed    bool          // under mu: Close has closed the connections
+	closing   chan struct{} // closed by Close: ends an accept loop's backoff
 	log       *slog.Logger
 	closeOnce sync.Once
 	served    atomic.Uint64
@@ -76,7 +77,7 @@ func StartServer(ns netns.NsHandle, cfg ServerConfig, log *slog.Logger) (*Server
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 5 * time.Second
 	}
-	s := &Server{cfg: cfg, conns: map[net.Conn]struct{}{}, log: log}
+	s := &Server{cfg: cfg, conns: map[net.Conn]struct{}{}, log: log, closing: make(chan struct{})}
 	err := netnsutil.Do(ns, func() error {
 		for i := 0; i < cfg.Ports; i++ {
 			ln, err := listen(cfg.Addr, cfg.Port+i, cfg.Backlog)
@@ -146,7 +147,11 @@ func (s *Server) accept(ln net.Listener) {
 			// timeouts blamed on the network. Wait and accept again.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 			s.log.Warn("server: accept failed; accepting again", "err", err, "in", backoff)
-			time.Sleep(backoff)
+			select {
+			case <-s.closing:
+				return
+			case <-time.After(backoff):
+			}
 			continue
 		}
 		backoff = 0
@@ -298,6 +303,7 @@ func wantsClose(req []byte) bool {
 func (s *Server) Close() error {
 	var errs []error
 	s.closeOnce.Do(func() {
+		close(s.closing)
 		for _, ln := range s.lns {
 			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				errs = append(errs, err)
