@@ -193,7 +193,7 @@ func (cr *cellRun) applyKnobs() ([]*plannedKnob, error) {
 			// The whole VM is the lab: a knob global on this kernel is set
 			// in the initial namespace, for every node at once.
 			pk.global = true
-		case a.Host:
+		case a.Host && !sysctl.PerDevice(pk.name):
 			// Global on this kernel, and twlab never writes the host: what
 			// the host holds is in force in every lab namespace. The cell
 			// runs only if that is the value asked for (tcp_tw_recycle=0

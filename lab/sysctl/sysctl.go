@@ -206,6 +206,20 @@ func Read(ns netns.NsHandle, names []string) (map[string]string, error) {
 	return vals, err
 }
 
+// PerDevice tells a knob of one network device (net.ipv4.conf.eth0.…,
+// net.ipv6.neigh.eth0.…) from a knob of the namespace: one that exists only
+// in the host because its device is there is not global, whatever its value.
+// The all and default entries are the namespace's.
+func PerDevice(name string) bool {
+	parts := strings.Split(name, ".")
+	for i := 0; i+1 < len(parts); i++ {
+		if (parts[i] == "conf" || parts[i] == "neigh") && i >= 2 && parts[i+1] != "all" && parts[i+1] != "default" {
+			return true
+		}
+	}
+	return false
+}
+
 // ReadHost reads name as the namespace twlab was started in sees it, from
 // the calling thread (only pinned threads ever enter a lab namespace, and
 // they are never shared). For a knob that is not per-namespace on this

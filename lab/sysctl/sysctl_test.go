@@ -128,3 +128,19 @@ func TestApplyRefusesWhatTheKernelPartlyTook(t *testing.T) {
 		t.Errorf("ip_local_port_range 40000 40007: %v, %v", got, err)
 	}
 }
+
+func TestPerDevice(t *testing.T) {
+	for name, want := range map[string]bool{
+		"net.ipv4.conf.eth0.rp_filter":        true,
+		"net.ipv6.neigh.ens3.retrans_time_ms": true,
+		"net.ipv4.conf.all.rp_filter":         false,
+		"net.ipv4.conf.default.rp_filter":     false,
+		"net.ipv4.neigh.default.gc_thresh1":   false,
+		"net.ipv4.tcp_tw_recycle":             false,
+		"net.core.message_cost":               false,
+	} {
+		if got := sysctl.PerDevice(name); got != want {
+			t.Errorf("PerDevice(%s) = %v, want %v", name, got, want)
+		}
+	}
+}
