@@ -213,6 +213,13 @@ func ptr(v float64) *float64 { return &v }
 // ratio3 is a ratio as printed and judged: rounded to 3 decimals.
 func ratio3(v float64) float64 { return round(v, 3) }
 
+// atLeast judges a ratio against a goal of at least min, on the value the
+// table shows, and returns both.
+func atLeast(v, min float64) (float64, bool) {
+	r := ratio3(v)
+	return r, r >= min
+}
+
 // arms warns when the arms' order cannot be balanced: the order rotates
 // between repeats, so each arm takes each place equally often only when
 // the repeats are a multiple of the arms.

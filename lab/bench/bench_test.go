@@ -246,16 +246,16 @@ func TestRefScriptTeardownAfterPartialBuild(t *testing.T) {
 // showed as "1.00" next to "no"), a report-only line says "-", not "yes".
 func TestRatioAsJudged(t *testing.T) {
 	for _, c := range []struct {
-		v    float64
-		goal float64
-		show string
-	}{{0.99967, 1, "1"}, {0.9994, 1, "0.999"}, {4.9996, 5, "5"}, {0.95049, 0.95, "0.95"}} {
-		r := ratio3(c.v)
+		v, goal float64
+		show    string
+		met     bool
+	}{{0.99967, 1, "1", true}, {0.9994, 1, "0.999", false}, {4.9996, 5, "5", true}, {2.9994, 3, "2.999", false}} {
+		r, met := atLeast(c.v, c.goal)
 		var b bytes.Buffer
-		Table(&b, []Result{{Name: "x", Unit: "u", Ratio: ptr(r), Goal: "ratio >= 1", Met: r >= c.goal}})
-		line := strings.Fields(strings.Split(b.String(), "\n")[1]) // x u 0.00 - RATIO ratio >= 1 MET
-		if line[4] != c.show || (line[len(line)-1] == "yes") != (r >= c.goal) {
-			t.Errorf("%v: table row %v, want ratio %s and met as %v >= %v", c.v, line, c.show, r, c.goal)
+		Table(&b, []Result{{Name: "x", Unit: "u", Ratio: ptr(r), Goal: "g", Met: met}})
+		line := strings.Fields(strings.Split(b.String(), "\n")[1]) // x u 0.00 - RATIO g MET
+		if line[4] != c.show || met != c.met || (line[len(line)-1] == "yes") != c.met {
+			t.Errorf("%v against %v: met %v, table row %v; want ratio %s and met %v", c.v, c.goal, met, line, c.show, c.met)
 		}
 	}
 	var b bytes.Buffer

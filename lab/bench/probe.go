@@ -187,6 +187,7 @@ func benchProbe(ctx context.Context, opt Options) ([]Result, error) {
 	if len(pairs) == 0 {
 		return nil, errors.New("bench probe: no slice with sampling had neighbours without it to compare against (runs too short?)")
 	}
+	// Overhead under 5 %: above 0.95, judged as shown (0.950 is not met).
 	ratio := ratio3(median(pairs))
 	nodes := ProbeClients + 2
 	cpu := float64(tickCost) * float64(time.Second/sampleEvery) / float64(time.Second) * 100
