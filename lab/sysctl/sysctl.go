@@ -189,17 +189,14 @@ func Read(ns netns.NsHandle, names []string) (map[string]string, error) {
 	vals := map[string]string{}
 	err := netnsutil.Do(ns, func() error {
 		for _, n := range names {
-			if err := ValidName(n); err != nil {
-				return err
-			}
-			b, err := os.ReadFile(Path(n))
+			v, err := readValue(n)
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
 			if err != nil {
-				return fmt.Errorf("read %s: %w", n, unwrapPath(err))
+				return err
 			}
-			vals[n] = Normalize(string(b))
+			vals[n] = v
 		}
 		return nil
 	})
@@ -226,12 +223,22 @@ func PerDevice(name string) bool {
 // kernel that is the value in force for the whole machine, labs included.
 // Reading the host is allowed; writing it never is.
 func ReadHost(name string) (string, error) {
+	v, err := readValue(name)
+	if err != nil {
+		return "", fmt.Errorf("in the host namespace: %w", err)
+	}
+	return v, nil
+}
+
+// readValue reads name in the calling thread's namespace, normalized; a
+// missing knob is an error that is fs.ErrNotExist.
+func readValue(name string) (string, error) {
 	if err := ValidName(name); err != nil {
 		return "", err
 	}
 	b, err := os.ReadFile(Path(name))
 	if err != nil {
-		return "", fmt.Errorf("read %s in the host namespace: %w", name, unwrapPath(err))
+		return "", fmt.Errorf("read %s: %w", name, unwrapPath(err))
 	}
 	return Normalize(string(b)), nil
 }
