@@ -168,7 +168,7 @@ func Compare(runs []CompareRun) *Comparison {
 		}
 		names[name] = true
 		col := CompareColumn{Dir: cr.Dir, Kernel: r.Kernel, RunID: r.RunID, Status: r.Status,
-			Started: r.Started.UTC().Format("2006-01-02 15:04"), Label: strings.TrimSpace(r.Kernel + " " + r.RunID)}
+			Started: startedText(r.Started, "2006-01-02 15:04"), Label: strings.TrimSpace(r.Kernel + " " + r.RunID)}
 		labels[col.Label]++
 		cmp.Columns = append(cmp.Columns, col)
 	}
@@ -205,8 +205,8 @@ func Compare(runs []CompareRun) *Comparison {
 		}
 	}
 	for _, cr := range runs {
-		if left := NotStarted(cr.Run); left > 0 {
-			cmp.Warnings = append(cmp.Warnings, fmt.Sprintf("%s was %s: %d of its %d cells never started and are absent there", clip(cr.Dir, 200), cr.Run.Status, left, cr.Run.CellsPlanned))
+		if left := NotFinished(cr.Run); left > 0 {
+			cmp.Warnings = append(cmp.Warnings, fmt.Sprintf("%s was %s: %d of its %d cells did not finish and are absent there", clip(cr.Dir, 200), cr.Run.Status, left, cr.Run.CellsPlanned))
 		}
 	}
 	// What could not be read of a run is part of the comparison: a figure

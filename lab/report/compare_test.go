@@ -184,7 +184,7 @@ func TestCompareSeesWhatDiffers(t *testing.T) {
 		t.Errorf("different failed assertions not a change: %+v", row)
 	}
 	warn := strings.Join(cmp.Warnings, "\n")
-	for _, w := range []string{`b ran with --only "clients.net.ipv4.tcp_timestamps == 1", the baseline without --only`, "b was interrupted: 1 of its 5 cells never started",
+	for _, w := range []string{`b ran with --only "clients.net.ipv4.tcp_timestamps == 1", the baseline without --only`, "b was interrupted: 1 of its 5 cells did not finish",
 		"b has more than one cell timestamps=1; only the first is compared"} {
 		if !strings.Contains(warn, w) {
 			t.Errorf("warnings lack %q:\n%s", w, warn)

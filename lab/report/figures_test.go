@@ -53,6 +53,11 @@ func TestMarkdownInert(t *testing.T) {
 	if got := mdLine("# run OK"); got != `\# run OK` {
 		t.Errorf("mdLine = %q", got)
 	}
+	// GitHub links bare web addresses by itself (cmark-gfm's autolink):
+	// an escaped dot or colon keeps them text.
+	if got := mdText("see www.x.example or https://y.example/z"); got != `see www\.x.example or https\://y.example/z` {
+		t.Errorf("mdText = %q", got)
+	}
 	for _, c := range []struct{ in, want string }{
 		{"tw_recycle=1", "`tw_recycle=1`"},
 		{"a`<img src=x>`b", "`` a`<img src=x>`b ``"},

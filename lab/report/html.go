@@ -119,6 +119,7 @@ type htmlPage struct {
 	Description                   []string
 	Status, StatusClass           string
 	Kernel, Started, Duration     string
+	RunNote                       string // why the run failed or stopped, beyond its cells
 	RunID, Host, Overrides, Only  string
 	Facts                         []string
 	Keys                          []htmlKey
@@ -188,15 +189,16 @@ func renderHTML(r *result.Run, ts map[int][]*result.Series, problems []string) (
 	sc := scenarioOf(r)
 	pg := htmlPage{Title: "twlab: " + sc.Name, Scenario: sc.Name, ScenarioFile: r.ScenarioFile,
 		Status: r.Status, StatusClass: statusClass(r.Status), Kernel: r.Kernel, RunID: r.RunID,
-		Started: r.Started.UTC().Format("2006-01-02 15:04:05 UTC"), Only: r.Only, Tool: r.Tool}
+		Started: startedText(r.Started, "2006-01-02 15:04:05 UTC"), Only: r.Only, Tool: r.Tool}
 	for _, p := range strings.Split(strings.TrimSpace(sc.Description), "\n\n") {
 		if p = strings.TrimSpace(p); p != "" {
 			pg.Description = append(pg.Description, p)
 		}
 	}
-	if r.Finished != nil {
+	if r.Finished != nil && !r.Started.IsZero() && !r.Finished.Before(r.Started) {
 		pg.Duration = r.Finished.Sub(r.Started).Round(100 * time.Millisecond).String()
 	}
+	pg.RunNote = runNote(r)
 	pg.Host = fmt.Sprintf("%s, %d CPUs", r.Host.Hostname, r.Host.CPUs)
 	if r.Host.VM {
 		// A twlab guest has no hostname of its own ("(none)"); the machine

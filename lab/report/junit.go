@@ -123,14 +123,25 @@ func JUnit(runs []*result.Run) ([]byte, error) {
 		}
 		if r.Status == result.RunInterrupted {
 			s.Properties = append(s.Properties, junitProperty{"interrupted", "true"})
-			// The cells that never started are a failure CI sees, not a
+			// The cells not finished are a failure CI sees, not a
 			// property it ignores: a run cut short is not a green suite.
 			tc := junitCase{Name: "(interrupted)", Classname: "twlab." + name, Time: secs(0), // a parser reads time as a number
 				Failure: &junitMessage{Message: "run interrupted", Type: "twlab.interrupted"}}
-			if left := NotStarted(r); left > 0 {
-				tc.Failure.Message = fmt.Sprintf("run interrupted: %d of %d cells never started", left, r.CellsPlanned)
+			if left := NotFinished(r); left > 0 {
+				tc.Failure.Message = fmt.Sprintf("run interrupted: %d of %d cells not finished", left, r.CellsPlanned)
+			}
+			if r.Error != "" {
+				tc.Failure.Message += ": " + r.Error
 			}
 			s.Cases = append(s.Cases, tc)
+			s.Tests++
+			s.Failures++
+		} else if r.Error != "" {
+			// The run failed without a failed cell (its time bound came
+			// between cells or in a teardown): exit 1 must not come with
+			// a suite that has no failure.
+			s.Cases = append(s.Cases, junitCase{Name: "(run)", Classname: "twlab." + name, Time: secs(0),
+				Failure: &junitMessage{Message: r.Error, Type: "twlab.run"}})
 			s.Tests++
 			s.Failures++
 		}

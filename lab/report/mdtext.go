@@ -9,10 +9,12 @@ import "strings"
 // helpers make such text inert.
 
 // mdEscaper escapes what turns inline text into markup that fetches or
-// links ([, ], <, >), ends a code span or a table cell (`, |), escapes
-// (\), and joins lines; emphasis characters stay readable in the file.
+// links ([, ], <, >, and the "www." and "://" that GitHub's autolinks
+// start from), ends a code span or a table cell (`, |), escapes (\), and
+// joins lines; emphasis characters stay readable in the file. (An e-mail
+// address stays a mailto: link on GitHub: no escape stops that one.)
 var mdEscaper = strings.NewReplacer(`\`, `\\`, "`", "\\`", "[", `\[`, "]", `\]`, "<", `\<`, ">", `\>`, "|", `\|`,
-	"\r\n", " ", "\n", " ", "\r", " ")
+	"www.", `www\.`, "://", `\://`, "\r\n", " ", "\n", " ", "\r", " ")
 
 // mdText is s as one line of plain Markdown text.
 func mdText(s string) string { return mdEscaper.Replace(s) }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/tmpfile"
@@ -184,15 +185,44 @@ func StatusLine(r *result.Run) string {
 	if na > 0 {
 		s += fmt.Sprintf(", %d n/a", na)
 	}
-	if left := NotStarted(r); left > 0 {
-		s += fmt.Sprintf(", %d not started", left)
+	if left := NotFinished(r); left > 0 {
+		s += fmt.Sprintf(", %d not finished", left)
+	}
+	if e := result.Printable(r.Error); e != "" {
+		s += ": " + e
 	}
 	return s
 }
 
-// NotStarted is how many planned cells an interrupted run never started
-// (0 for run.json written before cells_planned existed).
-func NotStarted(r *result.Run) int {
+// startedText is a run's start time in layout, or "unknown" when run.json
+// did not give a readable one (the reader left it out; year 1 would be
+// nonsense).
+func startedText(t time.Time, layout string) string {
+	if t.IsZero() {
+		return "unknown"
+	}
+	return t.UTC().Format(layout)
+}
+
+// runNote says what a run's cells do not: how many planned cells it did not
+// finish, and why it failed when no cell did (its time bound came between
+// cells or in a teardown) or why it stopped.
+func runNote(r *result.Run) string {
+	var parts []string
+	if left := NotFinished(r); left > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d cells not finished", left, r.CellsPlanned))
+	}
+	if e := result.Printable(r.Error); e != "" {
+		parts = append(parts, e)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// NotFinished is how many planned cells a run that stopped early has not
+// recorded: those it never started and the one it was in (a cell cut short
+// measured nothing and is left out). 0 for run.json written before
+// cells_planned existed.
+func NotFinished(r *result.Run) int {
 	return max(r.CellsPlanned-len(r.Cells), 0)
 }
 
@@ -282,10 +312,10 @@ func markdown(r *result.Run, problems []string) string {
 	name := r.ScenarioFile
 	fmt.Fprintf(&b, "# twlab run: %s\n\n", mdText(filepath.Base(name)))
 	status := "**" + mdText(r.Status) + "**"
-	if left := NotStarted(r); left > 0 {
-		status += fmt.Sprintf(" (%d of %d cells never started)", left, r.CellsPlanned)
+	if n := runNote(r); n != "" {
+		status += " (" + mdText(n) + ")"
 	}
-	fmt.Fprintf(&b, "- status: %s\n- kernel: %s\n- started: %s\n- run id: %s\n", status, mdText(r.Kernel), r.Started.UTC().Format("2006-01-02 15:04:05 UTC"), mdText(r.RunID))
+	fmt.Fprintf(&b, "- status: %s\n- kernel: %s\n- started: %s\n- run id: %s\n", status, mdText(r.Kernel), startedText(r.Started, "2006-01-02 15:04:05 UTC"), mdText(r.RunID))
 	if len(r.Overrides) > 0 {
 		var o []string
 		for _, s := range r.Overrides {
@@ -302,7 +332,7 @@ func markdown(r *result.Run, problems []string) string {
 	if len(problems) > 0 {
 		b.WriteString("\n## What could not be read\n\nThis run folder is not as twlab writes it (damaged, edited or truncated): what follows leaves out what could not be read.\n\n")
 		for _, p := range problems {
-			fmt.Fprintf(&b, "- %s\n", mdText(p))
+			fmt.Fprintf(&b, "- %s\n", mdLine(p))
 		}
 	}
 	b.WriteString("\n## Cells\n\n| cell |")
@@ -324,7 +354,7 @@ func markdown(r *result.Run, problems []string) string {
 	if fe := failedExpectations(r, rows); len(fe) > 0 {
 		b.WriteString("\n## Failed expectations\n\n")
 		for _, f := range fe {
-			fmt.Fprintf(&b, "- %s\n", mdText(f))
+			fmt.Fprintf(&b, "- %s\n", mdLine(f))
 		}
 	}
 	b.WriteString("\n## What happened in each cell\n")
@@ -335,7 +365,7 @@ func markdown(r *result.Run, problems []string) string {
 		}
 		notes := c.Notes[:rows.take(len(c.Notes))]
 		for _, n := range notes {
-			fmt.Fprintf(&b, "- %s\n", mdText(n))
+			fmt.Fprintf(&b, "- %s\n", mdLine(n))
 		}
 		if len(notes) < len(c.Notes) {
 			fmt.Fprintf(&b, "- %s\n", notListed(len(c.Notes)-len(notes)))

@@ -142,24 +142,83 @@ func TestNoLatencyWithoutConnects(t *testing.T) {
 	}
 }
 
-// An interrupted run says how many planned cells never started: in its
-// status line, summary.md, and as a failed case in JUnit (a property alone
-// left CI's view green).
-func TestInterruptedRunCountsCellsNotStarted(t *testing.T) {
+// An interrupted run says how many planned cells it did not finish (those
+// never started and the one cut short): in its status line, summary.md,
+// report.html, and as a failed case in JUnit (a property alone left CI's
+// view green).
+func TestInterruptedRunCountsCellsNotFinished(t *testing.T) {
 	r := sampleRun()
 	r.Status, r.CellsPlanned = result.RunInterrupted, 6
-	if s := report.StatusLine(r); !strings.Contains(s, "3 of 6 cells ran") && !strings.Contains(s, "of 6 cells ran") || !strings.Contains(s, "3 not started") {
+	if s := report.StatusLine(r); !strings.Contains(s, "of 6 cells ran") || !strings.Contains(s, "3 not finished") {
 		t.Errorf("status line: %s", s)
 	}
-	if md := report.Markdown(r); !strings.Contains(md, "- status: **interrupted** (3 of 6 cells never started)") {
+	if md := report.Markdown(r); !strings.Contains(md, "- status: **interrupted** (3 of 6 cells not finished)") {
 		t.Errorf("summary.md:\n%s", md)
+	}
+	if h := renderHTML(t, r); !strings.Contains(h, `<p class="runnote">3 of 6 cells not finished</p>`) {
+		t.Errorf("report.html does not say how many cells did not finish")
 	}
 	b, err := report.JUnit([]*result.Run{r})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if x := string(b); !strings.Contains(x, `name="(interrupted)"`) || !strings.Contains(x, "3 of 6 cells never started") {
+	if x := string(b); !strings.Contains(x, `name="(interrupted)"`) || !strings.Contains(x, "3 of 6 cells not finished") {
 		t.Errorf("JUnit:\n%s", x)
+	}
+}
+
+// A run that failed with no failed cell (its time bound came between two
+// cells) says why everywhere, and its JUnit suite has a failure: exit 1
+// next to a suite without one reads as green in CI.
+func TestRunErrorIsShown(t *testing.T) {
+	r := sampleRun()
+	for _, c := range r.Cells {
+		if c.Status == result.CellFailed {
+			c.Status = result.CellOK
+			for i := range c.Expect {
+				c.Expect[i].OK = true
+			}
+		}
+	}
+	why := "the run reached its bound of 2m0s before cell x; 3 of 4 cells ran"
+	r.Status, r.Error, r.CellsPlanned = result.RunFailed, why, 4
+	if s := report.StatusLine(r); !strings.HasPrefix(s, "failed:") || !strings.HasSuffix(s, "1 not finished: "+why) {
+		t.Errorf("status line: %s", s)
+	}
+	if md := report.Markdown(r); !strings.Contains(md, "- status: **failed** (1 of 4 cells not finished; "+why+")") {
+		t.Errorf("summary.md:\n%s", md)
+	}
+	if h := renderHTML(t, r); !strings.Contains(h, why) {
+		t.Errorf("report.html does not give the run's error")
+	}
+	b, err := report.JUnit([]*result.Run{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := string(b); !strings.Contains(x, `failures="1"`) || !strings.Contains(x, `name="(run)"`) || !strings.Contains(x, why) {
+		t.Errorf("JUnit:\n%s", x)
+	}
+}
+
+// A start time run.json did not give readably (the reader left it out)
+// is "unknown", not the year 1 and a run of 2562047 hours.
+func TestUnknownStartTime(t *testing.T) {
+	r := sampleRun()
+	r.Started = time.Time{}
+	if md := report.Markdown(r); !strings.Contains(md, "- started: unknown\n") {
+		t.Errorf("summary.md:\n%s", md)
+	}
+	if h := renderHTML(t, r); strings.Contains(h, "0001-01-01") || strings.Contains(h, "2562047h") {
+		t.Errorf("report.html shows a nonsense start or duration")
+	}
+}
+
+// A note that starts like a heading stays a list item's text.
+func TestMarkdownNoteIsNoHeading(t *testing.T) {
+	r := sampleRun()
+	r.Cells[0].Notes = append(r.Cells[0].Notes, "# All good, ignore the failures below")
+	if md := report.Markdown(r); !strings.Contains(md, "- \\# All good") {
+		t.Errorf("summary.md:\n%s", md)
 	}
 }
 
@@ -282,4 +341,14 @@ func TestHTMLMatrixBaseValue(t *testing.T) {
 	if n := strings.Count(string(b), ">50000<"); n != 2 {
 		t.Errorf("the base bind_port 50000 shows in %d cells of the matrix, want 2", n)
 	}
+}
+
+// renderHTML is report.html of r.
+func renderHTML(t *testing.T, r *result.Run) string {
+	t.Helper()
+	b, err := report.HTML(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -76,6 +76,7 @@ footer { color: var(--muted); font-size: 13px; margin-top: 32px; }
 <header>
 <h1>{{.Scenario}} <span class="badge {{.StatusClass}}">{{.Status}}</span></h1>
 <p class="meta">kernel <b>{{.Kernel}}</b> · run {{.RunID}} · started {{.Started}}{{if .Duration}} · took {{.Duration}}{{end}} · {{.Host}} · scenario file <code>{{.ScenarioFile}}</code>{{if .Overrides}} · overrides <code>{{.Overrides}}</code>{{end}}{{if .Only}} · only <code>{{.Only}}</code>{{end}}</p>
+{{if .RunNote}}<p class="runnote">{{.RunNote}}</p>{{end}}
 </header>
 {{if .Problems}}<section id="problems" class="problems">
 <h2>What could not be read</h2>

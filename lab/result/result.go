@@ -74,7 +74,8 @@ type Run struct {
 	Status   string     `json:"status"`
 	Error    string     `json:"error,omitempty"`
 	// CellsPlanned is how many cells the plan has (after --only): an
-	// interrupted run records fewer, and the rest never started.
+	// interrupted run records fewer: those it never started and the one it
+	// was in, which measured nothing complete.
 	CellsPlanned int     `json:"cells_planned,omitempty"`
 	Cells        []*Cell `json:"cells"`
 	// Timeseries describes timeseries.csv, the 10 Hz readings of every cell.
