@@ -505,10 +505,17 @@ func csvOf(r *result.Run) ([]byte, []string, error) {
 	var b bytes.Buffer
 	w := csv.NewWriter(&b)
 	w.Write(head)
+	// A knob only some cells set (an include's) has the scenario's own
+	// value in the others, as report.html's matrix shows it.
+	base := baseValues(r, knobs)
 	for _, c := range r.Cells {
 		row := []string{textCell(c.ID), textCell(c.Status), textCell(c.Reason)}
 		for _, k := range knobs {
-			row = append(row, textCell(c.Knobs[k]))
+			v, ok := c.Knobs[k]
+			if !ok {
+				v = base[k]
+			}
+			row = append(row, textCell(v))
 		}
 		if l := c.Load; l != nil {
 			row = append(row, num(int64(l.Attempts)), num(int64(l.OK)), num(int64(l.Failed)))

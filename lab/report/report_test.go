@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/xml"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -351,4 +352,31 @@ func renderHTML(t *testing.T, r *result.Run) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// A knob only an include sets shows the scenario's own value in the other
+// cells of cells.csv, as report.html's matrix does (it was empty there).
+func TestCSVKnobOfAnInclude(t *testing.T) {
+	r := sampleRun()
+	r.Scenario = []byte(`{"name":"demo","load":{"bind_port":50000}}`)
+	r.Cells[2].Knobs = map[string]string{"load.bind_port": "0"}
+	b, err := report.CSV(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := slices.Index(rows[0], "load.bind_port")
+	if col < 0 {
+		t.Fatalf("no load.bind_port column: %v", rows[0])
+	}
+	var got []string
+	for _, row := range rows[1:] {
+		got = append(got, row[col])
+	}
+	if want := []string{"50000", "50000", "0"}; !slices.Equal(got, want) {
+		t.Errorf("load.bind_port column %v, want %v", got, want)
+	}
 }
