@@ -97,8 +97,12 @@ func cmdCompare(args []string, stdout, stderr io.Writer) int {
 		runs = append(runs, report.CompareRun{Dir: dir, Run: r})
 	}
 	cmp := report.Compare(runs)
-	for _, w := range cmp.Warnings {
-		fmt.Fprintln(stderr, "twlab compare: warning:", w)
+	if *asJSON || *md {
+		// The terminal table carries its warnings; a document for tools
+		// carries them too, and a person sees them here.
+		for _, w := range cmp.Warnings {
+			fmt.Fprintln(stderr, "twlab compare: warning:", w)
+		}
 	}
 	switch {
 	case *asJSON:

@@ -111,6 +111,30 @@ func TestCompareCommand(t *testing.T) {
 	}
 }
 
+// A warning is said once: in the terminal table (not also on stderr), and
+// on stderr beside a document for tools.
+func TestCompareWarnsOnce(t *testing.T) {
+	a := writeRun(t, "6.18.0", "ab12", 50)
+	b := writeRun(t, "6.1.0", "cd34", 50)
+	doc, err := os.ReadFile(filepath.Join(b, "run.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc = []byte(strings.ReplaceAll(string(doc), "nat-paws", "other"))
+	if err := os.WriteFile(filepath.Join(b, "run.json"), doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const w = "different scenarios"
+	code, out, errs := twlab(t, "compare", a, b)
+	if code != exitOK || strings.Count(out+errs, w) != 1 || !strings.Contains(out, w) {
+		t.Errorf("table: code %d, the warning %d times in stdout, %d in stderr", code, strings.Count(out, w), strings.Count(errs, w))
+	}
+	code, out, errs = twlab(t, "compare", "--json", a, b)
+	if code != exitOK || !strings.Contains(errs, w) || !strings.Contains(out, w) {
+		t.Errorf("--json: code %d, stderr %q", code, errs)
+	}
+}
+
 // TestRunJSON runs one short cell with --json: stdout must be exactly the
 // run document (as in run.json), the human output on stderr.
 func TestRunJSON(t *testing.T) {
