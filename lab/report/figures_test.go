@@ -50,8 +50,10 @@ func TestMarkdownInert(t *testing.T) {
 	if got := mdText("ok\n# run OK <img src=x> [a](b) `c` |"); got != "ok # run OK \\<img src=x\\> \\[a\\](b) \\`c\\` \\|" {
 		t.Errorf("mdText = %q", got)
 	}
-	if got := mdLine("# run OK"); got != `\# run OK` {
-		t.Errorf("mdLine = %q", got)
+	for in, want := range map[string]string{"# run OK": `\# run OK`, "686 SYNs": "686 SYNs", "1. x": `1\. x`, "12) x": `12\) x`, "> q": `\> q`} {
+		if got := mdLine(in); got != want {
+			t.Errorf("mdLine(%q) = %q, want %q", in, got, want)
+		}
 	}
 	// GitHub links bare web addresses by itself (cmark-gfm's autolink):
 	// an escaped dot or colon keeps them text.

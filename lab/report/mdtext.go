@@ -20,11 +20,17 @@ var mdEscaper = strings.NewReplacer(`\`, `\\`, "`", "\\`", "[", `\[`, "]", `\]`,
 func mdText(s string) string { return mdEscaper.Replace(s) }
 
 // mdLine is mdText for text that starts a line, where "#", "-", "1." or
-// ">" would make it a heading, a list or a quote.
+// ">" would make it a heading, a list or a quote. A digit cannot be
+// escaped (CommonMark escapes punctuation only; "\\6" shows its
+// backslash): an ordered list's "1." or "1)" is escaped at its dot.
 func mdLine(s string) string {
 	t := mdText(s)
-	if t != "" && (strings.ContainsRune("#-+*=>", rune(t[0])) || t[0] >= '0' && t[0] <= '9') {
+	if t != "" && strings.ContainsRune("#-+*=>", rune(t[0])) {
 		return `\` + t
+	}
+	digits := len(t) - len(strings.TrimLeft(t, "0123456789"))
+	if digits > 0 && digits < len(t) && (t[digits] == '.' || t[digits] == ')') {
+		return t[:digits] + `\` + t[digits:]
 	}
 	return t
 }
