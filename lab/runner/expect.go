@@ -247,11 +247,28 @@ func Explain(c *scenario.Cell, rc *result.Cell) []string {
 			out = append(out, fmt.Sprintf("Every client recovered: it answered the bare ACK with a RST, which killed the server's TIME_WAIT socket (tcp_rfc1337=0), and its SYN, sent again, got through; that costs the connect latency (p99 %.1f ms, max %.1f ms; the retry comes at once on new kernels, after the 1 s retransmit timer on old ones).", rc.Load.ConnectMS.P99, rc.Load.ConnectMS.Max))
 		}
 	}
-	if passive == 0 && twRejects == 0 && ts == "0" && (f["clients.Tcp.OutRsts"] > 0 || f["syn.unanswered"] > 0) {
+	// Timestamps are used only when both ends offer them: either side's
+	// 0 turns them off (timestamps-off sets the server's).
+	tsOff := ts == "0" || c.Vars["server.net.ipv4.tcp_timestamps"] == "0"
+	if passive == 0 && twRejects == 0 && tsOff && (f["clients.Tcp.OutRsts"] > 0 || f["syn.unanswered"] > 0) {
 		out = append(out, fmt.Sprintf("No PAWS counter moved (timestamps are off), yet %.0f SYNs went unanswered and the clients sent %.0f RSTs: without timestamps the server's TIME_WAIT socket compares sequence numbers instead, and a SYN whose ISN is not above the old connection's is answered with an ACK just like a PAWS reject.",
 			f["syn.unanswered"], f["clients.Tcp.OutRsts"]))
 		if rfc == "1" && rc.Load.Failed > 0 {
 			out = append(out, fmt.Sprintf("With tcp_rfc1337=1 the RST does not end the TIME_WAIT, so those clients time out (%d timeouts).", rc.Load.Failures[load.Timeout]))
+		}
+	}
+	// A full TIME_WAIT table: closes that skip TIME_WAIT leave no socket
+	// for a reused 4-tuple to meet, so PAWS rejects vanish with the
+	// protection (tw-buckets-overflow; nat-paws-load's server reaches the
+	// default limit in a few seconds).
+	for _, node := range []string{"server", "clients"} {
+		if n := f[node+".TcpExt.TCPTimeWaitOverflow"]; n > 0 {
+			limit := ""
+			if v, ok := c.Vars[node+".net.ipv4.tcp_max_tw_buckets"]; ok {
+				limit = " of " + v
+			}
+			out = append(out, fmt.Sprintf("The %s's TIME_WAIT table was full (net.ipv4.tcp_max_tw_buckets%s): %s closed without entering TIME_WAIT (TcpExt.TCPTimeWaitOverflow). Their 4-tuples were free at once, so a SYN that reused one met no TIME_WAIT socket and no PAWS check; what TIME_WAIT protects against (a late segment of the old connection taken into a new one) went unprotected for them.",
+				node, limit, count(n, "connection", "connections")))
 		}
 	}
 	// The other way a SYN goes unanswered: the listener's queues. Counted

@@ -159,3 +159,39 @@ func TestExplainTimeBound(t *testing.T) {
 		}
 	}
 }
+
+// Timestamps off on the server alone (timestamps-off) are timestamps off:
+// the SYNs its TIME_WAIT answered with an ACK are explained as with the
+// clients' off.
+func TestExplainServerTimestampsOff(t *testing.T) {
+	plan, err := scenario.Load("t.yaml", []byte("name: t\nclients: {count: 2}\nload: {connections: 10, duration: 2s}\nsysctl: {server: {net.ipv4.tcp_timestamps: 0}}\n"), scenario.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &result.Cell{
+		Load: &result.Load{Attempts: 200, OK: 200, Failures: map[string]int{}},
+		SYN:  &result.SYN{In: 392, SynAckOut: 200, Unanswered: 192},
+		Nodes: map[string]*result.Node{"server": {Counters: map[string]int64{}, Summary: map[string]int64{}},
+			"c1": {Counters: map[string]int64{"Tcp.OutRsts": 192}, Summary: map[string]int64{}}},
+	}
+	if got := strings.Join(Explain(plan.Cells[0], rc), "\n"); !strings.Contains(got, "192 SYNs went unanswered") {
+		t.Errorf("explanation:\n%s", got)
+	}
+}
+
+// A full TIME_WAIT table is said, with the limit the cell set.
+func TestExplainTimeWaitOverflow(t *testing.T) {
+	plan, err := scenario.Load("t.yaml", []byte("name: t\nclients: {count: 2}\nload: {connections: 10, duration: 2s}\nsysctl: {server: {net.ipv4.tcp_max_tw_buckets: 8}}\n"), scenario.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &result.Cell{
+		Load:  &result.Load{Attempts: 10, OK: 10, Failures: map[string]int{}},
+		SYN:   &result.SYN{In: 10, SynAckOut: 10},
+		Nodes: map[string]*result.Node{"server": {Counters: map[string]int64{"TcpExt.TCPTimeWaitOverflow": 2}, Summary: map[string]int64{}}},
+	}
+	got := strings.Join(Explain(plan.Cells[0], rc), "\n")
+	if !strings.Contains(got, "server's TIME_WAIT table was full (net.ipv4.tcp_max_tw_buckets of 8): 2 connections closed without entering TIME_WAIT") {
+		t.Errorf("explanation:\n%s", got)
+	}
+}
