@@ -231,10 +231,14 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-// loadScenario finds SCENARIO as a file, else as a shipped scenario.
+// loadScenario finds SCENARIO as a file, else as a shipped scenario. A
+// folder of the bare name (`--out nat-paws` made one) does not hide the
+// shipped scenario.
 func loadScenario(name string) (file string, src []byte, err error) {
-	if st, serr := os.Stat(name); serr == nil || strings.ContainsRune(name, '/') {
-		if serr == nil && st.IsDir() {
+	st, serr := os.Stat(name)
+	isDir := serr == nil && st.IsDir()
+	if serr == nil && !isDir || strings.ContainsRune(name, '/') {
+		if isDir {
 			return name, nil, &scenario.Error{File: name, Msg: "is a directory, want a scenario YAML file"}
 		}
 		src, err = scenario.ReadFile(name)
@@ -246,6 +250,9 @@ func loadScenario(name string) (file string, src []byte, err error) {
 			n += ".yaml"
 		}
 		return n, b, nil
+	}
+	if isDir {
+		return name, nil, &scenario.Error{File: name, Msg: "is a directory and no shipped scenario has that name; want a scenario YAML file (`twlab list` shows the shipped ones)"}
 	}
 	return name, nil, &scenario.Error{File: name, Msg: "no such file and no shipped scenario of that name; `twlab list` shows the shipped ones"}
 }

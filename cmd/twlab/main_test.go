@@ -118,6 +118,20 @@ func TestValidateBadFile(t *testing.T) {
 	if code != exitUsage || !strings.Contains(errs, "is a directory") {
 		t.Errorf("directory: code %d, stderr %q", code, errs)
 	}
+	// A folder named like a shipped scenario (what `--out nat-paws`
+	// makes) does not hide it; one named like none is still refused.
+	t.Chdir(dir)
+	for _, d := range []string{"nat-paws", "not-shipped"} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, out, errs := twlab(t, "validate", "nat-paws"); code != exitOK {
+		t.Errorf("folder nat-paws hides the shipped scenario: code %d, %s%s", code, out, errs)
+	}
+	if code, _, errs := twlab(t, "validate", "not-shipped"); code != exitUsage || !strings.Contains(errs, "is a directory and no shipped scenario has that name") {
+		t.Errorf("folder of no shipped name: code %d, stderr %q", code, errs)
+	}
 }
 
 func TestRunRefusesBeforeBuilding(t *testing.T) {
