@@ -79,7 +79,7 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	line(f.QEMU != "", "QEMU", q)
 	kvm := "no usable /dev/kvm: twlab vm uses software emulation (slower, correct)"
 	if f.KVM {
-		kvm = "/dev/kvm accepts VMs; twlab vm still defaults to software emulation (--accel kvm to try it: under nested virtualisation guests may hang)"
+		kvm = "/dev/kvm accepts VMs; twlab vm (--accel auto) uses it when a probe guest runs under it, software emulation otherwise (under nested virtualisation guests may never run)"
 	}
 	line(f.KVM, "KVM", kvm)
 	return exitOK
