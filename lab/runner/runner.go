@@ -349,7 +349,9 @@ func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logg
 		if ctx.Err() == nil || !errors.Is(err, context.Canceled) {
 			// An interrupt is reported once, by the caller that drops or
 			// keeps the cell; "cell failed: context canceled" told nothing.
-			cr.log.Error("cell failed", "err", err)
+			// The reason is the cell's (its progress line, the Failed list,
+			// run.json): a log line at the default level only repeated it.
+			cr.log.Info("cell failed", "err", err)
 		}
 	}
 	return rc, end
