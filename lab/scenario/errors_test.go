@@ -185,6 +185,8 @@ var loadErrorCases = []struct {
 		"skew.c2.offset_ms: skew figures exist only in cells with clients.ts_skew: fixed"},
 	{"expression error in a quoted scalar", name + "expect:\n  - assert:\n    - \"load.failed === 0\"\n", Options{}, "s.yaml:4:22", `unexpected "="; use "==" to compare`},
 	{"include bad value", name + "include: [{lvs.snat_ports: abc}]\n", Options{}, "s.yaml:2:28", `include[0].lvs.snat_ports: "abc" is not valid here: want an integer`},
+	{"include misspells the key a selector uses", name + "matrix:\n  server.net.ipv4.tcp_rfc1337: [0, 1]\ninclude:\n  - {server.net.ipv4.tcp_rfc133: 1}\nexpect:\n  - when: server.net.ipv4.tcp_rfc1337 == 1\n    assert: [load.failed == 0]\n", Options{}, "s.yaml:7:11",
+		"but sets server.net.ipv4.tcp_rfc133 at line 5 (a misspelling?)"},
 	{"one experiment spelt twice", name + "matrix:\n  load.connections: [10, 0xa]\n", Options{}, "s.yaml:0:0",
 		"cells connections=10 and connections=0xa are the same experiment"},
 	{"duration nan", name + "load:\n  duration: nan\n", Options{}, "s.yaml:3:13", "duration nan out of range"},

@@ -222,7 +222,20 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 					ok, err = e.When.Bool(env)
 				}
 				if err != nil {
-					return nil, &Error{File: file, Line: w.Line, Col: w.Col, Field: fmt.Sprintf("expect[%d].when", i), Msg: fmt.Sprintf("%v; a selector may use scenario fields (lvs.snat_ports) and sysctls (server.net.ipv4.tcp_rfc1337) that every cell has (cell %s has no such name)", err, c.ID)}
+					msg := fmt.Sprintf("%v; a selector may use scenario fields (lvs.snat_ports) and sysctls (server.net.ipv4.tcp_rfc1337) that every cell has (cell %s has no such name)", err, c.ID)
+					var un *expr.UnknownNameError
+					if errors.As(err, &un) {
+						if k, at, ok := misspeltKey(un.Name, combo); ok {
+							if at.line == 0 {
+								at.line, at.col = locate(root, at.field)
+							}
+							// Every other cell has the name: the one
+							// that lacks it sets a near one (a typo in
+							// an include), which is where to look.
+							msg = fmt.Sprintf("%v: cell %s has no such name, but sets %s at line %d (a misspelling?); a selector may use only names that every cell has", err, c.ID, k, at.line)
+						}
+					}
+					return nil, &Error{File: file, Line: w.Line, Col: w.Col, Field: fmt.Sprintf("expect[%d].when", i), Msg: msg}
 				}
 				if !ok {
 					continue
@@ -347,4 +360,17 @@ func locate(root *node, field string) (line, col int) {
 		return entry.Line, entry.Column
 	}
 	return 0, 0
+}
+
+// misspeltKey is the key of a cell's combination written closest to name
+// (at most 2 edits), and where: the likely typo when only that cell lacks
+// the name.
+func misspeltKey(name string, c combo) (string, valueAt, bool) {
+	best, bestAt, bestD := "", valueAt{}, 3
+	for i, kv := range c.kvs {
+		if d := EditDistance(kv.Key, name, 2); d < bestD && kv.Key != name {
+			best, bestAt, bestD = kv.Key, c.at[i], d
+		}
+	}
+	return best, bestAt, best != ""
 }
