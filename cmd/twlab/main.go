@@ -350,7 +350,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			dir = filepath.Join(dir, name)
 		}
 		if !*quiet {
-			fmt.Fprintf(stdout, "twlab: %s, %d cells\n", plan.Scenario.Name, len(plan.Cells))
+			fmt.Fprintf(stdout, "twlab: %s, %s\n", plan.Scenario.Name, cellCount(len(plan.Cells)))
 		}
 		prog := newProgress(stdout, live, *quiet)
 		opt := runner.Options{OutDir: dir, ResultsRoot: *root, Log: log, Overrides: sets, Only: *only,
@@ -493,7 +493,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 				for _, w := range plan.Warnings {
 					fmt.Fprintf(stderr, "twlab: %s: warning: %s\n", file, w)
 				}
-				fmt.Fprintf(stdout, "%s: ok (%d cells)\n", file, len(plan.Cells))
+				fmt.Fprintf(stdout, "%s: ok (%s)\n", file, cellCount(len(plan.Cells)))
 				continue
 			}
 		}
@@ -555,4 +555,12 @@ func outputClosed() bool {
 		}
 	}
 	return false
+}
+
+// cellCount is "1 cell" or "N cells".
+func cellCount(n int) string {
+	if n == 1 {
+		return "1 cell"
+	}
+	return fmt.Sprintf("%d cells", n)
 }

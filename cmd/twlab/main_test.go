@@ -98,7 +98,7 @@ func TestValidateBadFile(t *testing.T) {
 	if code != exitUsage {
 		t.Errorf("code %d, want %d", code, exitUsage)
 	}
-	if out != good+": ok (1 cells)\n" {
+	if out != good+": ok (1 cell)\n" {
 		t.Errorf("stdout %q", out)
 	}
 	if !strings.HasPrefix(errs, bad+":3:3: load.conections: unknown field; valid fields here: connections") {

@@ -161,7 +161,7 @@ func TestRunJSON(t *testing.T) {
 	if r.Schema != result.Schema || len(r.Cells) != 1 || r.Timeseries == nil {
 		t.Errorf("document: schema %q, %d cells, timeseries %v", r.Schema, len(r.Cells), r.Timeseries)
 	}
-	if !strings.Contains(stderr, "twlab: nat-paws, 1 cells") || !strings.Contains(stderr, "report:") {
+	if !strings.Contains(stderr, "twlab: nat-paws, 1 cell") || !strings.Contains(stderr, "report:") {
 		t.Errorf("human output not on stderr:\n%s", stderr)
 	}
 	for _, f := range []string{"report.html", "timeseries.csv"} {

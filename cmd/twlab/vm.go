@@ -134,7 +134,7 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 	if dir == "" {
 		dir = filepath.Join("results", plan.Scenario.Name, "vm-"+time.Now().UTC().Format("20060102T150405Z"))
 	}
-	fmt.Fprintf(stdout, "twlab vm: %s on %d kernel(s), %d cells each; %s (%s)\n", plan.Scenario.Name, len(ks), len(plan.Cells), acc, why)
+	fmt.Fprintf(stdout, "twlab vm: %s on %d kernel(s), %s each; %s (%s)\n", plan.Scenario.Name, len(ks), cellCount(len(plan.Cells)), acc, why)
 	start := time.Now()
 	results, err := vm.Run(ctx, vm.Options{Kernels: ks, ScenarioFile: file, Source: src, Set: sets, Only: *only, Pcap: *pcap,
 		OutDir: dir, Timeout: limit, MemMB: *mem, Log: log, Accel: acc, Jobs: *jobs,

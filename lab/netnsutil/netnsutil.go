@@ -194,7 +194,12 @@ func Exec(nsName string, argv []string, env []string) error {
 	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
-		return fmt.Errorf("exec: %w", err)
+		// exec.Error says "exec: " itself, and the caller names the
+		// command it runs: one prefix is enough.
+		if errors.Is(err, exec.ErrNotFound) {
+			return fmt.Errorf("%s: %w", argv[0], exec.ErrNotFound)
+		}
+		return err
 	}
 	h, err := netns.GetFromName(nsName)
 	if err != nil {
