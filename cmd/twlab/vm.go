@@ -137,7 +137,7 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "twlab vm: %s on %d kernel(s), %s each; %s (%s)\n", plan.Scenario.Name, len(ks), cellCount(len(plan.Cells)), acc, why)
 	start := time.Now()
 	results, err := vm.Run(ctx, vm.Options{Kernels: ks, ScenarioFile: file, Source: src, Set: sets, Only: *only, Pcap: *pcap,
-		OutDir: dir, Timeout: limit, MemMB: *mem, Log: log, Accel: acc, Jobs: *jobs,
+		OutDir: dir, Timeout: limit, MemMB: *mem, Log: log, Accel: acc, AccelAuto: *accel == "auto", Jobs: *jobs,
 		Progress: func(k *vm.Kernel, msg string) {
 			fmt.Fprintf(stdout, "[%5.1fs] %-28s %s\n", time.Since(start).Seconds(), k.Label, msg)
 		}})

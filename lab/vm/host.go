@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,6 +42,13 @@ type Options struct {
 	MemMB     int
 	Binary    string // the static twlab to use as /init; "" = twlab-guest next to this executable (see GuestBinary), else this executable
 	Accel     string // "tcg" (default) or "kvm"; resolve "auto" with ChooseAccel first
+	// AccelAuto says Accel was chosen by ChooseAccel("auto"): KVM ran the
+	// probe guest, which does not prove it runs a kernel (seen under
+	// nested virtualisation: the probe ran, Linux never printed a byte).
+	// A KVM guest silent for kvmBootLimit is then booted again under
+	// software emulation, and the kernels after it start there.
+	AccelAuto bool
+	kvmFailed *atomic.Bool
 	// Jobs is how many VMs run at once; 0 = what the cores allow (each
 	// guest has two virtual CPUs).
 	Jobs int
@@ -99,10 +107,14 @@ func CheckStatic(path string) error {
 // is used only when asked for.
 func accelArgs(accel string) []string {
 	if accel == "kvm" {
-		return []string{"-accel", "kvm", "-cpu", "host"}
+		return slices.Clone(kvmArgs)
 	}
 	return []string{"-accel", "tcg", "-cpu", "max"}
 }
+
+// kvmArgs are QEMU's arguments for KVM; a test stands in a KVM that never
+// runs a guest (TCG with the CPUs stopped, -S).
+var kvmArgs = []string{"-accel", "kvm", "-cpu", "host"}
 
 // initrdPrefix names the guests' initramfs files in the temporary folder;
 // the writer's pid follows, so that what a killed twlab left can be told
@@ -156,6 +168,7 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	o.kvmFailed = new(atomic.Bool)
 	bin, err := os.ReadFile(o.Binary)
 	if err != nil {
 		return nil, err
@@ -254,8 +267,11 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	} else {
 		o.Log.Debug("booting the bzImage", "kernel", k.Label, "why", err)
 	}
+	if o.Accel != "kvm" || o.AccelAuto && o.kvmFailed != nil && o.kvmFailed.Load() {
+		o.Accel = "tcg" // the default, or an earlier kernel's guest never ran under KVM
+	}
 	accel := accelArgs(o.Accel)
-	res.Accel = accel[1]
+	res.Accel = o.Accel
 	machine, tscArg := machineFor(k)
 	console, err := os.Create(filepath.Join(res.Dir, "console.log"))
 	if err != nil {
@@ -272,6 +288,11 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	// not use up a silent guest's second chance. None after Ctrl-C.
 	clockBoots, noLifeRetried, oopsRetried := 1, false, false
 	for attempt := 1; ; attempt++ {
+		bo := o
+		if o.Accel == "kvm" && o.AccelAuto {
+			// A working KVM guest speaks within a second or two.
+			bo.BootLimit = min(o.BootLimit, kvmBootLimit)
+		}
 		// The result goes out on a second UART to a file of its own: no
 		// kernel message can interleave with it, as on a shared console.
 		qargs := append([]string{"-M", machine, "-m", fmt.Sprint(o.MemMB), "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot",
@@ -283,7 +304,7 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 		start = time.Now()
 		o.progress(k, fmt.Sprintf("booting (%s, %s, %s, %d modules, %s, init %s)", res.Accel, res.Machine, res.Boot, nmods, filepath.Base(k.Image), filepath.Base(o.Binary)))
 		res.retryCoarse = clockBoots < maxClockAttempts
-		doc, err = boot(ctx, o, k, res, qargs, console, resultFile, start)
+		doc, err = boot(ctx, bo, k, res, qargs, console, resultFile, start)
 		res.TotalS = round2(time.Since(start).Seconds())
 		if ctx.Err() != nil {
 			break
@@ -292,6 +313,18 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 			clockBoots++
 			o.progress(k, err.Error()+": booting again")
 			fmt.Fprintf(console, "\n--- twlab: %s; boot attempt %d ---\n", err, attempt+1)
+			os.Remove(resultFile)
+			continue
+		}
+		if errors.Is(err, errNoLife) && o.Accel == "kvm" && o.AccelAuto {
+			o.Accel, accel = "tcg", accelArgs("tcg")
+			res.Accel = o.Accel
+			if o.kvmFailed != nil {
+				o.kvmFailed.Store(true)
+			}
+			msg := fmt.Sprintf("the guest showed no sign of life under KVM for %s (KVM ran the probe guest, not this kernel): booting again under software emulation", bo.BootLimit)
+			o.progress(k, msg)
+			fmt.Fprintf(console, "\n--- twlab: %s; boot attempt %d ---\n", msg, attempt+1)
 			os.Remove(resultFile)
 			continue
 		}
@@ -583,6 +616,12 @@ func measureTSCkHz() int {
 	}
 	return int(f[1] + 0.5)
 }
+
+// kvmBootLimit is how long a guest under a KVM that only the probe vouched
+// for may stay silent: under KVM the kernels here reach /init in about a
+// second, and waiting out BootLimit (made for emulation) would cost a
+// minute per kernel.
+var kvmBootLimit = 15 * time.Second // a test shortens it
 
 // errNoLife is a guest whose /init never spoke.
 var errNoLife = errors.New("the guest showed no sign of life")

@@ -1146,3 +1146,58 @@ func TestCoarseClockBootsAgain(t *testing.T) {
 		t.Errorf("%d boots, clock %q; want %d boots and the jiffies clock recorded", r.BootAttempts, r.Run.KernelFeatures.Clocksource, maxClockAttempts)
 	}
 }
+
+// A KVM that runs the probe guest but not a kernel (this lab machine's,
+// under nested virtualisation: not a byte on the console) must not cost a
+// run: under --accel auto a guest silent under KVM is booted again under
+// software emulation, and the next kernel starts there. The stand-in KVM
+// is QEMU with its CPUs stopped (-S), which is silent the same way on any
+// machine.
+func TestSilentKVMFallsBackToEmulation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots VMs; skipped with -short")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed: make deps (apt-get install qemu-system-x86)")
+	}
+	oldArgs, oldLimit := kvmArgs, kvmBootLimit
+	kvmArgs, kvmBootLimit = []string{"-accel", "tcg", "-cpu", "max", "-S"}, 3*time.Second
+	t.Cleanup(func() { kvmArgs, kvmBootLimit = oldArgs, oldLimit })
+	base := *debianKernels(t)[0]
+	first, second := base, base
+	first.Label, second.Label = "first", "second"
+	src, err := os.ReadFile("../../scenarios/nat-paws.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	var msgs []string
+	res, err := Run(context.Background(), Options{Kernels: []*Kernel{&first, &second}, ScenarioFile: "nat-paws.yaml", Source: src,
+		Binary: staticTwlab(t), OutDir: out, Timeout: 3 * time.Minute, Accel: "kvm", AccelAuto: true, Jobs: 1,
+		Progress: func(k *Kernel, msg string) { t.Logf("%s: %s", k.Label, msg); msgs = append(msgs, k.Label+": "+msg) },
+		Set:      []string{"load.connections=10"},
+		Only:     "server.net.ipv4.tcp_tw_recycle == 0 && clients.net.ipv4.tcp_timestamps == 2 && server.net.ipv4.tcp_rfc1337 == 0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []struct {
+		attempts int
+	}{{2}, {1}} {
+		r := res[i]
+		if r.Err != "" || r.Run == nil || r.Run.Status != result.RunOK {
+			t.Errorf("%s: err %q", r.Kernel.Label, r.Err)
+			continue
+		}
+		if r.Accel != "tcg" || r.BootAttempts != want.attempts || r.Run.VM == nil || r.Run.VM.Accel != "tcg" {
+			t.Errorf("%s: accel %q after %d boots; want tcg after %d", r.Kernel.Label, r.Accel, r.BootAttempts, want.attempts)
+		}
+	}
+	if !slices.ContainsFunc(msgs, func(m string) bool {
+		return strings.HasPrefix(m, "first: ") && strings.Contains(m, "no sign of life under KVM for 3s (KVM ran the probe guest, not this kernel): booting again under software emulation")
+	}) {
+		t.Errorf("the fallback was not said:\n%s", strings.Join(msgs, "\n"))
+	}
+	if left := qemusOf(out); len(left) != 0 {
+		t.Errorf("QEMU processes left: %v", left)
+	}
+}
