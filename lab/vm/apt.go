@@ -81,18 +81,22 @@ func aptLock(ctx context.Context) (func(), error) {
 }
 
 // aptPrepare writes twlab's sources and refreshes its package lists when
-// they are missing or older than aptMaxAge. The caller holds aptLock.
-func aptPrepare(ctx context.Context, log *slog.Logger) error {
+// they are missing or older than aptMaxAge. The caller holds aptLock. A
+// refresh that could not fetch every list (apt-get update then only warns
+// and exits 0: offline, a mirror down) is not stamped, so that the next
+// run tries again, and is returned as incomplete: stamped, an offline
+// first run left twlab sure for a day that Debian had no such kernels.
+func aptPrepare(ctx context.Context, log *slog.Logger) (incomplete string, err error) {
 	if _, err := os.Stat(DebianKeyring); err != nil {
-		return fmt.Errorf("debian:VERSION needs the Debian archive keyring (%s): apt-get install debian-archive-keyring", DebianKeyring)
+		return "", fmt.Errorf("debian:VERSION needs the Debian archive keyring (%s): apt-get install debian-archive-keyring", DebianKeyring)
 	}
 	if _, err := exec.LookPath("apt-get"); err != nil {
-		return fmt.Errorf("debian:VERSION needs apt-get (a Debian or Ubuntu host); or give --kernel a bzImage")
+		return "", fmt.Errorf("debian:VERSION needs apt-get (a Debian or Ubuntu host); or give --kernel a bzImage")
 	}
 	d := aptDir()
 	for _, sub := range []string{"empty", "lists/partial", "cache/archives/partial"} {
 		if err := os.MkdirAll(filepath.Join(d, sub), 0o755); err != nil {
-			return fmt.Errorf("kernel cache: %w", err)
+			return "", fmt.Errorf("kernel cache: %w", err)
 		}
 	}
 	var src strings.Builder
@@ -104,19 +108,36 @@ func aptPrepare(ctx context.Context, log *slog.Logger) error {
 	changed := string(old) != src.String()
 	if changed {
 		if err := writeAtomic(list, []byte(src.String())); err != nil {
-			return fmt.Errorf("kernel cache: %w", err)
+			return "", fmt.Errorf("kernel cache: %w", err)
 		}
 	}
 	stamp := filepath.Join(d, "updated")
 	if st, err := os.Stat(stamp); err == nil && !changed && time.Since(st.ModTime()) < aptMaxAge {
-		return nil
+		return "", nil
 	}
 	log.Info("refreshing twlab's Debian package lists", "suites", len(aptSuites), "dir", d)
 	args := append(aptOptions(), "-q", "update")
-	if out, err := exec.CommandContext(ctx, "apt-get", args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("apt-get update (twlab's own lists in %s): %w: %s%s", d, err, lastLine(string(out)), diskHint(d))
+	out, err := exec.CommandContext(ctx, "apt-get", args...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("apt-get update (twlab's own lists in %s): %w: %s%s", d, err, lastLine(string(out)), diskHint(d))
 	}
-	return os.WriteFile(stamp, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
+	if failed := aptFetchFailure(string(out)); failed != "" {
+		os.Remove(stamp)
+		log.Warn("twlab's Debian package lists could not all be refreshed; using what there is", "why", failed)
+		return failed, nil
+	}
+	return "", os.WriteFile(stamp, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
+}
+
+// aptFetchFailure is the first line of apt-get update's output that says a
+// list could not be fetched, or "".
+func aptFetchFailure(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); strings.Contains(l, "Failed to fetch") || strings.Contains(l, "Some index files failed to download") {
+			return l
+		}
+	}
+	return ""
 }
 
 func lastLine(s string) string {

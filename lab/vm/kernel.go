@@ -70,6 +70,9 @@ func Resolve(ctx context.Context, spec, modulesDir string, log *slog.Logger) (*K
 		if err != nil {
 			return nil, fmt.Errorf("--kernel %s: %w", spec, err)
 		}
+		if err := checkCachedImage(b.Image); err != nil {
+			return nil, fmt.Errorf("--kernel %s: the built kernel in the cache is damaged (%w): build it again with twlab kernel build", spec, err)
+		}
 		return &Kernel{Spec: spec, Image: b.Image, Release: b.Release, Label: labelOf(b.Release, rel)}, nil
 	}
 	st, err := os.Stat(spec)
@@ -78,6 +81,10 @@ func Resolve(ctx context.Context, spec, modulesDir string, log *slog.Logger) (*K
 	}
 	if st.IsDir() {
 		return nil, fmt.Errorf("--kernel %s: is a directory; want a bzImage/vmlinuz file or debian:VERSION", spec)
+	}
+	if !st.Mode().IsRegular() {
+		// A FIFO would block the read below for ever, Ctrl-C or not.
+		return nil, fmt.Errorf("--kernel %s: not a regular file (%s); want a bzImage/vmlinuz file", spec, st.Mode().Type())
 	}
 	if err := checkImage(spec, st.Size()); err != nil {
 		return nil, fmt.Errorf("--kernel %s: %w", spec, err)
@@ -146,6 +153,15 @@ func checkImage(path string, size int64) error {
 	return nil
 }
 
+// checkCachedImage is checkImage of a file in the cache.
+func checkCachedImage(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return checkImage(path, st.Size())
+}
+
 // ImageRelease reads the version string from a bzImage's setup header
 // ("kernel_version" at 0x20e points into the setup code).
 func ImageRelease(path string) (string, error) {
@@ -205,6 +221,16 @@ func resolveDebian(ctx context.Context, spec, ver string, log *slog.Logger) (*Ke
 		if err := fetchDeb(ctx, pkg, dest); err != nil {
 			return nil, err
 		}
+	} else if imgs, _ := filepath.Glob(filepath.Join(dest, "boot", "vmlinuz-*")); len(imgs) == 1 && checkCachedImage(imgs[0]) != nil {
+		// The marker says the unpacking finished; a kernel damaged since
+		// (a disk error, a hand) would boot to silence on every run.
+		log.Warn("the cached kernel is damaged; unpacking its package again", "image", imgs[0], "err", checkCachedImage(imgs[0]))
+		if err := os.Remove(filepath.Join(dest, ".complete")); err != nil {
+			return nil, fmt.Errorf("kernel cache: %w", err)
+		}
+		if err := fetchDeb(ctx, pkg, dest); err != nil {
+			return nil, err
+		}
 	}
 	imgs, _ := filepath.Glob(filepath.Join(dest, "boot", "vmlinuz-*"))
 	mods, _ := filepath.Glob(filepath.Join(dest, "lib", "modules", "*"))
@@ -213,6 +239,9 @@ func resolveDebian(ctx context.Context, spec, ver string, log *slog.Logger) (*Ke
 	}
 	if len(imgs) != 1 || len(mods) != 1 {
 		return nil, fmt.Errorf("%s: unexpected package layout (%d images, %d module trees)", pkg, len(imgs), len(mods))
+	}
+	if err := checkCachedImage(imgs[0]); err != nil {
+		return nil, fmt.Errorf("%s: %w", imgs[0], err)
 	}
 	k := &Kernel{Spec: spec, Image: imgs[0], ModulesDir: mods[0], Package: pkg, Release: filepath.Base(mods[0])}
 	k.Label = labelOf(k.Release, pkg)
@@ -230,7 +259,8 @@ func DebianPackages(ctx context.Context, ver string, log *slog.Logger) ([]string
 		return nil, err
 	}
 	defer unlock()
-	if err := aptPrepare(ctx, log); err != nil {
+	incomplete, err := aptPrepare(ctx, log)
+	if err != nil {
 		return nil, err
 	}
 	// The generic flavour only: its name ends in a digit before -amd64
@@ -250,7 +280,70 @@ func DebianPackages(ctx context.Context, ver string, log *slog.Logger) ([]string
 		}
 	}
 	sort.Slice(pkgs, func(i, j int) bool { return versionLess(pkgs[i], pkgs[j]) })
+	if len(pkgs) == 0 && incomplete != "" {
+		return nil, fmt.Errorf("twlab's Debian package lists could not be refreshed (%s) and hold no linux-image-%s.* package: check the way to the Debian mirror (%s)", incomplete, ver, debianMirror())
+	}
 	return pkgs, nil
+}
+
+// findOrDownloadDeb gives pkg's .deb: from the cache (cached), the seed
+// folder, or downloaded. apt-get download writes under the final name as
+// it goes, so it downloads into a folder of its own and the file is moved
+// into the cache only when apt has finished (and checked it against the
+// lists' hashes): a download cut short leaves no .deb that looks whole.
+func findOrDownloadDeb(ctx context.Context, pkg, debs string) (deb string, cached bool, err error) {
+	if m, _ := filepath.Glob(filepath.Join(debs, pkg+"_*.deb")); len(m) > 0 {
+		return m[0], true, nil
+	}
+	if SeedDir != "" {
+		if m, _ := filepath.Glob(filepath.Join(SeedDir, pkg+"_*.deb")); len(m) > 0 {
+			return m[0], false, nil
+		}
+	}
+	unlock, err := aptLock(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	defer unlock()
+	if _, err := aptPrepare(ctx, slog.New(slog.DiscardHandler)); err != nil {
+		return "", false, err
+	}
+	// Under the apt lock no other download runs: what such folders hold
+	// is a killed run's.
+	if old, _ := filepath.Glob(filepath.Join(debs, ".download-*")); len(old) > 0 {
+		for _, o := range old {
+			os.RemoveAll(o)
+		}
+	}
+	dl, err := os.MkdirTemp(debs, ".download-")
+	if err != nil {
+		return "", false, fmt.Errorf("kernel cache: %w", err)
+	}
+	defer os.RemoveAll(dl)
+	cmd := exec.CommandContext(ctx, "apt-get", append(aptOptions(), "download", "-q", pkg)...)
+	cmd.Dir = dl
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", false, fmt.Errorf("apt-get download %s: %w: %s%s", pkg, err, strings.TrimSpace(string(out)), diskHint(debs))
+	}
+	m, _ := filepath.Glob(filepath.Join(dl, pkg+"_*.deb"))
+	if len(m) != 1 {
+		return "", false, fmt.Errorf("apt-get download %s: %d .deb files appeared, want 1", pkg, len(m))
+	}
+	deb = filepath.Join(debs, filepath.Base(m[0]))
+	if err := os.Rename(m[0], deb); err != nil {
+		return "", false, fmt.Errorf("kernel cache: %w", err)
+	}
+	return deb, false, nil
+}
+
+// extractDeb unpacks deb into tmp, leaving nothing there on failure.
+func extractDeb(ctx context.Context, deb, tmp string) error {
+	os.RemoveAll(tmp)
+	if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
+		os.RemoveAll(tmp) // no half-extracted kernel stays in the cache
+		return fmt.Errorf("dpkg-deb -x %s: %w: %s", deb, err, lastLine(string(out)))
+	}
+	return nil
 }
 
 // versionLess compares the numeric runs of two names, so 6.1.0-9 < 6.1.0-56.
@@ -293,34 +386,24 @@ func fetchDeb(ctx context.Context, pkg, dest string) error {
 	if _, err := os.Stat(filepath.Join(dest, ".complete")); err == nil {
 		return nil // made by another process while this one waited
 	}
-	matches, _ := filepath.Glob(filepath.Join(debs, pkg+"_*.deb"))
-	if len(matches) == 0 && SeedDir != "" {
-		matches, _ = filepath.Glob(filepath.Join(SeedDir, pkg+"_*.deb"))
-	}
-	if len(matches) == 0 {
-		unlock, err := aptLock(ctx)
-		if err != nil {
-			return err
-		}
-		defer unlock()
-		if err := aptPrepare(ctx, slog.New(slog.DiscardHandler)); err != nil {
-			return err
-		}
-		cmd := exec.CommandContext(ctx, "apt-get", append(aptOptions(), "download", "-q", pkg)...)
-		cmd.Dir = debs
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("apt-get download %s: %w: %s", pkg, err, strings.TrimSpace(string(out)))
-		}
-		matches, _ = filepath.Glob(filepath.Join(debs, pkg+"_*.deb"))
-		if len(matches) == 0 {
-			return fmt.Errorf("apt-get download %s: no .deb appeared", pkg)
-		}
+	deb, cached, err := findOrDownloadDeb(ctx, pkg, debs)
+	if err != nil {
+		return err
 	}
 	tmp := dest + ".tmp"
-	os.RemoveAll(tmp)
-	if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", matches[0], tmp).CombinedOutput(); err != nil {
-		os.RemoveAll(tmp) // no half-extracted kernel stays in the cache
-		return fmt.Errorf("dpkg-deb -x %s: %w: %s%s", matches[0], err, lastLine(string(out)), diskHint(filepath.Dir(dest)))
+	err = extractDeb(ctx, deb, tmp)
+	if err != nil && cached && ctx.Err() == nil {
+		// A package file from before that cannot be unpacked (one a
+		// killed twlab of an older version left cut short) is fetched
+		// again, once, instead of failing every run from now on.
+		slog.Warn("a cached kernel package could not be unpacked; fetching it again", "file", deb, "err", err)
+		os.Remove(deb)
+		if deb, _, err = findOrDownloadDeb(ctx, pkg, debs); err == nil {
+			err = extractDeb(ctx, deb, tmp)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w%s", err, diskHint(filepath.Dir(dest)))
 	}
 	// The extracted files reach the disk before the marker says they are
 	// complete, so a crash cannot leave a marked but truncated kernel; their

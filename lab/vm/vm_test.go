@@ -1201,3 +1201,80 @@ func TestSilentKVMFallsBackToEmulation(t *testing.T) {
 		t.Errorf("QEMU processes left: %v", left)
 	}
 }
+
+// A kernel cache damaged after the fact heals instead of failing every run
+// from then on: a package file cut short (an older twlab killed while it
+// downloaded wrote under the final name) is fetched again, and an unpacked
+// kernel truncated since is unpacked again. The good package comes from the
+// seed folder, so the test needs no network.
+func TestDamagedCacheHeals(t *testing.T) {
+	ks := debianKernels(t)
+	pkgs, _ := filepath.Glob(filepath.Join(CacheDir, "debs", ks[0].Package+"_*.deb"))
+	if len(pkgs) != 1 {
+		t.Fatalf("%s: want one cached .deb, have %v", ks[0].Package, pkgs)
+	}
+	good, err := os.ReadFile(pkgs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCache, oldSeed := CacheDir, SeedDir
+	CacheDir, SeedDir = t.TempDir(), filepath.Dir(pkgs[0])
+	defer func() { CacheDir, SeedDir = oldCache, oldSeed }()
+	cut := filepath.Join(CacheDir, "debs", filepath.Base(pkgs[0]))
+	if err := os.MkdirAll(filepath.Dir(cut), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cut, good[:len(good)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k, err := Resolve(context.Background(), ks[0].Spec, "", nil)
+	if err != nil {
+		t.Fatalf("a cut package file in the cache: %v", err)
+	}
+	if err := checkCachedImage(k.Image); err != nil {
+		t.Fatalf("resolved a damaged image: %v", err)
+	}
+	if _, err := os.Stat(cut); err == nil {
+		t.Errorf("the cut package file is still in the cache")
+	}
+	if err := os.Truncate(k.Image, 3_000_000); err != nil {
+		t.Fatal(err)
+	}
+	k2, err := Resolve(context.Background(), ks[0].Spec, "", nil)
+	if err != nil {
+		t.Fatalf("a truncated kernel in the cache: %v", err)
+	}
+	if err := checkCachedImage(k2.Image); err != nil || k2.Image != k.Image {
+		t.Errorf("after a truncated kernel: %s, %v", k2.Image, err)
+	}
+}
+
+// A FIFO given as a kernel is refused at once: reading it would block for
+// ever, and Ctrl-C could not end the wait.
+func TestKernelFIFORefused(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "f")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Resolve(context.Background(), fifo, "", nil); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("a FIFO: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Resolve blocked on a FIFO")
+	}
+}
+
+// apt-get update exits 0 when lists could not be fetched; twlab must see it.
+func TestAptFetchFailure(t *testing.T) {
+	out := "Hit:1 http://deb.debian.org/debian bookworm InRelease\nW: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease  Temporary failure resolving 'deb.debian.org'\nW: Some index files failed to download. They have been ignored, or old ones used instead.\n"
+	if got := aptFetchFailure(out); !strings.HasPrefix(got, "W: Failed to fetch") {
+		t.Errorf("aptFetchFailure = %q", got)
+	}
+	if got := aptFetchFailure("Hit:1 http://deb.debian.org/debian bookworm InRelease\nReading package lists...\n"); got != "" {
+		t.Errorf("a clean update: %q", got)
+	}
+}
