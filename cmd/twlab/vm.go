@@ -118,6 +118,9 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 			if ctx.Err() != nil {
 				return exitStopped // Ctrl-C during a download is no bad kernel name
 			}
+			if me := (*vm.MachineError)(nil); errors.As(err, &me) {
+				return exitEnv // the name was good; this machine could not get the kernel
+			}
 			return exitUsage
 		}
 		ks = append(ks, k)

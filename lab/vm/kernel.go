@@ -59,6 +59,21 @@ type Kernel struct {
 	fault string
 }
 
+// MachineError is a kernel this machine could not fetch, unpack or keep
+// (network, apt, disk, a damaged cache), as against a --kernel argument
+// that names no kernel: the command's exit code tells them apart.
+type MachineError struct{ Err error }
+
+func (e *MachineError) Error() string { return e.Err.Error() }
+func (e *MachineError) Unwrap() error { return e.Err }
+
+func machineErr(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return &MachineError{err}
+}
+
 // Resolve turns a --kernel argument into a Kernel. modulesDir applies to a
 // path argument of a modular kernel.
 func Resolve(ctx context.Context, spec, modulesDir string, log *slog.Logger) (*Kernel, error) {
@@ -71,7 +86,7 @@ func Resolve(ctx context.Context, spec, modulesDir string, log *slog.Logger) (*K
 			return nil, fmt.Errorf("--kernel %s: %w", spec, err)
 		}
 		if err := checkCachedImage(b.Image); err != nil {
-			return nil, fmt.Errorf("--kernel %s: the built kernel in the cache is damaged (%w): build it again with twlab kernel build", spec, err)
+			return nil, machineErr(fmt.Errorf("--kernel %s: the built kernel in the cache is damaged (%w): build it again with twlab kernel build", spec, err))
 		}
 		return &Kernel{Spec: spec, Image: b.Image, Release: b.Release, Label: labelOf(b.Release, rel)}, nil
 	}
@@ -206,7 +221,7 @@ func resolveDebian(ctx context.Context, spec, ver string, log *slog.Logger) (*Ke
 	case debVerRE.MatchString(ver):
 		var err error
 		if pkgs, err = DebianPackages(ctx, ver, log); err != nil {
-			return nil, err
+			return nil, machineErr(err)
 		}
 	default:
 		return nil, fmt.Errorf("--kernel %s: want debian:MAJOR.MINOR (the newest build, e.g. debian:6.1) or an exact build (debian:6.1.0-47)", spec)
@@ -219,17 +234,17 @@ func resolveDebian(ctx context.Context, spec, ver string, log *slog.Logger) (*Ke
 	if _, err := os.Stat(filepath.Join(dest, ".complete")); err != nil {
 		log.Info("fetching kernel package", "package", pkg)
 		if err := fetchDeb(ctx, pkg, dest); err != nil {
-			return nil, err
+			return nil, machineErr(err)
 		}
 	} else if imgs, _ := filepath.Glob(filepath.Join(dest, "boot", "vmlinuz-*")); len(imgs) == 1 && checkCachedImage(imgs[0]) != nil {
 		// The marker says the unpacking finished; a kernel damaged since
 		// (a disk error, a hand) would boot to silence on every run.
 		log.Warn("the cached kernel is damaged; unpacking its package again", "image", imgs[0], "err", checkCachedImage(imgs[0]))
 		if err := os.Remove(filepath.Join(dest, ".complete")); err != nil {
-			return nil, fmt.Errorf("kernel cache: %w", err)
+			return nil, machineErr(fmt.Errorf("kernel cache: %w", err))
 		}
 		if err := fetchDeb(ctx, pkg, dest); err != nil {
-			return nil, err
+			return nil, machineErr(err)
 		}
 	}
 	imgs, _ := filepath.Glob(filepath.Join(dest, "boot", "vmlinuz-*"))
@@ -238,10 +253,10 @@ func resolveDebian(ctx context.Context, spec, ver string, log *slog.Logger) (*Ke
 		mods, _ = filepath.Glob(filepath.Join(dest, "usr", "lib", "modules", "*"))
 	}
 	if len(imgs) != 1 || len(mods) != 1 {
-		return nil, fmt.Errorf("%s: unexpected package layout (%d images, %d module trees)", pkg, len(imgs), len(mods))
+		return nil, machineErr(fmt.Errorf("%s: unexpected package layout (%d images, %d module trees)", pkg, len(imgs), len(mods)))
 	}
 	if err := checkCachedImage(imgs[0]); err != nil {
-		return nil, fmt.Errorf("%s: %w", imgs[0], err)
+		return nil, machineErr(fmt.Errorf("%s: %w", imgs[0], err))
 	}
 	k := &Kernel{Spec: spec, Image: imgs[0], ModulesDir: mods[0], Package: pkg, Release: filepath.Base(mods[0])}
 	k.Label = labelOf(k.Release, pkg)

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/twlab/twlab/lab/capture"
+	"github.com/twlab/twlab/lab/kbuild"
 	"github.com/twlab/twlab/lab/result"
 )
 
@@ -1276,5 +1278,34 @@ func TestAptFetchFailure(t *testing.T) {
 	}
 	if got := aptFetchFailure("Hit:1 http://deb.debian.org/debian bookworm InRelease\nReading package lists...\n"); got != "" {
 		t.Errorf("a clean update: %q", got)
+	}
+}
+
+// A built kernel damaged in the cache is this machine's problem, not a bad
+// name: it is refused before any boot as a MachineError (twlab vm exits 3),
+// while a name that is not built stays bad input.
+func TestDamagedBuiltKernel(t *testing.T) {
+	img := oldKernel(t)
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCache := CacheDir
+	CacheDir = t.TempDir()
+	defer func() { CacheDir = oldCache }()
+	dir := filepath.Join(kbuild.BuiltDir(CacheDir), "4.10.17-x")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "build.txt"), []byte("release 4.10.17\nkey k\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "bzImage"), b[:len(b)/2], 0o644)
+	_, err = Resolve(context.Background(), "built:4.10.17", "", nil)
+	var me *MachineError
+	if !errors.As(err, &me) || !strings.Contains(err.Error(), "a bzImage cut short") {
+		t.Errorf("a damaged built kernel: %v (%T)", err, err)
+	}
+	_, err = Resolve(context.Background(), "built:9.9", "", nil)
+	if err == nil || errors.As(err, &me) {
+		t.Errorf("an unknown built kernel: %v (%T), want an input error", err, err)
 	}
 }
