@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -92,6 +93,9 @@ func Resolve(ctx context.Context, spec, modulesDir string, log *slog.Logger) (*K
 	}
 	st, err := os.Stat(spec)
 	if err != nil {
+		if v := strings.TrimPrefix(spec, "debian"); errors.Is(err, fs.ErrNotExist) && (debVerRE.MatchString(v) || debExactRE.MatchString(v)) {
+			return nil, fmt.Errorf("--kernel %s: no such file; a Debian kernel is named debian:%s", spec, v)
+		}
 		return nil, fmt.Errorf("--kernel %s: %w", spec, err)
 	}
 	if st.IsDir() {
@@ -110,6 +114,11 @@ func Resolve(ctx context.Context, spec, modulesDir string, log *slog.Logger) (*K
 	if modulesDir != "" {
 		if _, err := os.Stat(filepath.Join(modulesDir, "kernel")); err != nil {
 			return nil, fmt.Errorf("--modules %s: no kernel/ subtree (want a /lib/modules/RELEASE folder)", modulesDir)
+		}
+		// Modules of another release do not load (the guest counted 21
+		// failures and the run went on as if nothing was missing).
+		if rel := filepath.Base(filepath.Clean(modulesDir)); k.Release != "" && rel != k.Release {
+			return nil, fmt.Errorf("--modules %s: modules of %s for a kernel of release %s; want /lib/modules/%s", modulesDir, rel, k.Release, k.Release)
 		}
 	}
 	return k, nil

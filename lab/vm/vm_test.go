@@ -1309,3 +1309,20 @@ func TestDamagedBuiltKernel(t *testing.T) {
 		t.Errorf("an unknown built kernel: %v (%T), want an input error", err, err)
 	}
 }
+
+// --kernel 6.1 (a file that is not there) says how a Debian kernel is
+// named, and --modules of another release is refused.
+func TestKernelArgumentHints(t *testing.T) {
+	t.Chdir(t.TempDir())
+	if _, err := Resolve(context.Background(), "6.1", "", nil); err == nil || !strings.Contains(err.Error(), "a Debian kernel is named debian:6.1") {
+		t.Errorf("--kernel 6.1: %v", err)
+	}
+	img := oldKernel(t)
+	mods := filepath.Join(t.TempDir(), "6.1.0-57-amd64")
+	if err := os.MkdirAll(filepath.Join(mods, "kernel"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Resolve(context.Background(), img, mods, nil); err == nil || !strings.Contains(err.Error(), "modules of 6.1.0-57-amd64 for a kernel of release 4.10.17") {
+		t.Errorf("--modules of another release: %v", err)
+	}
+}
