@@ -78,6 +78,7 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 	pcap := rfs.Bool("pcap", false, "capture the server's link in every cell (inside the guest)")
 	junit := rfs.String("junit", "", "also write JUnit XML to `FILE`: a suite per kernel, a test case per cell")
 	rfs.StringVar(out, "out", *out, "results `DIR` (also accepted here)")
+	quiet := rfs.Bool("q", false, "no header and no progress lines: the matrix, the result paths and each kernel's status line only (as run -q)")
 	pos, err := parseInterspersed(rfs, rest[1:])
 	if err != nil {
 		return exitUsage
@@ -137,12 +138,16 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 	if dir == "" {
 		dir = filepath.Join("results", plan.Scenario.Name, "vm-"+time.Now().UTC().Format("20060102T150405Z"))
 	}
-	fmt.Fprintf(stdout, "twlab vm: %s on %d kernel(s), %s each; %s (%s)\n", plan.Scenario.Name, len(ks), cellCount(len(plan.Cells)), acc, why)
+	if !*quiet {
+		fmt.Fprintf(stdout, "twlab vm: %s on %d kernel(s), %s each; %s (%s)\n", plan.Scenario.Name, len(ks), cellCount(len(plan.Cells)), acc, why)
+	}
 	start := time.Now()
 	results, err := vm.Run(ctx, vm.Options{Kernels: ks, ScenarioFile: file, Source: src, Set: sets, Only: *only, Pcap: *pcap,
 		OutDir: dir, Timeout: limit, MemMB: *mem, Log: log, Accel: acc, AccelAuto: *accel == "auto", Jobs: *jobs,
 		Progress: func(k *vm.Kernel, msg string) {
-			fmt.Fprintf(stdout, "[%5.1fs] %-28s %s\n", time.Since(start).Seconds(), k.Label, msg)
+			if !*quiet {
+				fmt.Fprintf(stdout, "[%5.1fs] %-28s %s\n", time.Since(start).Seconds(), k.Label, msg)
+			}
 		}})
 	if err != nil {
 		fmt.Fprintln(stderr, "twlab vm:", err)
