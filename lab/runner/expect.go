@@ -244,7 +244,7 @@ func Explain(c *scenario.Cell, rc *result.Cell) []string {
 			}
 			out = append(out, fmt.Sprintf("tcp_rfc1337=1: the client's RST no longer kills the TIME_WAIT socket, and each rejected SYN restarts its timer; %s (%d connect timeouts).", who, rc.Load.Failures[load.Timeout]))
 		case rc.Load.Failed == 0:
-			out = append(out, fmt.Sprintf("Every client recovered: it answered the bare ACK with a RST, which killed the server's TIME_WAIT socket (tcp_rfc1337=0), and its SYN, sent again, got through; that costs the connect latency (p99 %.1f ms, max %.1f ms; the retry comes at once on new kernels, after the 1 s retransmit timer on old ones).", rc.Load.ConnectMS.P99, rc.Load.ConnectMS.Max))
+			out = append(out, fmt.Sprintf("Every client recovered: it answered the bare ACK with a RST, which killed the server's TIME_WAIT socket (tcp_rfc1337=0), and its SYN, sent again, got through; that costs the connect latency (p99 %.1f ms, max %.1f ms; the retry comes within tens of milliseconds on new kernels, after the 1 s retransmit timer on old ones).", rc.Load.ConnectMS.P99, rc.Load.ConnectMS.Max))
 		}
 	}
 	// Timestamps are used only when both ends offer them: either side's
@@ -287,7 +287,7 @@ func Explain(c *scenario.Cell, rc *result.Cell) []string {
 		out = append(out, fmt.Sprintf("The server's accept queue was full: its kernel dropped %.0f SYNs and handshake ACKs (TcpExt.ListenDrops %.0f, ListenOverflows %.0f) - no SYN-ACK, no ACK, nothing, as with tw_recycle, but not for PAWS (%.0f SYNs in, %.0f SYN-ACKs out%s).",
 			drops, f["server.TcpExt.ListenDrops"], over, f["syn.in"], f["syn.synack_out"], again))
 		if sent := f["server.TcpExt.SyncookiesSent"]; sent > 0 {
-			out = append(out, fmt.Sprintf("When the SYN queue was full too, the server answered %.0f SYNs with a syncookie instead of dropping them (TcpExt.SyncookiesSent; %.0f came back valid).", sent, f["server.TcpExt.SyncookiesRecv"]))
+			out = append(out, fmt.Sprintf("When the SYN queue was full too, the server answered %.0f SYNs with a syncookie instead of dropping them (TcpExt.SyncookiesSent; %.0f valid cookies came back: the cookie is checked in every segment a client sends until its connection is accepted - the handshake's ACK, its request, their retransmits - so one handshake can count more than once).", sent, f["server.TcpExt.SyncookiesRecv"]))
 		}
 		if qd := f["server.TcpExt.TCPReqQFullDrop"]; qd > 0 {
 			out = append(out, fmt.Sprintf("%s dropped because the SYN queue was full and syncookies are off (TcpExt.TCPReqQFullDrop).", count(qd, "SYN was", "SYNs were")))
