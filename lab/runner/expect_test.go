@@ -195,3 +195,23 @@ func TestExplainTimeWaitOverflow(t *testing.T) {
 		t.Errorf("explanation:\n%s", got)
 	}
 }
+
+// A PAWS-rejected SYN the kernel answered with nothing (its TIME_WAIT ACKs
+// are rate-limited) is not said to have had a bare ACK.
+func TestExplainSkippedTimeWaitACKs(t *testing.T) {
+	plan, err := scenario.Load("t.yaml", []byte("name: t\nclients: {count: 2}\nload: {connections: 10, duration: 2s}\n"), scenario.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &result.Node{Counters: map[string]int64{"TcpExt.PAWSTimewait": 17, "TcpExt.TCPACKSkippedTimeWait": 6}}
+	srv.Summarize()
+	rc := &result.Cell{
+		Load:  &result.Load{Attempts: 50, OK: 50, Failures: map[string]int{}},
+		SYN:   &result.SYN{In: 67, SynAckOut: 50, Unanswered: 17},
+		Nodes: map[string]*result.Node{"server": srv},
+	}
+	got := strings.Join(Explain(plan.Cells[0], rc), "\n")
+	if !strings.Contains(got, "17 SYNs reused a 4-tuple") || !strings.Contains(got, "with nothing at all where the kernel rate-limited those ACKs (6, TcpExt.TCPACKSkippedTimeWait)") {
+		t.Errorf("explanation:\n%s", got)
+	}
+}
