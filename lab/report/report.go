@@ -127,6 +127,11 @@ func CellLine(done, total int, c *result.Cell) string {
 	case l.OK < 100:
 		s += fmt.Sprintf(" (of %d)", l.OK) // below 100 samples p99 is the slowest one
 	}
+	if l.CutShort > 0 {
+		// Not failures, but they explain attempts that the counts of
+		// SYNs and sockets hold and conns does not.
+		s += fmt.Sprintf(", cut short by the cell's end %d", l.CutShort)
+	}
 	if c.SYN != nil {
 		s += fmt.Sprintf(", SYN in %d unanswered %d", c.SYN.In, c.SYN.Unanswered)
 	}
@@ -492,6 +497,7 @@ func csvOf(r *result.Run) ([]byte, []string, error) {
 	for _, f := range result.FailureClasses {
 		head = append(head, "fail_"+f)
 	}
+	head = append(head, "cut_short")
 	head = append(head, "connect_p50_ms", "connect_p90_ms", "connect_p99_ms", "connect_max_ms", "conn_per_s",
 		"syn_in", "synack_out", "synack_retrans", "syn_unanswered", "rst_in", "rst_out")
 	nodeFields := append([]string{"paws"}, result.SummaryFields...)
@@ -522,6 +528,7 @@ func csvOf(r *result.Run) ([]byte, []string, error) {
 			for _, f := range result.FailureClasses {
 				row = append(row, num(int64(l.Failures[f])))
 			}
+			row = append(row, num(int64(l.CutShort)))
 			if l.OK > 0 {
 				row = append(row, fmtF(l.ConnectMS.P50), fmtF(l.ConnectMS.P90), fmtF(l.ConnectMS.P99), fmtF(l.ConnectMS.Max))
 			} else {
@@ -529,7 +536,7 @@ func csvOf(r *result.Run) ([]byte, []string, error) {
 			}
 			row = append(row, fmtF(l.ConnPerS))
 		} else {
-			row = append(row, make([]string, 3+len(result.FailureClasses)+5)...)
+			row = append(row, make([]string, 3+len(result.FailureClasses)+1+5)...)
 		}
 		if s := c.SYN; s != nil {
 			row = append(row, num(s.In), num(s.SynAckOut), num(s.SynAckRetrans), num(s.Unanswered), num(s.RSTIn), num(s.RSTOut))
