@@ -115,7 +115,7 @@ func TestNatPaws(t *testing.T) {
 		case ts == "2" && rfc == "1":
 			wantExp = []string{"the clocks are in force", "timestamps on, rfc1337=1", "where the kernel has tw_recycle"}
 		case ts == "0":
-			wantExp = []string{"where the kernel has tw_recycle", "timestamps off"}
+			wantExp = []string{"where the kernel has tw_recycle", "timestamps off", "timestamps off, the same 4-tuple reused"}
 		}
 		names := expectNames(c)
 		if len(names) != len(wantExp) {
