@@ -220,6 +220,12 @@ func (l *cellLab) probe(name string) *probe.Node {
 	return nil
 }
 
+// pcapName is the capture file of a cell's node ("*": every node's, for
+// a glob).
+func pcapName(cellIndex int, node string) string {
+	return fmt.Sprintf("cell-%02d-%s.pcap", cellIndex+1, node)
+}
+
 // startCaptures begins a pcap of each node's link:
 // DIR/pcap/cell-NN-NODE.pcap, NN counting cells from 1.
 func (l *cellLab) startCaptures(dir string, cellIndex int, nodes []*topo.Node) error {
@@ -228,7 +234,7 @@ func (l *cellLab) startCaptures(dir string, cellIndex int, nodes []*topo.Node) e
 		return fmt.Errorf("pcap folder: %w", err)
 	}
 	for _, n := range nodes {
-		path := filepath.Join(pdir, fmt.Sprintf("cell-%02d-%s.pcap", cellIndex+1, n.Name))
+		path := filepath.Join(pdir, pcapName(cellIndex, n.Name))
 		c, err := capture.Start(n.NS, n.Link, path, capture.DefaultLimits)
 		if err != nil {
 			return err

@@ -185,8 +185,14 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 				break
 			}
 			// A cell cut short measured nothing meaningful; run.json keeps
-			// the finished cells only, and the run's status says why.
+			// the finished cells only, and the run's status says why. Its
+			// captures go too: nothing in run.json would point to them.
 			log.Warn("cell interrupted before its figures were complete; not recorded", "cell", c.ID)
+			if caps, _ := filepath.Glob(filepath.Join(dir, "pcap", pcapName(c.Index, "*"))); len(caps) > 0 {
+				for _, p := range caps {
+					os.Remove(p)
+				}
+			}
 			break
 		}
 		if end == endInTeardown && rc.Status != result.CellNA && parent.Err() == nil {

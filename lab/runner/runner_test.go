@@ -327,3 +327,29 @@ func TestHostGlobalKnob(t *testing.T) {
 		}
 	}
 }
+
+// A cell Ctrl-C stops during its load is not recorded, and its captures go
+// with it: nothing in run.json would point to them.
+func TestInterruptedCellLeavesNoCapture(t *testing.T) {
+	roottest.Skip(t)
+	plan := loadPlan(t, []string{"load.connections=20"}, "server.net.ipv4.tcp_tw_recycle == 0")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := t.TempDir()
+	r, _, err := runner.Run(ctx, plan, runner.Options{OutDir: out, Pcap: true, OnCellStart: func(done, total int, id string) {
+		if done == 1 {
+			time.AfterFunc(1500*time.Millisecond, cancel) // inside the second cell's load
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != result.RunInterrupted || len(r.Cells) != 1 {
+		t.Fatalf("status %s with %d cells, want interrupted with 1", r.Status, len(r.Cells))
+	}
+	caps, _ := filepath.Glob(filepath.Join(out, "pcap", "*.pcap"))
+	if len(caps) != 1 || filepath.Base(caps[0]) != "cell-01-server.pcap" {
+		t.Errorf("captures %v, want only cell 1's", caps)
+	}
+	assertNoLab(t, r.RunID)
+}
