@@ -73,14 +73,7 @@ func TestJUnitParsesBack(t *testing.T) {
 
 func TestCSVAndMarkdown(t *testing.T) {
 	r := sampleRun()
-	b, err := report.CSV(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := csvRows(t, r)
 	if len(rows) != 4 {
 		t.Fatalf("%d rows, want header + 3", len(rows))
 	}
@@ -360,14 +353,7 @@ func TestCSVKnobOfAnInclude(t *testing.T) {
 	r := sampleRun()
 	r.Scenario = []byte(`{"name":"demo","load":{"bind_port":50000}}`)
 	r.Cells[2].Knobs = map[string]string{"load.bind_port": "0"}
-	b, err := report.CSV(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := csvRows(t, r)
 	col := slices.Index(rows[0], "load.bind_port")
 	if col < 0 {
 		t.Fatalf("no load.bind_port column: %v", rows[0])
@@ -379,4 +365,18 @@ func TestCSVKnobOfAnInclude(t *testing.T) {
 	if want := []string{"50000", "50000", "0"}; !slices.Equal(got, want) {
 		t.Errorf("load.bind_port column %v, want %v", got, want)
 	}
+}
+
+// csvRows is cells.csv of r, parsed.
+func csvRows(t *testing.T, r *result.Run) [][]string {
+	t.Helper()
+	b, err := report.CSV(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }

@@ -57,17 +57,14 @@ expect:
 // A cell whose SYNs went unanswered because of the listener's queues, not
 // PAWS, is explained (syn-backlog's cells had no explanation at all).
 func TestExplainListenOverflow(t *testing.T) {
-	plan, err := scenario.Load("t.yaml", []byte("name: t\nclients: {count: 2}\nload: {connections: 10, duration: 2s}\n"), scenario.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cell := twoClientCell(t, "")
 	rc := &result.Cell{
 		Load: &result.Load{Attempts: 64, Failed: 64, Failures: map[string]int{"timeout": 55, "response": 9}},
 		SYN:  &result.SYN{In: 119, SynAckOut: 9, Unanswered: 110},
 		Nodes: map[string]*result.Node{"server": {Counters: map[string]int64{"TcpExt.ListenDrops": 110, "TcpExt.ListenOverflows": 110},
 			Summary: map[string]int64{}}},
 	}
-	got := strings.Join(Explain(plan.Cells[0], rc), "\n")
+	got := strings.Join(Explain(cell, rc), "\n")
 	for _, want := range []string{"accept queue was full", "ListenDrops 110", "9 clients completed the handshake", "55 never got a SYN-ACK"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("explanation lacks %q:\n%s", want, got)
@@ -112,17 +109,14 @@ func TestHintNearestFirst(t *testing.T) {
 // On kernels before 4.12 tw_recycle's drops are counted as listen drops
 // too: such a cell is explained by PAWSPassive alone, not by a full queue.
 func TestExplainTWRecycleNotQueue(t *testing.T) {
-	plan, err := scenario.Load("t.yaml", []byte("name: t\nclients: {count: 2}\nload: {connections: 10, duration: 2s}\n"), scenario.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cell := twoClientCell(t, "")
 	rc := &result.Cell{
 		Load: &result.Load{Attempts: 5, OK: 3, Failed: 2, Failures: map[string]int{"timeout": 2}},
 		SYN:  &result.SYN{In: 10, SynAckOut: 3, Unanswered: 7},
 		Nodes: map[string]*result.Node{"server": {Counters: map[string]int64{"TcpExt.PAWSPassive": 7, "TcpExt.ListenDrops": 7},
 			Summary: map[string]int64{}}},
 	}
-	got := strings.Join(Explain(plan.Cells[0], rc), "\n")
+	got := strings.Join(Explain(cell, rc), "\n")
 	if !strings.Contains(got, "dropped silently (TcpExt.PAWSPassive)") || strings.Contains(got, "accept queue was full") {
 		t.Errorf("explanation:\n%s", got)
 	}
@@ -135,10 +129,11 @@ func TestExplainTimeBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cell := plan.Cells[0]
 	rc := &result.Cell{Load: &result.Load{Attempts: 1296, OK: 1296, CutShort: 1, Elapsed: 20.08, ConnPerS: 64.5, Failures: map[string]int{}},
 		SYN: &result.SYN{}, Nodes: map[string]*result.Node{"server": {Counters: map[string]int64{}, Summary: map[string]int64{}}},
 		Expect: []result.Expect{{Expr: "load.requests == 2000", OK: false}}}
-	got := strings.Join(Explain(plan.Cells[0], rc), "\n")
+	got := strings.Join(Explain(cell, rc), "\n")
 	if !strings.Contains(got, "time bound (load.duration 20s) ended the load after 1296 of its 2000 connections") {
 		t.Errorf("explanation:\n%s", got)
 	}
@@ -154,7 +149,7 @@ func TestExplainTimeBound(t *testing.T) {
 			Nodes:  map[string]*result.Node{"server": {Counters: map[string]int64{}, Summary: map[string]int64{}}},
 			Expect: []result.Expect{{Expr: "load.requests == 2000", OK: false}}}
 		edit(rc.Load, rc)
-		if got := strings.Join(Explain(plan.Cells[0], rc), "\n"); strings.Contains(got, "time bound") {
+		if got := strings.Join(Explain(cell, rc), "\n"); strings.Contains(got, "time bound") {
 			t.Errorf("%s: the time bound is blamed:\n%s", name, got)
 		}
 	}
@@ -164,33 +159,27 @@ func TestExplainTimeBound(t *testing.T) {
 // the SYNs its TIME_WAIT answered with an ACK are explained as with the
 // clients' off.
 func TestExplainServerTimestampsOff(t *testing.T) {
-	plan, err := scenario.Load("t.yaml", []byte("name: t\nclients: {count: 2}\nload: {connections: 10, duration: 2s}\nsysctl: {server: {net.ipv4.tcp_timestamps: 0}}\n"), scenario.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cell := twoClientCell(t, "sysctl: {server: {net.ipv4.tcp_timestamps: 0}}\n")
 	rc := &result.Cell{
 		Load: &result.Load{Attempts: 200, OK: 200, Failures: map[string]int{}},
 		SYN:  &result.SYN{In: 392, SynAckOut: 200, Unanswered: 192},
 		Nodes: map[string]*result.Node{"server": {Counters: map[string]int64{}, Summary: map[string]int64{}},
 			"c1": {Counters: map[string]int64{"Tcp.OutRsts": 192}, Summary: map[string]int64{}}},
 	}
-	if got := strings.Join(Explain(plan.Cells[0], rc), "\n"); !strings.Contains(got, "192 SYNs went unanswered") {
+	if got := strings.Join(Explain(cell, rc), "\n"); !strings.Contains(got, "192 SYNs went unanswered") {
 		t.Errorf("explanation:\n%s", got)
 	}
 }
 
 // A full TIME_WAIT table is said, with the limit the cell set.
 func TestExplainTimeWaitOverflow(t *testing.T) {
-	plan, err := scenario.Load("t.yaml", []byte("name: t\nclients: {count: 2}\nload: {connections: 10, duration: 2s}\nsysctl: {server: {net.ipv4.tcp_max_tw_buckets: 8}}\n"), scenario.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cell := twoClientCell(t, "sysctl: {server: {net.ipv4.tcp_max_tw_buckets: 8}}\n")
 	rc := &result.Cell{
 		Load:  &result.Load{Attempts: 10, OK: 10, Failures: map[string]int{}},
 		SYN:   &result.SYN{In: 10, SynAckOut: 10},
 		Nodes: map[string]*result.Node{"server": {Counters: map[string]int64{"TcpExt.TCPTimeWaitOverflow": 2}, Summary: map[string]int64{}}},
 	}
-	got := strings.Join(Explain(plan.Cells[0], rc), "\n")
+	got := strings.Join(Explain(cell, rc), "\n")
 	if !strings.Contains(got, "server's TIME_WAIT table was full (net.ipv4.tcp_max_tw_buckets of 8): 2 connections closed without entering TIME_WAIT") {
 		t.Errorf("explanation:\n%s", got)
 	}
@@ -199,10 +188,7 @@ func TestExplainTimeWaitOverflow(t *testing.T) {
 // A PAWS-rejected SYN the kernel answered with nothing (its TIME_WAIT ACKs
 // are rate-limited) is not said to have had a bare ACK.
 func TestExplainSkippedTimeWaitACKs(t *testing.T) {
-	plan, err := scenario.Load("t.yaml", []byte("name: t\nclients: {count: 2}\nload: {connections: 10, duration: 2s}\n"), scenario.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cell := twoClientCell(t, "")
 	srv := &result.Node{Counters: map[string]int64{"TcpExt.PAWSTimewait": 17, "TcpExt.TCPACKSkippedTimeWait": 6}}
 	srv.Summarize()
 	rc := &result.Cell{
@@ -210,8 +196,18 @@ func TestExplainSkippedTimeWaitACKs(t *testing.T) {
 		SYN:   &result.SYN{In: 67, SynAckOut: 50, Unanswered: 17},
 		Nodes: map[string]*result.Node{"server": srv},
 	}
-	got := strings.Join(Explain(plan.Cells[0], rc), "\n")
+	got := strings.Join(Explain(cell, rc), "\n")
 	if !strings.Contains(got, "17 SYNs reused a 4-tuple") || !strings.Contains(got, "with nothing at all where the kernel rate-limited those ACKs (6, TcpExt.TCPACKSkippedTimeWait)") {
 		t.Errorf("explanation:\n%s", got)
 	}
+}
+
+// twoClientCell is the one cell of a two-client scenario, plus extra YAML.
+func twoClientCell(t *testing.T, extra string) *scenario.Cell {
+	t.Helper()
+	plan, err := scenario.Load("t.yaml", []byte("name: t\nclients: {count: 2}\nload: {connections: 10, duration: 2s}\n"+extra), scenario.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan.Cells[0]
 }
