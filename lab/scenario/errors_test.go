@@ -76,6 +76,18 @@ var loadErrorCases = []struct {
 	{"sysctl empty value", name + "sysctl:\n  server:\n    net.ipv4.tcp_rfc1337: \"\"\n", Options{}, "s.yaml:4:5", "want a non-empty single-line value"},
 	{"sysctl list value", name + "sysctl:\n  server:\n    net.ipv4.tcp_rfc1337: [1]\n", Options{}, "s.yaml:4:27", "sysctl net.ipv4.tcp_rfc1337: want a scalar value"},
 	{"sysctl twice", name + "sysctl:\n  server:\n    net.ipv4.tcp_rfc1337: 1\n    net.ipv4.tcp_rfc1337: 0\n", Options{}, "s.yaml:5:5", "sysctl.server.net.ipv4.tcp_rfc1337: given twice"},
+	// A known knob's value is checked before any lab is built: the kernel
+	// took "yes" only to refuse it when the cell ran, and took 3 for a switch.
+	{"sysctl word for a switch", name + "sysctl:\n  server:\n    net.ipv4.tcp_timestamps: yes\n", Options{}, "s.yaml:4:5",
+		`sysctl.server.net.ipv4.tcp_timestamps: value "yes": want 0, 1 or 2; 0 off`},
+	{"sysctl switch out of range", name + "matrix:\n  server.net.ipv4.tcp_rfc1337: [0, 3]\n", Options{}, "s.yaml:3:36",
+		`matrix.server.net.ipv4.tcp_rfc1337[1]: value "3": want 0 or 1`},
+	{"sysctl bad include value", name + "include:\n  - {server.net.ipv4.tcp_tw_recycle: on}\n", Options{}, "s.yaml:3:38",
+		`include[0].server.net.ipv4.tcp_tw_recycle: value "on": want 0 or 1`},
+	{"sysctl bad --set value", name, Options{Set: []string{"clients.net.ipv4.ip_local_port_range=40063 40000"}}, "s.yaml:0:0",
+		`--set clients.net.ipv4.ip_local_port_range: value "40063 40000": want two ports "LOW HIGH"`},
+	{"sysctl negative timeout", name + "sysctl:\n  lvs:\n    net.netfilter.nf_conntrack_tcp_timeout_close: -1\n", Options{}, "s.yaml:4:5",
+		`value "-1": want a whole number from 0 to 2147483647`},
 	{"sysctl unknown role", name + "sysctl:\n  router:\n    net.ipv4.tcp_rfc1337: 1\n", Options{}, "s.yaml:3:3", "sysctl.router: unknown role; want one of clients, lvs, server"},
 	{"matrix unknown key", name + "matrix:\n  lvs.bogus: [1, 2]\n", Options{}, "s.yaml:3:3",
 		"matrix.lvs.bogus: unknown key; want a sysctl of a role (clients.net.…, lvs.net.…, server.net.…) or a field such as lvs.snat_ports"},

@@ -184,6 +184,10 @@ type Knob struct {
 	Value string `json:"value"`
 	Line  int    `json:"-"`
 	Col   int    `json:"-"`
+	// Where the value was written and how errors about it name it, when a
+	// matrix, an include or --set gave it ("matrix.server.net.…[1]").
+	ValueLine, ValueCol int    `json:"-"`
+	ValueField          string `json:"-"`
 }
 
 // unmarshalNode keeps file order and positions.
@@ -196,7 +200,7 @@ func (k *KnobSet) unmarshalNode(n *node) error {
 		if vn.Kind != scalarNode {
 			return &posError{vn.Line, vn.Column, "", fmt.Sprintf("sysctl %s: want a scalar value", kn.Value)}
 		}
-		*k = append(*k, Knob{Name: kn.Value, Value: vn.Value, Line: kn.Line, Col: kn.Column})
+		*k = append(*k, Knob{Name: kn.Value, Value: vn.Value, Line: kn.Line, Col: kn.Column, ValueLine: vn.Line, ValueCol: vn.Column, ValueField: vn.Field})
 	}
 	return nil
 }

@@ -120,6 +120,12 @@ func validate(file string, root *node, s *Scenario) Errors {
 			seen[k.Name] = true
 			if k.Value == "" || len(k.Value) > 256 || strings.ContainsAny(k.Value, "\n\r\x00") {
 				e("value %q: want a non-empty single-line value of at most 256 bytes", k.Value)
+			} else if err := sysctl.CheckValue(k.Name, k.Value); err != nil {
+				ve := &Error{File: file, Line: k.Line, Col: k.Col, Field: field, Msg: err.Error()}
+				if k.ValueField != "" {
+					ve.Line, ve.Col, ve.Field = k.ValueLine, k.ValueCol, k.ValueField
+				}
+				errs = append(errs, ve)
 			}
 		}
 	}
