@@ -143,6 +143,12 @@ func Run(ctx context.Context, names []string, opt Options) ([]Result, error) {
 		default:
 			return out, fmt.Errorf("unknown bench %q (want %s or all)", n, strings.Join(Benches, ", "))
 		}
+		if cerr := ctx.Err(); cerr != nil {
+			// A measurement cut short by Ctrl-C is not a figure: its lines
+			// would be read as a finished bench (a 2.4 s load run went into
+			// a median, and a probe ratio came from 6 s of a 40 s run).
+			return out, fmt.Errorf("bench %s: stopped before it finished: %w", n, cerr)
+		}
 		out = append(out, rs...)
 		if err != nil {
 			return out, fmt.Errorf("bench %s: %w", n, err)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -269,5 +271,25 @@ func TestRatioAsJudged(t *testing.T) {
 	}
 	if balanceNote(3, 3) != "" || !strings.Contains(balanceNote(1, 3), "not balanced") {
 		t.Errorf("balance notes: %q, %q", balanceNote(3, 3), balanceNote(1, 3))
+	}
+}
+
+// A bench stopped by Ctrl-C gives no line: a probe run of 40 s cancelled
+// after 3 s printed a full table, and its slices slept out the 40 s first.
+func TestCancelledBenchGivesNoFigure(t *testing.T) {
+	roottest.Skip(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(3*time.Second, cancel)
+	t0 := time.Now()
+	rs, err := Run(ctx, []string{"probe"}, Options{Repeat: 1, Duration: 40 * time.Second, Concurrency: 8, Progress: io.Discard})
+	took := time.Since(t0)
+	if err == nil || !errors.Is(err, context.Canceled) {
+		t.Errorf("error %v, want one that says the bench was stopped", err)
+	}
+	if len(rs) != 0 {
+		t.Errorf("%d result lines from a cancelled bench: %+v", len(rs), rs)
+	}
+	if took > 10*time.Second {
+		t.Errorf("returned %s after the start, 3 s of it before the cancel: the cancel was not heeded", took.Round(time.Millisecond))
 	}
 }

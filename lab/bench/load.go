@@ -279,6 +279,9 @@ func benchLoad(ctx context.Context, opt Options) ([]Result, error) {
 			cpu = processCPU() - cpu
 			prof.stop()
 			srv := l.proc.stop()
+			if err == nil {
+				err = ctx.Err() // a cancelled run returns what it made: not a figure
+			}
 			if err != nil {
 				return err
 			}

@@ -94,7 +94,7 @@ func benchMemory(ctx context.Context, opt Options) ([]Result, error) {
 	m := slices.Max(runs)
 	return []Result{{Name: "memory-64", Unit: "MiB", Twlab: m, Goal: fmt.Sprintf("< %d MiB peak RSS (the largest of the runs)", MemoryLimitMiB),
 		Met: m < MemoryLimitMiB, TwlabRuns: runs,
-		Note: fmt.Sprintf("child `twlab run` of 64 clients, 64 chains, %s at full rate with 10 Hz sampling; connections per run %v", opt.Duration, conns)}}, nil
+		Note: fmt.Sprintf("child `twlab run` of 64 clients, 64 chains, %s at full rate (or until its 1 000 000 connections) with 10 Hz sampling; connections per run %v", opt.Duration, conns)}}, nil
 }
 
 // readRunOK returns the connections that succeeded and the run's status.

@@ -122,14 +122,17 @@ func benchProbe(ctx context.Context, opt Options) ([]Result, error) {
 			end := t0.Add(probeSlice)
 			for now := t0; now.Before(end); now = time.Now() {
 				if !on {
-					time.Sleep(end.Sub(now))
+					pause(ctx, end.Sub(now))
 					break
 				}
 				if err := sg.tick(); err != nil {
 					return err
 				}
 				ticks++
-				time.Sleep(min(sampleEvery-time.Since(now), end.Sub(time.Now())))
+				pause(ctx, min(sampleEvery-time.Since(now), end.Sub(time.Now())))
+			}
+			if err := ctx.Err(); err != nil {
+				return err // Ctrl-C must not wait out --duration
 			}
 			rates = append(rates, float64(live.OK.Load()-ok0)/time.Since(t0).Seconds())
 			return nil
@@ -141,6 +144,10 @@ func benchProbe(ctx context.Context, opt Options) ([]Result, error) {
 		}
 		for k := 0; k < n; k++ {
 			if err := slice(k%2 == 1); err != nil {
+				<-done // the load runs in this lab until its end (bounded) or the cancel
+				if first {
+					prof.stop()
+				}
 				return err
 			}
 		}
