@@ -28,6 +28,9 @@ type Lab struct {
 	Started  time.Time         `json:"started"`
 	Nodes    []LabNode         `json:"nodes"`
 	Knobs    map[string]string `json:"knobs,omitempty"`
+	// ProcStart is the owner's start time (as State's): with it the lab's
+	// file proves its owner alive when the run's file is lost.
+	ProcStart uint64 `json:"proc_start,omitempty"`
 	// Dead: the owner is gone (killed) while namespaces of the lab remain;
 	// `twlab down` removes them, nothing else may use the lab.
 	Dead bool `json:"-"`
@@ -53,7 +56,7 @@ func (l *Lab) Node(name string) (LabNode, bool) {
 
 // SaveLab records a lab owned by this process.
 func SaveLab(l *Lab) error {
-	l.PID = os.Getpid()
+	l.PID, l.ProcStart = os.Getpid(), procStart(os.Getpid())
 	if err := os.MkdirAll(LabsDir, 0o755); err != nil {
 		return fmt.Errorf("lab state: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/twlab/twlab/lab/result"
@@ -106,20 +107,33 @@ func Unregister(id string) error {
 }
 
 // Alive reports whether the run id is registered by a process that still
-// runs (same PID and same process start time).
+// runs (same PID and same process start time). When the run's file is gone
+// or unreadable, an interactive lab's own file, which names its owner too,
+// decides: a live `twlab up` whose run file was lost had its namespaces
+// taken by the next cleanup and ran on with nothing listing it.
 func Alive(id string) bool {
-	b, err := os.ReadFile(filepath.Join(Dir, id+".json"))
+	if b, err := os.ReadFile(filepath.Join(Dir, id+".json")); err == nil {
+		var st State
+		if json.Unmarshal(b, &st) == nil && st.PID > 0 {
+			return running(st.PID, st.ProcStart)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(LabsDir, id+".json"))
 	if err != nil {
 		return false
 	}
-	var st State
-	if json.Unmarshal(b, &st) != nil || st.PID <= 0 {
+	var l Lab
+	// Without a start time a PID proves nothing: it may have been reused.
+	return json.Unmarshal(b, &l) == nil && l.PID > 0 && l.ProcStart != 0 && running(l.PID, l.ProcStart)
+}
+
+// running says whether pid runs and, if start is known, is the process
+// that started then (not a reused PID).
+func running(pid int, start uint64) bool {
+	if !exists(pid) || zombie(pid) {
 		return false
 	}
-	if !exists(st.PID) || zombie(st.PID) {
-		return false
-	}
-	return st.ProcStart == 0 || procStart(st.PID) == st.ProcStart
+	return start == 0 || procStart(pid) == start
 }
 
 // exists says whether process pid is there (EPERM: someone else's).
@@ -295,6 +309,11 @@ func Cleanup(force bool, log *slog.Logger) ([]string, error) {
 				removed = append(removed, "lab "+l.RunID)
 			}
 		}
+		// Live runs are stopped as Ctrl-C stops them: each tears its lab
+		// down and records itself interrupted. (Their state was removed
+		// under them, and their run.json marked interrupted "because the
+		// process is gone" while it ran on and finished.)
+		removed = append(removed, stopRuns(10*time.Second, log)...)
 		names, err := topo.ListNamespaces()
 		if err != nil {
 			return nil, err
@@ -308,11 +327,16 @@ func Cleanup(force bool, log *slog.Logger) ([]string, error) {
 		}
 		ents, _ := os.ReadDir(Dir)
 		for _, e := range ents {
-			if id, ok := strings.CutSuffix(e.Name(), ".json"); ok {
+			id, ok := strings.CutSuffix(e.Name(), ".json")
+			if ok && Alive(id) {
+				continue // it did not stop in time; its files are its own
+			}
+			if ok {
 				removed = append(removed, RemoveTemps(id)...)
 			}
 			os.Remove(filepath.Join(Dir, e.Name()))
 		}
+		removed = append(removed, removeNstat()...)
 		return removed, errors.Join(errs...)
 	}
 	left, err := Leftovers()
@@ -329,14 +353,67 @@ func Cleanup(force bool, log *slog.Logger) ([]string, error) {
 			removed = append(removed, n)
 			log.Debug("removed leftover namespace", "netns", n)
 		}
-		if err := Unregister(id); err != nil {
-			errs = append(errs, err)
+		if _, err := os.Stat(filepath.Join(Dir, id+".json")); err == nil {
+			if err := Unregister(id); err != nil {
+				errs = append(errs, err)
+			} else {
+				removed = append(removed, "the state of run "+id)
+			}
 		}
 	}
 	// A dead lab's file outlived its namespaces (down or the loop above
 	// took them): listing the labs forgets such a lab.
 	Labs()
+	removed = append(removed, removeNstat()...)
 	return removed, errors.Join(errs...)
+}
+
+// stopRuns sends SIGTERM to every live run and waits up to timeout for
+// them to end; it returns what it stopped.
+func stopRuns(timeout time.Duration, log *slog.Logger) []string {
+	ents, _ := os.ReadDir(Dir)
+	var live []State
+	for _, e := range ents {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(id, ".") || !Alive(id) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(Dir, e.Name()))
+		var st State
+		if err != nil || json.Unmarshal(b, &st) != nil || st.PID <= 0 || st.PID == os.Getpid() {
+			continue
+		}
+		if unix.Kill(st.PID, syscall.SIGTERM) == nil {
+			live = append(live, st)
+		}
+	}
+	var out []string
+	deadline := time.Now().Add(timeout)
+	for _, st := range live {
+		for time.Now().Before(deadline) && Alive(st.RunID) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if Alive(st.RunID) {
+			log.Warn("a live run did not stop in time; its namespaces are removed under it", "run", st.RunID, "pid", st.PID, "scenario", st.Scenario)
+			continue
+		}
+		out = append(out, fmt.Sprintf("run %s (pid %d, %s), after stopping it", st.RunID, st.PID, st.Scenario))
+	}
+	return out
+}
+
+// removeNstat removes the nstat histories of labs that are gone: an nstat
+// run by `twlab exec` that ended after `down` wrote its file again.
+func removeNstat() []string {
+	var out []string
+	hist, _ := filepath.Glob(filepath.Join(LabsDir, "*.nstat"))
+	for _, h := range hist {
+		id, _, _ := strings.Cut(filepath.Base(h), ".")
+		if _, err := os.Stat(filepath.Join(LabsDir, id+".json")); errors.Is(err, os.ErrNotExist) && !Alive(id) && os.Remove(h) == nil {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // UpLogNew begins the name of a detached up's log before its child runs.
