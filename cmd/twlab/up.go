@@ -235,9 +235,9 @@ func printLab(w io.Writer, l *runstate.Lab, detached bool) {
 		}
 	}
 	// With another lab up, a hint without the lab's id would be refused.
-	sel, down := "", ""
+	sel := ""
 	if labs, _ := runstate.Labs(); len(labs) > 1 {
-		sel, down = "--lab "+l.RunID+" ", " "+l.RunID
+		sel = "--lab " + l.RunID + " "
 	}
 	fmt.Fprintf(w, "\nThe server answers HTTP on %s (clients reach it through the box).\nTry:\n", l.Target)
 	fmt.Fprintf(w, "  sudo twlab exec %sc1 -- curl -s http://%s/\n", sel, l.Target)
@@ -246,7 +246,8 @@ func printLab(w io.Writer, l *runstate.Lab, detached bool) {
 		fmt.Fprintf(w, "  sudo ip netns exec %s tcpdump -ni %s tcp\n", srv.Netns, srv.Link)
 	}
 	if detached {
-		fmt.Fprintln(w, "Tear it down with: sudo twlab down"+down)
+		// The id always: another lab may come up before this hint is used.
+		fmt.Fprintln(w, "Tear it down with: sudo twlab down "+l.RunID)
 	}
 }
 
@@ -317,7 +318,12 @@ func cmdExec(args []string, stderr io.Writer) int {
 	}
 	err = netnsutil.Exec(n.Netns, cmdArgs, env)
 	fmt.Fprintln(stderr, "twlab exec:", err)
-	return 127
+	// As a shell says it: 127 not found, 126 found but not runnable
+	// (a directory, no permission, not a program).
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) && !strings.Contains(err.Error(), "netns") {
+		return 127
+	}
+	return 126
 }
 
 func cmdDown(args []string, stdout, stderr io.Writer) int {
@@ -418,6 +424,17 @@ func cmdLabs(stdout, stderr io.Writer) int {
 			dead = fmt.Sprintf("  (owner gone: `sudo twlab down %s` removes what it left)", l.RunID)
 		}
 		fmt.Fprintf(stdout, "%s  pid %d  %s  cell %s  since %s%s\n", l.RunID, l.PID, l.Scenario, l.Cell, l.Started.Format(time.RFC3339), dead)
+	}
+	// Namespaces of a run or up killed before it recorded a lab: no lab,
+	// but not nothing either ("no lab is up" hid them).
+	if left, err := runstate.Leftovers(); err == nil {
+		ids := slices.Sorted(maps.Keys(left))
+		for _, id := range ids {
+			if len(left[id]) == 0 || slices.ContainsFunc(labs, func(l *runstate.Lab) bool { return l.RunID == id }) {
+				continue
+			}
+			fmt.Fprintf(stdout, "%s  leftovers of a killed run: %d namespaces (`sudo twlab cleanup` removes them)\n", id, len(left[id]))
+		}
 	}
 	return exitOK
 }

@@ -45,11 +45,15 @@ func TestInteractiveLab(t *testing.T) {
 			}
 		}
 	}
-	// A value the kernel refuses is bad input, exit 2, as in run.
-	for _, args := range [][]string{{"up", scen, "--cell", "2", "--set", "server.net.ipv4.tcp_rfc1337=banana"}, {"up", scen, "--cell", "2", "--set", "server.net.ipv4.tcp_rfc1337=banana", "-d"}} {
+	// A value the kernel refuses is bad input, exit 2, as in run; one of a
+	// knob twlab knows is refused before any lab is built.
+	for _, args := range [][]string{{"up", scen, "--cell", "2", "--set", "server.net.ipv4.tcp_keepalive_time=banana"}, {"up", scen, "--cell", "2", "--set", "server.net.ipv4.tcp_keepalive_time=banana", "-d"}} {
 		if out, code := twlab(args...); code != exitUsage || !strings.Contains(out, "bad input: ") {
 			t.Errorf("%v: exit %d, want %d:\n%s", args, code, exitUsage, out)
 		}
+	}
+	if out, code := twlab("up", scen, "--cell", "2", "--set", "server.net.ipv4.tcp_rfc1337=banana"); code != exitUsage || !strings.Contains(out, `value "banana": want 0 or 1`) {
+		t.Errorf("up with tcp_rfc1337=banana: exit %d, want %d and the values it takes:\n%s", code, exitUsage, out)
 	}
 	out, code := twlab("up", scen, "--cell", "2", "-d")
 	if code != exitOK {
@@ -71,6 +75,13 @@ func TestInteractiveLab(t *testing.T) {
 	}
 	if out, code := twlab("exec", "--lab", id, "c9", "--", "true"); code != exitUsage || !strings.Contains(out, "nodes: ") {
 		t.Errorf("exec into no node: exit %d:\n%s", code, out)
+	}
+	// As a shell: 127 not found, 126 found but not runnable.
+	if out, code := twlab("exec", "--lab", id, "server", "--", "no-such-command-here"); code != 127 {
+		t.Errorf("exec of a missing command: exit %d, want 127:\n%s", code, out)
+	}
+	if out, code := twlab("exec", "--lab", id, "server", "--", "/"); code != 126 {
+		t.Errorf("exec of a directory: exit %d, want 126:\n%s", code, out)
 	}
 	if out, code := twlab("exec", "--lab", id, "server", "--", "sh", "-c", "exit 7"); code != 7 {
 		t.Errorf("exec passes the command's exit code: %d, want 7:\n%s", code, out)
