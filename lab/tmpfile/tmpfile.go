@@ -10,6 +10,7 @@
 package tmpfile
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -76,13 +77,24 @@ func stale(path string) bool {
 	return !alive(n)
 }
 
-// alive says whether a process n exists (EPERM: it does, someone else's).
+// alive says whether a process n exists (EPERM: it does, someone else's)
+// and has not exited: a killed writer whose parent has not reaped it yet
+// writes no more, and cleanup, which had judged its run dead, kept its
+// file for ever.
 func alive(n int) bool {
 	if n == os.Getpid() {
 		return true
 	}
 	err := syscall.Kill(n, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(n) + "/stat")
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
 
 func digits(s string) bool {

@@ -74,3 +74,27 @@ func TestSweep(t *testing.T) {
 		t.Error("a folder was removed")
 	}
 }
+
+// A writer that exited and waits to be reaped writes no more: its file is
+// stale (cleanup kept one for ever when the killed run was a zombie).
+func TestZombieWriterIsGone(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Skip("cannot start a process:", err)
+	}
+	defer cmd.Wait()
+	pid := cmd.Process.Pid
+	for i := 0; i < 200; i++ {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if strings.Contains(string(b), ") Z ") {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if alive(pid) {
+		t.Error("an exited, unreaped writer counts as alive")
+	}
+	if !alive(os.Getpid()) {
+		t.Error("this process counts as gone")
+	}
+}
