@@ -52,10 +52,16 @@ type Stats struct {
 	Packets   int
 	Bytes     int64
 	Truncated bool // a limit was reached; later frames were not written
+	// NotWritten counts the frames seen after the limit was reached: how
+	// much of the cell the file lacks (its end).
+	NotWritten int
 	// KernelDrops are frames the kernel could not queue to the capture
 	// (PACKET_STATISTICS): they are in no file, and a count that should be
 	// exact is not.
 	KernelDrops uint64
+	// UserTimestamps counts frames that came without a kernel timestamp
+	// and carry the time they were read instead (none expected).
+	UserTimestamps int
 }
 
 // Capture is a running capture.
@@ -71,10 +77,9 @@ type Capture struct {
 	err  error
 	// stopping tells the reader that the deadline which woke it is Stop's.
 	stopping atomic.Bool
-	start    time.Time
-	// userTimes counts frames that came without a kernel timestamp and got
-	// the time they were read instead (none expected).
-	userTimes int
+	// werr is the first failed write of the file (a full disk): the file
+	// is incomplete from there on and is not put in place.
+	werr error
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -120,7 +125,7 @@ func Start(ns netns.NsHandle, link, path string, lim Limits) (*Capture, error) {
 		}
 		return nil, fmt.Errorf("capture: %w", err)
 	}
-	c := &Capture{f: os.NewFile(uintptr(fd), "packet:"+link), lim: lim, done: make(chan struct{}), start: time.Now()}
+	c := &Capture{f: os.NewFile(uintptr(fd), "packet:"+link), lim: lim, done: make(chan struct{})}
 	c.st.Path, c.st.Link = path, link
 	// Written under a temporary name, renamed when the capture stops; one
 	// that a killed run left for this path goes first.
@@ -209,18 +214,20 @@ func (c *Capture) drain(rc syscall.RawConn, buf, oob []byte) {
 // frame writes one received frame of n bytes (buf holds what the snap
 // length kept) with its control messages oob[:oobn].
 func (c *Capture) frame(buf, oob []byte, n, oobn int) {
-	if c.st.Truncated {
+	if c.st.Truncated || c.werr != nil {
+		c.st.NotWritten++
 		return // keep draining so Stop is quick; write nothing more
 	}
 	capLen := min(n, len(buf))
 	if c.st.Packets >= c.lim.MaxPackets || c.st.Bytes+16+int64(capLen) > c.lim.MaxBytes {
 		c.st.Truncated = true
+		c.st.NotWritten++
 		return
 	}
 	at, ok := kernelTime(oob[:oobn])
 	if !ok {
 		at = time.Now()
-		c.userTimes++
+		c.st.UserTimestamps++
 	}
 	var rec [16]byte
 	binary.LittleEndian.PutUint32(rec[0:], uint32(at.Unix()))
@@ -228,7 +235,11 @@ func (c *Capture) frame(buf, oob []byte, n, oobn int) {
 	binary.LittleEndian.PutUint32(rec[8:], uint32(capLen))
 	binary.LittleEndian.PutUint32(rec[12:], uint32(n))
 	c.w.Write(rec[:])
-	c.w.Write(buf[:capLen])
+	if _, err := c.w.Write(buf[:capLen]); err != nil { // bufio's error sticks: one check covers both
+		c.werr = err
+		c.st.NotWritten++
+		return
+	}
 	c.st.Packets++
 	c.st.Bytes += 16 + int64(capLen)
 }
@@ -266,8 +277,17 @@ func (c *Capture) Stop() (Stats, error) {
 			})
 		}
 		c.f.Close()
-		errs = append(errs, c.err, c.w.Flush(), c.out.Sync(), c.out.Close(), os.Chmod(c.tmp, 0o644))
-		if err := os.Rename(c.tmp, c.st.Path); err != nil {
+		flushErr := c.w.Flush()
+		if c.werr != nil {
+			flushErr = nil // bufio's sticky error: the same one again
+		}
+		errs = append(errs, c.err, c.werr, flushErr, c.out.Sync(), c.out.Close(), os.Chmod(c.tmp, 0o644))
+		// A file that could not be written whole is not put in place: a
+		// pcap cut in the middle of a frame under its final name (seen on
+		// a full disk) reads as the capture of the cell.
+		if errors.Join(errs...) != nil {
+			os.Remove(c.tmp)
+		} else if err := os.Rename(c.tmp, c.st.Path); err != nil {
 			errs = append(errs, err)
 			os.Remove(c.tmp)
 		}

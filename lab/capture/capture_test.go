@@ -2,8 +2,10 @@ package capture_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -162,5 +164,65 @@ func TestStopKeepsQueuedFrames(t *testing.T) {
 		if uint64(udp)+st.KernelDrops < burst {
 			t.Errorf("round %d: %d of %d datagrams in the capture, %d kernel drops: the rest were lost uncounted", round, udp, burst, st.KernelDrops)
 		}
+	}
+}
+
+// knock sends n SYNs from the box to a closed port of the server: 2n frames
+// on the box's back link.
+func knock(t *testing.T, l *topo.Lab, n int) {
+	t.Helper()
+	netnsutil.Do(l.LVS.NS, func() error {
+		for range n {
+			if c, err := net.DialTimeout("tcp4", topo.ServerAddr.String()+":9", 200*time.Millisecond); err == nil {
+				c.Close()
+			}
+		}
+		return nil
+	})
+}
+
+// A capture that reaches its limit says how many frames it left out; one
+// whose file cannot be written (a full disk) is not put in place: a pcap
+// cut in the middle of a frame stood under its final name.
+func TestCaptureLimitsAndWriteErrors(t *testing.T) {
+	l := labtest.Lab(t, 1)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "limited.pcap")
+	c, err := capture.Start(l.LVS.NS, l.BackLink, path, capture.Limits{Snaplen: 256, MaxPackets: 10, MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	knock(t, l, 50)
+	time.Sleep(20 * time.Millisecond)
+	st, err := c.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Truncated || st.Packets != 10 || st.NotWritten < 80 {
+		t.Errorf("limited capture: truncated %v, %d frames written, %d not written; want true, 10, >= 80", st.Truncated, st.Packets, st.NotWritten)
+	}
+
+	full := filepath.Join(dir, "full")
+	if err := os.Mkdir(full, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", full, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skip("no tmpfs to fill:", err)
+	}
+	defer unix.Unmount(full, unix.MNT_DETACH)
+	path = filepath.Join(full, "full.pcap")
+	c, err = capture.Start(l.LVS.NS, l.BackLink, path, capture.DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	knock(t, l, 1500) // ~3000 frames of ~70 bytes: more than 64 KiB
+	time.Sleep(20 * time.Millisecond)
+	st, err = c.Stop()
+	if err == nil || !errors.Is(err, unix.ENOSPC) {
+		t.Errorf("capture onto a full disk: error %v, want ENOSPC", err)
+	}
+	ents, _ := os.ReadDir(full)
+	for _, e := range ents {
+		t.Errorf("a failed capture left %s behind", e.Name())
 	}
 }

@@ -90,4 +90,9 @@ type Capture struct {
 	// KernelDrops are frames the kernel could not queue to the capture:
 	// they are in no file, and a count that should be exact is not.
 	KernelDrops uint64 `json:"kernel_drops"`
+	// NotWritten are frames seen after a limit was reached (Truncated):
+	// the file lacks them, and they are the end of the cell.
+	NotWritten int `json:"not_written,omitempty"`
+	// UserTimestamps are frames stamped when read, not by the kernel.
+	UserTimestamps int `json:"user_timestamps,omitempty"`
 }

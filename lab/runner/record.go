@@ -89,7 +89,7 @@ func recordLoad(r *load.Result) *result.Load {
 
 func recordCapture(st capture.Stats) result.Capture {
 	return result.Capture{Path: st.Path, Link: st.Link, Packets: st.Packets, Bytes: st.Bytes,
-		Truncated: st.Truncated, KernelDrops: st.KernelDrops}
+		Truncated: st.Truncated, KernelDrops: st.KernelDrops, NotWritten: st.NotWritten, UserTimestamps: st.UserTimestamps}
 }
 
 func recordSkew(st skew.Stats) result.SkewStats {

@@ -511,9 +511,19 @@ func (cr *cellRun) measure(ctx context.Context) error {
 	caps, err := cr.lab.stopCaptures(cr.opt.dir)
 	for _, st := range caps {
 		rc.Pcap = append(rc.Pcap, recordCapture(st))
+		// A capture that lacks frames is said where people read, not only
+		// in run.json: counts taken from it would be short.
+		if st.Truncated {
+			rc.Notes = append(rc.Notes, fmt.Sprintf("The capture %s reached its size limit: its last %d frames (the end of the cell) are not in the file; count from run.json, not from it.", st.Path, st.NotWritten))
+		}
+		if st.KernelDrops > 0 {
+			rc.Notes = append(rc.Notes, fmt.Sprintf("The kernel dropped %d frames of the capture %s (it could not keep up): the file lacks them.", st.KernelDrops, st.Path))
+		}
 	}
 	if err != nil {
-		return err
+		// The cell's counters do not depend on its captures: a full disk
+		// cost the cell every figure when this failed it.
+		rc.Notes = append(rc.Notes, fmt.Sprintf("A capture could not be written and was discarded (%v); the cell's counters do not depend on it.", err))
 	}
 	if cr.socketOffsets != nil {
 		for name, pc := range lres.PerClient {
