@@ -387,12 +387,19 @@ func StartSampler(ctx context.Context, nodes []*Node, interval time.Duration, ma
 	for _, n := range nodes {
 		s.stats[n.Name] = &TWStats{}
 	}
-	go s.loop(ctx)
+	// The first sample is taken before this returns, so that it comes
+	// before the load the caller starts next (taken by the goroutine, it
+	// sometimes showed the first SYNs at t=0).
+	first := make(chan struct{})
+	go s.loop(ctx, first)
+	<-first
 	return s
 }
 
-func (s *Sampler) loop(ctx context.Context) {
+func (s *Sampler) loop(ctx context.Context, first chan struct{}) {
 	defer close(s.done)
+	var once sync.Once
+	defer once.Do(func() { close(first) })
 	defer func() {
 		if p := recover(); p != nil {
 			s.mu.Lock()
@@ -404,6 +411,7 @@ func (s *Sampler) loop(ctx context.Context) {
 	defer tk.Stop()
 	for {
 		s.sample(time.Since(s.start))
+		once.Do(func() { close(first) })
 		select {
 		case <-ctx.Done():
 			return
@@ -431,14 +439,23 @@ func (s *Sampler) sample(at time.Duration) {
 			st.Series = append(st.Series, Sample{T: at, TW: tw})
 		}
 	}
-	for _, src := range s.sources {
-		vals, err := src()
+	// Sources are read last first: the caller lists them cause before
+	// effect (the clients' attempts, then the SYNs the server saw, then its
+	// PAWS rejects), and reading an effect before its cause keeps a row
+	// from showing more effects than causes (syn_in above attempts, seen
+	// at t=0). Series keep the order the caller gave.
+	read := make([][]Value, len(s.sources))
+	for i := len(s.sources) - 1; i >= 0; i-- {
+		vals, err := s.sources[i]()
 		if err != nil {
 			if s.err == nil {
 				s.err = err
 			}
 			continue
 		}
+		read[i] = vals
+	}
+	for _, vals := range read {
 		for _, v := range vals {
 			k := [2]string{v.Series, v.Node}
 			se := s.extraIdx[k]

@@ -1,0 +1,42 @@
+package probe_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twlab/twlab/lab/probe"
+)
+
+// The first sample is taken before StartSampler returns, i.e. before the
+// load the caller starts next; and within a tick the sources are read last
+// first, so that an effect (listed after its cause) is never read after it.
+func TestSamplerFirstSampleAndReadOrder(t *testing.T) {
+	var cause, effect atomic.Int64
+	var order []string
+	s := probe.StartSampler(context.Background(), nil, time.Hour, 100,
+		func() ([]probe.Value, error) {
+			order = append(order, "cause")
+			return []probe.Value{{Series: "attempts", Node: "clients", V: cause.Load()}}, nil
+		},
+		func() ([]probe.Value, error) {
+			order = append(order, "effect")
+			return []probe.Value{{Series: "syn_in", Node: "server", V: effect.Load()}}, nil
+		})
+	cause.Add(5) // the load starts
+	effect.Add(5)
+	if _, err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ex := s.Extra()
+	if len(ex) != 2 || ex[0].Name != "attempts" || ex[1].Name != "syn_in" {
+		t.Fatalf("series %v, want attempts then syn_in (the order given)", ex)
+	}
+	if p := ex[0].Points; len(p) != 2 || p[0].V != 0 || p[1].V != 5 {
+		t.Errorf("attempts %v: want 0 before the load and 5 at the end", p)
+	}
+	if len(order) < 2 || order[0] != "effect" || order[1] != "cause" {
+		t.Errorf("read order %v, want the effect first", order)
+	}
+}
