@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/twlab/twlab/lab/kbuild"
@@ -47,7 +49,11 @@ func cmdKernel(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "no kernel built into %s yet: twlab kernel build SRC\n", kbuild.BuiltDir(vm.CacheDir))
 		}
 		for _, k := range ks {
-			fmt.Fprintf(stdout, "built:%-12s %s\n", k.Release, k.Image)
+			damaged := ""
+			if k.Damaged != nil {
+				damaged = fmt.Sprintf("  (damaged: %v; build it again)", k.Damaged)
+			}
+			fmt.Fprintf(stdout, "built:%-12s %s%s\n", k.Release, k.Image, damaged)
 		}
 		return exitOK
 	case "build":
@@ -78,6 +84,9 @@ func cmdKernel(args []string, stdout, stderr io.Writer) int {
 		}
 		if errors.Is(err, kbuild.ErrNoTool) {
 			return exitEnv
+		}
+		if errors.Is(err, kbuild.ErrBadSource) || errors.Is(err, os.ErrNotExist) && strings.HasPrefix(err.Error(), "kernel source ") {
+			return exitUsage // bad input, as a bad --kernel in vm
 		}
 		return exitFailed
 	}

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/sha256"
 	_ "embed"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -71,6 +72,8 @@ type Kernel struct {
 	// Built is when it was installed in the cache (List): of two builds
 	// of one release (an edited tree, a patched tarball) the newer wins.
 	Built time.Time
+	// Damaged says why its image cannot boot (List), nil when whole.
+	Damaged error
 }
 
 // BuiltDir is where built kernels live in a cache.
@@ -94,6 +97,21 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !src.Tarball {
+		// A cache inside the tree would be copied into itself, level
+		// after level, and change the tree's hash on every build.
+		if c, err := filepath.Abs(opt.CacheDir); err == nil {
+			if rel, err := filepath.Rel(src.Path, c); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+				return nil, fmt.Errorf("kernel source %s: %w: the cache %s is inside it; give a cache elsewhere (--cache)", opt.Source, ErrBadSource, opt.CacheDir)
+			}
+		}
+	}
+	// Tools first: a missing compiler was reported after a minute of
+	// unpacking. (flex and bison depend on the tree: checked after.)
+	if err := CheckTools(""); err != nil {
+		return nil, err
+	}
+	removeStaleTrees(opt.CacheDir)
 	opt.progress("hashing %s", opt.Source)
 	id, err := src.Identity(ctx)
 	if err != nil {
@@ -102,9 +120,7 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 	sum := sha256.Sum256([]byte(id + "\x00" + Fragment + "\x00" + buildVersion))
 	key := hex.EncodeToString(sum[:])[:16]
 	if k, ok := findBuilt(opt.CacheDir, key); ok {
-		k.Cached = true
-		opt.progress("cached: %s", k.Image)
-		return k, nil
+		return cacheHit(k, opt), nil
 	}
 	// One build per source at a time: two builds of one source shared the
 	// tree and the install's .tmp, each removing the other's under it. The
@@ -117,18 +133,22 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 	}
 	defer unlock()
 	if k, ok := findBuilt(opt.CacheDir, key); ok {
-		k.Cached = true
-		opt.progress("cached: %s", k.Image)
-		return k, nil
+		return cacheHit(k, opt), nil
 	}
 	tree := filepath.Join(opt.CacheDir, "kbuild", key)
 	if err := os.RemoveAll(tree); err != nil {
 		return nil, err
 	}
+	var built bool
 	defer func() {
-		if !opt.KeepTree {
-			os.RemoveAll(tree)
+		if built && opt.KeepTree {
+			os.WriteFile(filepath.Join(tree, keptMark), nil, 0o644)
+			return
 		}
+		if ctx.Err() != nil {
+			opt.progress("removing the build tree %s", tree) // 60 000 files: it takes a while
+		}
+		os.RemoveAll(tree)
 	}()
 	opt.progress("unpacking into %s", tree)
 	if err := src.Unpack(ctx, tree); err != nil {
@@ -136,7 +156,7 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 	}
 	release, err := TreeRelease(tree)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("kernel source %s: %w: its top holds no Makefile that sets VERSION and PATCHLEVEL", opt.Source, ErrBadSource)
 	}
 	if err := CheckTools(tree); err != nil {
 		return nil, err
@@ -157,7 +177,15 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 	start := time.Now()
 	mk := func(targets ...string) error {
 		args := append([]string{"-C", tree, "ARCH=x86_64", "HOSTCFLAGS=-fcommon", fmt.Sprintf("-j%d", opt.Jobs)}, targets...)
-		return runMake(ctx, args, logf, opt)
+		if err := runMake(ctx, args, logf, opt); err != nil {
+			if ctx.Err() != nil {
+				// Killed by Ctrl-C, not failed: no log tail that reads
+				// like a compile error.
+				return fmt.Errorf("stopped: %w", ctx.Err())
+			}
+			return err
+		}
+		return nil
 	}
 	opt.progress("configuring %s: tinyconfig + twlab's fragment", release)
 	if err := mk("tinyconfig"); err != nil {
@@ -200,8 +228,48 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 		return nil, err
 	}
 	os.Remove(logPath) // installed beside the kernel as build.log
+	built = true
 	opt.progress("built %s in %.0f s: %s", release, k.BuildS, k.Image)
 	return k, nil
+}
+
+// cacheHit reports a cached kernel and makes it the newest of its release:
+// built:RELEASE boots the newest, and after a build of another source of
+// the same release a cache hit printed one kernel while built: booted the
+// other.
+func cacheHit(k *Kernel, opt Options) *Kernel {
+	now := time.Now()
+	os.Chtimes(filepath.Join(k.Dir, "build.txt"), now, now)
+	k.Built, k.Cached = now, true
+	opt.progress("cached: %s", k.Image)
+	return k
+}
+
+// keptMark marks a build tree kept on purpose (--keep-tree).
+const keptMark = ".twlab-kept"
+
+// removeStaleTrees removes the build trees (~800 MB each) and logs that a
+// killed build left in the cache: those whose lock nobody holds and that
+// were not kept on purpose. Nothing else ever removed them.
+func removeStaleTrees(cache string) {
+	dir := filepath.Join(cache, "kbuild")
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		key := e.Name()
+		if _, err := os.Stat(filepath.Join(dir, key, keptMark)); err == nil {
+			continue
+		}
+		unlock, ok := flock.TryLock(filepath.Join(dir, key+".lock"))
+		if !ok {
+			continue // a build of it runs
+		}
+		os.RemoveAll(filepath.Join(dir, key))
+		os.Remove(filepath.Join(dir, key+".log"))
+		unlock()
+	}
 }
 
 // runMake runs make in its own process group, so that a cancelled build
@@ -240,6 +308,9 @@ func runMake(ctx context.Context, args []string, log io.Writer, opt Options) err
 }
 
 func buildError(what string, err error, log string) error {
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
 	tail := lastLines(log, 15)
 	return fmt.Errorf("%s: %w; the end of %s:\n%s", what, err, log, tail)
 }
@@ -348,10 +419,12 @@ func copyFile(from, to string) error {
 	return out.Close()
 }
 
-// findBuilt looks for a kernel built with key.
+// findBuilt looks for a kernel built with key. A damaged one (cut short by
+// a full disk or a kill during the copy) is built again: vm refused it and
+// said "build it again", and the build said "cached".
 func findBuilt(cache, key string) (*Kernel, bool) {
 	for _, k := range List(cache) {
-		if k.Key == key {
+		if k.Key == key && k.Damaged == nil {
 			return k, true
 		}
 	}
@@ -387,7 +460,8 @@ func List(cache string) []*Kernel {
 				}
 			}
 		}
-		if _, err := os.Stat(k.Image); err == nil && k.Key != "" {
+		if st, err := os.Stat(k.Image); err == nil && k.Key != "" {
+			k.Damaged = CheckBzImage(k.Image, st.Size())
 			out = append(out, k)
 		}
 	}
@@ -422,6 +496,30 @@ func Find(cache, release string) (*Kernel, error) {
 		return nil, fmt.Errorf("no built kernel %s in %s (built: %s)", release, BuiltDir(cache), strings.Join(have, ", "))
 	}
 	return found, nil
+}
+
+// CheckBzImage checks that a bzImage is whole: its setup header says how
+// long it is (the setup sectors and the boot sector, then syssize 16-byte
+// units). A file cut short booted to silence.
+func CheckBzImage(path string, size int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	hdr := make([]byte, 0x210)
+	if n, _ := f.ReadAt(hdr, 0); n < len(hdr) || string(hdr[0x202:0x206]) != "HdrS" {
+		return errors.New("not a Linux kernel image: want a bzImage (arch/x86/boot/bzImage, /boot/vmlinuz-*), debian:VERSION or built:RELEASE")
+	}
+	setup := int64(hdr[0x1f1])
+	if setup == 0 {
+		setup = 4 // the boot protocol's default
+	}
+	want := (setup+1)*512 + int64(binary.LittleEndian.Uint32(hdr[0x1f4:]))*16
+	if size < want {
+		return fmt.Errorf("a bzImage cut short: its header says %d bytes, the file has %d (an interrupted copy or download?)", want, size)
+	}
+	return nil
 }
 
 // ErrNoTool: a program or header the build needs is not installed.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twlab/twlab/lab/internal/flock"
 	"github.com/ulikunitz/xz"
 )
 
@@ -227,7 +228,7 @@ func builtTree(t *testing.T) (tree, log string) {
 	t.Helper()
 	tree = fakeTree(t, "")
 	os.MkdirAll(filepath.Join(tree, "arch/x86/boot"), 0o755)
-	os.WriteFile(filepath.Join(tree, "arch/x86/boot/bzImage"), []byte("kernel"), 0o644)
+	os.WriteFile(filepath.Join(tree, "arch/x86/boot/bzImage"), fakeBzImage(0), 0o644)
 	os.WriteFile(filepath.Join(tree, ".config"), []byte("CONFIG_VETH=y\n"), 0o644)
 	log = filepath.Join(t.TempDir(), "log")
 	os.WriteFile(log, []byte("make\n"), 0o644)
@@ -319,6 +320,132 @@ func TestHashAndUnpackHearCancel(t *testing.T) {
 		}
 		if err := src.Unpack(ctx, filepath.Join(t.TempDir(), "tree")); !errors.Is(err, context.Canceled) {
 			t.Errorf("%s: unpack after cancel: %v", path, err)
+		}
+	}
+}
+
+// fakeBzImage is a bzImage header of one setup sector and no payload,
+// short by cut bytes.
+func fakeBzImage(cut int) []byte {
+	b := make([]byte, 1024)
+	b[0x1f1] = 1
+	copy(b[0x202:], "HdrS")
+	return b[:len(b)-cut]
+}
+
+// git archive and tar -C tree . put the files at the top: stripping a
+// folder turned arch/x86 into x86 and lost the Makefile.
+func TestUnpackToplessTarballs(t *testing.T) {
+	for _, prefix := range []string{"", "./"} {
+		var raw bytes.Buffer
+		tw := tar.NewWriter(&raw)
+		if prefix != "" {
+			tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "./", Mode: 0o755})
+		}
+		for n, body := range map[string]string{"arch/x86/Makefile": "x", "Makefile": "VERSION = 4\nPATCHLEVEL = 9\nSUBLEVEL = 1\n"} {
+			tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: prefix + n, Mode: 0o644, Size: int64(len(body))})
+			tw.Write([]byte(body))
+		}
+		tw.Close()
+		path := filepath.Join(t.TempDir(), "flat.tar")
+		os.WriteFile(path, raw.Bytes(), 0o644)
+		src, err := OpenSource(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(t.TempDir(), "tree")
+		if err := src.Unpack(context.Background(), dst); err != nil {
+			t.Fatalf("prefix %q: %v", prefix, err)
+		}
+		if r, err := TreeRelease(dst); err != nil || r != "4.9.1" {
+			t.Errorf("prefix %q: release %q, %v", prefix, r, err)
+		}
+		if _, err := os.Stat(filepath.Join(dst, "arch/x86/Makefile")); err != nil {
+			t.Errorf("prefix %q: arch/x86/Makefile: %v", prefix, err)
+		}
+	}
+}
+
+// A symlink to a tree is the tree (the walks do not enter a symlinked
+// root: it hashed as one file and copied nothing); a folder that is no
+// kernel tree is refused before anything is copied, as bad input.
+func TestOpenSourceChecksTheTree(t *testing.T) {
+	tree := fakeTree(t, "")
+	link := filepath.Join(t.TempDir(), "linux")
+	if err := os.Symlink(tree, link); err != nil {
+		t.Fatal(err)
+	}
+	src, err := OpenSource(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "copy")
+	if err := src.Unpack(context.Background(), dst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := TreeRelease(dst); err != nil {
+		t.Errorf("the copy of a symlinked tree: %v", err)
+	}
+	if _, err := OpenSource(t.TempDir()); !errors.Is(err, ErrBadSource) {
+		t.Errorf("an empty folder: %v, want ErrBadSource", err)
+	}
+	_, err = Build(context.Background(), Options{Source: tree, CacheDir: filepath.Join(tree, "cache")})
+	if !errors.Is(err, ErrBadSource) || !strings.Contains(err.Error(), "inside it") {
+		t.Errorf("a cache inside the tree: %v", err)
+	}
+}
+
+// A damaged image is not a built kernel (vm said "build it again" and the
+// build said "cached"); a cache hit makes its kernel the one built:RELEASE
+// boots.
+func TestCacheHoldsWholeImagesAndHitsWin(t *testing.T) {
+	cache := t.TempDir()
+	tree, log := builtTree(t)
+	a := &Kernel{Release: "4.9.999", Key: "aaaa000000000000"}
+	b := &Kernel{Release: "4.9.999", Key: "bbbb000000000000"}
+	for _, k := range []*Kernel{a, b} {
+		if err := install(cache, tree, k, log, "src"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(filepath.Join(a.Dir, "build.txt"), old, old)
+	if f, _ := Find(cache, "4.9.999"); f == nil || f.Key != b.Key {
+		t.Fatalf("found %+v, want b, the newer", f)
+	}
+	k, ok := findBuilt(cache, a.Key)
+	if !ok {
+		t.Fatal("a is not found by its key")
+	}
+	cacheHit(k, Options{})
+	if f, _ := Find(cache, "4.9.999"); f == nil || f.Key != a.Key {
+		t.Errorf("after a cache hit of a, built:4.9.999 is %+v", f)
+	}
+	os.WriteFile(a.Image, fakeBzImage(100), 0o644)
+	if _, ok := findBuilt(cache, a.Key); ok {
+		t.Error("a bzImage cut short counts as built")
+	}
+}
+
+// A killed build's tree (~800 MB) went nowhere; one kept on purpose or
+// being built stays.
+func TestStaleTreesGo(t *testing.T) {
+	cache := t.TempDir()
+	dir := filepath.Join(cache, "kbuild")
+	for _, k := range []string{"dead", "kept", "busy"} {
+		os.MkdirAll(filepath.Join(dir, k, "arch"), 0o755)
+		os.WriteFile(filepath.Join(dir, k+".log"), nil, 0o644)
+	}
+	os.WriteFile(filepath.Join(dir, "kept", keptMark), nil, 0o644)
+	unlock, err := flock.Lock(context.Background(), filepath.Join(dir, "busy.lock"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	removeStaleTrees(cache)
+	for k, want := range map[string]bool{"dead": false, "kept": true, "busy": true} {
+		if _, err := os.Stat(filepath.Join(dir, k)); (err == nil) != want {
+			t.Errorf("tree %s: there %v, want %v", k, err == nil, want)
 		}
 	}
 }

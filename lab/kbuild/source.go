@@ -25,23 +25,34 @@ type Source struct {
 	Tarball bool
 }
 
-// OpenSource checks what path is.
+// ErrBadSource: what was given is not a kernel source (bad input).
+var ErrBadSource = errors.New("not a kernel source")
+
+// OpenSource checks what path is. A tree is checked here, before anything
+// is hashed or copied: `kernel build .` in the wrong folder copied it whole
+// and then named the cache's copy as "not a kernel tree".
 func OpenSource(path string) (Source, error) {
-	st, err := os.Stat(path)
+	// The walks that hash and copy a tree do not enter a symlinked root: a
+	// `linux -> linux-4.10.17` link hashed as one file and copied nothing.
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return Source{}, fmt.Errorf("kernel source %s: %w", path, err)
+	}
+	st, err := os.Stat(real)
 	if err != nil {
 		return Source{}, fmt.Errorf("kernel source %s: %w", path, err)
 	}
 	if st.IsDir() {
-		if _, err := os.Stat(filepath.Join(path, "Makefile")); err != nil {
-			return Source{}, fmt.Errorf("kernel source %s: no Makefile: not a kernel tree", path)
+		if _, err := TreeRelease(real); err != nil {
+			return Source{}, fmt.Errorf("kernel source %s: %w: want the top folder of a Linux tree (its Makefile sets VERSION and PATCHLEVEL)", path, ErrBadSource)
 		}
-		return Source{Path: path}, nil
+		return Source{Path: real}, nil
 	}
 	switch {
 	case strings.HasSuffix(path, ".tar"), strings.HasSuffix(path, ".tar.gz"), strings.HasSuffix(path, ".tgz"), strings.HasSuffix(path, ".tar.xz"):
-		return Source{Path: path, Tarball: true}, nil
+		return Source{Path: real, Tarball: true}, nil
 	}
-	return Source{}, fmt.Errorf("kernel source %s: want a kernel tree (a folder) or a tarball (.tar, .tar.gz, .tgz, .tar.xz)", path)
+	return Source{}, fmt.Errorf("kernel source %s: %w: want a kernel tree (a folder) or a tarball (.tar, .tar.gz, .tgz, .tar.xz)", path, ErrBadSource)
 }
 
 // Identity is a hash that changes when the source does: a tarball's bytes,
@@ -98,11 +109,26 @@ func (s Source) Unpack(ctx context.Context, dst string) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return err
 	}
-	if s.Tarball {
-		return extract(ctx, s.Path, dst)
+	if !s.Tarball {
+		return copyTree(ctx, s.Path, dst)
 	}
-	return copyTree(ctx, s.Path, dst)
+	err := extract(ctx, s.Path, dst, true)
+	if errors.Is(err, errNoTopFolder) {
+		// `git archive HEAD` and `tar -C tree .` put the tree's files at
+		// the top: stripping a folder mangled them (arch/x86 became x86).
+		if err := os.RemoveAll(dst); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return err
+		}
+		return extract(ctx, s.Path, dst, false)
+	}
+	return err
 }
+
+// errNoTopFolder: the tarball's entries do not all sit in one top folder.
+var errNoTopFolder = errors.New("no single top folder")
 
 // ctxReader ends a read once ctx has ended.
 type ctxReader struct {
@@ -117,7 +143,9 @@ func (c ctxReader) Read(b []byte) (int, error) {
 	return c.r.Read(b)
 }
 
-func extract(ctx context.Context, path, dst string) error {
+// extract unpacks a tarball into dst, without its top folder if strip is
+// set (errNoTopFolder if the entries have no single one).
+func extract(ctx context.Context, path, dst string, strip bool) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -138,6 +166,7 @@ func extract(ctx context.Context, path, dst string) error {
 	}
 	defer root.Close()
 	var written int64
+	var top string // the top folder, once the first entry has named it
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -150,8 +179,18 @@ func extract(ctx context.Context, path, dst string) error {
 		if h.Typeflag == tar.TypeXGlobalHeader || h.Typeflag == tar.TypeXHeader {
 			continue
 		}
-		rel, ok := stripTop(h.Name)
-		if !ok {
+		rel, ok := strings.TrimPrefix(h.Name, "./"), rest(h.Name) != "" || !strip
+		if strip {
+			var t string
+			t, rel = topOf(h.Name), rest(h.Name)
+			if top == "" {
+				top = t
+			}
+			if t != top || rel == "" && h.Typeflag != tar.TypeDir {
+				return errNoTopFolder // a second top folder, or a file at the top
+			}
+		}
+		if !ok || rel == "" {
 			continue // the top folder itself
 		}
 		if _, err := inside(dst, rel); err != nil {
@@ -181,9 +220,12 @@ func extract(ctx context.Context, path, dst string) error {
 		case tar.TypeSymlink:
 			err = root.Symlink(h.Linkname, rel)
 		case tar.TypeLink:
-			lrel, ok := stripTop(h.Linkname)
-			if !ok {
-				return fmt.Errorf("%s: hard link %s to %s", path, h.Name, h.Linkname)
+			lrel := strings.TrimPrefix(h.Linkname, "./")
+			if strip {
+				if topOf(h.Linkname) != top || rest(h.Linkname) == "" {
+					return fmt.Errorf("%s: hard link %s to %s", path, h.Name, h.Linkname)
+				}
+				lrel = rest(h.Linkname)
 			}
 			if _, err = inside(dst, lrel); err == nil {
 				err = root.Link(filepath.Clean(lrel), rel)
@@ -216,14 +258,16 @@ func fill(f *os.File, r io.Reader) error {
 	return f.Close()
 }
 
-// stripTop drops the tarball's top folder ("linux-4.9.337/").
-func stripTop(name string) (string, bool) {
-	name = strings.TrimPrefix(name, "./")
-	_, rest, ok := strings.Cut(name, "/")
-	if !ok || rest == "" {
-		return "", false
-	}
-	return rest, true
+// topOf is the first component of a tarball entry ("linux-4.9.337" of
+// "linux-4.9.337/Makefile"), rest what follows it ("Makefile").
+func topOf(name string) string {
+	t, _, _ := strings.Cut(strings.TrimPrefix(name, "./"), "/")
+	return t
+}
+
+func rest(name string) string {
+	_, r, _ := strings.Cut(strings.TrimPrefix(name, "./"), "/")
+	return r
 }
 
 // inside joins rel to root and refuses a path that would leave it.

@@ -14,13 +14,13 @@ type tool struct{ cmd, pkg, why string }
 
 // CheckTools names every missing tool the build of tree needs, with the
 // package to install. flex and bison are needed only where the tree does not
-// ship its kconfig parser (Linux 4.16 and later).
+// ship its kconfig parser (Linux 4.16 and later); tree "" checks the rest.
 func CheckTools(tree string) error {
 	need := []tool{
 		{"make", "make", ""}, {"gcc", "gcc", ""}, {"ld", "binutils", ""},
 		{"bc", "bc", "timeconst"}, {"perl", "perl", "headers"},
 	}
-	if _, err := os.Stat(filepath.Join(tree, "scripts/kconfig/zconf.tab.c_shipped")); err != nil {
+	if _, err := os.Stat(filepath.Join(tree, "scripts/kconfig/zconf.tab.c_shipped")); tree != "" && err != nil {
 		need = append(need, tool{"flex", "flex", "kconfig"}, tool{"bison", "bison", "kconfig"})
 	}
 	var missing, pkgs []string

@@ -163,18 +163,7 @@ func checkImage(path string, size int64) error {
 		}
 		return errors.New("an ELF file without a PVH entry note: QEMU boots an uncompressed kernel (vmlinux) only through PVH (Linux 5.0+ with CONFIG_PVH); give its bzImage instead")
 	}
-	if n < len(hdr) || string(hdr[0x202:0x206]) != "HdrS" {
-		return errors.New("not a Linux kernel image: want a bzImage (arch/x86/boot/bzImage, /boot/vmlinuz-*), debian:VERSION or built:RELEASE")
-	}
-	setup := int64(hdr[0x1f1])
-	if setup == 0 {
-		setup = 4 // the boot protocol's default
-	}
-	want := (setup+1)*512 + int64(binary.LittleEndian.Uint32(hdr[0x1f4:]))*16
-	if size < want {
-		return fmt.Errorf("a bzImage cut short: its header says %d bytes, the file has %d (an interrupted copy or download?)", want, size)
-	}
-	return nil
+	return kbuild.CheckBzImage(path, size)
 }
 
 // checkCachedImage is checkImage of a file in the cache.

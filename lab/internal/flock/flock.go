@@ -51,3 +51,16 @@ func Lock(ctx context.Context, path string, waiting func()) (func(), error) {
 		}
 	}
 }
+
+// TryLock takes the lock on path if nobody holds it, without waiting.
+func TryLock(path string) (func(), bool) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, false
+	}
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		f.Close()
+		return nil, false
+	}
+	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, true
+}
