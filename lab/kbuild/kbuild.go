@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -43,9 +44,16 @@ var Essential = []string{
 	"CONFIG_NF_CONNTRACK", "CONFIG_NF_NAT", "CONFIG_NF_TABLES", "CONFIG_NFT_NAT", "CONFIG_INET_DIAG",
 }
 
+// EssentialIfKnown must be =y where the tree has them: the IPv4 halves of
+// conntrack and NAT that later kernels folded into the options above (a
+// 4.x tree without them would pass Essential and have no NAT).
+var EssentialIfKnown = []string{"CONFIG_NF_CONNTRACK_IPV4", "CONFIG_NF_NAT_IPV4", "CONFIG_NFT_CHAIN_NAT_IPV4", "CONFIG_NFT_CHAIN_NAT"}
+
 // buildVersion changes whenever the recipe (fixes, make variables) does, so
 // that a cached kernel built by an older recipe is not taken for a new one.
-const buildVersion = "2"
+// 3: HOSTCC carries -fcommon (HOSTCFLAGS replaced the 4.x Makefiles' own
+// host flags), no br_netfilter.
+const buildVersion = "3"
 
 // Options of one build.
 type Options struct {
@@ -176,7 +184,11 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 	defer logf.Close()
 	start := time.Now()
 	mk := func(targets ...string) error {
-		args := append([]string{"-C", tree, "ARCH=x86_64", "HOSTCFLAGS=-fcommon", fmt.Sprintf("-j%d", opt.Jobs)}, targets...)
+		// -fcommon for the host tools of old trees (gcc 10 made
+		// -fno-common the default; their lexers define yylloc twice), on
+		// HOSTCC: HOSTCFLAGS on the command line replaced the 4.x
+		// Makefiles' own (-O2 -std=gnu89 …) instead of adding to them.
+		args := append([]string{"-C", tree, "ARCH=x86_64", "HOSTCC=gcc -fcommon", fmt.Sprintf("-j%d", opt.Jobs)}, targets...)
 		if err := runMake(ctx, args, logf, opt); err != nil {
 			if ctx.Err() != nil {
 				// Killed by Ctrl-C, not failed: no log tail that reads
@@ -207,6 +219,11 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 			missing = append(missing, e)
 		}
 	}
+	for _, e := range EssentialIfKnown {
+		if cfg[e] != "y" && knownInTree(tree, e) {
+			missing = append(missing, e)
+		}
+	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%s: after olddefconfig these lab essentials are not built in: %s (the tree may call them differently; see %s)", release, strings.Join(missing, ", "), logPath)
 	}
@@ -231,6 +248,18 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 	built = true
 	opt.progress("built %s in %.0f s: %s", release, k.BuildS, k.Image)
 	return k, nil
+}
+
+// knownInTree says whether the tree's netfilter Kconfig files define the
+// option (CONFIG_X: "config X").
+func knownInTree(tree, option string) bool {
+	re := regexp.MustCompile(`(?m)^\s*(menu)?config\s+` + regexp.QuoteMeta(strings.TrimPrefix(option, "CONFIG_")) + `\s*$`)
+	for _, k := range []string{"net/netfilter/Kconfig", "net/ipv4/netfilter/Kconfig"} {
+		if b, err := os.ReadFile(filepath.Join(tree, k)); err == nil && re.Match(b) {
+			return true
+		}
+	}
+	return false
 }
 
 // cacheHit reports a cached kernel and makes it the newest of its release:

@@ -449,3 +449,15 @@ func TestStaleTreesGo(t *testing.T) {
 		}
 	}
 }
+
+func TestKnownInTree(t *testing.T) {
+	tree := t.TempDir()
+	os.MkdirAll(filepath.Join(tree, "net/ipv4/netfilter"), 0o755)
+	os.WriteFile(filepath.Join(tree, "net/ipv4/netfilter/Kconfig"), []byte("config NF_NAT_IPV4\n\ttristate \"IPv4 NAT\"\nconfig NF_NAT_IPV4_X\n"), 0o644)
+	if !knownInTree(tree, "CONFIG_NF_NAT_IPV4") {
+		t.Error("NF_NAT_IPV4 is defined in the tree")
+	}
+	if knownInTree(tree, "CONFIG_NFT_CHAIN_NAT") || knownInTree(tree, "CONFIG_NF_NAT") {
+		t.Error("an option the tree does not define is known")
+	}
+}
