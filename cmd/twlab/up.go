@@ -184,7 +184,7 @@ func detachUp(args []string, stdout, stderr io.Writer) int {
 	select {
 	case line = <-lines:
 	case <-sigs:
-		fmt.Fprintln(stderr, "twlab up: interrupted; stopping the lab process")
+		fmt.Fprintf(stderr, "twlab up: interrupted; stopping the lab process (its log: %s)\n", logName)
 		syscall.Kill(pid, syscall.SIGTERM)
 		select {
 		case line = <-lines:
