@@ -352,6 +352,11 @@ func benchLoad(ctx context.Context, opt Options) ([]Result, error) {
 			"Connection: close, %d concurrent, %s per run, fresh lab per run; CPU per connection (medians): twlab generator %.1f us + server %.1f us, "+
 			"wrk %.1f us + server %.1f us; twlab failed %d of %d; wrk non-2xx %d, socket errors %v%s",
 			opt.Concurrency, opt.Duration, median(twCPU), median(twSrv), median(r.cpu), median(r.srv), twFailed, twAttempts, r.non2xx, r.errs, balanceNote(opt.Repeat, len(arms)))
+		if opt.CPUProfile != "" {
+			// 100 Hz SIGPROF slows the profiled side: with 1 or 2
+			// repeats that run is the figure, or half of it.
+			note += "; twlab's first run was profiled (--cpuprofile) and is in the median"
+		}
 		if len(invalid) > 0 {
 			note = "NOT A VALID COMPARISON (above 0.1 % errors): " + strings.Join(invalid, "; ") + "; " + note
 		}
