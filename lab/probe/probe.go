@@ -354,6 +354,10 @@ type Sampler struct {
 	extraIdx map[[2]string]*Series
 	err      error
 	start    time.Time
+	// srcFailed counts source readings that failed (a gap in their
+	// series), srcErr is the first such error.
+	srcFailed int
+	srcErr    error
 }
 
 // Value is one reading of an extra series.
@@ -451,6 +455,9 @@ func (s *Sampler) sample(at time.Duration) {
 			if s.err == nil {
 				s.err = err
 			}
+			if s.srcFailed++; s.srcErr == nil {
+				s.srcErr = err
+			}
 			continue
 		}
 		read[i] = vals
@@ -469,6 +476,14 @@ func (s *Sampler) sample(at time.Duration) {
 			}
 		}
 	}
+}
+
+// SourceFailures says how many readings of the extra sources failed, and
+// the first error: each is a tick missing from that source's series.
+func (s *Sampler) SourceFailures() (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.srcFailed, s.srcErr
 }
 
 // Extra returns the series of the extra sources, in the order they first

@@ -2,6 +2,8 @@ package probe_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,5 +40,21 @@ func TestSamplerFirstSampleAndReadOrder(t *testing.T) {
 	}
 	if len(order) < 2 || order[0] != "effect" || order[1] != "cause" {
 		t.Errorf("read order %v, want the effect first", order)
+	}
+}
+
+// A source that fails leaves gaps in its series: they are counted.
+func TestSamplerCountsSourceFailures(t *testing.T) {
+	var n atomic.Int64
+	s := probe.StartSampler(context.Background(), nil, time.Hour, 100, func() ([]probe.Value, error) {
+		if n.Add(1) == 1 {
+			return nil, errors.New("nft: no such table")
+		}
+		return []probe.Value{{Series: "syn_in", Node: "server", V: 1}}, nil
+	})
+	s.Stop()
+	failed, err := s.SourceFailures()
+	if failed != 1 || err == nil || !strings.Contains(err.Error(), "no such table") {
+		t.Errorf("failures %d, %v; want 1 and the error", failed, err)
 	}
 }

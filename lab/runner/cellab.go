@@ -33,6 +33,10 @@ type cellLab struct {
 	probes  []*probe.Node
 	caps    []*capture.Capture
 	sampler *probe.Sampler
+	// srcFailed readings of the sampler's sources failed (srcErr the
+	// first): gaps in the cell's time series.
+	srcFailed int
+	srcErr    error
 }
 
 // onCloseStep, when set, is called as each step of Close begins (tests
@@ -281,5 +285,6 @@ func (l *cellLab) stopSampler() (map[string]*probe.TWStats, []*probe.Series, err
 		return nil, nil, nil
 	}
 	tw, err := s.Stop()
+	l.srcFailed, l.srcErr = s.SourceFailures()
 	return tw, s.Extra(), err
 }

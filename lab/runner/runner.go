@@ -550,6 +550,10 @@ func (cr *cellRun) measure(ctx context.Context) error {
 			}
 		}
 	}
+	if n := cr.lab.srcFailed; n > 0 {
+		// A series with gaps read as complete: only TIME_WAIT's were said.
+		rc.Notes = append(rc.Notes, fmt.Sprintf("%d readings of the time series (load, nftables or PAWS counters) failed and are missing from timeseries.csv (first error: %v)", n, cr.lab.srcErr))
+	}
 	synAfter, retransAfter, pairedAfter, err := synCounters(lab.Server.NS, srvProbe)
 	if err != nil {
 		return err
