@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twlab/twlab/lab/internal/proc"
 )
 
 func tempState(t *testing.T) {
@@ -69,7 +71,7 @@ func TestForceStopsLiveRuns(t *testing.T) {
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	defer cmd.Process.Kill()
-	st := State{RunID: "ab01", PID: cmd.Process.Pid, ProcStart: procStart(cmd.Process.Pid), Scenario: "s.yaml"}
+	st := State{RunID: "ab01", PID: cmd.Process.Pid, ProcStart: proc.Start(cmd.Process.Pid), Scenario: "s.yaml"}
 	b, _ := json.Marshal(st)
 	os.MkdirAll(Dir, 0o755)
 	if err := os.WriteFile(filepath.Join(Dir, "ab01.json"), b, 0o644); err != nil {

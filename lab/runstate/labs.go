@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twlab/twlab/lab/internal/proc"
 	"github.com/twlab/twlab/lab/topo"
 	"golang.org/x/sys/unix"
 )
@@ -56,7 +57,7 @@ func (l *Lab) Node(name string) (LabNode, bool) {
 
 // SaveLab records a lab owned by this process.
 func SaveLab(l *Lab) error {
-	l.PID, l.ProcStart = os.Getpid(), procStart(os.Getpid())
+	l.PID, l.ProcStart = os.Getpid(), proc.Start(os.Getpid())
 	if err := os.MkdirAll(LabsDir, 0o755); err != nil {
 		return fmt.Errorf("lab state: %w", err)
 	}
@@ -197,7 +198,7 @@ func StopLab(l *Lab, timeout time.Duration) error {
 		// An owner that died left its registration and its log: down is
 		// the cleanup of that lab.
 		Unregister(l.RunID)
-		if l.PID > 0 && (!exists(l.PID) || zombie(l.PID)) {
+		if l.PID > 0 && (!exists(l.PID) || proc.Zombie(l.PID)) {
 			os.Remove(UpLogPath(l.PID))
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twlab/twlab/lab/internal/proc"
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/tmpfile"
 	"github.com/twlab/twlab/lab/topo"
@@ -80,7 +81,7 @@ func RegisterRun(id, scenario, results string) error {
 	if err := os.MkdirAll(Dir, 0o755); err != nil {
 		return fmt.Errorf("run state: %w", err)
 	}
-	st := State{RunID: id, PID: os.Getpid(), Started: time.Now().UTC(), Scenario: scenario, ProcStart: procStart(os.Getpid()), Results: results}
+	st := State{RunID: id, PID: os.Getpid(), Started: time.Now().UTC(), Scenario: scenario, ProcStart: proc.Start(os.Getpid()), Results: results}
 	b, _ := json.Marshal(st)
 	// Write the whole file under a private name, then link(2) it into place:
 	// the link fails if the id is taken, and nobody ever sees the state file
@@ -130,47 +131,16 @@ func Alive(id string) bool {
 // running says whether pid runs and, if start is known, is the process
 // that started then (not a reused PID).
 func running(pid int, start uint64) bool {
-	if !exists(pid) || zombie(pid) {
+	if !exists(pid) || proc.Zombie(pid) {
 		return false
 	}
-	return start == 0 || procStart(pid) == start
+	return start == 0 || proc.Start(pid) == start
 }
 
 // exists says whether process pid is there (EPERM: someone else's).
 func exists(pid int) bool {
 	err := unix.Kill(pid, 0)
 	return err == nil || errors.Is(err, unix.EPERM)
-}
-
-// zombie says whether pid has exited and waits to be reaped: kill(pid, 0)
-// still succeeds for it, but it owns nothing any more (a killed `up`
-// whose parent has not reaped it yet looked alive to down and cleanup).
-func zombie(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
-}
-
-// procStart is the process start time in clock ticks (field 22 of stat).
-func procStart(pid int) uint64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 {
-		s = s[i+1:]
-	}
-	f := strings.Fields(s)
-	if len(f) < 20 {
-		return 0
-	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v
 }
 
 // Leftovers lists namespaces of runs that are not alive, by run id.
@@ -251,7 +221,7 @@ func removeStateTemps() []string {
 			continue
 		}
 		pid, err := strconv.Atoi(rest[i+1:])
-		if err != nil || pid <= 0 || exists(pid) && !zombie(pid) {
+		if err != nil || pid <= 0 || exists(pid) && !proc.Zombie(pid) {
 			continue
 		}
 		if p := filepath.Join(Dir, e.Name()); os.Remove(p) == nil {
@@ -268,7 +238,7 @@ func removeStateTemps() []string {
 			if st, err := os.Lstat(p); err != nil || time.Since(st.ModTime()) < time.Minute {
 				continue
 			}
-		} else if pid, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "twlab-up-"), ".log")); err != nil || pid <= 0 || exists(pid) && !zombie(pid) { // a zombie writes no more
+		} else if pid, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "twlab-up-"), ".log")); err != nil || pid <= 0 || exists(pid) && !proc.Zombie(pid) { // a zombie writes no more
 			continue
 		}
 		if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() && os.Remove(p) == nil {

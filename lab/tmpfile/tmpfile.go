@@ -10,7 +10,6 @@
 package tmpfile
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -18,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/twlab/twlab/lab/internal/proc"
 )
 
 // marker separates the final name from the writer's PID: .NAME.tmp-PID-RANDOM
@@ -89,12 +90,7 @@ func alive(n int) bool {
 	if err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(n) + "/stat")
-	if err != nil {
-		return true
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+	return !proc.Zombie(n)
 }
 
 func digits(s string) bool {

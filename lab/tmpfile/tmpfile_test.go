@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twlab/twlab/lab/internal/proc"
 )
 
 func TestCreateNamesTheWriter(t *testing.T) {
@@ -84,11 +86,7 @@ func TestZombieWriterIsGone(t *testing.T) {
 	}
 	defer cmd.Wait()
 	pid := cmd.Process.Pid
-	for i := 0; i < 200; i++ {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if strings.Contains(string(b), ") Z ") {
-			break
-		}
+	for i := 0; i < 200 && !proc.Zombie(pid); i++ {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if alive(pid) {
