@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twlab/twlab/lab/internal/proc"
+	"github.com/twlab/twlab/lab/topo"
 )
 
 func tempState(t *testing.T) {
@@ -63,6 +64,12 @@ func TestForceStopsLiveRuns(t *testing.T) {
 		t.Skip("cleanup --force lists network namespaces: needs root")
 	}
 	tempState(t)
+	// Cleanup --force removes every twlab namespace it finds: the real
+	// folder holds other runs' (a parallel test package's, another
+	// session's), so it looks at an empty one of its own.
+	oldNS := topo.NetnsDir
+	topo.NetnsDir = t.TempDir()
+	t.Cleanup(func() { topo.NetnsDir = oldNS })
 	// A stand-in run: a process that is registered and ends on SIGTERM.
 	cmd := exec.Command("sleep", "30")
 	if err := cmd.Start(); err != nil {

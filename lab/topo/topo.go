@@ -35,8 +35,10 @@ import (
 // Prefix starts the name of every namespace and link twlab creates.
 const Prefix = "twlab-"
 
-// NetnsDir is where named namespaces are bind-mounted (iproute2's convention).
-const NetnsDir = "/run/netns"
+// NetnsDir is where named namespaces are bind-mounted (iproute2's
+// convention). A variable only so that a test of cleanup --force can point
+// it at a folder of its own: the real one holds other runs' labs.
+var NetnsDir = "/run/netns"
 
 // MaxClients bounds the client count; the client subnet and link names are
 // laid out for it.
