@@ -105,19 +105,10 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !src.Tarball {
-		// A cache inside the tree would be copied into itself, level
-		// after level, and change the tree's hash on every build.
-		if c, err := filepath.Abs(opt.CacheDir); err == nil {
-			if rel, err := filepath.Rel(src.Path, c); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-				return nil, fmt.Errorf("kernel source %s: %w: the cache %s is inside it; give a cache elsewhere (--cache)", opt.Source, ErrBadSource, opt.CacheDir)
-			}
-		}
-	}
-	// Tools first: a missing compiler was reported after a minute of
-	// unpacking. (flex and bison depend on the tree: checked after.)
-	if err := CheckTools(""); err != nil {
-		return nil, err
+	// A cache inside the tree would be copied into itself, level after
+	// level, and change the tree's hash on every build.
+	if !src.Tarball && within(opt.CacheDir, src.Path) {
+		return nil, fmt.Errorf("kernel source %s: %w: the cache %s is inside it; give a cache elsewhere (--cache)", opt.Source, ErrBadSource, opt.CacheDir)
 	}
 	removeStaleTrees(opt.CacheDir)
 	opt.progress("hashing %s", opt.Source)
@@ -142,6 +133,12 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 	defer unlock()
 	if k, ok := findBuilt(opt.CacheDir, key); ok {
 		return cacheHit(k, opt), nil
+	}
+	// Tools before the unpack (a missing compiler was reported after a
+	// minute of it), after the cache (a cached kernel needs none). flex
+	// and bison depend on the tree: checked after.
+	if err := CheckTools(""); err != nil {
+		return nil, err
 	}
 	tree := filepath.Join(opt.CacheDir, "kbuild", key)
 	if err := os.RemoveAll(tree); err != nil {
@@ -248,6 +245,31 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 	built = true
 	opt.progress("built %s in %.0f s: %s", release, k.BuildS, k.Image)
 	return k, nil
+}
+
+// within says whether path is dir or inside it, symlinks resolved on both
+// sides (path need not exist yet: its deepest existing parent decides).
+func within(path, dir string) bool {
+	resolve := func(p string) string {
+		p, err := filepath.Abs(p)
+		if err != nil {
+			return p
+		}
+		var rest []string
+		for {
+			if r, err := filepath.EvalSymlinks(p); err == nil {
+				return filepath.Join(append([]string{r}, rest...)...)
+			}
+			parent := filepath.Dir(p)
+			if parent == p {
+				return filepath.Join(append([]string{p}, rest...)...)
+			}
+			rest = append([]string{filepath.Base(p)}, rest...)
+			p = parent
+		}
+	}
+	rel, err := filepath.Rel(resolve(dir), resolve(path))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // knownInTree says whether the tree's netfilter Kconfig files define the
@@ -538,7 +560,7 @@ func CheckBzImage(path string, size int64) error {
 	defer f.Close()
 	hdr := make([]byte, 0x210)
 	if n, _ := f.ReadAt(hdr, 0); n < len(hdr) || string(hdr[0x202:0x206]) != "HdrS" {
-		return errors.New("not a Linux kernel image: want a bzImage (arch/x86/boot/bzImage, /boot/vmlinuz-*), debian:VERSION or built:RELEASE")
+		return ErrNotBzImage
 	}
 	setup := int64(hdr[0x1f1])
 	if setup == 0 {
@@ -550,6 +572,9 @@ func CheckBzImage(path string, size int64) error {
 	}
 	return nil
 }
+
+// ErrNotBzImage: a file without a bzImage's setup header.
+var ErrNotBzImage = errors.New("not a bzImage: no Linux setup header")
 
 // ErrNoTool: a program or header the build needs is not installed.
 var ErrNoTool = errors.New("missing build tool")

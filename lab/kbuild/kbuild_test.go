@@ -393,6 +393,18 @@ func TestOpenSourceChecksTheTree(t *testing.T) {
 	if !errors.Is(err, ErrBadSource) || !strings.Contains(err.Error(), "inside it") {
 		t.Errorf("a cache inside the tree: %v", err)
 	}
+	// Relative, and through symlinks on either side.
+	t.Chdir(tree)
+	_, err = Build(context.Background(), Options{Source: ".", CacheDir: "./cache"})
+	if !errors.Is(err, ErrBadSource) {
+		t.Errorf("kernel build --cache ./cache . in the tree: %v", err)
+	}
+	cacheLink := filepath.Join(t.TempDir(), "cache")
+	os.Mkdir(filepath.Join(tree, "c2"), 0o755)
+	os.Symlink(filepath.Join(tree, "c2"), cacheLink)
+	if _, err = Build(context.Background(), Options{Source: link, CacheDir: cacheLink}); !errors.Is(err, ErrBadSource) {
+		t.Errorf("a symlinked cache inside a symlinked tree: %v", err)
+	}
 }
 
 // A damaged image is not a built kernel (vm said "build it again" and the

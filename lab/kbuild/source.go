@@ -153,7 +153,7 @@ func extract(ctx context.Context, path, dst string, strip bool) error {
 	defer f.Close()
 	r, err := decomp.Reader(bufio.NewReaderSize(ctxReader{ctx, f}, 1<<20), decomp.ByName(path), 1<<30)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w (%w)", path, ErrBadSource, err)
 	}
 	defer r.Close()
 	// Every write goes through an os.Root of dst: the kernel doing the
@@ -174,7 +174,11 @@ func extract(ctx context.Context, path, dst string, strip bool) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// A tarball cut short or not a tarball at all: bad input.
+			return fmt.Errorf("%s: %w (%w)", path, ErrBadSource, err)
 		}
 		if h.Typeflag == tar.TypeXGlobalHeader || h.Typeflag == tar.TypeXHeader {
 			continue

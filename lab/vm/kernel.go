@@ -163,7 +163,11 @@ func checkImage(path string, size int64) error {
 		}
 		return errors.New("an ELF file without a PVH entry note: QEMU boots an uncompressed kernel (vmlinux) only through PVH (Linux 5.0+ with CONFIG_PVH); give its bzImage instead")
 	}
-	return kbuild.CheckBzImage(path, size)
+	err = kbuild.CheckBzImage(path, size)
+	if errors.Is(err, kbuild.ErrNotBzImage) {
+		return errors.New("not a Linux kernel image: want a bzImage (arch/x86/boot/bzImage, /boot/vmlinuz-*), debian:VERSION or built:RELEASE")
+	}
+	return err
 }
 
 // checkCachedImage is checkImage of a file in the cache.
