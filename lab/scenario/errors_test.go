@@ -87,7 +87,7 @@ var loadErrorCases = []struct {
 	{"sysctl bad --set value", name, Options{Set: []string{"clients.net.ipv4.ip_local_port_range=40063 40000"}}, "s.yaml:0:0",
 		`--set clients.net.ipv4.ip_local_port_range: value "40063 40000": want two ports "LOW HIGH"`},
 	{"sysctl negative timeout", name + "sysctl:\n  lvs:\n    net.netfilter.nf_conntrack_tcp_timeout_close: -1\n", Options{}, "s.yaml:4:5",
-		`value "-1": want a whole number from 0 to 2147483647`},
+		`value "-1": want a whole number from 0 to 2147483`},
 	{"sysctl unknown role", name + "sysctl:\n  router:\n    net.ipv4.tcp_rfc1337: 1\n", Options{}, "s.yaml:3:3", "sysctl.router: unknown role; want one of clients, lvs, server"},
 	{"matrix unknown key", name + "matrix:\n  lvs.bogus: [1, 2]\n", Options{}, "s.yaml:3:3",
 		"matrix.lvs.bogus: unknown key; want a sysctl of a role (clients.net.…, lvs.net.…, server.net.…) or a field such as lvs.snat_ports"},

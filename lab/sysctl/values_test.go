@@ -15,6 +15,9 @@ func TestCheckValue(t *testing.T) {
 		{"net.ipv4.tcp_timestamps", "3", "want 0, 1 or 2"},
 		{"net.ipv4.tcp_tw_recycle", "2", "want 0 or 1"},
 		{"net.ipv4.tcp_rfc1337", "1", ""},
+		{"net.ipv4.tcp_rfc1337", "0x1", ""}, // the kernel reads C's bases
+		{"net.ipv4.tcp_fin_timeout", "2147483647", "whole number from 0 to 2147483"},
+		{"net.ipv4.tcp_tw_reuse_delay", "100000", "from 1 to 60000"},
 		{"net.ipv4.tcp_max_tw_buckets", "0", ""},
 		{"net.ipv4.tcp_max_tw_buckets", "-1", "whole number from 0"},
 		{"net.ipv4.tcp_max_tw_buckets", "1e6", "whole number from 0"},
