@@ -506,7 +506,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 func cmdCleanup(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("twlab cleanup", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	force := fs.Bool("force", false, "also remove namespaces of runs that look alive")
+	force := fs.Bool("force", false, "stop live runs and labs first (SIGTERM, as Ctrl-C), then remove every twlab namespace")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return usageCode(err)

@@ -319,8 +319,14 @@ func cmdExec(args []string, stderr io.Writer) int {
 	err = netnsutil.Exec(n.Netns, cmdArgs, env)
 	fmt.Fprintln(stderr, "twlab exec:", err)
 	// As a shell says it: 127 not found, 126 found but not runnable
-	// (a directory, no permission, not a program).
-	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) && !strings.Contains(err.Error(), "netns") {
+	// (a directory, no permission, not a program); twlab's own failures
+	// are its codes: the lab gone (2), the node not entered (1).
+	switch {
+	case errors.Is(err, netnsutil.ErrNoNamespace):
+		return exitUsage
+	case errors.Is(err, netnsutil.ErrExecSetup):
+		return exitFailed
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, os.ErrNotExist):
 		return 127
 	}
 	return 126

@@ -185,6 +185,14 @@ func NewNamedWith(name string, inside func() error) (netns.NsHandle, error) {
 	return h, err
 }
 
+// ErrExecSetup: Exec failed before the command ran (the namespace could not
+// be opened or entered, /sys not mounted): twlab's failure, not the
+// command's; errors.Is(err, ErrNoNamespace) when the namespace is gone.
+var (
+	ErrExecSetup   = errors.New("could not enter the node")
+	ErrNoNamespace = errors.New("no such namespace")
+)
+
 // Exec replaces the process with argv running inside the named namespace,
 // as `ip netns exec` does: the calling thread enters the namespace and
 // execve(2) keeps only that thread. It returns only on failure.
@@ -203,17 +211,20 @@ func Exec(nsName string, argv []string, env []string) error {
 	}
 	h, err := netns.GetFromName(nsName)
 	if err != nil {
-		return fmt.Errorf("exec: open netns %s: %w", nsName, err)
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("exec: open netns %s: %w (%w, %w)", nsName, err, ErrExecSetup, ErrNoNamespace)
+		}
+		return fmt.Errorf("exec: open netns %s: %w (%w)", nsName, err, ErrExecSetup)
 	}
 	runtime.LockOSThread()
 	if err := netns.Set(h); err != nil {
 		runtime.UnlockOSThread()
-		return fmt.Errorf("exec: enter netns %s: %w", nsName, err)
+		return fmt.Errorf("exec: enter netns %s: %w (%w)", nsName, err, ErrExecSetup)
 	}
 	// On failure the thread stays locked and in the namespace; the caller
 	// exits right after, so it is never reused.
 	if err := privateSysfs(nsName); err != nil {
-		return fmt.Errorf("exec: %w", err)
+		return fmt.Errorf("exec: %w (%w)", err, ErrExecSetup)
 	}
 	return syscall.Exec(path, argv, env)
 }

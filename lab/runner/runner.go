@@ -516,6 +516,9 @@ func (cr *cellRun) measure(ctx context.Context) error {
 		if st.Truncated {
 			rc.Notes = append(rc.Notes, fmt.Sprintf("The capture %s reached its size limit: its last %d frames (the end of the cell) are not in the file; count from run.json, not from it.", st.Path, st.NotWritten))
 		}
+		if st.UserTimestamps > 0 {
+			rc.Notes = append(rc.Notes, fmt.Sprintf("%d frames of the capture %s came without a kernel timestamp and carry the time they were read (late by the reader's delay).", st.UserTimestamps, st.Path))
+		}
 		if st.KernelDrops > 0 {
 			rc.Notes = append(rc.Notes, fmt.Sprintf("The kernel dropped %d frames of the capture %s (it could not keep up): the file lacks them.", st.KernelDrops, st.Path))
 		}
