@@ -17,12 +17,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -516,11 +518,11 @@ func List(cache string) []*Kernel {
 			out = append(out, k)
 		}
 	}
-	// By release, and within one release oldest first (the directories
+	// By release (4.9 before 4.10), and within one release oldest first (the directories
 	// come in the order of their keys' hashes).
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Release != out[j].Release {
-			return out[i].Release < out[j].Release
+			return VersionLess(out[i].Release, out[j].Release)
 		}
 		return out[i].Built.Before(out[j].Built)
 	})
@@ -578,3 +580,33 @@ var ErrNotBzImage = errors.New("not a bzImage: no Linux setup header")
 
 // ErrNoTool: a program or header the build needs is not installed.
 var ErrNoTool = errors.New("missing build tool")
+
+// VersionLess compares the numeric runs of two names, so that 4.9.337 <
+// 4.10.17 and linux-image-6.1.0-9 < linux-image-6.1.0-56; names with the
+// same numbers compare as strings, so that the order is total.
+func VersionLess(a, b string) bool {
+	na, nb := numRuns(a), numRuns(b)
+	for i := 0; i < len(na) && i < len(nb); i++ {
+		if na[i] != nb[i] {
+			return na[i] < nb[i]
+		}
+	}
+	if len(na) != len(nb) {
+		return len(na) < len(nb)
+	}
+	return a < b
+}
+
+var numRE = regexp.MustCompile(`[0-9]+`)
+
+func numRuns(s string) []int {
+	var out []int
+	for _, m := range numRE.FindAllString(s, -1) {
+		n, err := strconv.Atoi(m)
+		if err != nil {
+			n = math.MaxInt // a run too long for an int is larger than any that fits
+		}
+		out = append(out, n)
+	}
+	return out
+}

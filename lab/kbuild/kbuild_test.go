@@ -6,9 +6,11 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -253,6 +255,47 @@ func TestListAndFind(t *testing.T) {
 	os.MkdirAll(filepath.Join(BuiltDir(cache), "4.4.1-aaaaaaaa.tmp"), 0o755)
 	if n := len(List(cache)); n != 1 {
 		t.Errorf("%d kernels listed", n)
+	}
+}
+
+// `twlab kernel list` shows releases in version order: 4.10 after 4.9,
+// which a string sort puts first.
+func TestListVersionOrder(t *testing.T) {
+	cache := t.TempDir()
+	tree, log := builtTree(t)
+	for i, rel := range []string{"4.10.17", "4.9.337", "4.4.302", "5.4.1"} {
+		k := &Kernel{Release: rel, Key: fmt.Sprintf("%016x", i+1)}
+		if err := install(cache, tree, k, log, "src"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, k := range List(cache) {
+		got = append(got, k.Release)
+	}
+	if want := []string{"4.4.302", "4.9.337", "4.10.17", "5.4.1"}; !slices.Equal(got, want) {
+		t.Errorf("listed %v, want %v", got, want)
+	}
+}
+
+func TestVersionLess(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"4.9.337", "4.10.17", true},
+		{"4.10.17", "4.9.337", false},
+		{"linux-image-6.1.0-9-amd64", "linux-image-6.1.0-56-amd64", true},
+		{"4.10", "4.10.1", true},
+		{"4.10.0-rc1", "4.10.0-rc2", true},
+		{"4.10.17", "4.10.17", false},
+		{"4.10.17+", "4.10.17", false}, // same numbers: compared as strings, total
+		{"4.10.17", "4.10.17+", true},
+		{"99999999999999999999999", "5", false},
+	} {
+		if got := VersionLess(c.a, c.b); got != c.want {
+			t.Errorf("VersionLess(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
 	}
 }
 

@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/twlab/twlab/lab/internal/flock"
@@ -296,7 +295,7 @@ func DebianPackages(ctx context.Context, ver string, log *slog.Logger) ([]string
 			pkgs = append(pkgs, strings.TrimSpace(name))
 		}
 	}
-	sort.Slice(pkgs, func(i, j int) bool { return versionLess(pkgs[i], pkgs[j]) })
+	sort.Slice(pkgs, func(i, j int) bool { return kbuild.VersionLess(pkgs[i], pkgs[j]) })
 	if len(pkgs) == 0 && incomplete != "" {
 		return nil, fmt.Errorf("twlab's Debian package lists could not be refreshed (%s) and hold no linux-image-%s.* package: check the way to the Debian mirror (%s)", incomplete, ver, debianMirror())
 	}
@@ -361,28 +360,6 @@ func extractDeb(ctx context.Context, deb, tmp string) error {
 		return fmt.Errorf("dpkg-deb -x %s: %w: %s", deb, err, lastLine(string(out)))
 	}
 	return nil
-}
-
-// versionLess compares the numeric runs of two names, so 6.1.0-9 < 6.1.0-56.
-func versionLess(a, b string) bool {
-	na, nb := numRuns(a), numRuns(b)
-	for i := 0; i < len(na) && i < len(nb); i++ {
-		if na[i] != nb[i] {
-			return na[i] < nb[i]
-		}
-	}
-	return len(na) < len(nb)
-}
-
-var numRE = regexp.MustCompile(`[0-9]+`)
-
-func numRuns(s string) []int {
-	var out []int
-	for _, m := range numRE.FindAllString(s, -1) {
-		n, _ := strconv.Atoi(m)
-		out = append(out, n)
-	}
-	return out
 }
 
 func fetchDeb(ctx context.Context, pkg, dest string) error {

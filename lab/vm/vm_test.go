@@ -204,7 +204,7 @@ func TestAttachments(t *testing.T) {
 }
 
 func TestNamesAndVersions(t *testing.T) {
-	if !versionLess("linux-image-6.1.0-9-amd64-unsigned", "linux-image-6.1.0-56-amd64-unsigned") {
+	if !kbuild.VersionLess("linux-image-6.1.0-9-amd64-unsigned", "linux-image-6.1.0-56-amd64-unsigned") {
 		t.Error("6.1.0-9 should sort before 6.1.0-56")
 	}
 	if l := labelOf("", "bzImage 4.10/x"); l != "bzImage_4.10_x" {
