@@ -240,6 +240,14 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 		return nil, buildError("make bzImage", err, logPath)
 	}
 	k.BuildS = time.Since(start).Seconds()
+	// The release the kernel reports (uname -r) is the Makefile's plus any
+	// localversion* file or CONFIG_LOCALVERSION; kbuild wrote it down.
+	if b, err := os.ReadFile(filepath.Join(tree, "include/config/kernel.release")); err == nil {
+		if r := strings.TrimSpace(string(b)); r != "" && r != release {
+			opt.progress("release %s (the Makefile says %s; a local version adds the rest)", r, release)
+			k.Release, release = r, r
+		}
+	}
 	if err := install(opt.CacheDir, tree, k, logPath, opt.Source); err != nil {
 		return nil, err
 	}

@@ -299,6 +299,53 @@ func TestVersionLess(t *testing.T) {
 	}
 }
 
+// fakeToolchain puts a make into PATH that does what a kernel's does to
+// the files Build reads (.config, the bzImage, include/config/kernel.release),
+// and stand-ins for the other tools CheckTools asks for.
+func fakeToolchain(t *testing.T, release string) {
+	t.Helper()
+	bin := t.TempDir()
+	bz := filepath.Join(t.TempDir(), "bzImage")
+	os.WriteFile(bz, fakeBzImage(0), 0o644)
+	mk := `#!/bin/sh
+tree=$2
+for a; do target=$a; done
+case $target in
+tinyconfig) echo CONFIG_64BIT=y > "$tree/.config" ;;
+olddefconfig) ;;
+bzImage)
+	echo "  CC      init/main.o"
+	mkdir -p "$tree/arch/x86/boot" "$tree/include/config"
+	cp ` + bz + ` "$tree/arch/x86/boot/bzImage"
+	echo ` + release + ` > "$tree/include/config/kernel.release" ;;
+*) exit 2 ;;
+esac
+`
+	os.WriteFile(filepath.Join(bin, "make"), []byte(mk), 0o755)
+	for _, tool := range []string{"gcc", "ld", "bc", "perl", "flex", "bison"} {
+		os.WriteFile(filepath.Join(bin, tool), []byte("#!/bin/sh\nexit 0\n"), 0o755)
+	}
+	t.Setenv("PATH", bin+":/usr/bin:/bin")
+}
+
+// A tree with a localversion file (an -rt tree, say) boots as
+// 4.9.337-rt1: the cache and built:RELEASE must call it that, not what
+// the Makefile alone says.
+func TestBuildTakesTheKernelsRelease(t *testing.T) {
+	fakeToolchain(t, "4.9.337-rt1")
+	cache := t.TempDir()
+	k, err := Build(context.Background(), Options{Source: fakeTree(t, ""), CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Release != "4.9.337-rt1" {
+		t.Errorf("release %q, want 4.9.337-rt1", k.Release)
+	}
+	if f, err := Find(cache, "4.9.337-rt1"); err != nil || f.Image != k.Image {
+		t.Errorf("find built:4.9.337-rt1: %+v, %v", f, err)
+	}
+}
+
 // TestBuildRealKernel builds a lab kernel from $TWLAB_KERNEL_SRC (a tree or
 // tarball; a few minutes on 2 cores) and then finds it in the cache.
 func TestBuildRealKernel(t *testing.T) {
