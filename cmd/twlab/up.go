@@ -425,6 +425,21 @@ func cmdLabs(stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "no lab is up")
 	}
 	for _, l := range labs {
+		if l.Broken != "" {
+			nodes := make([]string, len(l.Nodes))
+			for i, n := range l.Nodes {
+				nodes[i] = n.Name
+			}
+			owner := "owner unknown"
+			switch {
+			case l.Dead:
+				owner = "owner gone"
+			case l.PID > 0:
+				owner = fmt.Sprintf("pid %d", l.PID)
+			}
+			fmt.Fprintf(stdout, "%s  %s  nodes %s  (%s; `sudo twlab down %s` removes the lab)\n", l.RunID, owner, strings.Join(nodes, ", "), l.Broken, l.RunID)
+			continue
+		}
 		dead := ""
 		if l.Dead {
 			dead = fmt.Sprintf("  (owner gone: `sudo twlab down %s` removes what it left)", l.RunID)

@@ -103,3 +103,43 @@ func TestForceStopsLiveRuns(t *testing.T) {
 		t.Errorf("the stopped run's state file stays: %v", err)
 	}
 }
+
+// A lab whose file cannot be read (cut short, edited by hand) is still a
+// lab: `labs` lists it and `down` removes its namespaces. It was skipped,
+// and the lab ran on, listed nowhere.
+func TestUnreadableLabFile(t *testing.T) {
+	tempState(t)
+	oldNS := topo.NetnsDir
+	topo.NetnsDir = t.TempDir()
+	t.Cleanup(func() { topo.NetnsDir = oldNS })
+	for _, n := range []string{"twlab-ab07-c1", "twlab-ab07-server", "twlab-ab08-c1"} {
+		if err := os.WriteFile(filepath.Join(topo.NetnsDir, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(LabsDir, 0o755)
+	if err := os.WriteFile(filepath.Join(LabsDir, "ab07.json"), []byte(`{"run_id":"ab0`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	labs, err := Labs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(labs) != 1 || labs[0].RunID != "ab07" {
+		t.Fatalf("labs %+v, want ab07 alone", labs)
+	}
+	l := labs[0]
+	if l.Broken == "" || !l.Dead || len(l.Nodes) != 2 || l.PID != 0 {
+		t.Errorf("lab %+v: want it broken, dead, with its 2 namespaces and no owner", l)
+	}
+	if err := StopLab(l, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := topo.ListNamespaces()
+	if len(left) != 1 || left[0] != "twlab-ab08-c1" {
+		t.Errorf("after down: %v, want only the other run's namespace", left)
+	}
+	if _, err := os.Stat(filepath.Join(LabsDir, "ab07.json")); !os.IsNotExist(err) {
+		t.Errorf("the unreadable lab file stays: %v", err)
+	}
+}

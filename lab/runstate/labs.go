@@ -32,6 +32,9 @@ type Lab struct {
 	// ProcStart is the owner's start time (as State's): with it the lab's
 	// file proves its owner alive when the run's file is lost.
 	ProcStart uint64 `json:"proc_start,omitempty"`
+	// Broken says why the lab's file could not be read; the rest was
+	// pieced together from its namespaces and the run's file.
+	Broken string `json:"-"`
 	// Dead: the owner is gone (killed) while namespaces of the lab remain;
 	// `twlab down` removes them, nothing else may use the lab.
 	Dead bool `json:"-"`
@@ -102,13 +105,18 @@ func Labs() ([]*Lab, error) {
 		if !ok || strings.HasPrefix(id, ".") {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(LabsDir, e.Name()))
-		if err != nil {
-			continue
-		}
 		var l Lab
-		if json.Unmarshal(b, &l) != nil {
-			continue
+		b, err := os.ReadFile(filepath.Join(LabsDir, e.Name()))
+		if err == nil {
+			err = json.Unmarshal(b, &l)
+		}
+		if err == nil && l.RunID != id {
+			err = fmt.Errorf("it names run %q", l.RunID)
+		}
+		if err != nil {
+			// Skipping it hid a live lab from `labs` and `down`: its
+			// namespaces and the run's own file still say what it is.
+			l = unreadableLab(id, err)
 		}
 		if !Alive(id) {
 			if !l.anyNamespace() {
@@ -120,6 +128,26 @@ func Labs() ([]*Lab, error) {
 		out = append(out, &l)
 	}
 	return out, nil
+}
+
+// unreadableLab stands for a lab whose file cannot be read: its nodes are
+// the namespaces named after the run, its owner the one the run's file
+// names, if that can be read.
+func unreadableLab(id string, err error) Lab {
+	l := Lab{RunID: id, Broken: fmt.Sprintf("its file %s is unreadable: %v", filepath.Join(LabsDir, id+".json"), err)}
+	if b, err := os.ReadFile(filepath.Join(Dir, id+".json")); err == nil {
+		var st State
+		if json.Unmarshal(b, &st) == nil && st.PID > 0 {
+			l.PID, l.ProcStart, l.Scenario, l.Started = st.PID, st.ProcStart, st.Scenario, st.Started
+		}
+	}
+	names, _ := topo.ListNamespaces()
+	for _, n := range names {
+		if rid, ok := topo.RunIDOf(n); ok && rid == id {
+			l.Nodes = append(l.Nodes, LabNode{Name: strings.TrimPrefix(n, topo.Prefix+id+"-"), Netns: n})
+		}
+	}
+	return l
 }
 
 // anyNamespace says whether a namespace of l is still mounted.
@@ -174,7 +202,9 @@ func FindLab(id string) (*Lab, error) {
 // StopLab asks the owner of l to tear it down and waits up to timeout; if
 // the owner is gone or does not stop, the namespaces are removed here.
 func StopLab(l *Lab, timeout time.Duration) error {
-	if Alive(l.RunID) {
+	// PID 0 (a lab pieced together without its owner) would signal this
+	// process's own group.
+	if l.PID > 0 && Alive(l.RunID) {
 		if err := unix.Kill(l.PID, syscall.SIGTERM); err == nil {
 			deadline := time.Now().Add(timeout)
 			for time.Now().Before(deadline) && Alive(l.RunID) {
@@ -183,7 +213,7 @@ func StopLab(l *Lab, timeout time.Duration) error {
 		}
 	}
 	var errs []error
-	if unix.Kill(l.PID, 0) == nil && Alive(l.RunID) {
+	if l.PID > 0 && unix.Kill(l.PID, 0) == nil && Alive(l.RunID) {
 		errs = append(errs, fmt.Errorf("lab %s: owner %d did not stop within %s; removing its namespaces", l.RunID, l.PID, timeout))
 	}
 	for _, n := range l.Nodes {
