@@ -250,6 +250,11 @@ func Detect(ctx context.Context, opt Options) (*Facts, error) {
 		f.TWCount, f.TWCountDetail, f.TWCounter = detectTWCount(ns)
 	})
 	wg.Wait()
+	// A cancelled detection measured nothing: its "unknown"s would be
+	// recorded as the kernel's facts, with the wrong reasons.
+	if err := ctx.Err(); err != nil {
+		return f, fmt.Errorf("kernel detection: %w", err)
+	}
 	return f, nil
 }
 
@@ -421,10 +426,10 @@ func detectTWCount(ns netns.NsHandle) (count, detail, counter string) {
 // connection's offset, exactly what its segments carry); then it reads one
 // connection's clock twice, a measured interval apart.
 func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offsets, detail string, hz int, hzDetail string, socketSkew bool) {
-	restore, err := timestampsOn(ns, opt)
-	if err != nil {
-		return OffsetsUnknown, err.Error(), 0, err.Error(), false
-	}
+	// Without tcp_timestamps=1 (a global knob of 4.10-4.12 that the host
+	// holds otherwise) the offsets cannot be compared; the clock's rate and
+	// whether a socket's offset survives connect can still be measured.
+	restore, tsErr := timestampsOn(ns, opt)
 	defer restore()
 	type src struct {
 		ip   string
@@ -434,7 +439,8 @@ func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offs
 	ts := make([]uint32, len(srcs))
 	var ticks uint32
 	var elapsed time.Duration
-	err = netnsutil.Do(ns, func() error {
+	var clockErr error // the clock measurement's last failure
+	err := netnsutil.Do(ns, func() error {
 		ln, err := net.Listen("tcp4", "127.0.0.9:7")
 		if err != nil {
 			return err
@@ -469,19 +475,25 @@ func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offs
 			}
 		}
 		socketSkew = offsetSurvivesConnect(ts[0])
+		// The clock's failures cost the clock's figures only: the offsets
+		// and socketSkew above were measured.
 		c, err := dial(src{"127.0.0.1", 41003})
 		if err != nil {
-			return err
+			clockErr = err
+			return nil
 		}
 		defer c.Close()
 		// Under software emulation the guest loses the CPU for milliseconds
 		// at a time; a span of 60 ms keeps such a hiccup under a few percent,
-		// and a second or third look catches the rare worse one.
-		for try := 0; try < 3; try++ {
-			ticks, elapsed, err = tickEdges(c, 5, 60*time.Millisecond, 500*time.Millisecond)
+		// and a second or third look catches the rare worse one (a look
+		// whose edges were all too loosely timed fails: the next may not).
+		for try := 0; try < 3 && ctx.Err() == nil; try++ {
+			t, e, err := measureTicks(c, 5, 60*time.Millisecond, 500*time.Millisecond)
 			if err != nil {
-				return err
+				clockErr = err
+				continue
 			}
+			ticks, elapsed = t, e
 			if hz, _ := clockRate(ticks, elapsed); hz != 0 {
 				break
 			}
@@ -490,6 +502,13 @@ func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offs
 	})
 	if err != nil {
 		return OffsetsUnknown, err.Error(), 0, err.Error(), false
+	}
+	hz, hzDetail = clockRate(ticks, elapsed)
+	if hz == 0 && clockErr != nil {
+		hzDetail = clockErr.Error()
+	}
+	if tsErr != nil {
+		return OffsetsUnknown, tsErr.Error(), hz, hzDetail, socketSkew
 	}
 	far := func(a, b uint32) bool {
 		d := int32(a - b)
@@ -505,7 +524,6 @@ func detectTimestamps(ctx context.Context, ns netns.NsHandle, opt Options) (offs
 	default:
 		offsets = OffsetsNone
 	}
-	hz, hzDetail = clockRate(ticks, elapsed)
 	return offsets, detail, hz, hzDetail, socketSkew
 }
 
@@ -611,6 +629,9 @@ func clockRate(ticks uint32, elapsed time.Duration) (int, string) {
 	}
 	return best, detail
 }
+
+// measureTicks is tickEdges; tests make it fail.
+var measureTicks = tickEdges
 
 // tcpTimestamp reads TCP_TIMESTAMP of a connected socket: the timestamp
 // clock its next segment will carry, offset included.
