@@ -602,7 +602,9 @@ func baseValues(r *result.Run, keys []string) map[string]string {
 		}
 		switch x := v.(type) {
 		case string:
-			out[k] = x
+			// The scenario is kept raw, past the reader's checks of
+			// run.json's strings, and the value repeats in every row.
+			out[k] = clip(result.Printable(x), result.MaxRunString)
 		case float64:
 			out[k] = strconv.FormatFloat(x, 'f', -1, 64)
 		case bool:

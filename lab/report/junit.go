@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/twlab/twlab/lab/result"
 )
@@ -92,7 +93,7 @@ func JUnit(runs []*result.Run) ([]byte, error) {
 		}
 		var suiteTime float64
 		for _, c := range r.Cells {
-			tc := junitCase{Name: c.ID, Classname: "twlab." + name, Time: secs(c.DurationS), SystemOut: &junitText{cellText(c)}}
+			tc := junitCase{Name: c.ID, Classname: "twlab." + name, Time: secs(c.DurationS), SystemOut: &junitText{xmlChars(cellText(c))}}
 			switch c.Status {
 			case result.CellNA:
 				tc.Skipped = &junitMessage{Message: c.Reason}
@@ -114,7 +115,7 @@ func JUnit(runs []*result.Run) ([]byte, error) {
 				if c.Status == result.CellInterrupted && b.Len() == 0 {
 					break
 				}
-				tc.Failure = &junitMessage{Message: c.Reason, Type: "twlab.expectation", Body: b.String()}
+				tc.Failure = &junitMessage{Message: c.Reason, Type: "twlab.expectation", Body: xmlChars(b.String())}
 				s.Failures++
 			}
 			s.Tests++
@@ -158,6 +159,26 @@ func JUnit(runs []*result.Run) ([]byte, error) {
 		return nil, err
 	}
 	return append([]byte(xml.Header), append(b, '\n')...), nil
+}
+
+// xmlChars replaces what XML 1.0 cannot hold (C0 controls but tab, newline
+// and carriage return; U+FFFE, U+FFFF; invalid UTF-8) with U+FFFD. Go writes
+// attributes so, but CDATA as it is: one \x01 in an expectation (the
+// expression lexer takes any byte in a string) made a file CI could not
+// parse.
+func xmlChars(s string) string {
+	ok := func(r rune) bool {
+		return r == '\t' || r == '\n' || r == '\r' || r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= 0x10FFFF
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return !ok(r) }) < 0 && utf8.ValidString(s) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if !ok(r) {
+			return '\uFFFD'
+		}
+		return r
+	}, s)
 }
 
 // cellText is a cell's figures and notes for <system-out>.

@@ -3,7 +3,9 @@ package report_test
 import (
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"encoding/xml"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -320,6 +322,31 @@ func TestJUnitTimesAreNumbers(t *testing.T) {
 	}
 }
 
+// Characters XML cannot hold, in an expectation, a note or a reason, still
+// give a JUnit file that parses: CDATA is written as it is.
+func TestJUnitIsValidXML(t *testing.T) {
+	r := sampleRun()
+	bad := "a\x01b\uFFFEc\xffd"
+	r.Cells[0].Expect = []result.Expect{{Expr: `lvs.mode != "` + bad + `"`, OK: false, Error: bad}}
+	r.Cells[0].Status = result.CellFailed
+	r.Cells[0].Notes = append(r.Cells[0].Notes, bad)
+	r.Cells[1].Status, r.Cells[1].Reason = result.CellNA, bad
+	b, err := report.JUnit([]*result.Run{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := xml.NewDecoder(bytes.NewReader(b))
+	for {
+		_, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("JUnit XML does not parse: %v\n%s", err, b)
+		}
+	}
+}
+
 // A matrix column that only some cells set (an include's key) shows the
 // scenario's own value in the others, not "–".
 func TestHTMLMatrixBaseValue(t *testing.T) {
@@ -364,6 +391,29 @@ func TestCSVKnobOfAnInclude(t *testing.T) {
 	}
 	if want := []string{"50000", "50000", "0"}; !slices.Equal(got, want) {
 		t.Errorf("load.bind_port column %v, want %v", got, want)
+	}
+}
+
+// The scenario's own values repeat in every row that does not set the
+// key: they are cut and cleaned as run.json's other strings are (a 1 MB
+// value with a terminal escape made a 99 MB cells.csv that rewrote the
+// title of the terminal it was printed in).
+func TestBaseValuesAreCleaned(t *testing.T) {
+	r := sampleRun()
+	big := "\x1b]0;PWNED\x07" + strings.Repeat("A", 1<<20)
+	sc, _ := json.Marshal(map[string]any{"name": "demo", "sysctl": map[string]any{"server": map[string]any{"net.ipv4.tcp_tw_recycle": big}}})
+	r.Scenario = sc
+	r.Cells[0].Knobs = map[string]string{"server.net.ipv4.tcp_tw_recycle": "0"}
+	b, err := report.CSV(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > 64<<10 || strings.ContainsAny(string(b), "\x1b\x07") {
+		t.Errorf("cells.csv is %d bytes, escape characters in it: %v", len(b), strings.ContainsAny(string(b), "\x1b\x07"))
+	}
+	h := renderHTML(t, r)
+	if len(h) > 512<<10 || strings.ContainsAny(h, "\x1b\x07") {
+		t.Errorf("report.html is %d bytes, escape characters in it: %v", len(h), strings.ContainsAny(h, "\x1b\x07"))
 	}
 }
 
