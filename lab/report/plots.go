@@ -157,6 +157,16 @@ func (c *chart) plot() (*plot.Plot, error) {
 			pl.StepStyle = plotter.PostStep
 		}
 		p.Add(pl)
+		if len(xys) == 1 {
+			// One reading draws no line: without a dot the chart looked
+			// empty, its axes scaled to a value it did not show.
+			dot, err := plotter.NewScatter(xys)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", c.title, l.name, err)
+			}
+			dot.GlyphStyle = draw.GlyphStyle{Color: l.color, Radius: vg.Points(2.5), Shape: draw.CircleGlyph{}}
+			p.Add(dot)
+		}
 		if c.legend {
 			p.Legend.Add(l.name, pl)
 			entries++
@@ -205,6 +215,15 @@ func (c *chart) plot() (*plot.Plot, error) {
 		if !(p.X.Max > p.X.Min) {
 			p.X.Min = p.X.Max / 16
 		}
+	}
+	// One value on a linear axis (a single reading, a flat series) spans
+	// nothing: give it room around the value instead of no chart.
+	for _, ax := range []*plot.Axis{&p.X, &p.Y} {
+		if ax == &p.X && c.logX || ax.Min != ax.Max || !finite(ax.Min) {
+			continue
+		}
+		pad := math.Max(math.Abs(ax.Min)/10, 1)
+		ax.Min, ax.Max = ax.Min-pad, ax.Max+pad
 	}
 	if !finite(p.X.Max-p.X.Min) || !finite(p.Y.Max-p.Y.Min) || !(p.X.Max > p.X.Min) || !(p.Y.Max > p.Y.Min) {
 		return nil, fmt.Errorf("no drawable range (x %g…%g, y %g…%g)", p.X.Min, p.X.Max, p.Y.Min, p.Y.Max)

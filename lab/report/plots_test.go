@@ -1,6 +1,7 @@
 package report
 
 import (
+	"image/color"
 	"slices"
 	"strings"
 	"testing"
@@ -71,4 +72,22 @@ func serverChart(t *testing.T, c *result.Cell, ss []*result.Series) *chart {
 	}
 	t.Fatal("no server chart")
 	return nil
+}
+
+// A series of one reading (a cut timeseries.csv) is drawn as a dot: a line
+// of one point drew nothing, and the chart looked empty, without a note.
+func TestOnePointIsDrawn(t *testing.T) {
+	red := color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}
+	for _, xMin0 := range []bool{true, false} {
+		c := &chart{kind: "timewait", title: "t", lines: []line{{name: "time_wait", xs: []float64{500}, ys: []float64{7}, color: red, step: true}},
+			legend: true, intY: true, xMin0: xMin0}
+		h, err := c.render()
+		if err != nil {
+			t.Fatalf("xMin0 %v: %v", xMin0, err)
+		}
+		// The legend's swatch strokes the colour; only a dot fills with it.
+		if !strings.Contains(strings.ToUpper(string(h)), "FILL:#D62728") {
+			t.Errorf("xMin0 %v: no dot of the line's colour:\n%s", xMin0, h)
+		}
+	}
 }
