@@ -148,6 +148,12 @@ func Build(ctx context.Context, spec Spec, log *slog.Logger) (*Lab, error) {
 	if spec.Clients < 1 || spec.Clients > MaxClients {
 		return nil, fmt.Errorf("clients: %d out of range 1..%d", spec.Clients, MaxClients)
 	}
+	// Destroy and cleanup remove only namespaces named after ids twlab
+	// issues, and a longer id makes link names longer than IFNAMSIZ: a lab
+	// built on any other id could be built but never removed.
+	if !issuedID(spec.RunID) {
+		return nil, fmt.Errorf("run id %q: not one twlab issues (4 hex digits; tests: t or k and 3)", spec.RunID)
+	}
 	if log == nil {
 		log = slog.Default()
 	}

@@ -149,6 +149,22 @@ func TestBuildRejectsBadClientCount(t *testing.T) {
 	}
 }
 
+// A run id twlab does not issue is refused before anything is built:
+// Destroy refuses to remove namespaces named after it, and a long one
+// overflows the link names ("add bridge: numerical result out of range").
+func TestBuildRejectsForeignRunIDs(t *testing.T) {
+	for _, id := range []string{"", "rvB1", "ab12345", "AB12", "t12", "x123"} {
+		l, err := topo.Build(context.Background(), topo.Spec{RunID: id, Clients: 1}, nil)
+		if err == nil || !strings.Contains(err.Error(), "run id") {
+			t.Errorf("Build with run id %q: %v, want it refused", id, err)
+		}
+		if l != nil {
+			l.Destroy()
+			t.Errorf("run id %q: a lab was built", id)
+		}
+	}
+}
+
 // A build cancelled before its namespaces exist gives a lab with no node,
 // and destroying it closes no descriptor it does not own (fd 0 was closed
 // once per node that was never created).
