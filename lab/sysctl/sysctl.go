@@ -60,6 +60,35 @@ var history = map[string]string{
 	"net.netfilter.nf_conntrack_tcp_timeout_time_wait": "needs nf_conntrack",
 }
 
+// sharedBefore lists knobs whose file a network namespace shows writable
+// while it holds the one global value, up to the kernel (major, minor) that
+// made it read-only there (commit 2671fa4dc010, Linux 5.13): written in a
+// lab namespace, it would change the host's conntrack limit for good.
+var sharedBefore = map[string][2]int{
+	"net.netfilter.nf_conntrack_max":        {5, 13},
+	"net.netfilter.nf_conntrack_expect_max": {5, 13},
+}
+
+// runningRelease is the running kernel's release; tests replace it.
+var runningRelease = func() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// releaseBefore says whether release (4.9.337, 5.10.0-28-amd64) is older
+// than major.minor; an unreadable release counts as older, the safe side
+// for sharedBefore.
+func releaseBefore(release string, mm [2]int) bool {
+	var major, minor int
+	if n, _ := fmt.Sscanf(release, "%d.%d", &major, &minor); n != 2 {
+		return true
+	}
+	return major < mm[0] || major == mm[0] && minor < mm[1]
+}
+
 // Availability is what a probe found out about one knob in one namespace.
 type Availability struct {
 	Exists   bool   // the file exists in the lab namespace
@@ -98,7 +127,16 @@ func Probe(ns netns.NsHandle, name string) (Availability, error) {
 	if h, ok := history[name]; ok {
 		note = " (" + h + ")"
 	}
+	shared := false
+	if mm, ok := sharedBefore[name]; ok && a.Exists && a.Host && releaseBefore(runningRelease(), mm) {
+		// Global, whatever the file's mode says: callers treat it as a
+		// knob of the initial namespace (compared on a host, set there
+		// and put back in a VM), never as a node's.
+		a.Writable, shared = false, true
+	}
 	switch {
+	case shared:
+		a.Reason = fmt.Sprintf("%s is global on this kernel: a network namespace shows it writable but holds the host's one value (per-namespace read-only from Linux %d.%d); run it in a VM (twlab vm)", name, sharedBefore[name][0], sharedBefore[name][1])
 	case a.Exists && a.Writable:
 	case a.Exists:
 		a.Reason = fmt.Sprintf("%s is read-only in a network namespace on this kernel: not per-namespace%s; run it in a VM (twlab vm)", name, note)
