@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -418,10 +419,16 @@ func timing(res *Result, run *result.Run) *result.VMTiming {
 	if res.readyS > res.BootS {
 		t.Modules = round3(res.readyS - res.BootS)
 	}
+	// The guest's own clock measured DetectS and ScenarioS: beyond the
+	// whole boot as the host saw it, neither is a time of this VM.
 	if kf := run.KernelFeatures; kf != nil {
-		t.Detect = round3(kf.DetectS)
+		if t.Detect = round3(kf.DetectS); t.Detect < 0 || t.Detect > t.Total {
+			t.Detect = 0
+		}
 	}
-	t.Cells = round3(max(0, res.ScenarioS-t.Detect))
+	if t.Cells = round3(max(0, res.ScenarioS-t.Detect)); t.Cells > t.Total {
+		t.Cells = 0
+	}
 	if res.resultS > res.scenarioEndS && res.scenarioEndS > 0 {
 		t.Transfer = round3(res.resultS - res.scenarioEndS)
 	}
@@ -432,7 +439,16 @@ func timing(res *Result, run *result.Run) *result.VMTiming {
 	return t
 }
 
-func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
+// round3 rounds a duration in seconds to milliseconds. What a guest
+// reported (NaN, Inf, 1e300 parse as floats) or a guest clock running fast
+// must not become a figure of run.json: it is 0 unless finite and within
+// a day, the longest any run is bounded to.
+func round3(f float64) float64 {
+	if !(f >= -86400 && f <= 86400) {
+		return 0
+	}
+	return math.Round(f*1000) / 1000
+}
 
 // buildInitrd writes the guest's initramfs to a temporary file: twlab as
 // /init, the scenario, the modules of a modular kernel, the arguments and a

@@ -241,7 +241,9 @@ func resolveDebian(ctx context.Context, spec, ver string, log *slog.Logger) (*Ke
 		// The marker says the unpacking finished; a kernel damaged since
 		// (a disk error, a hand) would boot to silence on every run.
 		log.Warn("the cached kernel is damaged; unpacking its package again", "image", imgs[0], "err", checkCachedImage(imgs[0]))
-		if err := os.Remove(filepath.Join(dest, ".complete")); err != nil {
+		// Another run may be healing it too: the marker it removed first
+		// is no error (fetchDeb takes the package's lock and unpacks once).
+		if err := os.Remove(filepath.Join(dest, ".complete")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, machineErr(fmt.Errorf("kernel cache: %w", err))
 		}
 		if err := fetchDeb(ctx, pkg, dest); err != nil {

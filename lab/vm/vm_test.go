@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -1324,5 +1325,24 @@ func TestKernelArgumentHints(t *testing.T) {
 	}
 	if _, err := Resolve(context.Background(), img, mods, nil); err == nil || !strings.Contains(err.Error(), "modules of 6.1.0-57-amd64 for a kernel of release 4.10.17") {
 		t.Errorf("--modules of another release: %v", err)
+	}
+}
+
+// Times the guest reports are figures of run.json only when they can be:
+// NaN, Inf and 1e300 parse as floats and made -9.2e15 s of cells, and a
+// guest clock running fast made cells longer than the whole VM.
+func TestTimingTrustsNoGuestTime(t *testing.T) {
+	for _, s := range []float64{math.NaN(), math.Inf(1), math.Inf(-1), 1e300, -5, 500} {
+		res := &Result{BootS: 2, TotalS: 50, ScenarioS: s, readyS: 3, scenarioEndS: 45, resultS: 46}
+		tm := timing(res, &result.Run{KernelFeatures: &result.KernelFeatures{DetectS: s}})
+		for name, v := range map[string]float64{"cells": tm.Cells, "detect": tm.Detect, "overhead": tm.Overhead} {
+			if math.IsNaN(v) || v < 0 || v > res.TotalS {
+				t.Errorf("guest time %g: %s %g, want within 0..%g", s, name, v, res.TotalS)
+			}
+		}
+	}
+	res := &Result{BootS: 2, TotalS: 50, ScenarioS: 40}
+	if tm := timing(res, &result.Run{KernelFeatures: &result.KernelFeatures{DetectS: 1.5}}); tm.Cells != 38.5 || tm.Detect != 1.5 || tm.Overhead != 11.5 {
+		t.Errorf("plausible times: %+v", tm)
 	}
 }
