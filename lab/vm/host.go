@@ -382,7 +382,7 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 			}
 		}
 	}
-	if raw, err := readResult(resultFile, res.Dir); err == nil {
+	if raw, err := readResult(resultFile, newFrameScan(res.Dir)); err == nil {
 		got := attachments(raw, allowed...)
 		for name, b := range got {
 			if err := os.MkdirAll(filepath.Dir(filepath.Join(res.Dir, name)), 0o755); err != nil {
@@ -737,6 +737,7 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	// What the guest sent is read again only when it has grown: a poll of
 	// an unchanged file costs a stat, not a read of megabytes.
 	var seen int64 = -1
+	con := newFrameScan(res.Dir)
 	check := func() {
 		if doc != nil || gotErr != nil {
 			return
@@ -751,7 +752,7 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 			return
 		}
 		seen, grewAt = size, time.Now()
-		raw, err := readResult(resultFile, res.Dir)
+		raw, err := readResult(resultFile, con)
 		if err != nil {
 			return
 		}
@@ -845,7 +846,7 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 	if res.panicLine != "" {
 		return nil, fmt.Errorf("the guest kernel panicked: %s (console.log has the rest)", res.panicLine)
 	}
-	raw, err := readResult(resultFile, res.Dir)
+	raw, err := readResult(resultFile, con)
 	if err != nil {
 		if werr != nil {
 			// QEMU ended before it made its result file: it refused its
@@ -862,18 +863,84 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 }
 
 // readResult returns what the guest sent on its result port, or - a
-// machine or kernel with one serial port - on its console.
-func readResult(resultFile, dir string) ([]byte, error) {
+// machine or kernel with one serial port - on its console, from its first
+// frame on.
+func readResult(resultFile string, con *frameScan) ([]byte, error) {
 	raw, err := os.ReadFile(resultFile)
 	if err != nil {
 		return nil, err
 	}
-	if !bytes.Contains(raw, []byte(frameBegin)) && !bytes.Contains(raw, []byte(frameError)) {
-		if c, err := os.ReadFile(filepath.Join(dir, "console.log")); err == nil {
+	if markerIndex(raw) < 0 {
+		if c, ok := con.read(); ok {
 			return c, nil
 		}
 	}
 	return raw, nil
+}
+
+// markerIndex is where the first frame (a result or an error) starts in b,
+// or -1.
+func markerIndex(b []byte) int {
+	i, e := bytes.Index(b, []byte(frameBegin)), bytes.Index(b, []byte(frameError))
+	if i < 0 || e >= 0 && e < i {
+		return e
+	}
+	return i
+}
+
+// frameScan looks for the guest's first frame in console.log, reading only
+// what was added since its last look, in pieces: a guest flooding its
+// console (an oops loop, garbage) made every 50 ms poll read the whole file
+// again - 8.9 GB read and 1.25 GB of memory for a 190 MB console in 40 s.
+type frameScan struct {
+	path    string
+	off     int64 // looked through up to here
+	at      int64 // where the first frame starts; -1 until found
+	scanned int64 // bytes read while looking (tests)
+}
+
+func newFrameScan(dir string) *frameScan {
+	return &frameScan{path: filepath.Join(dir, "console.log"), at: -1}
+}
+
+// read returns the console from the first frame on, once there is one.
+func (f *frameScan) read() ([]byte, bool) {
+	file, err := os.Open(f.path)
+	if err != nil {
+		return nil, false
+	}
+	defer file.Close()
+	if f.at < 0 {
+		st, err := file.Stat()
+		if err != nil {
+			return nil, false
+		}
+		size := st.Size()
+		// A marker cut by the last look's end is found whole this time.
+		overlap := int64(max(len(frameBegin), len(frameError)))
+		buf := make([]byte, 1<<20)
+		for pos := max(0, f.off-overlap); pos < size; {
+			n, _ := file.ReadAt(buf[:min(int64(len(buf)), size-pos)], pos)
+			f.scanned += int64(n)
+			if n <= 0 {
+				break
+			}
+			if i := markerIndex(buf[:n]); i >= 0 {
+				f.at = pos + int64(i)
+				break
+			}
+			if pos+int64(n) >= size {
+				break
+			}
+			pos += int64(n) - overlap
+		}
+		f.off = size
+		if f.at < 0 {
+			return nil, false
+		}
+	}
+	b, err := io.ReadAll(io.NewSectionReader(file, f.at, math.MaxInt64-f.at))
+	return b, err == nil
 }
 
 // readConsole copies the guest's console to console.log and turns its

@@ -1346,3 +1346,51 @@ func TestTimingTrustsNoGuestTime(t *testing.T) {
 		t.Errorf("plausible times: %+v", tm)
 	}
 }
+
+// The console is looked through once, however often it is polled: a guest
+// flooding it made every poll read the whole file again. A frame marker
+// cut by a poll, or by the pieces the scan reads in, is still found.
+func TestFrameScanReadsOnce(t *testing.T) {
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	con := newFrameScan(dir)
+	junk := bytes.Repeat([]byte("[  12.3] oops: garbage line\n"), 1<<14) // 448 KiB
+	for range 40 {                                                       // 17.5 MiB in 40 polls
+		f.Write(junk)
+		if _, ok := con.read(); ok {
+			t.Fatal("a frame found in junk")
+		}
+	}
+	if total := int64(40 * len(junk)); con.scanned > total+40*64 {
+		t.Errorf("40 polls of a %d-byte console read %d bytes", total, con.scanned)
+	}
+	// A marker split across two polls, at a 1 MiB piece boundary of the
+	// next look.
+	f.Write([]byte("\n" + frameBegin[:7]))
+	con.read()
+	pad := bytes.Repeat([]byte("x"), (1<<20)-100)
+	f.Write([]byte(frameBegin[7:] + " 5 abc zstd\n"))
+	f.Write(pad)
+	b, ok := con.read()
+	if !ok || !bytes.HasPrefix(b, []byte(frameBegin+" 5 abc")) {
+		t.Fatalf("frame not found (%v): %.40q", ok, b)
+	}
+	if _, err := readResult(filepath.Join(dir, "none"), con); err == nil {
+		t.Error("no result file: no error")
+	}
+	os.WriteFile(filepath.Join(dir, ".serial1"), nil, 0o644)
+	if raw, err := readResult(filepath.Join(dir, ".serial1"), con); err != nil || !bytes.HasPrefix(raw, []byte(frameBegin)) {
+		t.Errorf("an empty result port: the console's frame not taken: %v %.30q", err, raw)
+	}
+	// In one look, a marker across the scan's 1 MiB pieces.
+	dir2 := t.TempDir()
+	big := append(bytes.Repeat([]byte("y"), (1<<20)-5), []byte(frameError+" guest failed\n")...)
+	os.WriteFile(filepath.Join(dir2, "console.log"), big, 0o644)
+	if b, ok := newFrameScan(dir2).read(); !ok || !bytes.HasPrefix(b, []byte(frameError)) {
+		t.Errorf("an error frame across a piece boundary: %v %.30q", ok, b)
+	}
+}
