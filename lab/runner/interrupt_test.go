@@ -76,3 +76,29 @@ func TestInterruptDuringTeardown(t *testing.T) {
 		}
 	}
 }
+
+// A cell that failed on its own (a value the kernel refused) before the
+// interrupt came is kept with its verdict and reason: it was taken for one
+// cut short and dropped, and run.json said interrupted with 0 cells.
+func TestFailedCellSurvivesAnInterruptInItsTeardown(t *testing.T) {
+	roottest.Skip(t)
+	refused := strings.Replace(twoCells, "server.net.ipv4.tcp_rfc1337: [0, 1]", "server.net.ipv4.tcp_ecn: [banana, 1]", 1)
+	plan, err := scenario.Load("refused.yaml", []byte(refused), scenario.Options{})
+	if err != nil {
+		t.Skipf("the scenario checker refuses the value before any kernel does: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	onTeardown = cancel
+	defer func() { onTeardown = nil }()
+	r, _, err := Run(ctx, plan, Options{OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != result.RunInterrupted || len(r.Cells) != 1 {
+		t.Fatalf("run %s with %d cells, want interrupted with the failed cell", r.Status, len(r.Cells))
+	}
+	if c := r.Cells[0]; c.Status != result.CellFailed || c.ErrorKind != result.ErrorInput || !strings.Contains(c.Reason, "tcp_ecn") {
+		t.Errorf("cell %s (%s): %s; want failed, input, with the kernel's refusal", c.Status, c.ErrorKind, c.Reason)
+	}
+}

@@ -297,6 +297,9 @@ const (
 	endNormal     cellEnd = iota // the cell ended before any interrupt
 	endInTeardown                // after its figures were read: during teardown
 	endCutShort                  // before its figures were complete
+	// endFailed: the cell had failed on its own (an error, a panic) before
+	// the interrupt or the bound came; its verdict and reason stand.
+	endFailed
 )
 
 // onTeardown is called as a cell's teardown begins (tests interrupt there).
@@ -320,6 +323,7 @@ func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logg
 	cr := &cellRun{id: runID, c: c, s: s, rc: rc, opt: opt, log: log.With("cell", c.ID), lab: &cellLab{}}
 	start := time.Now()
 	defer func() { rc.DurationS = round3(time.Since(start).Seconds()) }()
+	var failedFirst bool // the cell failed before any interrupt or bound
 	// Teardown is registered first so that it runs last, after recover.
 	defer func() {
 		if onTeardown != nil {
@@ -337,17 +341,21 @@ func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logg
 			end = endNormal
 		case cr.measured:
 			end = endInTeardown
+		case failedFirst:
+			end = endFailed
 		default:
 			end = endCutShort
 		}
 	}()
 	defer func() {
 		if p := recover(); p != nil {
+			failedFirst = ctx.Err() == nil
 			rc.Status, rc.Reason, rc.ErrorKind = result.CellFailed, fmt.Sprintf("internal error (panic): %v", p), result.ErrorInternal
 			cr.log.Error("panic in cell", "panic", p)
 		}
 	}()
 	if err := cr.run(ctx); err != nil {
+		failedFirst = ctx.Err() == nil
 		rc.Status, rc.Reason = result.CellFailed, "error: "+err.Error()
 		if IsInputError(err) {
 			rc.ErrorKind, rc.Reason = result.ErrorInput, "bad input: "+err.Error()
