@@ -62,3 +62,24 @@ func TestSharedKnobIsNotANodes(t *testing.T) {
 		t.Errorf("on 5.13: %+v, %v, want a node's knob", a, err)
 	}
 }
+
+// tcp_tw_recycle=0 on a kernel without it is what the kernel does; on a
+// kernel before 4.12 the knob is there, and not seeing it (twlab in a
+// container's namespace) says nothing of the machine's value.
+func TestAbsentEquivalentOnlyAfterRemoval(t *testing.T) {
+	oldRel := runningRelease
+	t.Cleanup(func() { runningRelease = oldRel })
+	for _, c := range []struct {
+		rel  string
+		want bool
+	}{{"6.18.0", true}, {"4.12.0", true}, {"4.10.17", false}, {"4.4.0-210-generic", false}} {
+		runningRelease = func() string { return c.rel }
+		if got := AbsentEquivalent("net.ipv4.tcp_tw_recycle", "0"); got != c.want {
+			t.Errorf("on %s: AbsentEquivalent(tcp_tw_recycle=0) = %v, want %v", c.rel, got, c.want)
+		}
+	}
+	runningRelease = func() string { return "6.18.0" }
+	if AbsentEquivalent("net.ipv4.tcp_tw_recycle", "1") {
+		t.Error("tcp_tw_recycle=1 is no kernel's behaviour without the knob")
+	}
+}

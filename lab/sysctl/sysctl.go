@@ -148,10 +148,21 @@ func Probe(ns netns.NsHandle, name string) (Availability, error) {
 	return a, nil
 }
 
+// removedIn is the kernel (major, minor) that removed a knob of absentMeans.
+var removedIn = map[string][2]int{
+	"net.ipv4.tcp_tw_recycle": {4, 12},
+}
+
 // AbsentEquivalent reports whether asking for value of a missing knob is the
-// same as the kernel's behaviour without the knob.
+// same as the kernel's behaviour without the knob. Only on a kernel that
+// no longer has it: on an older one a knob absent here is a global one
+// twlab cannot see (run inside a container's namespace), and the machine's
+// value, maybe tcp_tw_recycle=1, is in force.
 func AbsentEquivalent(name, value string) bool {
 	v, ok := absentMeans[name]
+	if mm, known := removedIn[name]; known && releaseBefore(runningRelease(), mm) {
+		return false
+	}
 	return ok && Normalize(v) == Normalize(value)
 }
 

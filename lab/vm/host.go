@@ -793,6 +793,12 @@ func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string
 			if booted == nil || o.BootLimit >= o.Timeout {
 				continue
 			}
+			select {
+			case <-booted: // both were ready, and select picked the timer
+				booted = nil
+				continue
+			default:
+			}
 			noLife = true
 			cmd.Process.Kill()
 			werr, running = <-exited, false
