@@ -175,6 +175,13 @@ func NewNamedWith(name string, inside func() error) (netns.NsHandle, error) {
 		var err error
 		h, err = netns.NewNamed(name) // unshares this thread, then bind-mounts
 		if err != nil {
+			// The library creates the file, then mounts onto it; a failed
+			// mount left the file behind, and the next cell of the run (the
+			// same names) failed on "file exists". A file that existed
+			// before is someone else's.
+			if !errors.Is(err, os.ErrExist) {
+				removeUnmounted(filepath.Join(netnsDir, name))
+			}
 			return fmt.Errorf("create netns %s: %w", name, err)
 		}
 		return nil
@@ -183,6 +190,17 @@ func NewNamedWith(name string, inside func() error) (netns.NsHandle, error) {
 		return netns.None(), err
 	}
 	return h, err
+}
+
+// removeUnmounted removes p if it is an empty file with no namespace
+// mounted on it: what a namespace creation that failed at its mount leaves.
+func removeUnmounted(p string) bool {
+	var fs unix.Statfs_t
+	st, err := os.Lstat(p)
+	if err != nil || !st.Mode().IsRegular() || st.Size() != 0 || unix.Statfs(p, &fs) != nil || fs.Type == unix.NSFS_MAGIC {
+		return false
+	}
+	return os.Remove(p) == nil
 }
 
 // ErrExecSetup: Exec failed before the command ran (the namespace could not

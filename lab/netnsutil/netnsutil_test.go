@@ -175,3 +175,33 @@ func TestExecSeesItsOwnSysfs(t *testing.T) {
 		t.Errorf("the host's /sys/class/net changed: %d entries before, %d after", len(before), len(after))
 	}
 }
+
+// What a namespace creation that failed at its bind mount leaves (an empty
+// file in /run/netns) is removed; a mounted namespace never is.
+func TestRemoveUnmounted(t *testing.T) {
+	skipUnlessRoot(t)
+	if err := EnsureNetnsDir(); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("twlab-t%03x-unmnt", (os.Getpid()+1)%4096)
+	p := netnsDir + "/" + name
+	if err := os.WriteFile(p, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(p)
+	if !removeUnmounted(p) {
+		t.Error("an empty file with nothing mounted on it stays")
+	}
+	h, err := NewNamed(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	defer netns.DeleteNamed(name)
+	if removeUnmounted(p) {
+		t.Fatal("a mounted namespace was removed")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Errorf("the namespace's file: %v", err)
+	}
+}
