@@ -253,7 +253,8 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 	// A cell is found by its id (compare, up --cell, --only by id): two
 	// with one id would hide each other.
 	seenID := map[string]bool{}
-	for i, c := range p.Cells {
+	seenExp := map[string]string{} // experimentKey -> the first cell's id
+	for _, c := range p.Cells {
 		if seenID[c.ID] {
 			return nil, &Error{File: file, Field: "matrix", Msg: fmt.Sprintf("cell %s is listed twice (a value repeated in the matrix, or an include equal to a matrix cell); every cell must be one of its own", c.ID)}
 		}
@@ -261,10 +262,13 @@ func Load(file string, src []byte, opt Options) (*Plan, error) {
 		// Ids are spelling; two cells may spell one experiment twice
 		// (load.connections [10, 0xa, 1e1], an include equal to the base).
 		// A --set that pins an axis makes such twins on purpose.
-		for _, d := range p.Cells[:i] {
-			if len(opt.Set) == 0 && maps.Equal(c.Vars, d.Vars) && rawOffsets(c.S) == rawOffsets(d.S) {
-				return nil, &Error{File: file, Field: "matrix", Msg: fmt.Sprintf("cells %s and %s are the same experiment (every field and sysctl equal, only spelt otherwise); every cell must be one of its own", d.ID, c.ID)}
+		// One key per cell, not every pair compared: that was quadratic.
+		if len(opt.Set) == 0 {
+			k := experimentKey(c)
+			if d, dup := seenExp[k]; dup {
+				return nil, &Error{File: file, Field: "matrix", Msg: fmt.Sprintf("cells %s and %s are the same experiment (every field and sysctl equal, only spelt otherwise); every cell must be one of its own", d, c.ID)}
 			}
+			seenExp[k] = c.ID
 		}
 	}
 	if errs := checkFigureNames(file, base, exps, p.Cells, only == nil && len(opt.Set) == 0); len(errs) > 0 {
@@ -373,4 +377,19 @@ func misspeltKey(name string, c combo) (string, valueAt, bool) {
 		}
 	}
 	return best, bestAt, best != ""
+}
+
+// experimentKey is equal for two cells exactly when their variables and
+// their timestamp offsets as written are.
+func experimentKey(c *Cell) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(c.Vars)) {
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(c.Vars[k])
+		b.WriteByte(0)
+	}
+	b.WriteByte(1)
+	b.WriteString(rawOffsets(c.S))
+	return b.String()
 }

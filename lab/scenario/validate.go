@@ -14,6 +14,10 @@ import (
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
+// maxKnobsPerRole bounds a role's sysctls (/proc/sys/net has about 1 000
+// files in all; a lab sets a handful).
+const maxKnobsPerRole = 256
+
 // validate checks ranges and cross-field rules; positions come from the tree.
 func validate(file string, root *node, s *Scenario) Errors {
 	idx := indexTree(root)
@@ -103,6 +107,12 @@ func validate(file string, root *node, s *Scenario) Errors {
 	for role, ks := range s.Sysctl {
 		if !slices.Contains(Roles, role) {
 			bad("sysctl."+role, "unknown role; want one of %s", strings.Join(Roles, ", "))
+			continue
+		}
+		if len(ks) > maxKnobsPerRole {
+			// Each cell carries every knob as a variable: 18 500 knobs in
+			// 256 cells took a minute and 1.4 GB to check.
+			bad("sysctl."+role, "%d knobs; at most %d per role", len(ks), maxKnobsPerRole)
 			continue
 		}
 		seen := map[string]bool{}
