@@ -248,7 +248,9 @@ func indexTree(root *node) map[string]*node {
 			k, v := n.Content[i], n.Content[i+1]
 			p := join(path, k.Value)
 			pos := v
-			if v.Kind != scalarNode || v.Line == 0 {
+			// A value set into the cell keeps its Field (where it was
+			// written) even when it has no line of its own.
+			if (v.Kind != scalarNode || v.Line == 0) && v.Field == "" {
 				pos = k
 			}
 			out[p] = pos

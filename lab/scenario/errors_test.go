@@ -98,7 +98,7 @@ var loadErrorCases = []struct {
 	{"matrix nested value", name + "matrix:\n  lvs.snat_ports: [[1]]\n", Options{}, "s.yaml:3:20", "values must be scalars"},
 	{"matrix not a mapping", name + "matrix: [1]\n", Options{}, "s.yaml:2:9", "want a mapping of keys to lists of values"},
 	{"matrix bad value", name + "matrix:\n  lvs.snat_ports: [1, lots]\n", Options{}, "s.yaml:3:23", `matrix.lvs.snat_ports[1]: "lots" is not valid here: want an integer`},
-	{"matrix value out of range", name + "matrix:\n  clients.count: [1, 0]\n", Options{}, "s.yaml:3:22", "clients.count: 0 is out of range; want 1..64"}, // at the value, not its key
+	{"matrix value out of range", name + "matrix:\n  clients.count: [1, 0]\n", Options{}, "s.yaml:3:22", "matrix.clients.count[1]: 0 is out of range; want 1..64"}, // at the value, not its key
 	{"too many cells", name + "matrix:\n" +
 		"  server.net.ipv4.a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" +
 		"  server.net.ipv4.b: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" +
@@ -405,5 +405,20 @@ func TestListsAreBounded(t *testing.T) {
 	}
 	if _, err := Load("big.yaml", []byte(kn.String()), Options{}); err == nil || !strings.Contains(err.Error(), "sysctl.server") || !strings.Contains(err.Error(), "at most 256") {
 		t.Errorf("%d knobs: %v", maxKnobsPerRole+1, err)
+	}
+}
+
+// A range error of a value an include wrote names the include and its
+// line; it named the file's value the include replaced (or no line at all
+// where the file had none).
+func TestIncludeRangeErrorsPointAtTheInclude(t *testing.T) {
+	head := "name: inc\nload:\n  connections: 10\n  duration: 1s\nmatrix:\n  server.net.ipv4.tcp_rfc1337: [0, 1]\ninclude:\n"
+	for inc, want := range map[string]string{
+		"  - {server.net.ipv4.tcp_rfc1337: 1, load.connections: 0}\n": "inc.yaml:8:56: include[0].load.connections: 0 is out of range",
+		"  - {server.net.ipv4.tcp_rfc1337: 0, load.bind_port: 80}\n":   "inc.yaml:8:54: include[0].load.bind_port: 80 is out of range",
+	} {
+		if _, err := Load("inc.yaml", []byte(head+inc), Options{}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
 	}
 }

@@ -26,6 +26,15 @@ func validate(file string, root *node, s *Scenario) Errors {
 		e := &Error{File: file, Field: field, Msg: fmt.Sprintf(format, a...)}
 		if n, ok := idx[field]; ok {
 			e.Line, e.Col = n.Line, n.Column
+			if n.Field != "" {
+				// A value an include, the matrix or --set put there: named
+				// as such, and located where it was written (by the
+				// caller), not at the file's value it replaced.
+				e.Field = n.Field
+				if strings.HasPrefix(n.Field, "include[") {
+					e.Line, e.Col = 0, 0
+				}
+			}
 		}
 		errs = append(errs, e)
 	}
