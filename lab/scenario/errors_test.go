@@ -415,7 +415,7 @@ func TestIncludeRangeErrorsPointAtTheInclude(t *testing.T) {
 	head := "name: inc\nload:\n  connections: 10\n  duration: 1s\nmatrix:\n  server.net.ipv4.tcp_rfc1337: [0, 1]\ninclude:\n"
 	for inc, want := range map[string]string{
 		"  - {server.net.ipv4.tcp_rfc1337: 1, load.connections: 0}\n": "inc.yaml:8:56: include[0].load.connections: 0 is out of range",
-		"  - {server.net.ipv4.tcp_rfc1337: 0, load.bind_port: 80}\n":   "inc.yaml:8:54: include[0].load.bind_port: 80 is out of range",
+		"  - {server.net.ipv4.tcp_rfc1337: 0, load.bind_port: 80}\n":  "inc.yaml:8:54: include[0].load.bind_port: 80 is out of range",
 	} {
 		if _, err := Load("inc.yaml", []byte(head+inc), Options{}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
