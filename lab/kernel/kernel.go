@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twlab/twlab/lab/internal/kver"
 	"github.com/twlab/twlab/lab/load"
 	"github.com/twlab/twlab/lab/nat"
 	"github.com/twlab/twlab/lab/netnsutil"
@@ -194,11 +195,7 @@ func Detect(ctx context.Context, opt Options) (*Facts, error) {
 	f := &Facts{Release: Release()}
 	began := time.Now()
 	defer func() { f.DetectS = float64(time.Since(began).Milliseconds()) / 1000 }()
-	parts := strings.SplitN(f.Release, ".", 3)
-	if len(parts) >= 2 {
-		f.Major, _ = strconv.Atoi(parts[0])
-		f.Minor, _ = strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
-	}
+	f.Major, f.Minor, _ = kver.Parse(f.Release)
 	if p, err := exec.LookPath("qemu-system-x86_64"); err == nil {
 		f.QEMU = p
 	}

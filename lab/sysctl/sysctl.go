@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/twlab/twlab/lab/internal/kver"
 	"github.com/twlab/twlab/lab/netnsutil"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -78,15 +79,11 @@ var runningRelease = func() string {
 	return unix.ByteSliceToString(u.Release[:])
 }
 
-// releaseBefore says whether release (4.9.337, 5.10.0-28-amd64) is older
-// than major.minor; an unreadable release counts as older, the safe side
-// for sharedBefore.
+// releaseBefore says whether release is older than mm; an unreadable
+// release counts as older, the safe side for sharedBefore and removedIn.
 func releaseBefore(release string, mm [2]int) bool {
-	var major, minor int
-	if n, _ := fmt.Sscanf(release, "%d.%d", &major, &minor); n != 2 {
-		return true
-	}
-	return major < mm[0] || major == mm[0] && minor < mm[1]
+	before, ok := kver.Before(release, mm[0], mm[1])
+	return before || !ok
 }
 
 // Availability is what a probe found out about one knob in one namespace.

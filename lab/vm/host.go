@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twlab/twlab/lab/internal/kver"
 	"github.com/twlab/twlab/lab/result"
 )
 
@@ -537,7 +538,7 @@ func machineFor(k *Kernel) (machine, kernelArg string) {
 	if m := os.Getenv("TWLAB_VM_MACHINE"); m != "" {
 		return m, ""
 	}
-	if major, minor, ok := releaseVersion(k.Release); !ok || major < 5 || major == 5 && minor < 6 {
+	if major, minor, ok := kver.Parse(k.Release); !ok || major < 5 || major == 5 && minor < 6 {
 		return "pc", ""
 	}
 	if khz := hostTSCkHz(); khz > 0 {
@@ -552,23 +553,8 @@ func machineFor(k *Kernel) (machine, kernelArg string) {
 // hypervisor: such a kernel would die before its console came up. An
 // unknown release boots the bzImage, which always works.
 func pvhBootable(rel string) bool {
-	major, _, ok := releaseVersion(rel)
+	major, _, ok := kver.Parse(rel)
 	return ok && major >= 5
-}
-
-// releaseVersion reads major and minor from a release such as
-// "6.1.0-57-amd64" or "4.10.17".
-func releaseVersion(rel string) (major, minor int, ok bool) {
-	a, rest, ok1 := strings.Cut(rel, ".")
-	b, _, _ := strings.Cut(rest, ".")
-	b = strings.TrimRightFunc(b, func(r rune) bool { return r < '0' || r > '9' })
-	if i := strings.IndexFunc(b, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
-		b = b[:i]
-	}
-	var err1, err2 error
-	major, err1 = strconv.Atoi(a)
-	minor, err2 = strconv.Atoi(b)
-	return major, minor, ok1 && err1 == nil && err2 == nil
 }
 
 // hostTSCkHz is the host's TSC frequency in kHz, which a guest's TSC runs
