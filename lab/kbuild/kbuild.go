@@ -526,8 +526,8 @@ func List(cache string) []*Kernel {
 			out = append(out, k)
 		}
 	}
-	// By release (4.9 before 4.10), and within one release oldest first (the directories
-	// come in the order of their keys' hashes).
+	// By release (4.9 before 4.10), and within one release oldest first
+	// (the directories come in the order of their keys' hashes).
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Release != out[j].Release {
 			return VersionLess(out[i].Release, out[j].Release)

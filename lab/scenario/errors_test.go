@@ -390,13 +390,13 @@ func TestListsAreBounded(t *testing.T) {
 	head := "name: big\nclients:\n  count: 1\nlvs:\n  mode: snat\nserver:\n  port: 8080\nload:\n  connections: 10\n  duration: 1s\n"
 	var ex strings.Builder
 	ex.WriteString(head + "matrix:\n  seed: [1, 2, 3]\nexclude:\n")
-	for range maxListed + 10 {
+	for range maxExcludes + 10 {
 		ex.WriteString("  - {seed: 2}\n")
 	}
 	_, err := Load("big.yaml", []byte(ex.String()), Options{})
 	var e *Error
-	if !errors.As(err, &e) || e.Field != fmt.Sprintf("exclude[%d]", maxListed) || e.Line != 14+maxListed {
-		t.Errorf("%d excludes: %v (%+v)", maxListed+10, err, e)
+	if !errors.As(err, &e) || e.Field != fmt.Sprintf("exclude[%d]", maxExcludes) || e.Line != 14+maxExcludes {
+		t.Errorf("%d excludes: %v (%+v)", maxExcludes+10, err, e)
 	}
 	var kn strings.Builder
 	kn.WriteString(head + "sysctl:\n  server:\n")
