@@ -1,6 +1,9 @@
 package expr
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Checking a selector before the facts it names exist: a `when:` that uses
 // kernel.* can only be decided once a run has detected the kernel, but the
@@ -136,6 +139,49 @@ func (e *Expr) Literals(name string) []string {
 			walk(el)
 		}
 	}
+	walk(e.root)
+	return out
+}
+
+// NumericNames lists the names e uses where only a number or a boolean will
+// do: operands of arithmetic, of <, <=, > and >=, of !, && and ||, and a
+// bare name as the whole expression. A fact that is always text
+// (kernel.ts_offsets) used there fails every evaluation, which a loader can
+// say before any run.
+func (e *Expr) NumericNames() []string {
+	if e == nil {
+		return nil
+	}
+	var out []string
+	need := func(n *node) {
+		if n != nil && n.kind == kName && !slices.Contains(out, n.str) {
+			out = append(out, n.str)
+		}
+	}
+	var walk func(n *node)
+	walk = func(n *node) {
+		if n == nil {
+			return
+		}
+		switch n.kind {
+		case kNeg, kNot:
+			need(n.x)
+		case kArith, kAnd, kOr:
+			need(n.x)
+			need(n.y)
+		case kCompare:
+			if n.op != "==" && n.op != "!=" {
+				need(n.x)
+				need(n.y)
+			}
+		}
+		walk(n.x)
+		walk(n.y)
+		for _, el := range n.list {
+			walk(el)
+		}
+	}
+	need(e.root)
 	walk(e.root)
 	return out
 }

@@ -76,3 +76,22 @@ func TestDurationSecondsExact(t *testing.T) {
 		t.Errorf("1140ms == 1.14: %v, %v; want true", ok, err)
 	}
 }
+
+func TestNumericNames(t *testing.T) {
+	for src, want := range map[string]string{
+		`a`:                          "a",
+		`a == "x"`:                   "",
+		`a != b`:                     "",
+		`a > 1`:                      "a",
+		`1 <= -a`:                    "a",
+		`!a || b && c == "x"`:        "a b",
+		`(a + b) * 2 == c`:           "a b",
+		`a in ["x"] && b not in [1]`: "",
+		`x == 1 && y`:                "y",
+	} {
+		got := strings.Join(MustParse(src).NumericNames(), " ")
+		if got != want {
+			t.Errorf("%s: %q, want %q", src, got, want)
+		}
+	}
+}

@@ -38,6 +38,9 @@ func parseExpect(file string, s *Scenario) ([]*Expectation, Errors) {
 				if err := checkKernelLiterals(w); err != nil {
 					errs = append(errs, &Error{File: file, Line: e.When.Line, Col: e.When.Col, Field: field + ".when", Msg: err.Error()})
 				}
+				if err := checkKernelText(w); err != nil {
+					errs = append(errs, &Error{File: file, Line: e.When.Line, Col: e.When.Col, Field: field + ".when", Msg: err.Error()})
+				}
 			}
 		}
 		if len(e.Assert.Items) == 0 {
@@ -52,6 +55,13 @@ func parseExpect(file string, s *Scenario) ([]*Expectation, Errors) {
 				}
 				errs = append(errs, exprError(file, fmt.Sprintf("%s.assert[%d]", field, j), line, col, err))
 				continue
+			}
+			if err := checkKernelText(p); err != nil {
+				var line, col int
+				if j < len(e.Assert.Pos) {
+					line, col = e.Assert.Pos[j].line, e.Assert.Pos[j].col
+				}
+				errs = append(errs, &Error{File: file, Line: line, Col: col, Field: fmt.Sprintf("%s.assert[%d]", field, j), Msg: err.Error()})
 			}
 			x.Asserts = append(x.Asserts, p)
 		}
@@ -81,6 +91,21 @@ func checkKernelLiterals(w *expr.Expr) error {
 			if !slices.Contains(valid, lit) {
 				return fmt.Errorf("%s is never %q; it is one of %s", name, lit, quoteList(valid))
 			}
+		}
+	}
+	return nil
+}
+
+// checkKernelText refuses a kernel fact that is always text used as a
+// number or a condition (kernel.ts_offsets > 0, !kernel.tw_counter): it
+// would fail in every cell on every kernel.
+func checkKernelText(x *expr.Expr) error {
+	for _, n := range x.NumericNames() {
+		if n == "kernel.release" {
+			return fmt.Errorf("kernel.release is text such as \"4.10.17\", not a number; compare versions with kernel.major and kernel.minor (kernel.major == 4 && kernel.minor < 12)")
+		}
+		if valid, ok := KernelValues[n]; ok {
+			return fmt.Errorf("%s is text, not a number or a condition; compare it with == or in: one of %s", n, quoteList(valid))
 		}
 	}
 	return nil
