@@ -3,6 +3,7 @@ package scenario
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/twlab/twlab/lab/spec"
@@ -90,6 +91,9 @@ func checkFigureNames(file string, s *Scenario, exps []*Expectation, cells []*Ce
 				switch {
 				case !KnownFigure(n, clients):
 					msg = fmt.Sprintf("%s: not a figure a cell measures%s", n, figureHint(n, clients))
+				case highestClient(n) <= len(clients) && fewerClients(n, x, cells) != nil:
+					c := fewerClients(n, x, cells)
+					msg = fmt.Sprintf("%s: cell %s has %d clients (c1 … c%d) and this expectation applies to it; limit the expectation with when: clients.count >= %d", n, c.ID, c.S.Clients.Count, c.S.Clients.Count, highestClient(n))
 				case strings.HasPrefix(n, "skew.") && !fixed:
 					msg = fmt.Sprintf("%s: skew figures exist only in cells with clients.ts_skew: fixed, and no cell this expectation applies to has it", n)
 				default:
@@ -107,6 +111,41 @@ func checkFigureNames(file string, s *Scenario, exps []*Expectation, cells []*Ce
 		}
 	}
 	return errs
+}
+
+// highestClient is the highest client number a name refers to (c3 in
+// load.clients.c3.ok, load.handoffs.c1_to_c3.retried or c3.time_wait.max),
+// 0 if none.
+func highestClient(n string) int {
+	hi := 0
+	for _, seg := range strings.Split(n, ".") {
+		for _, part := range strings.Split(seg, "_to_") {
+			if len(part) < 2 || part[0] != 'c' || strings.Trim(part[1:], "0123456789") != "" {
+				continue
+			}
+			k, err := strconv.Atoi(part[1:])
+			if err == nil && k > hi {
+				hi = k
+			}
+		}
+	}
+	return hi
+}
+
+// fewerClients is a cell that carries x but has fewer clients than name
+// refers to: a matrix over clients.count makes the largest count no promise
+// for every cell, and the figure would be missing there at run time.
+func fewerClients(name string, x *Expectation, cells []*Cell) *Cell {
+	hi := highestClient(name)
+	if hi == 0 {
+		return nil
+	}
+	for _, c := range cells {
+		if c.S.Clients.Count < hi && slices.Contains(c.Expect, x) {
+			return c
+		}
+	}
+	return nil
 }
 
 // otherNameProblem checks what can be checked of a name that is no load.,
