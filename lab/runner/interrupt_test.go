@@ -2,7 +2,9 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -100,5 +102,40 @@ func TestFailedCellSurvivesAnInterruptInItsTeardown(t *testing.T) {
 	}
 	if c := r.Cells[0]; c.Status != result.CellFailed || c.ErrorKind != result.ErrorInput || !strings.Contains(c.Reason, "tcp_ecn") {
 		t.Errorf("cell %s (%s): %s; want failed, input, with the kernel's refusal", c.Status, c.ErrorKind, c.Reason)
+	}
+}
+
+// A cell that fails in the middle of its measurement keeps its captures in
+// its record: before, the files stayed in pcap/ with nothing in run.json
+// naming them.
+func TestFailedCellKeepsCaptures(t *testing.T) {
+	roottest.Skip(t)
+	plan, err := scenario.Load("two-cells.yaml", []byte(twoCells), scenario.Options{Only: "server.net.ipv4.tcp_rfc1337 == 0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onCapturing = func() error { return errors.New("injected failure") }
+	defer func() { onCapturing = nil }()
+	out := t.TempDir()
+	r, _, err := Run(context.Background(), plan, Options{OutDir: out, Pcap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Cells) != 1 || r.Cells[0].Status != result.CellFailed || !strings.Contains(r.Cells[0].Reason, "injected failure") {
+		t.Fatalf("cells %+v", r.Cells)
+	}
+	files, _ := filepath.Glob(filepath.Join(out, "pcap", "*.pcap"))
+	var named []string
+	for _, p := range r.Cells[0].Pcap {
+		named = append(named, filepath.Join(out, p.Path))
+	}
+	if len(files) != 1 || !slices.Equal(files, named) {
+		t.Errorf("pcap/ holds %v, run.json names %v", files, named)
+	}
+	names, _ := topo.ListNamespaces()
+	for _, n := range names {
+		if id, _ := topo.RunIDOf(n); id == r.RunID {
+			t.Errorf("namespace %s left", n)
+		}
 	}
 }

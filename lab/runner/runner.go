@@ -305,6 +305,11 @@ const (
 // onTeardown is called as a cell's teardown begins (tests interrupt there).
 var onTeardown func()
 
+// onCapturing is called once a cell's captures run, before its load; an
+// error fails the cell there (tests: a failure in the middle of a
+// measurement).
+var onCapturing func() error
+
 func runCell(ctx context.Context, runID string, c *scenario.Cell, log *slog.Logger, opt cellOpts) (rc *result.Cell, end cellEnd) {
 	s := c.S
 	rc = &result.Cell{ID: c.ID, Index: c.Index, Started: time.Now().UTC(),
@@ -485,7 +490,22 @@ func (cr *cellRun) measure(ctx context.Context) error {
 		pcapNodes = append(pcapNodes, lab.Clients...)
 	}
 	if len(pcapNodes) > 0 {
+		// A cell that fails after its captures began keeps them in its
+		// record: they show what went wrong, and a file run.json does not
+		// name would be left in pcap/ with nothing pointing to it. (The
+		// normal path stops them below, and this finds none.)
+		defer func() {
+			caps, _ := cr.lab.stopCaptures(cr.opt.dir)
+			for _, st := range caps {
+				rc.Pcap = append(rc.Pcap, recordCapture(st))
+			}
+		}()
 		if err := cr.lab.startCaptures(cr.opt.dir, cr.c.Index, pcapNodes); err != nil {
+			return err
+		}
+	}
+	if onCapturing != nil {
+		if err := onCapturing(); err != nil {
 			return err
 		}
 	}
