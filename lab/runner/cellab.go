@@ -232,14 +232,14 @@ func pcapName(cellIndex int, node string) string {
 
 // startCaptures begins a pcap of each node's link:
 // DIR/pcap/cell-NN-NODE.pcap, NN counting cells from 1.
-func (l *cellLab) startCaptures(dir string, cellIndex int, nodes []*topo.Node) error {
+func (l *cellLab) startCaptures(dir string, cellIndex int, nodes []*topo.Node, lim capture.Limits) error {
 	pdir := filepath.Join(dir, "pcap")
 	if err := result.MkdirAll(pdir); err != nil {
 		return fmt.Errorf("pcap folder: %w", err)
 	}
 	for _, n := range nodes {
 		path := filepath.Join(pdir, pcapName(cellIndex, n.Name))
-		c, err := capture.Start(n.NS, n.Link, path, capture.DefaultLimits)
+		c, err := capture.Start(n.NS, n.Link, path, lim)
 		if err != nil {
 			return err
 		}

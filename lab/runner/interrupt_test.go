@@ -139,3 +139,38 @@ func TestFailedCellKeepsCaptures(t *testing.T) {
 		}
 	}
 }
+
+// A run's captures together stay within its budget: each file had a bound
+// of its own, but nothing bounded their sum. A cell that would start with
+// too little left is not captured, and says so.
+func TestCaptureBudgetPerRun(t *testing.T) {
+	roottest.Skip(t)
+	plan, err := scenario.Load("two-cells.yaml", []byte(twoCells), scenario.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := pcapRunBudget
+	pcapRunBudget = minCapture + 4<<10 // room for the first cell's start only
+	defer func() { pcapRunBudget = old }()
+	out := t.TempDir()
+	r, _, err := Run(context.Background(), plan, Options{OutDir: out, Pcap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Cells) != 2 {
+		t.Fatalf("%d cells", len(r.Cells))
+	}
+	first, second := r.Cells[0], r.Cells[1]
+	if len(first.Pcap) != 1 || first.Pcap[0].Bytes > pcapRunBudget {
+		t.Errorf("first cell's capture %+v, want one within %d bytes", first.Pcap, pcapRunBudget)
+	}
+	if len(second.Pcap) != 0 || !slices.ContainsFunc(second.Notes, func(n string) bool { return strings.Contains(n, "No capture of this cell") }) {
+		t.Errorf("second cell: captures %+v, notes %q", second.Pcap, second.Notes)
+	}
+	if lim, ok := captureLimits(new(int64(100<<20)), 4); !ok || lim.MaxBytes != 16<<20 {
+		t.Errorf("a roomy budget: %+v %v", lim, ok)
+	}
+	if lim, ok := captureLimits(new(int64(10<<20)), 4); !ok || lim.MaxBytes != 10<<20/4 {
+		t.Errorf("a tight budget is shared: %+v %v", lim, ok)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/twlab/twlab/lab/capture"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -153,6 +154,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	ctx, cancelBound := context.WithTimeout(ctx, bound)
 	defer cancelBound()
 	jsonPath := filepath.Join(dir, "run.json")
+	pcapLeft := pcapRunBudget
 	run.Timeseries = timeseriesFile(plan)
 	if err := result.CreateTimeseries(filepath.Join(dir, result.TimeseriesName)); err != nil {
 		return nil, dir, err
@@ -174,7 +176,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		if opt.OnCellStart != nil {
 			opt.OnCellStart(len(run.Cells), len(plan.Cells), c.ID)
 		}
-		rc, end := runCell(ctx, id, c, log, cellOpts{dir: dir, pcap: opt.Pcap, pcapClients: opt.PcapClients, facts: facts, kernelVars: kvars, vm: opt.VM})
+		rc, end := runCell(ctx, id, c, log, cellOpts{dir: dir, pcap: opt.Pcap, pcapClients: opt.PcapClients, pcapLeft: &pcapLeft, facts: facts, kernelVars: kvars, vm: opt.VM})
 		if end == endCutShort && rc.Status != result.CellNA {
 			if parent.Err() == nil {
 				// The run's own bound, not the user: the cell hung, which
@@ -252,6 +254,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 type cellOpts struct {
 	dir               string
 	pcap, pcapClients bool
+	pcapLeft          *int64 // bytes the run's captures may still write
 	facts             *kernel.Facts
 	kernelVars        map[string]string
 	vm                bool
@@ -304,6 +307,37 @@ const (
 
 // onTeardown is called as a cell's teardown begins (tests interrupt there).
 var onTeardown func()
+
+// pcapRunBudget bounds what one run's captures write in all: each file has
+// its own bound (capture.DefaultLimits), but 256 cells of 65 captured nodes
+// could otherwise fill 270 GB.
+var pcapRunBudget int64 = 1 << 30
+
+// minCapture is the least a capture is started with: a file smaller than
+// this would hold a few hundred frames of the cell's start and mislead.
+const minCapture = 1 << 20
+
+// captureLimits are the limits of a cell's n captures within what the run
+// has left; false when too little is left to capture the cell at all.
+func captureLimits(left *int64, n int) (capture.Limits, bool) {
+	lim := capture.DefaultLimits
+	if left == nil {
+		return lim, true
+	}
+	per := *left / int64(n)
+	if per < minCapture {
+		return lim, false
+	}
+	lim.MaxBytes = min(lim.MaxBytes, per)
+	return lim, true
+}
+
+// spendCapture takes a finished capture's size from the run's budget.
+func spendCapture(left *int64, st capture.Stats) {
+	if left != nil {
+		*left -= st.Bytes
+	}
+}
 
 // onCapturing is called once a cell's captures run, before its load; an
 // error fails the cell there (tests: a failure in the middle of a
@@ -497,10 +531,14 @@ func (cr *cellRun) measure(ctx context.Context) error {
 		defer func() {
 			caps, _ := cr.lab.stopCaptures(cr.opt.dir)
 			for _, st := range caps {
+				spendCapture(cr.opt.pcapLeft, st)
 				rc.Pcap = append(rc.Pcap, recordCapture(st))
 			}
 		}()
-		if err := cr.lab.startCaptures(cr.opt.dir, cr.c.Index, pcapNodes); err != nil {
+		lim, ok := captureLimits(cr.opt.pcapLeft, len(pcapNodes))
+		if !ok {
+			rc.Notes = append(rc.Notes, fmt.Sprintf("No capture of this cell: the run's captures reached their bound of %d MiB in the cells before it.", pcapRunBudget>>20))
+		} else if err := cr.lab.startCaptures(cr.opt.dir, cr.c.Index, pcapNodes, lim); err != nil {
 			return err
 		}
 	}
@@ -538,6 +576,7 @@ func (cr *cellRun) measure(ctx context.Context) error {
 	rc.Series = cr.cellSeries(tw, extra)
 	caps, err := cr.lab.stopCaptures(cr.opt.dir)
 	for _, st := range caps {
+		spendCapture(cr.opt.pcapLeft, st)
 		rc.Pcap = append(rc.Pcap, recordCapture(st))
 		// A capture that lacks frames is said where people read, not only
 		// in run.json: counts taken from it would be short.
