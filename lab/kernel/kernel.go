@@ -563,11 +563,23 @@ func offsetSurvivesConnect(ref uint32) bool {
 // preempted between a read and its clock reading (a busy host, a VM) would
 // otherwise stretch or shrink the span by the stall, and 7 ticks of 1 ms
 // with a 20 ms stall read as 260/s, a jiffies rate.
+//
+// A system clock that itself moves in steps (a guest whose TSC could not be
+// calibrated runs on refined-jiffies: 4 ms steps at HZ=250) makes every
+// window at least one step wide; no edge was ever tight enough, and fixed
+// skew went n/a. The bound then grows to a little over a step, and the
+// span to at least 20 steps, which keeps its error (at most a step) under
+// 5 %.
 func tickEdges(c *net.TCPConn, minTicks uint32, minSpan, limit time.Duration) (ticks uint32, elapsed time.Duration, err error) {
-	const maxEdgeWindow = time.Millisecond
-	deadline := time.Now().Add(limit)
-	prevAt := time.Now()
-	prev, err := tcpTimestamp(c)
+	maxEdgeWindow := time.Millisecond
+	if step := clockStep(); step > maxEdgeWindow/4 {
+		maxEdgeWindow = step + step/2
+		minSpan = max(minSpan, 20*step)
+		limit = max(limit, 3*minSpan)
+	}
+	deadline := now().Add(limit)
+	prevAt := now()
+	prev, err := readTS(c)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -575,11 +587,11 @@ func tickEdges(c *net.TCPConn, minTicks uint32, minSpan, limit time.Duration) (t
 	var start time.Time
 	edges, loose := 0, 0
 	for {
-		before := time.Now()
+		before := now()
 		if before.After(deadline) {
 			return 0, 0, fmt.Errorf("the timestamp clock changed %d times in %s (%d more too loosely timed to use)", edges, limit, loose)
 		}
-		v, err := tcpTimestamp(c)
+		v, err := readTS(c)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -587,7 +599,7 @@ func tickEdges(c *net.TCPConn, minTicks uint32, minSpan, limit time.Duration) (t
 			prevAt = before
 			continue
 		}
-		window := time.Since(prevAt)
+		window := now().Sub(prevAt)
 		at := prevAt.Add(window / 2)
 		prev, prevAt = v, before
 		if window > maxEdgeWindow {
@@ -629,6 +641,35 @@ func clockRate(ticks uint32, elapsed time.Duration) (int, string) {
 
 // measureTicks is tickEdges; tests make it fail.
 var measureTicks = tickEdges
+
+// now and readTS are the clocks tickEdges compares; tests make them coarse.
+var (
+	now    = time.Now
+	readTS = tcpTimestamp
+)
+
+// clockStep is the smallest step of the system clock seen over a few of its
+// changes (tens of nanoseconds on a TSC, a jiffy on a jiffies clock),
+// looking for at most 50 ms.
+func clockStep() time.Duration {
+	step := time.Duration(0)
+	end := time.Now().Add(50 * time.Millisecond)
+	prev := now()
+	for changes := 0; changes < 4 && time.Now().Before(end); {
+		t := now()
+		if d := t.Sub(prev); d > 0 {
+			if step == 0 || d < step {
+				step = d
+			}
+			changes++
+			prev = t
+		}
+	}
+	if step == 0 {
+		return 50 * time.Millisecond // no change seen at all
+	}
+	return step
+}
 
 // tcpTimestamp reads TCP_TIMESTAMP of a connected socket: the timestamp
 // clock its next segment will carry, offset included.

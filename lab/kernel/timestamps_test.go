@@ -10,6 +10,7 @@ import (
 
 	"github.com/twlab/twlab/lab/internal/roottest"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // A clock measurement that fails (every edge too loosely timed on a busy
@@ -73,5 +74,34 @@ func TestDetectHeedsCancel(t *testing.T) {
 	cancel()
 	if _, err := Detect(ctx, Options{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Detect with a cancelled context: %v, want context.Canceled", err)
+	}
+}
+
+// A system clock that moves in jiffies (a guest on refined-jiffies, whose
+// timestamp clock is the same jiffies before 4.13) still gives the rate:
+// every edge was one clock step wide, "too loosely timed" against a 1 ms
+// bound, and fixed skew went n/a in such guests.
+func TestClockRateOnACoarseClock(t *testing.T) {
+	const jiffy = 4 * time.Millisecond // HZ=250
+	jiffies := func() int64 {
+		var ts unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		return ts.Nano() / int64(jiffy)
+	}
+	now = func() time.Time { return time.Unix(0, jiffies()*int64(jiffy)) }
+	readTS = func(*net.TCPConn) (uint32, error) { return uint32(jiffies()) + 123456, nil }
+	defer func() { now, readTS = time.Now, tcpTimestamp }()
+	if step := clockStep(); step != jiffy {
+		t.Errorf("clock step %v, want %v", step, jiffy)
+	}
+	ticks, elapsed, err := tickEdges(nil, 5, 60*time.Millisecond, 500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hz, detail := clockRate(ticks, elapsed); hz != 250 {
+		t.Errorf("hz %d (%s) on a jiffies clock, want 250", hz, detail)
+	}
+	if elapsed < 20*jiffy {
+		t.Errorf("measured over %v, under 20 steps of the clock", elapsed)
 	}
 }
