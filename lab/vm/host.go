@@ -275,11 +275,13 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	accel := accelArgs(o.Accel)
 	res.Accel = o.Accel
 	machine, tscArg := machineFor(k)
-	console, err := os.Create(filepath.Join(res.Dir, "console.log"))
+	consoleFile, err := os.Create(filepath.Join(res.Dir, "console.log"))
 	if err != nil {
 		return fail(err)
 	}
-	defer console.Close()
+	defer consoleFile.Close()
+	console := newConsoleLog(consoleFile)
+	defer console.finish()
 	var doc []byte
 	var start time.Time
 	// A guest that prints nothing at all for bootLimit hung before its
@@ -314,7 +316,7 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 		if errors.Is(err, errCoarseClock) {
 			clockBoots++
 			o.progress(k, err.Error()+": booting again")
-			fmt.Fprintf(console, "\n--- twlab: %s; boot attempt %d ---\n", err, attempt+1)
+			console.note("\n--- twlab: %s; boot attempt %d ---\n", err, attempt+1)
 			os.Remove(resultFile)
 			continue
 		}
@@ -326,14 +328,14 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 			}
 			msg := fmt.Sprintf("the guest showed no sign of life under KVM for %s (KVM ran the probe guest, not this kernel): booting again under software emulation", bo.BootLimit)
 			o.progress(k, msg)
-			fmt.Fprintf(console, "\n--- twlab: %s; boot attempt %d ---\n", msg, attempt+1)
+			console.note("\n--- twlab: %s; boot attempt %d ---\n", msg, attempt+1)
 			os.Remove(resultFile)
 			continue
 		}
 		if errors.Is(err, errNoLife) && !noLifeRetried {
 			noLifeRetried = true
 			o.progress(k, err.Error()+": booting again on the pc machine")
-			fmt.Fprintf(console, "\n--- twlab: %s; boot attempt %d on the pc machine ---\n", err, attempt+1)
+			console.note("\n--- twlab: %s; boot attempt %d on the pc machine ---\n", err, attempt+1)
 			os.Remove(resultFile)
 			if os.Getenv("TWLAB_VM_MACHINE") == "" {
 				machine, tscArg = "pc", ""
@@ -349,7 +351,7 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 		if err != nil && !oopsRetried && res.BootS == 0 && strings.Contains(res.panicLine, "Fatal exception") {
 			oopsRetried = true
 			o.progress(k, err.Error()+": booting again")
-			fmt.Fprintf(console, "\n--- twlab: %s; boot attempt %d ---\n", err, attempt+1)
+			console.note("\n--- twlab: %s; boot attempt %d ---\n", err, attempt+1)
 			os.Remove(resultFile)
 			res.panicLine = ""
 			continue
@@ -654,7 +656,7 @@ const resultGrace = 200 * time.Millisecond
 // exits, the per-kernel timeout passes or ctx ends. The result port is read
 // while QEMU runs: a guest that cannot power off (no ACPI) or hangs after
 // sending must not cost its result.
-func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string, console io.Writer, resultFile string, start time.Time) ([]byte, error) {
+func boot(ctx context.Context, o Options, k *Kernel, res *Result, qargs []string, console *consoleLog, resultFile string, start time.Time) ([]byte, error) {
 	cmd := exec.Command("qemu-system-x86_64", qargs...)
 	cmd.WaitDelay = 2 * time.Second
 	pr, pw := io.Pipe()
@@ -945,17 +947,43 @@ func readConsole(r io.Reader, console io.Writer, o Options, k *Kernel, res *Resu
 	// on a one-UART machine, the result.)
 	br := bufio.NewReaderSize(r, 64<<10)
 	long := false
+	// A result frame (a one-UART guest sends it here) is kept past
+	// console.log's bound: from its first line to its end marker.
+	fw, _ := console.(interface{ writeFrame([]byte) })
+	inFrame, lineStart := false, true
 	for {
 		chunk, isPrefix, err := br.ReadLine()
 		if err != nil {
 			return
 		}
-		console.Write(chunk)
+		frameLine := inFrame
+		if lineStart && !inFrame && fw != nil {
+			switch {
+			case bytes.Contains(chunk, []byte(frameBegin)):
+				inFrame, frameLine = true, true
+			case bytes.Contains(chunk, []byte(frameError)):
+				frameLine = true
+			}
+		}
+		if inFrame && !isPrefix && bytes.Contains(chunk, []byte(frameEnd)) {
+			inFrame = false
+		}
+		lineStart = !isPrefix
+		if frameLine && fw != nil {
+			fw.writeFrame(chunk)
+			if !isPrefix {
+				fw.writeFrame([]byte("\n"))
+			}
+		} else {
+			console.Write(chunk)
+			if !isPrefix {
+				io.WriteString(console, "\n")
+			}
+		}
 		if isPrefix {
 			long = true
 			continue
 		}
-		io.WriteString(console, "\n")
 		if long {
 			long = false // the end of an over-long line
 			continue

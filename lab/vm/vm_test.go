@@ -1095,6 +1095,9 @@ func TestInterruptKeepsGuestCells(t *testing.T) {
 	}
 	if r.Run.Status != result.RunInterrupted || len(r.Run.Cells) != 1 || r.Run.Cells[0].Status != result.CellOK || r.Run.CellsPlanned != 2 {
 		t.Errorf("status %s, %d of %d cells (first %v); want interrupted with cell 1 ok", r.Run.Status, len(r.Run.Cells), r.Run.CellsPlanned, r.Run.Cells)
+		for _, c := range r.Run.Cells {
+			t.Logf("cell %s: %s: %s", c.ID, c.Status, c.Reason)
+		}
 	}
 	if took > stopWait {
 		t.Errorf("the guest took %v to stop, more than the %v the host waits", took, stopWait)
@@ -1392,5 +1395,56 @@ func TestFrameScanReadsOnce(t *testing.T) {
 	os.WriteFile(filepath.Join(dir2, "console.log"), big, 0o644)
 	if b, ok := newFrameScan(dir2).read(); !ok || !bytes.HasPrefix(b, []byte(frameError)) {
 		t.Errorf("an error frame across a piece boundary: %v %.30q", ok, b)
+	}
+}
+
+// console.log is bounded: a guest flooding its console (an oops loop) wrote
+// until the run's timeout. A result frame sent on the console after the
+// flood still arrives whole, and the host finds it there.
+func TestConsoleLogBounded(t *testing.T) {
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	con := newConsoleLog(f)
+	con.limit, con.frames = 1<<20, 1<<20
+	doc := []byte(`{"schema":"twlab/run/v1"}`)
+	var frame bytes.Buffer
+	sendFrame(&frame, doc)
+	flood := strings.Repeat("[ 12.3] BUG: soft lockup - CPU#0 stuck for 22s!\n", 100_000) // 4.8 MB
+	in := consolePrefix + "init\n" + flood + strings.Repeat("\x00", 200_000) + "\n" + frame.String() + flood + consolePrefix + "results sent\n"
+	sent := make(chan struct{}, 1)
+	readConsole(strings.NewReader(in), con, Options{}, &Kernel{Label: "k"}, &Result{}, time.Now(), sent, make(chan struct{}), make(chan string, 1))
+	con.finish()
+	st, _ := f.Stat()
+	if st.Size() > 1<<20+int64(frame.Len())+4096 {
+		t.Errorf("console.log is %d bytes for a 1 MiB bound", st.Size())
+	}
+	select {
+	case <-sent:
+	default:
+		t.Error("the guest's lines after the bound were not read")
+	}
+	b, _ := os.ReadFile(f.Name())
+	for _, want := range []string{"console.log cut here at 1 MiB", "bytes of console output left out", frame.String()} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("console.log lacks %.60q", want)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, ".serial1"), nil, 0o644) // the result port, empty
+	raw, err := readResult(filepath.Join(dir, ".serial1"), newFrameScan(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ParseFrame(raw); err != nil || !bytes.Equal(got, doc) {
+		t.Errorf("frame after the flood: %q, %v", got, err)
+	}
+	// The frames have a ceiling too.
+	con.frames = 0
+	readConsole(strings.NewReader(frame.String()), con, Options{}, &Kernel{Label: "k"}, &Result{}, time.Now(), sent, make(chan struct{}), make(chan string, 1))
+	if st2, _ := f.Stat(); st2.Size() != int64(len(b)) {
+		t.Errorf("a frame past both bounds was kept: %d -> %d bytes", len(b), st2.Size())
 	}
 }
