@@ -79,17 +79,19 @@ func parseTree(file string, src []byte) (*node, error) {
 	if err := checkAliases(file, doc.Content[0], 0); err != nil {
 		return nil, err
 	}
-	return fromYAML(doc.Content[0]), nil
+	return fromYAML(doc.Content[0], bytes.Split(src, []byte("\n"))), nil
 }
 
-// fromYAML copies the library's tree; aliases were refused before.
-func fromYAML(y *yaml.Node) *node {
+// fromYAML copies the library's tree; aliases were refused before. lines
+// are the source's, to tell where a scalar's text is the source's own.
+func fromYAML(y *yaml.Node, lines [][]byte) *node {
 	n := &node{Value: y.Value, Line: y.Line, Column: y.Column,
 		Quoted: y.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) != 0 || y.Style&yaml.TaggedStyle != 0 && y.ShortTag() == "!!str"}
 	n.TextCol = y.Column
 	if y.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
 		n.TextCol++
 	}
+	n.Verbatim = verbatim(y, n.TextCol, lines)
 	switch y.Kind {
 	case yaml.MappingNode:
 		n.Kind = mappingNode
@@ -99,9 +101,32 @@ func fromYAML(y *yaml.Node) *node {
 		n.Kind = scalarNode
 	}
 	for _, c := range y.Content {
-		n.Content = append(n.Content, fromYAML(c))
+		n.Content = append(n.Content, fromYAML(c, lines))
 	}
 	return n
+}
+
+// verbatim reports whether a scalar's value is its source text as written,
+// on its line from column col: then a column within the value is one in the
+// file. Escapes, folded lines and block scalars are not.
+func verbatim(y *yaml.Node, col int, lines [][]byte) bool {
+	if y.Kind != yaml.ScalarNode || y.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 || y.Line < 1 || y.Line > len(lines) || col < 1 {
+		return false
+	}
+	line := lines[y.Line-1]
+	if !isASCII(line) || col-1+len(y.Value) > len(line) {
+		return false // columns count runes; values are matched as bytes
+	}
+	return string(line[col-1:col-1+len(y.Value)]) == y.Value
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // checkAliases refuses anchors/aliases (billion-laughs), absurd nesting and

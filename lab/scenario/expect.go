@@ -26,7 +26,7 @@ func parseExpect(file string, s *Scenario) ([]*Expectation, Errors) {
 		if e.When.S != "" {
 			w, err := expr.Parse(e.When.S)
 			if err != nil {
-				errs = append(errs, exprError(file, field+".when", e.When.Line, e.When.Col, err))
+				errs = append(errs, exprError(file, field+".when", pos{e.When.Line, e.When.Col, e.When.verbatim}, err))
 			}
 			x.When = w
 			if w != nil {
@@ -49,11 +49,11 @@ func parseExpect(file string, s *Scenario) ([]*Expectation, Errors) {
 		for j, a := range e.Assert.Items {
 			p, err := expr.Parse(a)
 			if err != nil {
-				var line, col int
+				var at pos
 				if j < len(e.Assert.Pos) {
-					line, col = e.Assert.Pos[j].line, e.Assert.Pos[j].col
+					at = e.Assert.Pos[j]
 				}
-				errs = append(errs, exprError(file, fmt.Sprintf("%s.assert[%d]", field, j), line, col, err))
+				errs = append(errs, exprError(file, fmt.Sprintf("%s.assert[%d]", field, j), at, err))
 				continue
 			}
 			if err := checkKernelText(p); err != nil {
@@ -74,13 +74,18 @@ func parseExpect(file string, s *Scenario) ([]*Expectation, Errors) {
 }
 
 // exprError places an expression's syntax error at its column in the file
-// (exact for plain one-line scalars, the common case).
-func exprError(file, field string, line, col int, err error) *Error {
+// when the expression is written there as it reads (a plain or quoted
+// one-line scalar, the common case); otherwise (escapes, folded or block
+// text) at the expression's start, naming the column within it.
+func exprError(file, field string, at pos, err error) *Error {
 	var se *expr.SyntaxError
-	if errors.As(err, &se) && col > 0 {
-		return &Error{File: file, Line: line, Col: col + se.Col - 1, Field: field, Msg: se.Msg}
+	if errors.As(err, &se) && at.col > 0 {
+		if at.verbatim {
+			return &Error{File: file, Line: at.line, Col: at.col + se.Col - 1, Field: field, Msg: se.Msg}
+		}
+		return &Error{File: file, Line: at.line, Col: at.col, Field: field, Msg: fmt.Sprintf("col %d of the expression: %s", se.Col, se.Msg)}
 	}
-	return &Error{File: file, Line: line, Col: col, Field: field, Msg: err.Error()}
+	return &Error{File: file, Line: at.line, Col: at.col, Field: field, Msg: err.Error()}
 }
 
 // checkKernelLiterals refuses a comparison of a kernel.* fact with a value

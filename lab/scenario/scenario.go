@@ -304,6 +304,7 @@ type Expect struct {
 type Text struct {
 	S         string
 	Line, Col int
+	verbatim  bool // columns within S are the file's (see node.Verbatim)
 }
 
 // unmarshalNode accepts a scalar.
@@ -311,7 +312,7 @@ func (t *Text) unmarshalNode(n *node) error {
 	if n.Kind != scalarNode {
 		return &posError{n.Line, n.Column, "", "want a string"}
 	}
-	*t = Text{n.Value, n.Line, textCol(n)}
+	*t = Text{n.Value, n.Line, textCol(n), n.Verbatim}
 	return nil
 }
 
@@ -321,7 +322,10 @@ func (t Text) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(t.S)),
 // IsZero lets omitempty drop an empty selector.
 func (t Text) IsZero() bool { return t.S == "" }
 
-type pos struct{ line, col int }
+type pos struct {
+	line, col int
+	verbatim  bool
+}
 
 // StringList accepts one string or a list of strings, remembering positions.
 type StringList struct {
@@ -333,7 +337,7 @@ type StringList struct {
 func (s *StringList) unmarshalNode(n *node) error {
 	switch n.Kind {
 	case scalarNode:
-		s.Items, s.Pos = []string{n.Value}, []pos{{n.Line, textCol(n)}}
+		s.Items, s.Pos = []string{n.Value}, []pos{{n.Line, textCol(n), n.Verbatim}}
 		return nil
 	case sequenceNode:
 		for _, e := range n.Content {
@@ -341,7 +345,7 @@ func (s *StringList) unmarshalNode(n *node) error {
 				return &posError{e.Line, e.Column, "", "want a string"}
 			}
 			s.Items = append(s.Items, e.Value)
-			s.Pos = append(s.Pos, pos{e.Line, textCol(e)})
+			s.Pos = append(s.Pos, pos{e.Line, textCol(e), e.Verbatim})
 		}
 		return nil
 	}

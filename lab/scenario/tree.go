@@ -23,6 +23,9 @@ type node struct {
 	// TextCol is the column its text starts at: after the opening quote
 	// of a quoted scalar (an expression's error column counts from there).
 	TextCol int
+	// Verbatim: the value is the source text at Line, TextCol as written
+	// (no escapes, no folded lines), so columns within it are the file's.
+	Verbatim bool
 	// Field names the node in errors when it stands for something else
 	// ("matrix.lvs.snat_ports[1]" for a matrix value set into a cell).
 	Field string
