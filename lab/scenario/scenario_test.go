@@ -418,3 +418,21 @@ func TestOffsetStepComparesAsDuration(t *testing.T) {
 		t.Errorf("expectations: %d and %d", len(p.Cells[0].Expect), len(p.Cells[1].Expect))
 	}
 }
+
+// A knob written in another base is the number the kernel reads: 0x1 is
+// selected by "== 1" (it was text to expressions and matched nothing), and
+// 010 is 8, which a 0-or-1 knob refuses.
+func TestKnobValuesInTheKernelsBase(t *testing.T) {
+	src := []byte("name: t\nsysctl:\n  server:\n    net.ipv4.tcp_rfc1337: 0x1\nexpect:\n  - when: server.net.ipv4.tcp_rfc1337 == 1\n    assert: load.ok >= 0\n")
+	p, err := Load("s.yaml", src, Options{Only: "server.net.ipv4.tcp_rfc1337 == 1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Cells) != 1 || len(p.Cells[0].Expect) != 1 {
+		t.Errorf("0x1: %d cells, want the one, with its expectation", len(p.Cells))
+	}
+	_, err = Load("s.yaml", src, Options{Set: []string{"server.net.ipv4.tcp_rfc1337=010"}})
+	if err == nil || !strings.Contains(err.Error(), "want 0 or 1") {
+		t.Errorf("010 (8 to the kernel): %v", err)
+	}
+}

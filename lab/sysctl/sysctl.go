@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/twlab/twlab/lab/internal/kver"
@@ -40,8 +41,25 @@ func ValidName(name string) error {
 func Path(name string) string { return Root + "/" + strings.ReplaceAll(name, ".", "/") }
 
 // Normalize makes values comparable: the kernel prints vectors tab-separated
-// with a trailing newline, scenarios write them space-separated.
-func Normalize(v string) string { return strings.Join(strings.Fields(v), " ") }
+// with a trailing newline, scenarios write them space-separated; and it
+// reads integers as base 0 (0x1f, 010 octal) but prints them in decimal, so
+// "0x1" is the 1 an expectation compares with and a host holds, and "010"
+// is 8, not 10.
+func Normalize(v string) string {
+	f := strings.Fields(v)
+	for i, x := range f {
+		if kernelIntRE.MatchString(x) {
+			if n, err := strconv.ParseInt(x, 0, 64); err == nil {
+				f[i] = strconv.FormatInt(n, 10)
+			}
+		}
+	}
+	return strings.Join(f, " ")
+}
+
+// kernelIntRE is an integer as the kernel's proc handlers read it (no '+',
+// no '_', which Go's base 0 would take).
+var kernelIntRE = regexp.MustCompile(`^-?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$`)
 
 // absentMeans lists knobs whose absence is the same as one of their values:
 // a kernel without tcp_tw_recycle behaves as tcp_tw_recycle=0.

@@ -144,3 +144,25 @@ func TestPerDevice(t *testing.T) {
 		}
 	}
 }
+
+// Values compare as the kernel holds them: it reads integers in base 0
+// (0x1 is 1, 010 is 8) and prints them in decimal and tab-separated.
+func TestNormalizeAsTheKernelReads(t *testing.T) {
+	for in, want := range map[string]string{
+		"0x1":            "1",
+		"010":            "8",
+		"0":              "0",
+		"-1":             "-1",
+		"40000\t60999\n": "40000 60999",
+		"0x9c40 0xee47":  "40000 60999",
+		"+1":             "+1", // refused by the kernel; left for it to say so
+		"1_000":          "1_000",
+		"08":             "08",
+		"cubic":          "cubic",
+		"1.0":            "1.0",
+	} {
+		if got := sysctl.Normalize(in); got != want {
+			t.Errorf("Normalize(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
