@@ -71,12 +71,7 @@ func TestInterruptDuringTeardown(t *testing.T) {
 	if err != nil || len(ts[0]) == 0 {
 		t.Errorf("timeseries.csv: %d series of the cell, %v", len(ts[0]), err)
 	}
-	names, _ := topo.ListNamespaces()
-	for _, n := range names {
-		if id, _ := topo.RunIDOf(n); id == r.RunID {
-			t.Errorf("namespace %s left", n)
-		}
-	}
+	noNamespacesOf(t, r.RunID)
 }
 
 // A cell that failed on its own (a value the kernel refused) before the
@@ -132,12 +127,7 @@ func TestFailedCellKeepsCaptures(t *testing.T) {
 	if len(files) != 1 || !slices.Equal(files, named) {
 		t.Errorf("pcap/ holds %v, run.json names %v", files, named)
 	}
-	names, _ := topo.ListNamespaces()
-	for _, n := range names {
-		if id, _ := topo.RunIDOf(n); id == r.RunID {
-			t.Errorf("namespace %s left", n)
-		}
-	}
+	noNamespacesOf(t, r.RunID)
 }
 
 // A run's captures together stay within its budget: each file had a bound
@@ -172,5 +162,16 @@ func TestCaptureBudgetPerRun(t *testing.T) {
 	}
 	if lim, ok := captureLimits(new(int64(10<<20)), 4); !ok || lim.MaxBytes != 10<<20/4 {
 		t.Errorf("a tight budget is shared: %+v %v", lim, ok)
+	}
+}
+
+// noNamespacesOf fails if a namespace of run id is left.
+func noNamespacesOf(t *testing.T, id string) {
+	t.Helper()
+	names, _ := topo.ListNamespaces()
+	for _, n := range names {
+		if rid, _ := topo.RunIDOf(n); rid == id {
+			t.Errorf("namespace %s left", n)
+		}
 	}
 }
