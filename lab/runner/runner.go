@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/twlab/twlab/lab/capture"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -19,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twlab/twlab/lab/capture"
 	"github.com/twlab/twlab/lab/kernel"
 	"github.com/twlab/twlab/lab/load"
 	"github.com/twlab/twlab/lab/nat"
