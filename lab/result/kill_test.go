@@ -134,3 +134,50 @@ func TestWriteOwnedBySudoUser(t *testing.T) {
 		t.Errorf("the file a symlink pointed to was given to uid %d", vst.Uid)
 	}
 }
+
+// A path that is no regular file is written through, not replaced: a
+// rename turned a --junit /dev/stdout (a symlink) or --html /dev/null (a
+// device) into a plain file, and starved a FIFO's reader.
+func TestWriteThroughWhatIsNoFile(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real.html")
+	link := filepath.Join(dir, "link.html")
+	os.WriteFile(real, []byte("old"), 0o644)
+	os.Symlink(real, link)
+	if err := result.WriteFileAtomic(link, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Lstat(link); st.Mode()&os.ModeSymlink == 0 {
+		t.Error("the symlink was replaced by a file")
+	}
+	if b, _ := os.ReadFile(real); string(b) != "new" {
+		t.Errorf("the link's target holds %q", b)
+	}
+
+	fifo := filepath.Join(dir, "pipe")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		b, _ := os.ReadFile(fifo)
+		got <- string(b)
+	}()
+	if err := result.WriteFileAtomic(fifo, []byte("through the pipe")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if s != "through the pipe" {
+			t.Errorf("the FIFO's reader got %q", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the FIFO's reader got nothing")
+	}
+	if st, _ := os.Lstat(fifo); st.Mode()&os.ModeNamedPipe == 0 {
+		t.Error("the FIFO was replaced by a file")
+	}
+	if err := result.WriteFileAtomic(dir, []byte("x")); err == nil {
+		t.Error("a directory was written")
+	}
+}

@@ -253,7 +253,19 @@ func (n *Node) Summarize() {
 // WriteFileAtomic writes data to path through a temporary file in the same
 // folder and a rename, so a reader never sees a torn file. A temporary file
 // of this path that a killed writer left is removed first.
+//
+// A path that is no regular file is written through instead: a rename put
+// a plain file in place of /dev/stdout (a symlink) or /dev/null (a device)
+// given to --junit or --html, and of a FIFO a reader waited on. The open
+// follows the link as the kernel allows (fs.protected_symlinks), which a
+// resolve-then-rename would not.
 func WriteFileAtomic(path string, data []byte) error {
+	if st, err := os.Lstat(path); err == nil && !st.Mode().IsRegular() {
+		if st.IsDir() {
+			return fmt.Errorf("write %s: is a directory", path)
+		}
+		return writeThrough(path, data)
+	}
 	dir := filepath.Dir(path)
 	tmpfile.Sweep(dir, filepath.Base(path))
 	f, err := tmpfile.Create(dir, filepath.Base(path))
@@ -285,6 +297,23 @@ func WriteFileAtomic(path string, data []byte) error {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename into %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeThrough writes data into what path names (a device, a pipe, a link's
+// target) as it is: there is nothing to replace atomically.
+func writeThrough(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
 	}
 	return nil
 }
