@@ -259,9 +259,19 @@ func cmdVMKernels(stdout, stderr io.Writer) int {
 // readKernelList reads kernel specs, one per line; blank lines and # comments
 // are skipped.
 func readKernelList(path string) ([]string, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("--kernels: %w", err)
+	}
+	defer f.Close()
+	// Bounded: a device or a pipe (/dev/zero) has no size to check first.
+	const maxList = 1 << 20
+	b, err := io.ReadAll(io.LimitReader(f, maxList+1))
+	if err != nil {
+		return nil, fmt.Errorf("--kernels: %w", err)
+	}
+	if len(b) > maxList {
+		return nil, fmt.Errorf("--kernels %s: more than %d bytes; a kernel list is one spec per line", path, maxList)
 	}
 	var out []string
 	for i, line := range strings.Split(string(b), "\n") {

@@ -27,9 +27,19 @@ func ReadFile(path string) ([]byte, error) {
 	if st.Size() > MaxFileSize {
 		return nil, &Error{File: path, Msg: fmt.Sprintf("file is %d bytes; scenarios are limited to %d", st.Size(), MaxFileSize)}
 	}
-	b, err := os.ReadFile(path)
+	// The size above is 0 for a pipe or a device (/dev/zero, <(…)): the
+	// read itself is bounded too.
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, &Error{File: path, Msg: "cannot read scenario: " + unwrap(err).Error()}
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, &Error{File: path, Msg: "cannot read scenario: " + unwrap(err).Error()}
+	}
+	if len(b) > MaxFileSize {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("more than %d bytes; scenarios are limited to %d", MaxFileSize, MaxFileSize)}
 	}
 	return b, nil
 }

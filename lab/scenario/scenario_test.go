@@ -436,3 +436,12 @@ func TestKnobValuesInTheKernelsBase(t *testing.T) {
 		t.Errorf("010 (8 to the kernel): %v", err)
 	}
 }
+
+// A scenario path with no size to check first (a device, a pipe) is read
+// only up to the limit: /dev/zero ran validate out of memory.
+func TestReadFileBoundsWhatHasNoSize(t *testing.T) {
+	_, err := ReadFile("/dev/zero")
+	if err == nil || !strings.Contains(err.Error(), "scenarios are limited to") {
+		t.Errorf("/dev/zero: %v", err)
+	}
+}
