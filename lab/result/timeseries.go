@@ -204,10 +204,14 @@ const maxTimeseriesLine = 64 << 10
 func parseTimeseries(r io.Reader) (*timeseriesRead, error) {
 	br := bufio.NewReaderSize(r, maxTimeseriesLine)
 	var ioErr error // reading failed: the reader would fail again
+	// lineNo is the file's line that next returned last: blank lines are
+	// skipped, but they are lines of the file all the same.
+	lineNo := 0
 	// next returns the next non-empty line; eof says it was the last one
 	// and had no newline (a torn line, if it does not parse).
 	next := func() (fields []string, eof bool, err error) {
 		for {
+			lineNo++
 			b, err := br.ReadSlice('\n')
 			if errors.Is(err, bufio.ErrBufferFull) {
 				for errors.Is(err, bufio.ErrBufferFull) {
@@ -263,8 +267,9 @@ func parseTimeseries(r io.Reader) (*timeseriesRead, error) {
 			tr.bad = append(tr.bad, err)
 		}
 	}
-	for line := 2; ; line++ {
+	for {
 		rec, eof, err := next()
+		line := lineNo
 		if errors.Is(err, io.EOF) {
 			break
 		}

@@ -44,3 +44,13 @@ func TestTimeseriesRoundTrip(t *testing.T) {
 		t.Errorf("bad line: %v", err)
 	}
 }
+
+// An unreadable line is named by its line in the file: blank lines were
+// skipped without being counted, and the warning pointed lines too early.
+func TestTimeseriesErrorLineCountsBlankLines(t *testing.T) {
+	in := "\ncell,t_ms,series,node,value\n\n\n0,1,time_wait,server,5\nGARBAGE\n0,2,time_wait,server,6\n"
+	_, err := result.ParseTimeseries(strings.NewReader(in))
+	if err == nil || !strings.Contains(err.Error(), "line 6:") {
+		t.Errorf("error %v, want it at line 6", err)
+	}
+}
