@@ -413,7 +413,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if *junit != "" && len(junitRuns) > 0 {
 		b, err := report.JUnit(junitRuns)
 		if err == nil {
-			err = result.WriteFileAtomic(*junit, b)
+			err = result.WriteUserFile(*junit, b)
 		}
 		if err != nil {
 			fmt.Fprintln(stderr, "twlab: junit:", err)

@@ -120,7 +120,7 @@ func cmdCompare(args []string, stdout, stderr io.Writer) int {
 	if *htmlFile != "" {
 		b, err := cmp.HTML()
 		if err == nil {
-			err = result.WriteFileAtomic(*htmlFile, b)
+			err = result.WriteUserFile(*htmlFile, b)
 		}
 		if err != nil {
 			fmt.Fprintln(stderr, "twlab compare:", err)

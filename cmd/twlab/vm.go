@@ -178,7 +178,7 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 	if *junit != "" {
 		b, err := vmJUnit(results, file)
 		if err == nil {
-			err = result.WriteFileAtomic(*junit, b)
+			err = result.WriteUserFile(*junit, b)
 		}
 		if err != nil {
 			fmt.Fprintln(stderr, "twlab vm: junit:", err)

@@ -135,16 +135,16 @@ func TestWriteOwnedBySudoUser(t *testing.T) {
 	}
 }
 
-// A path that is no regular file is written through, not replaced: a
-// rename turned a --junit /dev/stdout (a symlink) or --html /dev/null (a
-// device) into a plain file, and starved a FIFO's reader.
+// A path the user gave that is no regular file is written through, not
+// replaced: a rename turned a --junit /dev/stdout (a symlink) or --html
+// /dev/null (a device) into a plain file, and starved a FIFO's reader.
 func TestWriteThroughWhatIsNoFile(t *testing.T) {
 	dir := t.TempDir()
 	real := filepath.Join(dir, "real.html")
 	link := filepath.Join(dir, "link.html")
 	os.WriteFile(real, []byte("old"), 0o644)
 	os.Symlink(real, link)
-	if err := result.WriteFileAtomic(link, []byte("new")); err != nil {
+	if err := result.WriteUserFile(link, []byte("new")); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := os.Lstat(link); st.Mode()&os.ModeSymlink == 0 {
@@ -163,7 +163,7 @@ func TestWriteThroughWhatIsNoFile(t *testing.T) {
 		b, _ := os.ReadFile(fifo)
 		got <- string(b)
 	}()
-	if err := result.WriteFileAtomic(fifo, []byte("through the pipe")); err != nil {
+	if err := result.WriteUserFile(fifo, []byte("through the pipe")); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -177,7 +177,7 @@ func TestWriteThroughWhatIsNoFile(t *testing.T) {
 	if st, _ := os.Lstat(fifo); st.Mode()&os.ModeNamedPipe == 0 {
 		t.Error("the FIFO was replaced by a file")
 	}
-	if err := result.WriteFileAtomic(dir, []byte("x")); err == nil {
+	if err := result.WriteUserFile(dir, []byte("x")); err == nil {
 		t.Error("a directory was written")
 	}
 }

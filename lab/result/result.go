@@ -253,19 +253,7 @@ func (n *Node) Summarize() {
 // WriteFileAtomic writes data to path through a temporary file in the same
 // folder and a rename, so a reader never sees a torn file. A temporary file
 // of this path that a killed writer left is removed first.
-//
-// A path that is no regular file is written through instead: a rename put
-// a plain file in place of /dev/stdout (a symlink) or /dev/null (a device)
-// given to --junit or --html, and of a FIFO a reader waited on. The open
-// follows the link as the kernel allows (fs.protected_symlinks), which a
-// resolve-then-rename would not.
 func WriteFileAtomic(path string, data []byte) error {
-	if st, err := os.Lstat(path); err == nil && !st.Mode().IsRegular() {
-		if st.IsDir() {
-			return fmt.Errorf("write %s: is a directory", path)
-		}
-		return writeThrough(path, data)
-	}
 	dir := filepath.Dir(path)
 	tmpfile.Sweep(dir, filepath.Base(path))
 	f, err := tmpfile.Create(dir, filepath.Base(path))
@@ -299,6 +287,23 @@ func WriteFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("rename into %s: %w", path, err)
 	}
 	return nil
+}
+
+// WriteUserFile writes a file whose path the user gave (--junit, --html):
+// atomically when it is a regular file or new, and through it when it is
+// something else - a rename put a plain file in place of /dev/stdout (a
+// symlink) or /dev/null (a device), and a FIFO's reader got nothing. Files
+// twlab names itself (run.json in a results folder) keep WriteFileAtomic,
+// which replaces a symlink found at the name rather than follow it: under
+// sudo, following one planted there would write root's file.
+func WriteUserFile(path string, data []byte) error {
+	if st, err := os.Lstat(path); err == nil && !st.Mode().IsRegular() {
+		if st.IsDir() {
+			return fmt.Errorf("write %s: is a directory", path)
+		}
+		return writeThrough(path, data)
+	}
+	return WriteFileAtomic(path, data)
 }
 
 // writeThrough writes data into what path names (a device, a pipe, a link's
