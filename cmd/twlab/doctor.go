@@ -23,8 +23,13 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("twlab doctor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print the findings as JSON")
-	if _, err := parseInterspersed(fs, args); err != nil {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
 		return usageCode(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "twlab doctor: unexpected argument %q; it takes only --json\n", pos[0])
+		return exitUsage
 	}
 	if os.Geteuid() != 0 {
 		if !*asJSON { // stdout of --json is JSON or nothing

@@ -41,8 +41,17 @@ func cmdKernel(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "list":
-		if _, err := parseInterspersed(fs, args[1:]); err != nil {
+		// Its own flags: build's --jobs and --keep-tree mean nothing here.
+		lfs := flag.NewFlagSet("twlab kernel list", flag.ContinueOnError)
+		lfs.SetOutput(stderr)
+		lfs.StringVar(&vm.CacheDir, "cache", vm.CacheDir, "the twlab cache `DIR`")
+		pos, err := parseInterspersed(lfs, args[1:])
+		if err != nil {
 			return usageCode(err)
+		}
+		if len(pos) > 0 {
+			fmt.Fprintf(stderr, "twlab kernel list: unexpected argument %q; it takes only --cache\n", pos[0])
+			return exitUsage
 		}
 		ks := kbuild.List(vm.CacheDir)
 		if len(ks) == 0 {

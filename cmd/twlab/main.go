@@ -78,6 +78,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "run":
 		return cmdRun(args[1:], stdout, stderr)
 	case "list":
+		if code, ok := noArgs("list", args[1:], stdout, stderr); !ok {
+			return code
+		}
 		return cmdList(stdout)
 	case "show":
 		return cmdShow(args[1:], stdout, stderr)
@@ -92,6 +95,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "down":
 		return cmdDown(args[1:], stdout, stderr)
 	case "labs":
+		if code, ok := noArgs("labs", args[1:], stdout, stderr); !ok {
+			return code
+		}
 		return cmdLabs(stdout, stderr)
 	case "vm":
 		return cmdVM(args[1:], stdout, stderr)
@@ -108,6 +114,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case bench.ServerCommand: // the load bench's server process; not for users
 		return bench.ServeMain(args[1:], stdout, stderr)
 	case "version", "--version":
+		if code, ok := noArgs(args[0], args[1:], stdout, stderr); !ok {
+			return code
+		}
 		fmt.Fprintln(stdout, "twlab", version)
 		return exitOK
 	case "help", "-h", "--help":
@@ -187,6 +196,20 @@ func signalContext(stderr io.Writer, what string) (context.Context, context.Canc
 
 // usageCode is the exit code of a flag error: -h asked for help (0), any
 // other is a usage error (2), the same for every command.
+// noArgs refuses arguments to a command that takes none (they were
+// ignored, and a typo looked like success); -h prints the usage.
+func noArgs(cmd string, args []string, stdout, stderr io.Writer) (int, bool) {
+	if len(args) == 0 {
+		return exitOK, true
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		fmt.Fprint(stdout, usage)
+		return exitOK, false
+	}
+	fmt.Fprintf(stderr, "twlab %s: unexpected argument %q; it takes none\n", cmd, args[0])
+	return exitUsage, false
+}
+
 func usageCode(err error) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK

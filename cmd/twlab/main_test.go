@@ -38,6 +38,32 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// Arguments a command does not take are refused (they were ignored, so a
+// typo looked like success), and -h exits 0 for every command.
+func TestStrayArgumentsAndHelp(t *testing.T) {
+	cache := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"list", "x"}, exitUsage},
+		{[]string{"labs", "x"}, exitUsage},
+		{[]string{"version", "x"}, exitUsage},
+		{[]string{"doctor", "x"}, exitUsage},
+		{[]string{"kernel", "list", "--cache", cache, "x"}, exitUsage},
+		{[]string{"kernel", "list", "--cache", cache, "--jobs", "3"}, exitUsage},
+		{[]string{"vm", "kernels", "--cache", cache, "x"}, exitUsage},
+		{[]string{"vm", "kernels", "-h"}, exitOK},
+		{[]string{"vm", "--kernel", "x", "run", "-h"}, exitOK},
+		{[]string{"list", "-h"}, exitOK},
+		{[]string{"kernel", "list", "--cache", cache}, exitOK},
+	} {
+		if code, _, errs := twlab(t, c.args...); code != c.code {
+			t.Errorf("%v: exit %d, want %d (%.100s)", c.args, code, c.code, errs)
+		}
+	}
+}
+
 func TestVersion(t *testing.T) {
 	for _, arg := range []string{"version", "--version"} {
 		code, out, errs := twlab(t, arg)

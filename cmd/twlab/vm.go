@@ -38,6 +38,10 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 		kfs.SetOutput(stderr)
 		kfs.StringVar(&vm.CacheDir, "cache", vm.CacheDir, "kernel cache `DIR`")
 		if err := kfs.Parse(args[1:]); err != nil {
+			return usageCode(err)
+		}
+		if kfs.NArg() > 0 {
+			fmt.Fprintf(stderr, "twlab vm kernels: unexpected argument %q; it takes only --cache\n", kfs.Arg(0))
 			return exitUsage
 		}
 		return cmdVMKernels(stdout, stderr)
@@ -81,7 +85,7 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 	quiet := rfs.Bool("q", false, "no header and no progress lines: the matrix, the result paths and each kernel's status line only (as run -q)")
 	pos, err := parseInterspersed(rfs, rest[1:])
 	if err != nil {
-		return exitUsage
+		return usageCode(err)
 	}
 	if *kernelsFile != "" {
 		more, err := readKernelList(*kernelsFile)
