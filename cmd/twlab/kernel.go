@@ -81,6 +81,10 @@ func cmdKernel(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "twlab kernel build: want exactly one SRC (a kernel tree or tarball)")
 		return exitUsage
 	}
+	if *jobs < 0 {
+		fmt.Fprintf(stderr, "twlab kernel build: --jobs %d: want 0 (the CPUs) or more\n", *jobs)
+		return exitUsage
+	}
 	ctx, cancel := signalContext(stderr, "stopping the kernel build")
 	defer cancel()
 	start := time.Now()

@@ -57,9 +57,20 @@ func TestStrayArgumentsAndHelp(t *testing.T) {
 		{[]string{"vm", "--kernel", "x", "run", "-h"}, exitOK},
 		{[]string{"list", "-h"}, exitOK},
 		{[]string{"kernel", "list", "--cache", cache}, exitOK},
+		{[]string{"kernel", "build", "--cache", cache, "--jobs", "-3", "src"}, exitUsage},
 	} {
 		if code, _, errs := twlab(t, c.args...); code != c.code {
 			t.Errorf("%v: exit %d, want %d (%.100s)", c.args, code, c.code, errs)
+		}
+	}
+	// Bad vm numbers are said before any kernel is fetched (as root: a
+	// user is told to use sudo first).
+	if os.Geteuid() == 0 {
+		for _, bad := range [][]string{{"--mem", "-5"}, {"--jobs", "-1"}, {"--timeout", "-1s"}} {
+			args := append(append([]string{"vm", "--cache", cache}, bad...), "--kernel", "debian:no-such", "run", "nat-paws.yaml")
+			if code, _, errs := twlab(t, args...); code != exitUsage || !strings.Contains(errs, bad[0]) {
+				t.Errorf("vm %v: exit %d (%.120s), want 2 naming the flag", bad, code, errs)
+			}
 		}
 	}
 }

@@ -112,6 +112,14 @@ func cmdVM(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "twlab vm: --accel wants auto, tcg or kvm")
 		return exitUsage
 	}
+	if *mem < 128 || *mem > 65536 {
+		fmt.Fprintf(stderr, "twlab vm: --mem %d: want 128 to 65536 MiB (the guest runs the lab in its memory; 512 is plenty)\n", *mem)
+		return exitUsage
+	}
+	if *jobs < 0 || *timeout < 0 {
+		fmt.Fprintln(stderr, "twlab vm: --jobs and --timeout want 0 (the default) or more")
+		return exitUsage
+	}
 	ctx, cancel := signalContext(stderr, "stopping the VM")
 	defer cancel()
 	log := newLogger(stderr, 1)
