@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -173,5 +174,39 @@ func noNamespacesOf(t *testing.T, id string) {
 		if rid, _ := topo.RunIDOf(n); rid == id {
 			t.Errorf("namespace %s left", n)
 		}
+	}
+}
+
+// A run into a folder an earlier run used leaves none of that run's
+// reports or captures beside its own run.json: --only renumbers cells, and
+// pcap/cell-03-server.pcap was the old run's cell 3.
+func TestReusedFolderHoldsOnlyThisRun(t *testing.T) {
+	roottest.Skip(t)
+	plan, err := scenario.Load("two-cells.yaml", []byte(twoCells), scenario.Options{Only: "server.net.ipv4.tcp_rfc1337 == 0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	os.MkdirAll(filepath.Join(out, "pcap"), 0o755)
+	stale := []string{"report.html", "summary.md", "cells.csv", "pcap/cell-01-server.pcap", "pcap/cell-03-server.pcap"}
+	for _, f := range stale {
+		os.WriteFile(filepath.Join(out, f), []byte("an earlier run's"), 0o644)
+	}
+	mine := filepath.Join(out, "notes.txt") // not twlab's: kept
+	os.WriteFile(mine, []byte("mine"), 0o644)
+	r, _, err := Run(context.Background(), plan, Options{OutDir: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Cells) != 1 {
+		t.Fatalf("%d cells", len(r.Cells))
+	}
+	for _, f := range stale {
+		if _, err := os.Stat(filepath.Join(out, f)); err == nil {
+			t.Errorf("%s of the earlier run is still there", f)
+		}
+	}
+	if _, err := os.Stat(mine); err != nil {
+		t.Errorf("a file that is not twlab's was removed: %v", err)
 	}
 }

@@ -121,6 +121,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	if err := result.MkdirAll(dir); err != nil {
 		return nil, "", fmt.Errorf("results folder: %w", err)
 	}
+	clearStale(dir, log)
 	host, _ := os.Hostname()
 	scen, err := recordScenario(plan.Scenario)
 	if err != nil {
@@ -307,6 +308,25 @@ const (
 
 // onTeardown is called as a cell's teardown begins (tests interrupt there).
 var onTeardown func()
+
+// staleArtifacts are the files an earlier run into the same folder may have
+// left that this run's run.json would not describe: the reports
+// (report.WriteArtifacts writes them only when a run ends, so a run killed
+// before then sat beside the old ones) and captures (cell numbers change
+// with --only: pcap/cell-03-server.pcap was another run's cell 3).
+var staleArtifacts = []string{"report.html", "summary.md", "cells.csv", filepath.Join("pcap", "cell-*.pcap")}
+
+// clearStale removes an earlier run's artifacts from dir.
+func clearStale(dir string, log *slog.Logger) {
+	for _, pat := range staleArtifacts {
+		paths, _ := filepath.Glob(filepath.Join(dir, pat))
+		for _, p := range paths {
+			if err := os.Remove(p); err != nil {
+				log.Warn("an earlier run's file could not be removed", "file", p, "err", err)
+			}
+		}
+	}
+}
 
 // pcapRunBudget bounds what one run's captures write in all: each file has
 // its own bound (capture.DefaultLimits), but 256 cells of 65 captured nodes
