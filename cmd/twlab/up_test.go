@@ -83,6 +83,16 @@ func TestInteractiveLab(t *testing.T) {
 	if out, code := twlab("exec", "--lab", id, "server", "--", "/"); code != 126 {
 		t.Errorf("exec of a directory: exit %d, want 126:\n%s", code, out)
 	}
+	// The kernel's own refusal names the command: "twlab exec: no such
+	// file or directory" said nothing of which.
+	script := filepath.Join(t.TempDir(), "no-interpreter")
+	os.WriteFile(script, []byte("#!/nonexistent/interp\n"), 0o755)
+	if out, code := twlab("exec", "--lab", id, "server", "--", script); code != 127 || !strings.Contains(out, script+": ") {
+		t.Errorf("exec of a script without its interpreter: exit %d, want 127 naming it:\n%s", code, out)
+	}
+	if out, code := twlab("exec", "--lab", id, "server", "--", "/"); strings.Contains(out, "exec: exec:") {
+		t.Errorf("exec of a directory (%d): the prefix twice:\n%s", code, out)
+	}
 	if out, code := twlab("exec", "--lab", id, "server", "--", "sh", "-c", "exit 7"); code != 7 {
 		t.Errorf("exec passes the command's exit code: %d, want 7:\n%s", code, out)
 	}

@@ -225,6 +225,10 @@ func Exec(nsName string, argv []string, env []string) error {
 		if errors.Is(err, exec.ErrNotFound) {
 			return fmt.Errorf("%s: %w", argv[0], exec.ErrNotFound)
 		}
+		var ee *exec.Error
+		if errors.As(err, &ee) {
+			return fmt.Errorf("%s: %w", argv[0], ee.Err)
+		}
 		return err
 	}
 	h, err := netns.GetFromName(nsName)
@@ -244,7 +248,9 @@ func Exec(nsName string, argv []string, env []string) error {
 	if err := privateSysfs(nsName); err != nil {
 		return fmt.Errorf("exec: %w (%w)", err, ErrExecSetup)
 	}
-	return syscall.Exec(path, argv, env)
+	// The kernel's refusal (a script whose interpreter is missing, a file
+	// that is no program) names the command, as a shell does.
+	return fmt.Errorf("%s: %w", argv[0], syscall.Exec(path, argv, env))
 }
 
 // privateSysfs gives the calling thread a mount namespace of its own with
