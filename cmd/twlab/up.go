@@ -361,11 +361,37 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 		return exitEnv
 	}
 	var labs []*runstate.Lab
+	// What a run or an up killed before it recorded a lab left is no lab
+	// down can stop; it is said, with what removes it, instead of "no lab".
+	left := func(id string) string {
+		m, err := runstate.Leftovers()
+		if err != nil {
+			return ""
+		}
+		n, ids := 0, []string{}
+		for rid, ns := range m {
+			if len(ns) > 0 && (id == "" || rid == id) {
+				n += len(ns)
+				ids = append(ids, rid)
+			}
+		}
+		if n == 0 {
+			return ""
+		}
+		slices.Sort(ids)
+		return fmt.Sprintf("%d namespaces of killed runs (%s) that never had a lab up: `sudo twlab cleanup` removes them", n, strings.Join(ids, ", "))
+	}
 	if *all {
 		var err error
 		if labs, err = runstate.Labs(); err != nil {
 			fmt.Fprintln(stderr, "twlab down:", err)
 			return exitFailed
+		}
+		if len(labs) == 0 {
+			fmt.Fprintln(stdout, "no lab is up")
+			if msg := left(""); msg != "" {
+				fmt.Fprintln(stderr, "twlab down:", msg)
+			}
 		}
 	} else {
 		l, err := runstate.FindLab(*labID)
@@ -373,6 +399,10 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 			l, err = all[0], nil // the only lab there is, its owner dead: down is what removes it
 		}
 		if err != nil {
+			if msg := left(*labID); msg != "" {
+				fmt.Fprintln(stderr, "twlab down:", msg)
+				return exitUsage
+			}
 			fmt.Fprintln(stderr, "twlab down:", err)
 			return exitUsage
 		}
@@ -421,7 +451,16 @@ func cmdLabs(stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "twlab labs:", err)
 		return exitFailed
 	}
-	if len(labs) == 0 {
+	left, lerr := runstate.Leftovers()
+	var leftIDs []string
+	if lerr == nil {
+		for _, id := range slices.Sorted(maps.Keys(left)) {
+			if len(left[id]) > 0 && !slices.ContainsFunc(labs, func(l *runstate.Lab) bool { return l.RunID == id }) {
+				leftIDs = append(leftIDs, id)
+			}
+		}
+	}
+	if len(labs) == 0 && len(leftIDs) == 0 {
 		fmt.Fprintln(stdout, "no lab is up")
 	}
 	for _, l := range labs {
@@ -448,14 +487,8 @@ func cmdLabs(stdout, stderr io.Writer) int {
 	}
 	// Namespaces of a run or up killed before it recorded a lab: no lab,
 	// but not nothing either ("no lab is up" hid them).
-	if left, err := runstate.Leftovers(); err == nil {
-		ids := slices.Sorted(maps.Keys(left))
-		for _, id := range ids {
-			if len(left[id]) == 0 || slices.ContainsFunc(labs, func(l *runstate.Lab) bool { return l.RunID == id }) {
-				continue
-			}
-			fmt.Fprintf(stdout, "%s  leftovers of a killed run: %d namespaces (`sudo twlab cleanup` removes them)\n", id, len(left[id]))
-		}
+	for _, id := range leftIDs {
+		fmt.Fprintf(stdout, "%s  leftovers of a killed run: %d namespaces (`sudo twlab cleanup` removes them)\n", id, len(left[id]))
 	}
 	return exitOK
 }

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twlab/twlab/lab/netnsutil"
 	"github.com/twlab/twlab/lab/runstate"
+	"github.com/twlab/twlab/lab/topo"
 )
 
 // The interactive commands as a teacher uses them: up -d, exec, down, with
@@ -155,5 +157,38 @@ func TestInteractiveLab(t *testing.T) {
 	}
 	if names := listRunNS(l.RunID); len(names) > 0 {
 		t.Errorf("down of a dead lab left namespaces %v", names)
+	}
+}
+
+// Namespaces of an up killed while it built its lab are no lab: labs lists
+// them without "no lab is up" above, and down ID / down --all say what
+// removes them instead of "no running lab" or nothing at all.
+func TestDownSaysWhatRemovesLeftovers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: makes a namespace")
+	}
+	dead := ""
+	for i := 0; i < 4096 && dead == ""; i++ {
+		if id := fmt.Sprintf("t%03x", (os.Getpid()+i)%4096); !runstate.InUse(id) && !runstate.Alive(id) {
+			dead = id // an id no run holds: its up was killed
+		}
+	}
+	ns := topo.NSName(dead, "server")
+	h, err := netnsutil.NewNamed(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	t.Cleanup(func() { topo.DeleteNamespace(ns) })
+	code, out, errs := twlab(t, "labs")
+	if code != exitOK || !strings.Contains(out, dead+"  leftovers of a killed run") || strings.Contains(out, "no lab is up") {
+		t.Errorf("labs: exit %d:\n%s%s", code, out, errs)
+	}
+	code, _, errs = twlab(t, "down", dead)
+	if code != exitUsage || !strings.Contains(errs, "twlab cleanup") || !strings.Contains(errs, dead) {
+		t.Errorf("down %s: exit %d: %s", dead, code, errs)
+	}
+	if _, _, errs = twlab(t, "down", "--all"); !strings.Contains(errs, dead) {
+		t.Errorf("down --all said nothing of the leftovers: %q", errs)
 	}
 }
