@@ -69,7 +69,9 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	if fd, err := strconv.Atoi(os.Getenv(notifyEnv)); err == nil {
 		notify = os.NewFile(uintptr(fd), "notify")
 	}
+	var upID string
 	err = runner.Up(ctx, file, cell, newLogger(stderr, int(verbose)), func(l *runstate.Lab) error {
+		upID = l.RunID
 		if notify != nil {
 			fmt.Fprintf(notify, "ok %s\n", l.RunID)
 			notify.Close()
@@ -78,6 +80,10 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		printLab(stdout, l, false)
 		fmt.Fprintln(stdout, "\nThe lab stays up until Ctrl-C here or `sudo twlab down` elsewhere.")
 		return nil
+	}, func(occ []runstate.Occupant) {
+		// Ctrl-C here ends the lab as down does, and says as down does
+		// what the user started inside and is left running.
+		warnOccupants(stderr, "twlab up", upID, occ)
 	})
 	if err == nil && notify != nil {
 		// A detached lab that came up and went down cleanly leaves no log
@@ -419,14 +425,14 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		fmt.Fprintf(stdout, "lab %s is down\n", l.RunID)
-		warnOccupants(stderr, l.RunID, occ)
+		warnOccupants(stderr, "twlab down", l.RunID, occ)
 	}
 	return code
 }
 
 // warnOccupants names the processes that were inside the lab's namespaces
 // and still run there: down does not kill what the user started.
-func warnOccupants(w io.Writer, id string, occ []runstate.Occupant) {
+func warnOccupants(w io.Writer, cmd, id string, occ []runstate.Occupant) {
 	var live, pids []string
 	for _, o := range occ {
 		if syscall.Kill(o.PID, 0) == nil {
@@ -441,8 +447,8 @@ func warnOccupants(w io.Writer, id string, occ []runstate.Occupant) {
 	if len(live) > 1 {
 		were = fmt.Sprintf("%d processes were", len(live))
 	}
-	fmt.Fprintf(w, "twlab down: lab %s: %s still inside its namespaces, which live on with them, without a name and without the lab's links: %s; `sudo kill %s` ends them\n",
-		id, were, strings.Join(live, ", "), strings.Join(pids, " "))
+	fmt.Fprintf(w, "%s: lab %s: %s still inside its namespaces, which live on with them, without a name and without the lab's links: %s; `sudo kill %s` ends them\n",
+		cmd, id, were, strings.Join(live, ", "), strings.Join(pids, " "))
 }
 
 func cmdLabs(stdout, stderr io.Writer) int {

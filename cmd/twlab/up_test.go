@@ -192,3 +192,60 @@ func TestDownSaysWhatRemovesLeftovers(t *testing.T) {
 		t.Errorf("down --all said nothing of the leftovers: %q", errs)
 	}
 }
+
+// Ctrl-C of a foreground up ends the lab as down does, and says as down does
+// which processes the user started inside are left running there.
+func TestUpInterruptNamesOccupants(t *testing.T) {
+	if testing.Short() || os.Geteuid() != 0 {
+		t.Skip("needs root and a real lab (not under -short)")
+	}
+	bin := buildTwlab(t)
+	scen, _ := filepath.Abs("../../scenarios/nat-paws.yaml")
+	up := exec.Command(bin, "up", scen, "--cell", "2")
+	var stderr strings.Builder
+	up.Stderr = &stderr
+	stdout, err := up.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer up.Process.Kill()
+	buf := make([]byte, 64<<10)
+	var got string
+	for !strings.Contains(got, "The lab stays up") {
+		n, err := stdout.Read(buf)
+		if err != nil {
+			t.Fatalf("up ended before its lab was up: %v\n%s%s", err, got, stderr.String())
+		}
+		got += string(buf[:n])
+	}
+	var id string
+	labs, err := runstate.Labs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range labs {
+		if l.PID == up.Process.Pid {
+			id = l.RunID
+		}
+	}
+	stay := exec.Command(bin, "exec", "--lab", id, "c1", "--", "sleep", "60")
+	if err := stay.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stay.Process.Kill(); stay.Wait() }()
+	lab, err := runstate.FindLab(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100 && len(runstate.Occupants(lab)) == 0; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	up.Process.Signal(os.Interrupt)
+	up.Wait()
+	if want := fmt.Sprintf("twlab up: lab %s: 1 process was still inside", id); !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+	}
+}

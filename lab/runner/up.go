@@ -19,8 +19,10 @@ import (
 
 // Up builds the lab of one cell (topology, NAT, knobs, skew, a listening
 // server) and keeps it until ctx ends, for teaching and debugging with
-// `twlab exec`. ready receives the lab's description once it is up.
-func Up(ctx context.Context, file string, c *scenario.Cell, log *slog.Logger, ready func(*runstate.Lab) error) (err error) {
+// `twlab exec`. ready receives the lab's description once it is up;
+// stopping, when ctx has ended and before the teardown, the processes the
+// user left inside (they keep running, in namespaces with no name).
+func Up(ctx context.Context, file string, c *scenario.Cell, log *slog.Logger, ready func(*runstate.Lab) error, stopping func([]runstate.Occupant)) (err error) {
 	if err := CheckEnv(); err != nil {
 		return err
 	}
@@ -78,5 +80,10 @@ func Up(ctx context.Context, file string, c *scenario.Cell, log *slog.Logger, re
 	}
 	log.Info("lab up", "run_id", id, "cell", c.ID)
 	<-ctx.Done()
+	if stopping != nil {
+		// Looked for before the teardown: afterwards the namespaces have
+		// no name to find them by.
+		stopping(runstate.Occupants(info))
+	}
 	return nil
 }
