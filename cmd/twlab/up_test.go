@@ -100,18 +100,7 @@ func TestInteractiveLab(t *testing.T) {
 	}
 	os.WriteFile(runstate.NstatHistory(id, "server"), nil, 0o644) // as nstat would
 	// A process the user left inside: down names it and leaves it running.
-	stay := exec.Command(bin, "exec", "--lab", id, "c1", "--", "sleep", "60")
-	if err := stay.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { stay.Process.Kill(); stay.Wait() }()
-	lab, err := runstate.FindLab(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 100 && len(runstate.Occupants(lab)) == 0; i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
+	stay := leaveInside(t, bin, id)
 	out, code = twlab("down", "--lab", id)
 	if code != exitOK {
 		t.Fatalf("down: exit %d:\n%s", code, out)
@@ -231,11 +220,24 @@ func TestUpInterruptNamesOccupants(t *testing.T) {
 			id = l.RunID
 		}
 	}
+	leaveInside(t, bin, id)
+	up.Process.Signal(os.Interrupt)
+	up.Wait()
+	if want := fmt.Sprintf("twlab up: lab %s: 1 process was still inside", id); !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+	}
+}
+
+// leaveInside starts a sleep in node c1 of lab id, as a user would with
+// twlab exec, and waits until the lab's namespaces hold it; it is killed
+// when the test ends.
+func leaveInside(t *testing.T, bin, id string) *exec.Cmd {
+	t.Helper()
 	stay := exec.Command(bin, "exec", "--lab", id, "c1", "--", "sleep", "60")
 	if err := stay.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { stay.Process.Kill(); stay.Wait() }()
+	t.Cleanup(func() { stay.Process.Kill(); stay.Wait() })
 	lab, err := runstate.FindLab(id)
 	if err != nil {
 		t.Fatal(err)
@@ -243,9 +245,5 @@ func TestUpInterruptNamesOccupants(t *testing.T) {
 	for i := 0; i < 100 && len(runstate.Occupants(lab)) == 0; i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
-	up.Process.Signal(os.Interrupt)
-	up.Wait()
-	if want := fmt.Sprintf("twlab up: lab %s: 1 process was still inside", id); !strings.Contains(stderr.String(), want) {
-		t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
-	}
+	return stay
 }
