@@ -94,9 +94,10 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		code := exitFailed
 		var ee *runner.EnvError
 		switch {
-		case ctx.Err() != nil:
+		case ctx.Err() != nil && upID == "":
 			// Ctrl-C while the lab was being built: an interrupt, as in
 			// run and up -d, not a failure ("build lab: context canceled").
+			// Once the lab was up, an error is its teardown's, and said.
 			code, err = exitStopped, errors.New("interrupted before the lab was up; nothing is left of it")
 		case errors.As(err, &ee):
 			code = exitEnv

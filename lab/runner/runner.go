@@ -121,7 +121,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	if err := result.MkdirAll(dir); err != nil {
 		return nil, "", fmt.Errorf("results folder: %w", err)
 	}
-	clearStale(dir, log)
+	ClearStale(dir, log)
 	host, _ := os.Hostname()
 	scen, err := recordScenario(plan.Scenario)
 	if err != nil {
@@ -316,9 +316,11 @@ var onTeardown func()
 // with --only: pcap/cell-03-server.pcap was another run's cell 3).
 var staleArtifacts = []string{"report.html", "summary.md", "cells.csv", filepath.Join("pcap", "cell-*.pcap")}
 
-// clearStale removes an earlier run's artifacts from dir.
-func clearStale(dir string, log *slog.Logger) {
-	for _, pat := range staleArtifacts {
+// ClearStale removes an earlier run's artifacts from dir, and the files
+// named in also (twlab vm: the run.json and timeseries.csv a guest that
+// sends nothing this time would otherwise leave in place).
+func ClearStale(dir string, log *slog.Logger, also ...string) {
+	for _, pat := range append(slices.Clone(staleArtifacts), also...) {
 		paths, _ := filepath.Glob(filepath.Join(dir, pat))
 		for _, p := range paths {
 			if err := os.Remove(p); err != nil {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/twlab/twlab/lab/internal/kver"
 	"github.com/twlab/twlab/lab/result"
+	"github.com/twlab/twlab/lab/runner"
 )
 
 // Options configure a VM run.
@@ -251,6 +252,9 @@ func runKernel(ctx context.Context, o Options, k *Kernel, bin []byte) *Result {
 	if err := result.MkdirAll(res.Dir); err != nil {
 		return fail(err)
 	}
+	// A folder an earlier vm run used: its run.json said ok for a kernel
+	// that may not boot this time.
+	runner.ClearStale(res.Dir, o.Log, "run.json", result.TimeseriesName)
 	initrd, nmods, err := buildInitrd(o, k, bin)
 	if err != nil {
 		return fail(err)

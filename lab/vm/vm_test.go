@@ -1448,3 +1448,39 @@ func TestConsoleLogBounded(t *testing.T) {
 		t.Errorf("a frame past both bounds was kept: %d -> %d bytes", len(b), st2.Size())
 	}
 }
+
+// A kernel folder an earlier vm run used loses that run's results as the
+// kernel starts: a kernel that sends nothing this time sat beside the old
+// run.json, which said ok.
+func TestKernelFolderHoldsOnlyThisRun(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed: make deps (apt-get install qemu-system-x86)")
+	}
+	out := t.TempDir()
+	img := filepath.Join(t.TempDir(), "bzImage")
+	os.WriteFile(img, bytes.Repeat([]byte("not a kernel "), 1000), 0o644)
+	k := &Kernel{Spec: img, Label: "bad", Image: img, Release: "4.10.17"}
+	dir := filepath.Join(out, k.Label)
+	os.MkdirAll(filepath.Join(dir, "pcap"), 0o755)
+	stale := []string{"run.json", "timeseries.csv", "report.html", "summary.md", "cells.csv", "pcap/cell-01-server.pcap"}
+	for _, f := range stale {
+		os.WriteFile(filepath.Join(dir, f), []byte("an earlier run's"), 0o644)
+	}
+	src, err := os.ReadFile("../../scenarios/nat-paws.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Options{Kernels: []*Kernel{k}, ScenarioFile: "nat-paws.yaml", Source: src,
+		Binary: staticTwlab(t), OutDir: out, Timeout: time.Minute, Accel: "tcg", Jobs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Err == "" {
+		t.Fatalf("a file that is no kernel booted: %+v", res[0])
+	}
+	for _, f := range stale {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("%s of the earlier run is still there (this run: %s)", f, res[0].Err)
+		}
+	}
+}
