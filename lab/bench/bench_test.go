@@ -82,6 +82,7 @@ func TestTableAndJSON(t *testing.T) {
 	rs := []Result{
 		{Name: "load", Unit: "conn/s", Twlab: 31000, Reference: ptr(27000), RefTool: "wrk -t1 -c8", Ratio: ptr(1.148), Goal: "ratio >= 1", Met: true, Note: "n"},
 		{Name: "memory-64", Unit: "MiB", Twlab: 40.7, Goal: "< 200 MiB", Met: true},
+		{Name: "lab-2-tuned", Unit: "ms", Twlab: 6, Goal: "reported", Met: true, ReportOnly: true},
 	}
 	var b bytes.Buffer
 	Table(&b, rs)
@@ -102,6 +103,10 @@ func TestTableAndJSON(t *testing.T) {
 	}
 	if back[1]["reference"] != nil || back[1]["ratio"] != nil {
 		t.Errorf("no reference: want null reference and ratio: %s", j)
+	}
+	// A reader of the JSON must tell a line that was not judged from a goal met.
+	if _, ok := back[0]["report_only"]; ok || back[2]["report_only"] != true {
+		t.Errorf("report_only: judged line %v, reported line %v; want absent and true", back[0]["report_only"], back[2]["report_only"])
 	}
 }
 
@@ -261,7 +266,7 @@ func TestRatioAsJudged(t *testing.T) {
 		}
 	}
 	var b bytes.Buffer
-	Table(&b, []Result{{Name: "lab-2-tuned", Ratio: ptr(5.3), Goal: "reported (the goal is for 16 and 64 clients)", Met: true}})
+	Table(&b, []Result{{Name: "lab-2-tuned", Ratio: ptr(5.3), Goal: "reported (the goal is for 16 and 64 clients)", Met: true, ReportOnly: true}})
 	if row := strings.Fields(strings.Split(b.String(), "\n")[1]); row[len(row)-1] != "-" {
 		t.Errorf("a reported line: %v, want met -", row)
 	}
