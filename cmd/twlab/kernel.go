@@ -62,7 +62,11 @@ func cmdKernel(args []string, stdout, stderr io.Writer) int {
 			if k.Damaged != nil {
 				damaged = fmt.Sprintf("  (damaged: %v; build it again)", k.Damaged)
 			}
-			fmt.Fprintf(stdout, "built:%-12s %s%s\n", k.Release, k.Image, damaged)
+			by := ""
+			if k.Compiler != "" {
+				by = "  (" + k.Compiler + ")"
+			}
+			fmt.Fprintf(stdout, "built:%-12s %s%s%s\n", k.Release, k.Image, by, damaged)
 		}
 		return exitOK
 	case "build":

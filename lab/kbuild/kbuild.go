@@ -78,7 +78,12 @@ type Kernel struct {
 	Cached  bool   // found in the cache, not built now
 	Fixes   []string
 	Dropped []string // fragment options the tree does not know
-	BuildS  float64
+	// Compiler is `gcc --version`'s first line at build time. It is not
+	// part of Key on purpose: a newer gcc makes the same kernel, and a
+	// rebuild costs 20 minutes here; it is recorded for the reader of a
+	// regression that only one build shows.
+	Compiler string
+	BuildS   float64
 	// Built is when it was installed in the cache (List): of two builds
 	// of one release (an edited tree, a patched tarball) the newer wins.
 	Built time.Time
@@ -168,7 +173,7 @@ func Build(ctx context.Context, opt Options) (*Kernel, error) {
 	if err := CheckTools(tree); err != nil {
 		return nil, err
 	}
-	k := &Kernel{Release: release, Key: key}
+	k := &Kernel{Release: release, Key: key, Compiler: compilerVersion(ctx)}
 	if k.Fixes, err = ApplyFixes(tree); err != nil {
 		return nil, err
 	}
@@ -446,8 +451,8 @@ func install(cache, tree string, k *Kernel, logPath, source string) error {
 			return fmt.Errorf("install %s: %w", c.to, err)
 		}
 	}
-	info := fmt.Sprintf("release %s\nsource %s\nkey %s\nfixes %s\ndropped %s\nbuild_s %.0f\n", k.Release, source, k.Key,
-		strings.Join(k.Fixes, "; "), strings.Join(k.Dropped, " "), k.BuildS)
+	info := fmt.Sprintf("release %s\nsource %s\nkey %s\nfixes %s\ndropped %s\nbuild_s %.0f\ncompiler %s\n", k.Release, source, k.Key,
+		strings.Join(k.Fixes, "; "), strings.Join(k.Dropped, " "), k.BuildS, oneLine(k.Compiler))
 	if err := os.WriteFile(filepath.Join(tmp, "build.txt"), []byte(info), 0o644); err != nil {
 		return err
 	}
@@ -457,6 +462,22 @@ func install(cache, tree string, k *Kernel, logPath, source string) error {
 	}
 	k.Dir, k.Image = final, filepath.Join(final, "bzImage")
 	return nil
+}
+
+// compilerVersion is gcc's own first line ("gcc (Debian 12.2.0-14) 12.2.0"),
+// or "" when it cannot say.
+func compilerVersion(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, "gcc", "--version").Output()
+	if err != nil {
+		return ""
+	}
+	first, _, _ := strings.Cut(string(out), "\n")
+	return oneLine(first)
+}
+
+// oneLine keeps a value on its line of build.txt.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
 
 func copyFile(from, to string) error {
@@ -515,6 +536,8 @@ func List(cache string) []*Kernel {
 				k.Release = v
 			case "key":
 				k.Key = v
+			case "compiler":
+				k.Compiler = v
 			case "fixes":
 				if v != "" {
 					k.Fixes = strings.Split(v, "; ")

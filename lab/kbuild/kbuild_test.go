@@ -371,6 +371,24 @@ func TestBuildRealKernel(t *testing.T) {
 	}
 }
 
+// The compiler is kept with the kernel (a regression seen in one build only
+// may be the compiler's), on one line whatever gcc printed.
+func TestCompilerRecorded(t *testing.T) {
+	cache := t.TempDir()
+	tree, log := builtTree(t)
+	k := &Kernel{Release: "4.9.337", Key: "abcd000000000000", Compiler: "gcc (Debian 12.2.0-14)\n 12.2.0"}
+	if err := install(cache, tree, k, log, "src"); err != nil {
+		t.Fatal(err)
+	}
+	ks := List(cache)
+	if len(ks) != 1 || ks[0].Compiler != "gcc (Debian 12.2.0-14) 12.2.0" || ks[0].Release != "4.9.337" {
+		t.Fatalf("listed %+v; want one 4.9.337 kernel with its compiler on one line", ks)
+	}
+	if _, err := exec.LookPath("gcc"); err == nil && !strings.HasPrefix(compilerVersion(context.Background()), "gcc") {
+		t.Errorf("compilerVersion() = %q, want gcc's first line", compilerVersion(context.Background()))
+	}
+}
+
 // Two builds of one release (an edited tree): built:RELEASE is the newer,
 // whatever order their directories (named by key hashes) come in.
 func TestFindNewestOfARelease(t *testing.T) {
