@@ -353,6 +353,7 @@ type Sampler struct {
 	extra    []*Series
 	extraIdx map[[2]string]*Series
 	err      error
+	panicked bool // err is a panic's: it wins over an ordinary error, the first one kept
 	start    time.Time
 	// srcFailed counts source readings that failed (a gap in their
 	// series), srcErr is the first such error.
@@ -404,17 +405,12 @@ func (s *Sampler) loop(ctx context.Context, first chan struct{}) {
 	defer close(s.done)
 	var once sync.Once
 	defer once.Do(func() { close(first) })
-	defer func() {
-		if p := recover(); p != nil {
-			s.mu.Lock()
-			s.err = fmt.Errorf("sampler: internal error (panic): %v", p)
-			s.mu.Unlock()
-		}
-	}()
 	tk := time.NewTicker(s.interval)
 	defer tk.Stop()
 	for {
-		s.sample(time.Since(s.start))
+		if !s.safeSample(time.Since(s.start)) {
+			return // sampling stops at a panic: its error is kept
+		}
 		once.Do(func() { close(first) })
 		select {
 		case <-ctx.Done():
@@ -422,6 +418,24 @@ func (s *Sampler) loop(ctx context.Context, first chan struct{}) {
 		case <-tk.C:
 		}
 	}
+}
+
+// safeSample turns a panic of a sample into the sampler's error, whether
+// the loop takes it or Stop does on the caller's goroutine (which is
+// tearing a lab down and must not crash). It reports whether none came.
+func (s *Sampler) safeSample(at time.Duration) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.mu.Lock()
+			if s.err == nil || !s.panicked {
+				s.err = fmt.Errorf("sampler: internal error (panic): %v", p)
+			}
+			s.panicked = true
+			s.mu.Unlock()
+		}
+	}()
+	s.sample(at)
+	return true
 }
 
 func (s *Sampler) sample(at time.Duration) {
@@ -498,7 +512,7 @@ func (s *Sampler) Extra() []*Series {
 func (s *Sampler) Stop() (map[string]*TWStats, error) {
 	s.cancel()
 	<-s.done
-	s.sample(time.Since(s.start))
+	s.safeSample(time.Since(s.start))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.stats, s.err

@@ -58,3 +58,24 @@ func TestSamplerCountsSourceFailures(t *testing.T) {
 		t.Errorf("failures %d, %v; want 1 and the error", failed, err)
 	}
 }
+
+// A source that panics in the last sample, which Stop takes on the caller's
+// goroutine, is an error of the sampler, as in its loop: not a crash of the
+// run that is tearing its lab down.
+func TestSamplerStopSurvivesAPanic(t *testing.T) {
+	var n atomic.Int64
+	s := probe.StartSampler(context.Background(), nil, time.Hour, 100, func() ([]probe.Value, error) {
+		if n.Add(1) == 2 {
+			var m map[string]int
+			m["boom"]++ // a nil map write: a runtime panic
+		}
+		return []probe.Value{{Series: "syn_in", Node: "server", V: n.Load()}}, nil
+	})
+	_, err := s.Stop()
+	if err == nil || !strings.Contains(err.Error(), "panic") {
+		t.Fatalf("Stop after a panicking source: %v, want the panic as an error", err)
+	}
+	if p := s.Extra(); len(p) != 1 || len(p[0].Points) != 1 {
+		t.Errorf("series %v: want the first sample kept", p)
+	}
+}
