@@ -14,7 +14,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twlab/twlab/lab/netnsutil"
@@ -60,7 +59,6 @@ type Server struct {
 	closing   chan struct{} // closed by Close: ends an accept loop's backoff
 	log       *slog.Logger
 	closeOnce sync.Once
-	served    atomic.Uint64
 }
 
 var okBody = []byte("ok\n")
@@ -225,7 +223,6 @@ func (s *Server) serve(c net.Conn) {
 			c.Close()
 			return
 		}
-		s.served.Add(1)
 		if !last {
 			continue
 		}
@@ -240,9 +237,6 @@ func (s *Server) serve(c net.Conn) {
 		return
 	}
 }
-
-// Served is the number of responses written so far.
-func (s *Server) Served() uint64 { return s.served.Load() }
 
 // connBufs recycles the request buffers of finished connections: the
 // server serves tens of thousands of short connections per second.
