@@ -175,18 +175,57 @@ func (cr *cellRun) readBack(plan []*plannedKnob) (map[string]string, error) {
 	return out, nil
 }
 
+// yieldImplied drops the clients' tcp_timestamps=2 that ts_skew: fixed
+// implies when the knob is global on this kernel and the server asks for a
+// value that runs the same cell: 0 (then no connection of the lab carries
+// a timestamp whatever the clients say, so there is nothing to skew), or 1
+// before Linux 4.13, which reads 2 as 1 (2, timestamps without the random
+// offset, came in 4.13). Kept, it made those cells n/a on the old kernels
+// twlab exists for: a conflict twlab itself had made.
+func (cr *cellRun) yieldImplied(plan []*plannedKnob, probes []sysctl.Availability) ([]*plannedKnob, []sysctl.Availability) {
+	const ts = "net.ipv4.tcp_timestamps"
+	i := slices.IndexFunc(plan, func(pk *plannedKnob) bool { return pk.key == "server."+ts })
+	if i < 0 {
+		return plan, probes
+	}
+	why := ""
+	switch server := plan[i].value; {
+	case server == "0":
+		why = "no connection carries a timestamp either way, so there is nothing to skew"
+	case server == "1" && cr.opt.facts != nil && cr.opt.facts.Major > 0 &&
+		(cr.opt.facts.Major < 4 || cr.opt.facts.Major == 4 && cr.opt.facts.Minor < 13):
+		why = "this kernel reads 2 as 1 (timestamps without the random offset came in Linux 4.13)"
+	default:
+		return plan, probes
+	}
+	for j, pk := range plan {
+		global := probes[j].Host && !(probes[j].Exists && probes[j].Writable)
+		if pk.key == "clients."+ts && pk.implied != "" && global {
+			cr.rc.Notes = append(cr.rc.Notes, fmt.Sprintf("%s is global on this kernel and the server asks for %s: the clients run with it too, not with the 2 that %s implies; %s", ts, plan[i].value, pk.implied, why))
+			return slices.Delete(plan, j, j+1), slices.Delete(probes, j, j+1)
+		}
+	}
+	return plan, probes
+}
+
 // applyKnobs probes, checks and writes the cell's knobs. A knob this kernel
 // lacks, or that is global where twlab may not write it, or a conflict
 // between roles on a global knob, leaves the cell n/a with the reason.
 func (cr *cellRun) applyKnobs() ([]*plannedKnob, error) {
 	rc := cr.rc
 	plan := cr.knobPlan()
-	var na []string
-	for _, pk := range plan {
+	probes := make([]sysctl.Availability, len(plan))
+	for i, pk := range plan {
 		a, err := sysctl.Probe(pk.nodes[0].NS, pk.name)
 		if err != nil {
 			return nil, err
 		}
+		probes[i] = a
+	}
+	plan, probes = cr.yieldImplied(plan, probes)
+	var na []string
+	for i, pk := range plan {
+		a := probes[i]
 		switch {
 		case a.Exists && a.Writable:
 		case cr.opt.vm && a.Host:

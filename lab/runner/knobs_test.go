@@ -3,6 +3,10 @@ package runner
 import (
 	"strings"
 	"testing"
+
+	"github.com/twlab/twlab/lab/kernel"
+	"github.com/twlab/twlab/lab/result"
+	"github.com/twlab/twlab/lab/sysctl"
 )
 
 // On a kernel where tcp_timestamps is global, clients=0 and server=1 in one
@@ -35,4 +39,60 @@ func TestConflictingGlobalKnobs(t *testing.T) {
 	if got := conflicts(plan); len(got) != 0 {
 		t.Errorf("per-namespace knob: %q", got)
 	}
+}
+
+// Where tcp_timestamps is global, the clients' 2 that ts_skew: fixed implies
+// gives way to the server's explicit 0 (no connection carries a timestamp
+// either way), and to its 1 before 4.13 (which reads 2 as 1):
+// timestamps-off's cells were n/a on every kernel with a global knob. An
+// explicit clients value, a server at 1 from 4.13 on, a kernel not known
+// or a per-namespace knob keep it.
+func TestImpliedTimestampsYieldToServerOff(t *testing.T) {
+	global := sysctl.Availability{Exists: true, Host: true}
+	perNS := sysctl.Availability{Exists: true, Writable: true, Host: true}
+	mk := func(clientsImplied string, server string, a sysctl.Availability) (*cellRun, []*plannedKnob, []sysctl.Availability) {
+		plan := []*plannedKnob{
+			{key: "lvs.net.ipv4.ip_forward", name: "net.ipv4.ip_forward", value: "1", implied: "the box forwards"},
+			{key: "clients.net.ipv4.tcp_timestamps", name: "net.ipv4.tcp_timestamps", value: "2", implied: clientsImplied},
+			{key: "server.net.ipv4.tcp_timestamps", name: "net.ipv4.tcp_timestamps", value: server},
+		}
+		return &cellRun{rc: &result.Cell{}, opt: cellOpts{facts: &kernel.Facts{Major: 4, Minor: 10}}}, plan, []sysctl.Availability{perNS, a, a}
+	}
+	cr, plan, probes := mk("ts_skew: fixed", "0", global)
+	plan, probes = cr.yieldImplied(plan, probes)
+	if len(plan) != 2 || len(probes) != 2 || plan[1].key != "server.net.ipv4.tcp_timestamps" || len(conflicts(plan)) != 0 {
+		t.Fatalf("plan %v: want the implied clients knob dropped", keys(plan))
+	}
+	if len(cr.rc.Notes) != 1 || !strings.Contains(cr.rc.Notes[0], "nothing to skew") {
+		t.Errorf("notes %q: want why the clients run without timestamps", cr.rc.Notes)
+	}
+	cr, plan, probes = mk("ts_skew: fixed", "1", global)
+	if plan, _ = cr.yieldImplied(plan, probes); len(plan) != 2 || len(cr.rc.Notes) != 1 || !strings.Contains(cr.rc.Notes[0], "reads 2 as 1") {
+		t.Errorf("server 1 on 4.10: plan %v, notes %q; want the implied knob dropped", keys(plan), cr.rc.Notes)
+	}
+	for _, c := range []struct {
+		implied, server string
+		a               sysctl.Availability
+		facts           *kernel.Facts
+	}{
+		{"", "0", global, nil},
+		{"ts_skew: fixed", "1", global, &kernel.Facts{Major: 4, Minor: 14}},
+		{"ts_skew: fixed", "1", global, &kernel.Facts{}},
+		{"ts_skew: fixed", "1", global, nil},
+		{"ts_skew: fixed", "0", perNS, nil},
+	} {
+		cr, plan, probes := mk(c.implied, c.server, c.a)
+		cr.opt.facts = c.facts
+		if plan, _ = cr.yieldImplied(plan, probes); len(plan) != 3 || len(cr.rc.Notes) != 0 {
+			t.Errorf("implied %q, server %s, %+v, facts %+v: plan %v, notes %q; want it kept", c.implied, c.server, c.a, c.facts, keys(plan), cr.rc.Notes)
+		}
+	}
+}
+
+func keys(plan []*plannedKnob) []string {
+	var out []string
+	for _, pk := range plan {
+		out = append(out, pk.key)
+	}
+	return out
 }
