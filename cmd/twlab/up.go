@@ -428,6 +428,13 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "lab %s is down\n", l.RunID)
 		warnOccupants(stderr, "twlab down", l.RunID, occ)
 	}
+	if *all && len(labs) > 0 {
+		// --all took every lab down; leftovers of killed runs are no lab,
+		// and only cleanup removes them: said here as with no lab up.
+		if msg := left(""); msg != "" {
+			fmt.Fprintln(stderr, "twlab down:", msg)
+		}
+	}
 	return code
 }
 
