@@ -185,8 +185,8 @@ func xmlChars(s string) string {
 func cellText(c *result.Cell) string {
 	var b strings.Builder
 	if l := c.Load; l != nil && l.OK > 0 {
-		fmt.Fprintf(&b, "load: %d attempts, %d ok, failed %s; connect p50 %.2f ms p99 %.2f ms\n",
-			l.Attempts, l.OK, failures(l), l.ConnectMS.P50, l.ConnectMS.P99)
+		fmt.Fprintf(&b, "load: %d attempts, %d ok, failed %s; connect p50 %s ms p99 %s ms\n",
+			l.Attempts, l.OK, failures(l), ms(l.ConnectMS.P50), ms(l.ConnectMS.P99))
 	} else if l != nil {
 		fmt.Fprintf(&b, "load: %d attempts, 0 ok, failed %s; no connection completed (no latency)\n", l.Attempts, failures(l))
 	}

@@ -25,8 +25,24 @@ type column struct {
 	get  func(c *result.Cell) string
 }
 
-func num(v int64) string  { return strconv.FormatInt(v, 10) }
-func ms(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
+func num(v int64) string { return strconv.FormatInt(v, 10) }
+
+// ms shows milliseconds with a decimal, and below 1 ms with two significant
+// digits: a connect inside one namespace hop takes 0.03 ms, and "0.0 ms" is
+// what the README names as the sign of a broken (jiffies) clock.
+func ms(v float64) string {
+	digits := 1
+	switch a := math.Abs(v); {
+	case a == 0 || a >= 1:
+	case a >= 0.1:
+		digits = 2
+	case a >= 0.01:
+		digits = 3
+	default:
+		digits = 4
+	}
+	return strconv.FormatFloat(v, 'f', digits, 64)
+}
 
 func counter(node, key string) func(c *result.Cell) string {
 	return func(c *result.Cell) string {
@@ -120,7 +136,7 @@ func CellLine(done, total int, c *result.Cell) string {
 		return head
 	}
 	l := c.Load
-	s := fmt.Sprintf("%s  %d conns, ok %d, failed %s, connect p50 %.1f ms p99 %.1f ms", head, l.Attempts, l.OK, failures(l), l.ConnectMS.P50, l.ConnectMS.P99)
+	s := fmt.Sprintf("%s  %d conns, ok %d, failed %s, connect p50 %s ms p99 %s ms", head, l.Attempts, l.OK, failures(l), ms(l.ConnectMS.P50), ms(l.ConnectMS.P99))
 	switch {
 	case l.OK == 0:
 		s = fmt.Sprintf("%s  %d conns, ok 0, failed %s, no connection completed (no latency)", head, l.Attempts, failures(l))

@@ -430,3 +430,20 @@ func csvRows(t *testing.T, r *result.Run) [][]string {
 	}
 	return rows
 }
+
+// A connect inside the lab takes tens of microseconds: the cell line shows
+// it, not "0.0 ms" (which the README names as the sign of a broken clock).
+func TestSubMillisecondLatencyShown(t *testing.T) {
+	r := sampleRun()
+	c := r.Cells[0]
+	c.Load.ConnectMS.P50, c.Load.ConnectMS.P99, c.Load.ConnectMS.Max = 0.035, 0.48, 12.34
+	line := report.CellLine(1, 3, c)
+	for _, want := range []string{"p50 0.035 ms", "p99 0.48 ms"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("cell line lacks %q: %s", want, line)
+		}
+	}
+	if strings.Contains(line, "0.0 ms") {
+		t.Errorf("cell line shows 0.0 ms: %s", line)
+	}
+}
