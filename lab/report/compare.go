@@ -251,7 +251,6 @@ func Compare(runs []CompareRun) *Comparison {
 			default:
 				for _, d := range differences(base, e) {
 					e.Diff[d] = true
-					base.Diff[d] = true
 					add(d)
 				}
 			}
