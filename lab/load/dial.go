@@ -80,7 +80,10 @@ func sockBatch(clients int) int { return min(32, max(8, 512/max(clients, 1))) }
 type outcome struct {
 	// cutShort: the cell's end (its time bound or an interrupt) stopped
 	// this connection; it is counted apart, never as a failure.
-	cutShort   bool
+	cutShort bool
+	// age of a connection cut short: how long it had been in progress
+	// when the cell ended (a SYN never answered holds its chain that long).
+	age        time.Duration
 	offsetSet  bool // the socket's timestamp offset was set (Config.SocketOffsets)
 	class      string
 	connect    time.Duration
@@ -258,7 +261,7 @@ func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client, ci int) 
 		if werr != nil {
 			if errors.Is(werr, os.ErrDeadlineExceeded) {
 				if cut(werr, connectBy) {
-					return outcome{cutShort: true, class: Timeout, err: context.DeadlineExceeded}
+					return outcome{cutShort: true, age: time.Since(start), class: Timeout, err: context.DeadlineExceeded}
 				}
 				return outcome{class: Timeout, err: fmt.Errorf("connect: no answer within %s", cfg.ConnectTimeout)}
 			}
@@ -274,7 +277,7 @@ func (d *dialer) dialOnce(ctx context.Context, m *sockMaker, c *Client, ci int) 
 	if err != nil && cut(err, ioBy) {
 		// Connected, and the cell ended before the exchange did: the
 		// server was not too slow, the cell was over.
-		o.cutShort, o.err = true, nil
+		o.cutShort, o.age, o.err = true, time.Since(start), nil
 		return o
 	}
 	if err != nil {

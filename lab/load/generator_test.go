@@ -161,6 +161,11 @@ func TestGeneratorSilentServer(t *testing.T) {
 	if res.Failed != 0 || res.CutShort != 4 {
 		t.Errorf("failed %d cut short %d, want 0 and 4 (one per chain): %v", res.Failed, res.CutShort, res.Errors)
 	}
+	// Each of them waited for the answer from its start to the cell's end:
+	// what tells a load held back by hung connections from a slow machine.
+	if res.CutShortOldest < 250*time.Millisecond || res.CutShortOldest > 5*time.Second {
+		t.Errorf("oldest cut short %s, want about the 300 ms the cell lasted", res.CutShortOldest)
+	}
 
 	res, err = load.Run(context.Background(), load.Config{Clients: loopbackClient(ns), Target: loopback,
 		Port: 8300, Connections: 4, Duration: 10 * time.Second, Concurrency: 2, IOTimeout: 200 * time.Millisecond, Close: load.CloseServer})

@@ -3,6 +3,8 @@ package load
 // Counting outcomes: each chain into its own counters, lock-free, and
 // merge adding them into the Result once the load ends.
 
+import "time"
+
 // classIndex maps an outcome class to its slot in a chain's counters, by
 // classNames so that the two cannot disagree; OK comes first, so a success
 // costs one comparison.
@@ -38,6 +40,8 @@ type chainStats struct {
 	clients  []clientCount
 	handoffs []handoffCount // [prev*len(clients)+next]
 	lat      []int64        // successful connect latencies, ns
+	// cutOldest is the age of the oldest connection cut short.
+	cutOldest time.Duration
 }
 
 func newChainStats(clients int) *chainStats {
@@ -55,6 +59,7 @@ func (st *chainStats) record(prev, ci int, o *outcome) {
 		// What the server answered before the end still was answered.
 		cc.cutShort++
 		st.requests += o.requests
+		st.cutOldest = max(st.cutOldest, o.age)
 		return
 	}
 	c := classIndex(o.class)
@@ -100,6 +105,7 @@ func merge(res *Result, clients []Client, chains []*chainStats) {
 	for _, st := range chains {
 		res.Requests += st.requests
 		res.lat = append(res.lat, st.lat...)
+		res.CutShortOldest = max(res.CutShortOldest, st.cutOldest)
 		for ci := range st.clients {
 			cc := &st.clients[ci]
 			pc := res.PerClient[clients[ci].Name]

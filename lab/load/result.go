@@ -40,12 +40,16 @@ type Result struct {
 	// CutShort are connections still in progress (connecting, or
 	// exchanging after the handshake) when the cell's time bound or an
 	// interrupt ended the load: neither attempts that failed nor successes.
-	CutShort  int
-	Requests  int
-	ConnectMS Percentiles
-	ConnPerS  float64
-	Elapsed   float64
-	PerClient map[string]*ClientStats
+	CutShort int
+	// CutShortOldest is how long the oldest of them had been in progress:
+	// near the cell's duration, a connection that hung (a SYN never
+	// answered) held its chain, not the machine's speed, back.
+	CutShortOldest time.Duration
+	Requests       int
+	ConnectMS      Percentiles
+	ConnPerS       float64
+	Elapsed        float64
+	PerClient      map[string]*ClientStats
 	// Handoffs count connections by the client that used the chain before:
 	// "c1_to_c2" is c2 connecting right after c1 on the same chain, i.e. onto
 	// the 4-tuple c1 just left in TIME_WAIT when the NAT maps both alike.

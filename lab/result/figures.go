@@ -16,12 +16,15 @@ type Load struct {
 	// CutShort are connections still in progress (connecting, or
 	// exchanging after the handshake) when the cell's time bound or an
 	// interrupt ended the load: neither attempts that failed nor successes.
-	CutShort  int                    `json:"cut_short"`
-	Requests  int                    `json:"requests"`
-	ConnectMS Percentiles            `json:"connect_ms"`
-	ConnPerS  float64                `json:"conn_per_s"`
-	Elapsed   float64                `json:"elapsed_s"`
-	PerClient map[string]*LoadClient `json:"per_client"`
+	CutShort int `json:"cut_short"`
+	// CutShortOldestMS is how long the oldest of them had been in progress
+	// when the load ended (absent when none was cut short).
+	CutShortOldestMS float64                `json:"cut_short_oldest_ms,omitempty"`
+	Requests         int                    `json:"requests"`
+	ConnectMS        Percentiles            `json:"connect_ms"`
+	ConnPerS         float64                `json:"conn_per_s"`
+	Elapsed          float64                `json:"elapsed_s"`
+	PerClient        map[string]*LoadClient `json:"per_client"`
 	// Handoffs count connections by the client that used the chain before:
 	// "c1_to_c2" is c2 connecting right after c1 on the same chain, i.e. onto
 	// the 4-tuple c1 just left in TIME_WAIT when the NAT maps both alike.

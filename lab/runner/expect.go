@@ -316,8 +316,15 @@ func Explain(c *scenario.Cell, rc *result.Cell) []string {
 	// is only an upper bound, the bound is no cause.
 	failedAssert := slices.ContainsFunc(rc.Expect, func(e result.Expect) bool { return !e.OK })
 	if l, sc := rc.Load, c.S.Load; failedAssert && l.Failed == 0 && sc.Duration > 0 && l.Attempts+l.CutShort < sc.Connections && l.Elapsed >= 0.95*sc.Duration.D().Seconds() {
-		out = append(out, fmt.Sprintf("The cell's time bound (load.duration %s) ended the load after %d of its %d connections: this machine made %s new connections/s. Figures that count connections or requests fall short of the scenario's numbers for that reason; a connection the bound cut off is counted in load.cut_short (%d), not as a failure.",
-			sc.Duration.D(), l.Attempts, sc.Connections, strconv.FormatFloat(l.ConnPerS, 'f', 1, 64), l.CutShort))
+		why := fmt.Sprintf("this machine made %s new connections/s", strconv.FormatFloat(l.ConnPerS, 'f', 1, 64))
+		if dur := sc.Duration.D().Seconds() * 1000; l.CutShort > 0 && l.CutShortOldestMS >= dur/4 {
+			// A chain waiting on a connect that never completes makes no
+			// connections at all: the machine's rate is no cause then.
+			why = fmt.Sprintf("connections that hung held their chains (%d of them were still in progress at the end, the oldest for %s ms of the %s: a SYN left unanswered or an exchange that never ended), so the rate of %s connections/s is not this machine's",
+				l.CutShort, strconv.FormatFloat(l.CutShortOldestMS, 'f', 0, 64), sc.Duration.D(), strconv.FormatFloat(l.ConnPerS, 'f', 1, 64))
+		}
+		out = append(out, fmt.Sprintf("The cell's time bound (load.duration %s) ended the load after %d of its %d connections: %s. Figures that count connections or requests fall short of the scenario's numbers for that reason; a connection the bound cut off is counted in load.cut_short (%d), not as a failure.",
+			sc.Duration.D(), l.Attempts, sc.Connections, why, l.CutShort))
 	}
 	if rc.Load.Failures[load.AddrFail] > 0 {
 		out = append(out, fmt.Sprintf("%d connects found no free local port (EADDRNOTAVAIL/EADDRINUSE): TIME_WAIT on the clients holds the ports.", rc.Load.Failures[load.AddrFail]))

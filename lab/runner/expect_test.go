@@ -134,8 +134,16 @@ func TestExplainTimeBound(t *testing.T) {
 		SYN: &result.SYN{}, Nodes: map[string]*result.Node{"server": {Counters: map[string]int64{}, Summary: map[string]int64{}}},
 		Expect: []result.Expect{{Expr: "load.requests == 2000", OK: false}}}
 	got := strings.Join(Explain(cell, rc), "\n")
-	if !strings.Contains(got, "time bound (load.duration 20s) ended the load after 1296 of its 2000 connections") {
+	if !strings.Contains(got, "time bound (load.duration 20s) ended the load after 1296 of its 2000 connections: this machine made 64.5 new connections/s") {
 		t.Errorf("explanation:\n%s", got)
+	}
+	// A connect that hung for most of the cell held its chain: the machine's
+	// rate is not what ended the count early (a SYN the box never forwarded
+	// read "this machine made 0.0 new connections/s").
+	rc.Load.CutShort, rc.Load.CutShortOldestMS, rc.Load.Attempts, rc.Load.OK, rc.Load.ConnPerS = 8, 19950, 3, 3, 0.1
+	got = strings.Join(Explain(cell, rc), "\n")
+	if !strings.Contains(got, "connections that hung held their chains (8 of them were still in progress at the end, the oldest for 19950 ms of the 20s") || strings.Contains(got, "this machine made") {
+		t.Errorf("explanation of a load held by hung connects:\n%s", got)
 	}
 	// Not where connects timed out (nat-paws' lockout is the point, not
 	// the machine), not where every assertion held, not where the count

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/twlab/twlab/lab/capture"
 	"github.com/twlab/twlab/lab/kernel"
@@ -53,13 +54,16 @@ func recordKernel(f *kernel.Facts) *result.KernelFeatures {
 	return kf
 }
 
+// msOf is d in milliseconds.
+func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
 func recordLoad(r *load.Result) *result.Load {
 	if r == nil {
 		return nil
 	}
 	l := &result.Load{
 		Attempts: r.Attempts, OK: r.OK, Failed: r.Failed, Failures: maps.Clone(r.Failures),
-		CutShort: r.CutShort, Requests: r.Requests,
+		CutShort: r.CutShort, CutShortOldestMS: msOf(r.CutShortOldest), Requests: r.Requests,
 		ConnectMS: result.Percentiles{P50: r.ConnectMS.P50, P90: r.ConnectMS.P90, P99: r.ConnectMS.P99, Max: r.ConnectMS.Max},
 		ConnPerS:  r.ConnPerS, Elapsed: r.Elapsed,
 		Errors: r.Errors, ConnectCDF: r.ConnectCDF,
