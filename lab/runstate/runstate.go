@@ -98,6 +98,45 @@ func RegisterRun(id, scenario, results string) error {
 	return nil
 }
 
+// WritingInto returns the live run other than id that registered results
+// as its results folder first, if there is one: two runs given one --out
+// deleted each other's captures, interleaved timeseries.csv, and the later
+// one reported success for a run.json the other overwrote. Of two runs
+// that register at once, the one registered first (then the smaller id)
+// keeps the folder, so exactly one of them gives way.
+func WritingInto(id, results string) (*State, bool) {
+	read := func(name string) (*State, bool) {
+		b, err := os.ReadFile(filepath.Join(Dir, name))
+		if err != nil {
+			return nil, false
+		}
+		var st State
+		if json.Unmarshal(b, &st) != nil {
+			return nil, false
+		}
+		return &st, true
+	}
+	me, ok := read(id + ".json")
+	if !ok || results == "" {
+		return nil, false
+	}
+	ents, _ := os.ReadDir(Dir)
+	for _, e := range ents {
+		other, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(other, ".") || other == id {
+			continue
+		}
+		st, ok := read(e.Name())
+		if !ok || st.Results != results || !running(st.PID, st.ProcStart) {
+			continue
+		}
+		if st.Started.Before(me.Started) || st.Started.Equal(me.Started) && st.RunID < id {
+			return st, true
+		}
+	}
+	return nil, false
+}
+
 // Unregister removes id's state file.
 func Unregister(id string) error {
 	err := os.Remove(filepath.Join(Dir, id+".json"))

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twlab/twlab/lab/internal/roottest"
 	"github.com/twlab/twlab/lab/netnsutil"
@@ -66,5 +67,38 @@ func TestRegisterIsExclusive(t *testing.T) {
 	id := roottest.RunID(t)
 	if err := runstate.Register(id, "again"); err == nil {
 		t.Error("registering a live id twice succeeded; concurrent runs could share names")
+	}
+}
+
+// Two live runs given one results folder: the later one learns of the
+// earlier one (and gives way), the earlier one of none; another folder, or
+// a run that is gone, is no obstacle.
+func TestWritingInto(t *testing.T) {
+	roottest.Skip(t)
+	dir := t.TempDir()
+	register := func() string {
+		// A test id re-registered with a results folder (roottest's has none).
+		id := roottest.RunID(t)
+		runstate.Unregister(id)
+		if err := runstate.RegisterRun(id, t.Name(), dir); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	first := register()
+	time.Sleep(10 * time.Millisecond)
+	second := register()
+	if st, busy := runstate.WritingInto(second, dir); !busy || st.RunID != first {
+		t.Errorf("the later run sees %+v, %v; want run %s", st, busy, first)
+	}
+	if st, busy := runstate.WritingInto(first, dir); busy {
+		t.Errorf("the earlier run sees %+v: it keeps the folder", st)
+	}
+	if st, busy := runstate.WritingInto(second, dir+"/other"); busy {
+		t.Errorf("another folder: %+v", st)
+	}
+	runstate.Unregister(first)
+	if st, busy := runstate.WritingInto(second, dir); busy {
+		t.Errorf("after the first run is gone: %+v", st)
 	}
 }
