@@ -65,10 +65,29 @@ func TestExplainListenOverflow(t *testing.T) {
 			Summary: map[string]int64{}}},
 	}
 	got := strings.Join(Explain(cell, rc), "\n")
-	for _, want := range []string{"accept queue was full", "ListenDrops 110", "9 clients completed the handshake", "55 never got a SYN-ACK"} {
+	for _, want := range []string{"accept queue was full (ListenOverflows 110)", "ListenDrops 110", "9 clients completed the handshake", "55 never got a SYN-ACK"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("explanation lacks %q:\n%s", want, got)
 		}
+	}
+	if strings.Contains(got, "more") {
+		t.Errorf("every drop was an overflow, yet others are named:\n%s", got)
+	}
+
+	// 4.10's syn-backlog, syncookies off: 37 drops, 22 of them overflows,
+	// none of a full SYN queue; the other 15 are the proven-peer quarter,
+	// not the accept queue.
+	cell = twoClientCell(t, "")
+	cell.Vars["server.net.ipv4.tcp_syncookies"] = "0"
+	rc.Nodes["server"].Counters = map[string]int64{"TcpExt.ListenDrops": 37, "TcpExt.ListenOverflows": 22}
+	got = strings.Join(Explain(cell, rc), "\n")
+	for _, want := range []string{"listener dropped 37", "accept queue was full (ListenOverflows 22)", "15 more were dropped with the SYN queue three quarters full"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("explanation lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "TCPReqQFullDrop") {
+		t.Errorf("a full SYN queue is named, with TCPReqQFullDrop 0:\n%s", got)
 	}
 }
 
