@@ -115,7 +115,13 @@ func JUnit(runs []*result.Run) ([]byte, error) {
 				if c.Status == result.CellInterrupted && b.Len() == 0 {
 					break
 				}
-				tc.Failure = &junitMessage{Message: c.Reason, Type: "twlab.expectation", Body: xmlChars(b.String())}
+				// A cell that broke (a value the kernel refused, a twlab
+				// bug) is no failed expectation: CI tells them apart.
+				kind := "twlab.expectation"
+				if c.ErrorKind != "" {
+					kind = "twlab." + c.ErrorKind
+				}
+				tc.Failure = &junitMessage{Message: c.Reason, Type: kind, Body: xmlChars(b.String())}
 				s.Failures++
 			}
 			s.Tests++

@@ -373,7 +373,7 @@ func markdown(r *result.Run, problems []string) string {
 		b.WriteString("\n")
 	}
 	if fe := failedExpectations(r, rows); len(fe) > 0 {
-		b.WriteString("\n## Failed expectations\n\n")
+		b.WriteString("\n## What failed\n\n")
 		for _, f := range fe {
 			fmt.Fprintf(&b, "- %s\n", mdLine(f))
 		}

@@ -92,7 +92,7 @@ func TestCSVAndMarkdown(t *testing.T) {
 		t.Errorf("CSV values: %v / %v", rows[1], rows[2])
 	}
 	md := report.Markdown(r)
-	for _, want := range []string{"# twlab run: demo.yaml", "| `timestamps=1` | ok |", "## Failed expectations", "cell timestamps=0: load.failed == 0: measured 3, wanted == 0", "n/a: net.ipv4.tcp_tw_recycle"} {
+	for _, want := range []string{"# twlab run: demo.yaml", "| `timestamps=1` | ok |", "## What failed", "cell timestamps=0: load.failed == 0: measured 3, wanted == 0", "n/a: net.ipv4.tcp_tw_recycle"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("summary.md lacks %q", want)
 		}
@@ -445,5 +445,20 @@ func TestSubMillisecondLatencyShown(t *testing.T) {
 	}
 	if strings.Contains(line, "0.0 ms") {
 		t.Errorf("cell line shows 0.0 ms: %s", line)
+	}
+}
+
+// A cell that broke on a value the kernel refused is no failed expectation:
+// JUnit types it by its error kind, so CI can tell the two apart.
+func TestJUnitTypesABrokenCell(t *testing.T) {
+	r := sampleRun()
+	c := r.Cells[1]
+	c.Expect, c.Reason, c.ErrorKind = nil, "bad input: server.net.ipv4.tcp_max_syn_backlog: the kernel refused -5", "input"
+	b, err := report.JUnit([]*result.Run{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `type="twlab.input"`) || strings.Contains(string(b), `type="twlab.expectation"`) {
+		t.Errorf("JUnit of a cell that broke on its input:\n%s", b)
 	}
 }

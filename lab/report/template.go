@@ -105,7 +105,7 @@ footer { color: var(--muted); font-size: 13px; margin-top: 32px; }
 </section>
 
 {{if .Failed}}<section id="failed">
-<h2>Failed expectations</h2>
+<h2>What failed</h2>
 <ul>{{range .Failed}}<li>{{.}}</li>{{end}}</ul>
 </section>{{end}}
 
