@@ -185,11 +185,16 @@ func Table(r *result.Run) string {
 // scenario and kernel, and how many cells ran. A run in which every cell was
 // n/a says that nothing was measured, never just "ok".
 func StatusLine(r *result.Run) string {
-	ran, na := 0, 0
+	// A cell that broke (a value the kernel refused, a twlab error) did not
+	// run: "4 of 4 cells ran" read as measured when all four were refused.
+	ran, na, broke := 0, 0, 0
 	for _, c := range r.Cells {
-		if c.Status == result.CellNA {
+		switch {
+		case c.Status == result.CellNA:
 			na++
-		} else {
+		case c.ErrorKind != "":
+			broke++
+		default:
 			ran++
 		}
 	}
@@ -202,9 +207,12 @@ func StatusLine(r *result.Run) string {
 	if r.Status == result.RunNA {
 		return fmt.Sprintf("nothing ran: all %d cells of %s are n/a on kernel %s (see the reasons above); exit code 4", na, name, r.Kernel)
 	}
-	s := fmt.Sprintf("%s: %s (kernel %s), %d of %d cells ran", r.Status, name, r.Kernel, ran, max(ran+na, r.CellsPlanned))
+	s := fmt.Sprintf("%s: %s (kernel %s), %d of %d cells ran", r.Status, name, r.Kernel, ran, max(ran+na+broke, r.CellsPlanned))
 	if na > 0 {
 		s += fmt.Sprintf(", %d n/a", na)
+	}
+	if broke > 0 {
+		s += fmt.Sprintf(", %d broke (see what failed)", broke)
 	}
 	if left := NotFinished(r); left > 0 {
 		s += fmt.Sprintf(", %d not finished", left)

@@ -230,6 +230,11 @@ func TestStatusLineNamesTheScenario(t *testing.T) {
 	if s := report.StatusLine(r); !strings.Contains(s, ": nat-paws (kernel") {
 		t.Errorf("status line: %s", s)
 	}
+	// A cell the kernel refused a value of did not run.
+	r.Cells[1].ErrorKind = "input"
+	if s := report.StatusLine(r); !strings.Contains(s, "1 of 3 cells ran, 1 n/a, 1 broke") {
+		t.Errorf("status line with a cell that broke: %s", s)
+	}
 }
 
 // What selected and shaped a run is in every view of it: --only in
