@@ -159,7 +159,6 @@ func differences(b, e *CompareEntry) []string {
 func Compare(runs []CompareRun) *Comparison {
 	cmp := &Comparison{}
 	names := map[string]bool{}
-	labels := map[string]int{}
 	for _, cr := range runs {
 		r := cr.Run
 		name := scenarioOf(r).Name
@@ -169,14 +168,30 @@ func Compare(runs []CompareRun) *Comparison {
 		names[name] = true
 		col := CompareColumn{Dir: cr.Dir, Kernel: r.Kernel, RunID: r.RunID, Status: r.Status,
 			Started: startedText(r.Started, "2006-01-02 15:04"), Label: strings.TrimSpace(r.Kernel + " " + r.RunID)}
-		labels[col.Label]++
 		cmp.Columns = append(cmp.Columns, col)
 	}
-	// Labels must tell the columns apart: fall back to the folder name.
+	// Labels must tell the columns apart: fall back to the folder's name,
+	// then its whole path (a/r and b/r were both "r"), then a number (one
+	// folder given twice).
+	for _, label := range []func(c *CompareColumn) string{
+		func(c *CompareColumn) string { return filepath.Base(filepath.Clean(c.Dir)) },
+		func(c *CompareColumn) string { return filepath.Clean(c.Dir) },
+	} {
+		dup := map[string]int{}
+		for _, c := range cmp.Columns {
+			dup[c.Label]++
+		}
+		for i := range cmp.Columns {
+			if c := &cmp.Columns[i]; dup[c.Label] > 1 || c.Label == "" {
+				c.Label = label(c)
+			}
+		}
+	}
+	seen := map[string]int{}
 	for i := range cmp.Columns {
 		c := &cmp.Columns[i]
-		if labels[c.Label] > 1 || c.Label == "" {
-			c.Label = filepath.Base(filepath.Clean(c.Dir))
+		if seen[c.Label]++; seen[c.Label] > 1 {
+			c.Label = fmt.Sprintf("%s #%d", c.Label, seen[c.Label])
 		}
 	}
 	if len(names) > 1 {

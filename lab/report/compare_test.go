@@ -117,6 +117,15 @@ func TestCompareAbsentCellAndSameLabels(t *testing.T) {
 	if cmp.Columns[0].Label != "a" || cmp.Columns[1].Label != "b" {
 		t.Errorf("labels %q %q: equal kernel+id must fall back to the folder names", cmp.Columns[0].Label, cmp.Columns[1].Label)
 	}
+	// Folders of one name (a/r, b/r), and one folder given twice.
+	runs[0].Dir, runs[1].Dir = "x/a/r", "x/b/r"
+	if cmp := report.Compare(runs); cmp.Columns[0].Label != "x/a/r" || cmp.Columns[1].Label != "x/b/r" {
+		t.Errorf("labels %q %q: folders of one name must fall back to their paths", cmp.Columns[0].Label, cmp.Columns[1].Label)
+	}
+	runs[1].Dir = runs[0].Dir
+	if cmp := report.Compare(runs); cmp.Columns[0].Label == cmp.Columns[1].Label {
+		t.Errorf("one folder given twice: both columns labelled %q", cmp.Columns[0].Label)
+	}
 	last := cmp.Rows[2]
 	if last.ID != "tw_recycle=1" || last.Entries[1] != nil || strings.Join(last.Changed, ",") != "absent" {
 		t.Errorf("cell missing from the second run: %+v", last)

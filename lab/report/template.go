@@ -24,6 +24,8 @@ code { font: 13px/1.4 ui-monospace, "Liberation Mono", Menlo, monospace; }
 .badge.na, .badge.other { background: var(--na); border-color: var(--na-b); color: #444; }
 .about { background: #fff; border: 1px solid var(--line); border-left: 4px solid #1f77b4; padding: 8px 18px; border-radius: 4px; }
 .about p { margin: 8px 0; }
+/* a long word (a path, a hash) wraps instead of widening the page */
+.about, .reason, li { overflow-wrap: anywhere; }
 .facts { color: var(--muted); font-size: 13px; }
 table { border-collapse: collapse; background: #fff; }
 th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
