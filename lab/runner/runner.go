@@ -117,9 +117,8 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 		return nil, "", err
 	}
 	defer runstate.Unregister(id)
-	if other, busy := runstate.WritingInto(id, abs); busy {
-		return nil, "", fmt.Errorf("results folder %s: run %s (pid %d, %s, started %s) is writing into it; give another --out, or none for a new folder",
-			dir, other.RunID, other.PID, other.Scenario, other.Started.Local().Format("15:04:05"))
+	if err := runstate.CheckResults(id, dir, abs); err != nil {
+		return nil, "", err
 	}
 
 	if err := result.MkdirAll(dir); err != nil {

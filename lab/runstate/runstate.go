@@ -137,6 +137,17 @@ func WritingInto(id, results string) (*State, bool) {
 	return nil, false
 }
 
+// CheckResults is WritingInto as an error for the user: which run writes
+// into the folder dir (as given; abs is its absolute path), and what to do.
+func CheckResults(id, dir, abs string) error {
+	other, busy := WritingInto(id, abs)
+	if !busy {
+		return nil
+	}
+	return fmt.Errorf("results folder %s: run %s (pid %d, %s, started %s) is writing into it; give another --out, or none for a new folder",
+		dir, other.RunID, other.PID, other.Scenario, other.Started.Local().Format("15:04:05"))
+}
+
 // Unregister removes id's state file.
 func Unregister(id string) error {
 	err := os.Remove(filepath.Join(Dir, id+".json"))

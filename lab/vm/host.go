@@ -27,6 +27,7 @@ import (
 	"github.com/twlab/twlab/lab/internal/kver"
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/runner"
+	"github.com/twlab/twlab/lab/runstate"
 )
 
 // Options configure a VM run.
@@ -172,6 +173,16 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 		o.Log = slog.Default()
 	}
 	o.kvmFailed = new(atomic.Bool)
+	// Registered as a run writing into its folder, as twlab run is: a second
+	// run or vm given the same --out refuses it instead of removing this
+	// one's results as it starts.
+	if o.OutDir != "" {
+		unreg, err := claimOut(o.OutDir, o.ScenarioFile)
+		if err != nil {
+			return nil, err
+		}
+		defer unreg()
+	}
 	bin, err := os.ReadFile(o.Binary)
 	if err != nil {
 		return nil, err
@@ -1045,3 +1056,24 @@ func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 // separates options and ",," stands for a comma: a results folder named
 // "a,b" made QEMU refuse -chardev and the VM never start.
 func qemuOptValue(v string) string { return strings.ReplaceAll(v, ",", ",,") }
+
+// claimOut registers this process as the run writing into dir, unless a
+// live run already is.
+func claimOut(dir, scenario string) (func(), error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("results folder: %w", err)
+	}
+	id, err := runstate.NewRunID()
+	if err != nil {
+		return nil, err
+	}
+	if err := runstate.RegisterRun(id, "vm:"+scenario, abs); err != nil {
+		return nil, err
+	}
+	if err := runstate.CheckResults(id, dir, abs); err != nil {
+		runstate.Unregister(id)
+		return nil, err
+	}
+	return func() { runstate.Unregister(id) }, nil
+}
