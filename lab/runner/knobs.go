@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/twlab/twlab/lab/kernel"
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/scenario"
 	"github.com/twlab/twlab/lab/skew"
@@ -179,9 +180,11 @@ func (cr *cellRun) readBack(plan []*plannedKnob) (map[string]string, error) {
 // implies when the knob is global on this kernel and the server asks for a
 // value that runs the same cell: 0 (then no connection of the lab carries
 // a timestamp whatever the clients say, so there is nothing to skew), or 1
-// before Linux 4.13, which reads 2 as 1 (2, timestamps without the random
-// offset, came in 4.13). Kept, it made those cells n/a on the old kernels
-// twlab exists for: a conflict twlab itself had made.
+// on a kernel without random timestamp offsets (detected: ts_offsets none;
+// before 4.10), where 2 means 1. From 4.10 to the knob's move into the
+// namespace, 2 and 1 differ (random offsets off or on) and the conflict
+// stands. Kept, it made every timestamps-off cell n/a on such kernels: a
+// conflict twlab itself had made.
 func (cr *cellRun) yieldImplied(plan []*plannedKnob, probes []sysctl.Availability) ([]*plannedKnob, []sysctl.Availability) {
 	const ts = "net.ipv4.tcp_timestamps"
 	i := slices.IndexFunc(plan, func(pk *plannedKnob) bool { return pk.key == "server."+ts })
@@ -192,9 +195,8 @@ func (cr *cellRun) yieldImplied(plan []*plannedKnob, probes []sysctl.Availabilit
 	switch server := plan[i].value; {
 	case server == "0":
 		why = "no connection carries a timestamp either way, so there is nothing to skew"
-	case server == "1" && cr.opt.facts != nil && cr.opt.facts.Major > 0 &&
-		(cr.opt.facts.Major < 4 || cr.opt.facts.Major == 4 && cr.opt.facts.Minor < 13):
-		why = "this kernel reads 2 as 1 (timestamps without the random offset came in Linux 4.13)"
+	case server == "1" && cr.opt.facts != nil && cr.opt.facts.TSOffsets == kernel.OffsetsNone:
+		why = "this kernel gives timestamps no random offset (that came in Linux 4.10), so 2 means 1"
 	default:
 		return plan, probes
 	}

@@ -43,10 +43,10 @@ func TestConflictingGlobalKnobs(t *testing.T) {
 
 // Where tcp_timestamps is global, the clients' 2 that ts_skew: fixed implies
 // gives way to the server's explicit 0 (no connection carries a timestamp
-// either way), and to its 1 before 4.13 (which reads 2 as 1):
-// timestamps-off's cells were n/a on every kernel with a global knob. An
-// explicit clients value, a server at 1 from 4.13 on, a kernel not known
-// or a per-namespace knob keep it.
+// either way), and to its 1 where the kernel has no random offsets (2 means
+// 1 there): timestamps-off's cells were n/a on every kernel with a global
+// knob. An explicit clients value, a server at 1 where 2 turns random
+// offsets off (4.10 on), a kernel not known or a per-namespace knob keep it.
 func TestImpliedTimestampsYieldToServerOff(t *testing.T) {
 	global := sysctl.Availability{Exists: true, Host: true}
 	perNS := sysctl.Availability{Exists: true, Writable: true, Host: true}
@@ -56,7 +56,7 @@ func TestImpliedTimestampsYieldToServerOff(t *testing.T) {
 			{key: "clients.net.ipv4.tcp_timestamps", name: "net.ipv4.tcp_timestamps", value: "2", implied: clientsImplied},
 			{key: "server.net.ipv4.tcp_timestamps", name: "net.ipv4.tcp_timestamps", value: server},
 		}
-		return &cellRun{rc: &result.Cell{}, opt: cellOpts{facts: &kernel.Facts{Major: 4, Minor: 10}}}, plan, []sysctl.Availability{perNS, a, a}
+		return &cellRun{rc: &result.Cell{}, opt: cellOpts{facts: &kernel.Facts{Major: 4, Minor: 9, TSOffsets: kernel.OffsetsNone}}}, plan, []sysctl.Availability{perNS, a, a}
 	}
 	cr, plan, probes := mk("ts_skew: fixed", "0", global)
 	plan, probes = cr.yieldImplied(plan, probes)
@@ -67,8 +67,8 @@ func TestImpliedTimestampsYieldToServerOff(t *testing.T) {
 		t.Errorf("notes %q: want why the clients run without timestamps", cr.rc.Notes)
 	}
 	cr, plan, probes = mk("ts_skew: fixed", "1", global)
-	if plan, _ = cr.yieldImplied(plan, probes); len(plan) != 2 || len(cr.rc.Notes) != 1 || !strings.Contains(cr.rc.Notes[0], "reads 2 as 1") {
-		t.Errorf("server 1 on 4.10: plan %v, notes %q; want the implied knob dropped", keys(plan), cr.rc.Notes)
+	if plan, _ = cr.yieldImplied(plan, probes); len(plan) != 2 || len(cr.rc.Notes) != 1 || !strings.Contains(cr.rc.Notes[0], "so 2 means 1") {
+		t.Errorf("server 1 on 4.9: plan %v, notes %q; want the implied knob dropped", keys(plan), cr.rc.Notes)
 	}
 	for _, c := range []struct {
 		implied, server string
@@ -76,8 +76,8 @@ func TestImpliedTimestampsYieldToServerOff(t *testing.T) {
 		facts           *kernel.Facts
 	}{
 		{"", "0", global, nil},
-		{"ts_skew: fixed", "1", global, &kernel.Facts{Major: 4, Minor: 14}},
-		{"ts_skew: fixed", "1", global, &kernel.Facts{}},
+		{"ts_skew: fixed", "1", global, &kernel.Facts{Major: 4, Minor: 10, TSOffsets: kernel.OffsetsPerPair}},
+		{"ts_skew: fixed", "1", global, &kernel.Facts{Major: 4, Minor: 9, TSOffsets: kernel.OffsetsUnknown}},
 		{"ts_skew: fixed", "1", global, nil},
 		{"ts_skew: fixed", "0", perNS, nil},
 	} {
