@@ -101,20 +101,32 @@ func RegisterRun(id, scenario, results string) error {
 // WritingInto returns the live run other than id that registered results
 // as its results folder first, if there is one: two runs given one --out
 // deleted each other's captures, interleaved timeseries.csv, and the later
-// one reported success for a run.json the other overwrote. Of two runs
-// that register at once, the one registered first (then the smaller id)
-// keeps the folder, so exactly one of them gives way.
+// one reported success for a run.json the other overwrote. "First" is the
+// order in which the state files were linked into place (their inode's
+// change time, then the id), not the start time written in them: a run
+// that stamped its start and was slow to link would see the other as
+// younger while the other had not seen it at all, and both went ahead.
+// Checked after linking, exactly one of two runs gives way.
 func WritingInto(id, results string) (*State, bool) {
-	read := func(name string) (*State, bool) {
-		b, err := os.ReadFile(filepath.Join(Dir, name))
+	type entry struct {
+		st     State
+		linked int64 // ns
+	}
+	read := func(name string) (*entry, bool) {
+		path := filepath.Join(Dir, name)
+		var sb unix.Stat_t
+		if unix.Stat(path, &sb) != nil {
+			return nil, false
+		}
+		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, false
 		}
-		var st State
-		if json.Unmarshal(b, &st) != nil {
+		e := &entry{linked: sb.Ctim.Nano()}
+		if json.Unmarshal(b, &e.st) != nil {
 			return nil, false
 		}
-		return &st, true
+		return e, true
 	}
 	me, ok := read(id + ".json")
 	if !ok || results == "" {
@@ -126,12 +138,12 @@ func WritingInto(id, results string) (*State, bool) {
 		if !ok || strings.HasPrefix(other, ".") || other == id {
 			continue
 		}
-		st, ok := read(e.Name())
-		if !ok || st.Results != results || !running(st.PID, st.ProcStart) {
+		o, ok := read(e.Name())
+		if !ok || o.st.Results != results || !running(o.st.PID, o.st.ProcStart) {
 			continue
 		}
-		if st.Started.Before(me.Started) || st.Started.Equal(me.Started) && st.RunID < id {
-			return st, true
+		if o.linked < me.linked || o.linked == me.linked && o.st.RunID < id {
+			return &o.st, true
 		}
 	}
 	return nil, false

@@ -1,8 +1,11 @@
 package runstate_test
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -100,5 +103,30 @@ func TestWritingInto(t *testing.T) {
 	runstate.Unregister(first)
 	if st, busy := runstate.WritingInto(second, dir); busy {
 		t.Errorf("after the first run is gone: %+v", st)
+	}
+
+	// A run that stamped its start first but linked its state file last
+	// (slowed in between) gives way: it is the one the other did not see.
+	late := register()
+	path := filepath.Join(runstate.Dir, late+".json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st runstate.State
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	st.Started = st.Started.Add(-time.Hour)
+	b, _ = json.Marshal(st)
+	time.Sleep(10 * time.Millisecond)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if o, busy := runstate.WritingInto(late, dir); !busy || o.RunID != second {
+		t.Errorf("the run linked last, stamped first, sees %+v, %v; want run %s", o, busy, second)
+	}
+	if o, busy := runstate.WritingInto(second, dir); busy {
+		t.Errorf("the run linked first sees %+v: it keeps the folder", o)
 	}
 }
