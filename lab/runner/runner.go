@@ -109,7 +109,7 @@ func Run(ctx context.Context, plan *scenario.Plan, opt Options) (*result.Run, st
 	// The registry names the results folder: should this process be
 	// killed while writing a file there, the next run or `twlab cleanup`
 	// removes the temporary file it leaves.
-	abs, err := filepath.Abs(dir)
+	abs, err := runstate.ResultsPath(dir)
 	if err != nil {
 		return nil, "", fmt.Errorf("results folder: %w", err)
 	}

@@ -139,7 +139,7 @@ func WritingInto(id, results string) (*State, bool) {
 			continue
 		}
 		o, ok := read(e.Name())
-		if !ok || o.st.Results != results || !running(o.st.PID, o.st.ProcStart) {
+		if !ok || !nested(o.st.Results, results) || !running(o.st.PID, o.st.ProcStart) {
 			continue
 		}
 		if o.linked < me.linked || o.linked == me.linked && o.st.RunID < id {
@@ -149,6 +149,31 @@ func WritingInto(id, results string) (*State, bool) {
 	return nil, false
 }
 
+// nested says whether two results folders are one, or one holds the other:
+// twlab vm writes into a folder per kernel below its --out and clears it as
+// the kernel starts, so a run into m/vm/4.10.17 beside a vm into m/vm lost
+// its files.
+func nested(a, b string) bool {
+	if a == "" || b == "" {
+		return false
+	}
+	return a == b || strings.HasPrefix(a, b+string(filepath.Separator)) || strings.HasPrefix(b, a+string(filepath.Separator))
+}
+
+// ResultsPath is the path a run registers for its results folder dir:
+// absolute, and through symlinks where the folder exists already (two
+// spellings of one folder are one folder).
+func ResultsPath(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		return real, nil
+	}
+	return abs, nil
+}
+
 // CheckResults is WritingInto as an error for the user: which run writes
 // into the folder dir (as given; abs is its absolute path), and what to do.
 func CheckResults(id, dir, abs string) error {
@@ -156,8 +181,12 @@ func CheckResults(id, dir, abs string) error {
 	if !busy {
 		return nil
 	}
-	return fmt.Errorf("results folder %s: run %s (pid %d, %s, started %s) is writing into it; give another --out, or none for a new folder",
-		dir, other.RunID, other.PID, other.Scenario, other.Started.Local().Format("15:04:05"))
+	where := "into it"
+	if other.Results != abs {
+		where = "into " + other.Results
+	}
+	return fmt.Errorf("results folder %s: run %s (pid %d, %s, started %s) is writing %s; give another --out, or none for a new folder",
+		dir, other.RunID, other.PID, other.Scenario, other.Started.Local().Format("15:04:05"), where)
 }
 
 // Unregister removes id's state file.

@@ -97,8 +97,20 @@ func TestWritingInto(t *testing.T) {
 	if st, busy := runstate.WritingInto(first, dir); busy {
 		t.Errorf("the earlier run sees %+v: it keeps the folder", st)
 	}
-	if st, busy := runstate.WritingInto(second, dir+"/other"); busy {
+	if st, busy := runstate.WritingInto(second, dir+"-other"); busy {
 		t.Errorf("another folder: %+v", st)
+	}
+	// A folder inside the first run's (twlab vm writes a folder per kernel
+	// below its --out), or a symlink's spelling of it, is the same folder.
+	if st, busy := runstate.WritingInto(second, dir+"/4.10.17"); !busy || st.RunID != first {
+		t.Errorf("a folder inside the first run's: %+v, %v; want run %s", st, busy, first)
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if real, err := runstate.ResultsPath(link); err != nil || real != mustReal(t, dir) {
+		t.Errorf("ResultsPath(%s) = %q, %v; want %s", link, real, err, dir)
 	}
 	runstate.Unregister(first)
 	if st, busy := runstate.WritingInto(second, dir); busy {
@@ -129,4 +141,13 @@ func TestWritingInto(t *testing.T) {
 	if o, busy := runstate.WritingInto(second, dir); busy {
 		t.Errorf("the run linked first sees %+v: it keeps the folder", o)
 	}
+}
+
+func mustReal(t *testing.T, dir string) string {
+	t.Helper()
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return real
 }

@@ -1060,7 +1060,7 @@ func qemuOptValue(v string) string { return strings.ReplaceAll(v, ",", ",,") }
 // claimOut registers this process as the run writing into dir, unless a
 // live run already is.
 func claimOut(dir, scenario string) (func(), error) {
-	abs, err := filepath.Abs(dir)
+	abs, err := runstate.ResultsPath(dir)
 	if err != nil {
 		return nil, fmt.Errorf("results folder: %w", err)
 	}
