@@ -81,7 +81,8 @@ func TestCompareCommand(t *testing.T) {
 	if !strings.Contains(out, "6.18.0 ab12") || !strings.Contains(out, "6.1.0 cd34") || !strings.Contains(out, "1 changed") {
 		t.Errorf("head:\n%s", out)
 	}
-	if !strings.Contains(changedLine, "paws 50*") || !strings.Contains(changedLine, "paws 0*") || !strings.Contains(changedLine, "CHANGED: paws, unanswered") {
+	// Only the run that differs from the baseline is marked.
+	if strings.Contains(changedLine, "paws 50*") || !strings.Contains(changedLine, "paws 0*") || !strings.Contains(changedLine, "CHANGED: paws, unanswered") {
 		t.Errorf("changed cell not shown as changed: %q\n%s", changedLine, out)
 	}
 	if naLine == "" || strings.Contains(naLine, "CHANGED") {
@@ -90,7 +91,7 @@ func TestCompareCommand(t *testing.T) {
 
 	html := filepath.Join(t.TempDir(), "cmp.html")
 	code, out, _ = twlab(t, "compare", "--md", a, b, "--html", html)
-	if code != exitOK || !strings.Contains(out, "| `timestamps=1` |") || !strings.Contains(out, "**paws 50**") {
+	if code != exitOK || !strings.Contains(out, "| `timestamps=1` |") || !strings.Contains(out, "**paws 0**") || strings.Contains(out, "**paws 50**") {
 		t.Errorf("--md: code %d\n%s", code, out)
 	}
 	if hb, err := os.ReadFile(html); err != nil || !strings.Contains(string(hb), `class="changed" data-cell="timestamps=1"`) {
