@@ -809,7 +809,9 @@ func TestFaultsStayWithTheirKernel(t *testing.T) {
 	if left := qemusOf(out); len(left) != 0 {
 		t.Errorf("QEMU processes left: %v", left)
 	}
-	tmps, _ := filepath.Glob(filepath.Join(os.TempDir(), "twlab-initrd-*"))
+	// This process's only: a twlab vm running beside the test has its own
+	// (named by its pid), and removes it when it ends.
+	tmps, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("twlab-initrd-%d-*", os.Getpid())))
 	for _, tmp := range tmps {
 		if st, err := os.Stat(tmp); err == nil && st.ModTime().After(started) {
 			t.Errorf("initramfs left: %s", tmp)
