@@ -386,7 +386,7 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 			return ""
 		}
 		slices.Sort(ids)
-		return fmt.Sprintf("%d namespaces of killed runs (%s) that never had a lab up: `sudo twlab cleanup` removes them", n, strings.Join(ids, ", "))
+		return fmt.Sprintf("%d namespaces that no lab or live run owns (of runs %s, killed or torn down only in part): `sudo twlab cleanup` removes them", n, strings.Join(ids, ", "))
 	}
 	if *all {
 		var err error
