@@ -363,3 +363,23 @@ func TestReadRunCaseFoldedKeys(t *testing.T) {
 		}
 	}
 }
+
+// "paws" counts the PAWS rejects of SYNs and at TIME_WAIT: where the kernel
+// has PAWSTimewait (6.16+), PAWSEstab holds only established sockets'
+// discards (a stale ACK delivered late) and stays out; before, it is where
+// the TIME_WAIT rejects are, and counts.
+func TestPAWSFigure(t *testing.T) {
+	n := &result.Node{Counters: map[string]int64{"TcpExt.PAWSTimewait": 192, "TcpExt.PAWSEstab": 1, "TcpExt.PAWSPassive": 0, "TcpExt.PAWSActive": 0}}
+	n.Summarize()
+	if n.Summary["paws"] != 192 {
+		t.Errorf("6.16+: paws %d, want 192 (PAWSTimewait; the established discard left out)", n.Summary["paws"])
+	}
+	old := &result.Node{Counters: map[string]int64{"TcpExt.PAWSEstab": 233, "TcpExt.PAWSPassive": 7, "TcpExt.PAWSActive": 0}}
+	old.Summarize()
+	if old.Summary["paws"] != 240 {
+		t.Errorf("before 6.16: paws %d, want 240 (PAWSEstab + PAWSPassive)", old.Summary["paws"])
+	}
+	if d := result.PAWS(n.Counters, map[string]int64{"TcpExt.PAWSTimewait": 100, "TcpExt.PAWSEstab": 1}); d != 92 {
+		t.Errorf("delta %d, want 92", d)
+	}
+}

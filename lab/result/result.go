@@ -232,8 +232,29 @@ var SummaryFields = []string{
 	"TcpExt.TCPACKSkippedTimeWait", "Tcp.OutRsts", "Tcp.AttemptFails", "Tcp.ActiveOpens", "Tcp.PassiveOpens",
 }
 
-// PAWSFields are summed into the kernel-independent "paws" figure.
+// PAWSFields are summed into the kernel-independent "paws" figure
+// (PAWSEstab only on kernels without PAWSTimewait: see Summarize).
 var PAWSFields = []string{"TcpExt.PAWSPassive", "TcpExt.PAWSActive", "TcpExt.PAWSEstab", "TcpExt.PAWSTimewait"}
+
+// PAWS is the "paws" figure of a node's counters, less before's (nil: none):
+// the PAWS rejects of SYNs and of segments to TIME_WAIT, read from whichever
+// counter the kernel keeps them in. From 6.16 on that is PAWSTimewait, and
+// PAWSEstab counts only established sockets' PAWS discards: a stale
+// handshake ACK that a busy machine delivered after the request made one
+// now and then (on 5.10: 236 "rejects" for 233 unanswered SYNs), which is no
+// rejected SYN. Before 6.16 the TIME_WAIT rejects are in PAWSEstab, and
+// those discards with them.
+func PAWS(counters, before map[string]int64) int64 {
+	_, hasTW := counters["TcpExt.PAWSTimewait"]
+	var paws int64
+	for _, f := range PAWSFields {
+		if f == "TcpExt.PAWSEstab" && hasTW {
+			continue
+		}
+		paws += counters[f] - before[f]
+	}
+	return paws
+}
 
 // Summarize fills Summary from Counters.
 func (n *Node) Summarize() {
@@ -243,11 +264,7 @@ func (n *Node) Summarize() {
 			n.Summary[f] = v
 		}
 	}
-	var paws int64
-	for _, f := range PAWSFields {
-		paws += n.Counters[f]
-	}
-	n.Summary["paws"] = paws
+	n.Summary["paws"] = PAWS(n.Counters, nil)
 }
 
 // WriteFileAtomic writes data to path through a temporary file in the same

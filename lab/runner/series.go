@@ -70,11 +70,7 @@ func SeriesSources(live *load.Live, serverNS netns.NsHandle, synBefore map[strin
 			if err != nil {
 				return nil, err
 			}
-			var paws int64
-			for _, f := range result.PAWSFields {
-				paws += c[f] - serverBefore[f]
-			}
-			return []probe.Value{{Series: result.SeriesPAWS, Node: "server", V: paws},
+			return []probe.Value{{Series: result.SeriesPAWS, Node: "server", V: result.PAWS(c, serverBefore)},
 				{Series: result.SeriesSYNACKRetrans, Node: "server", V: c[synRetransKey] - serverBefore[synRetransKey]}}, nil
 		})
 	}
