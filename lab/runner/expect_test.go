@@ -1,8 +1,11 @@
 package runner
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twlab/twlab/lab/result"
 	"github.com/twlab/twlab/lab/scenario"
@@ -237,4 +240,38 @@ func twoClientCell(t *testing.T, extra string) *scenario.Cell {
 		t.Fatal(err)
 	}
 	return plan.Cells[0]
+}
+
+// The count is read until it stops growing: a close still under way adds
+// to it, an expiry takes from it; an error or the bound ends the wait.
+func TestWaitStill(t *testing.T) {
+	for name, c := range map[string]struct {
+		seq   []int
+		reads int
+	}{
+		"grows, then still": {[]int{1971, 1990, 2000, 2000, 2000}, 4},
+		"falls":             {[]int{10, 9, 9}, 2},
+		"still at once":     {[]int{5, 5}, 2},
+	} {
+		i := 0
+		read := func() (int, error) {
+			v := c.seq[min(i, len(c.seq)-1)]
+			i++
+			return v, nil
+		}
+		waitStill(context.Background(), read, time.Millisecond, time.Second)
+		if i != c.reads {
+			t.Errorf("%s: %d reads, want %d", name, i, c.reads)
+		}
+	}
+	n, start := 0, time.Now()
+	waitStill(context.Background(), func() (int, error) { n++; return n, nil }, time.Millisecond, 50*time.Millisecond)
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("a count that grows for ever held the cell %s; the bound is 50ms", el)
+	}
+	n = 0
+	waitStill(context.Background(), func() (int, error) { n++; return 0, errors.New("gone") }, time.Millisecond, time.Second)
+	if n != 1 {
+		t.Errorf("%d reads after an error, want 1", n)
+	}
 }
